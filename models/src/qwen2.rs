@@ -1,0 +1,568 @@
+//! Qwen2 decoder-only language model: the text model of Qwen2 / Qwen2.5 and the language half
+//! of Qwen2-VL / Qwen2.5-VL.
+//!
+//! - Paper: "Qwen2 Technical Report", <https://arxiv.org/abs/2407.10671>
+//! - Reference implementation: `transformers.models.qwen2.modeling_qwen2`
+//!
+//! Parameter names are Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, ...), so
+//! checkpoints saved by transformers load directly, and every op mirrors the reference (RMSNorm
+//! in f32, rotary tables cast to the activation dtype, `scaled_dot_product_attention`) so logits
+//! agree to float rounding. Rotary embeddings accept either 1-D positions or Qwen2-VL's
+//! three-stream multimodal positions ([`PositionIds::Multimodal`]).
+
+use std::path::Path;
+
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+use crate::config::Config;
+use crate::error::{ModelError, Result};
+use crate::kv_cache::{KvCache, LayerCache};
+use crate::weights::{self, LoadOptions};
+
+/// Position ids fed to the rotary embedding.
+#[derive(Debug)]
+pub enum PositionIds {
+    /// `[batch, seq]` positions, as in every text-only model.
+    Text(Tensor),
+    /// `[3, batch, seq]` temporal / height / width positions of Qwen2-VL's multimodal rope.
+    Multimodal(Tensor),
+}
+
+impl PositionIds {
+    /// `0..seq` for every row (no padding).
+    pub fn sequential(batch: i64, seq: i64, offset: i64, device: Device) -> PositionIds {
+        let row = Tensor::arange_start(offset, offset + seq, (Kind::Int64, device));
+        PositionIds::Text(row.unsqueeze(0).expand([batch, seq], false))
+    }
+
+    /// Positions that skip padding: each real token's position counts the real tokens before
+    /// it in its row (what transformers derives from `attention_mask` for left-padded batches).
+    pub fn from_attention_mask(mask: &Tensor) -> PositionIds {
+        let mask = mask.to_kind(Kind::Int64);
+        PositionIds::Text((mask.cumsum(1, Kind::Int64) - 1).clamp_min(0))
+    }
+}
+
+/// Root-mean-square layer norm, computed in f32 as transformers does.
+#[derive(Debug)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(p: nn::Path, size: i64, eps: f64) -> RmsNorm {
+        RmsNorm {
+            weight: p.var("weight", &[size], nn::Init::Const(1.0)),
+            eps,
+        }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let dtype = xs.kind();
+        let xs = xs.to_kind(Kind::Float);
+        let variance = xs.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let normed = xs * (variance + self.eps).rsqrt();
+        &self.weight * normed.to_kind(dtype)
+    }
+}
+
+/// Rotary position embedding tables, with Qwen2-VL's multimodal sections as an option.
+#[derive(Debug)]
+struct RotaryEmbedding {
+    /// `[head_dim / 2]` inverse frequencies, f32.
+    inv_freq: Tensor,
+    /// Pairs of frequencies driven by the temporal, height and width streams (Qwen2-VL).
+    mrope_section: Option<Vec<i64>>,
+}
+
+impl RotaryEmbedding {
+    fn new(config: &Config, device: Device) -> RotaryEmbedding {
+        let dim = config.head_dim();
+        let exponents = Tensor::arange_start_step(0, dim, 2, (Kind::Int64, device))
+            .to_kind(Kind::Float)
+            / dim as f64;
+        let base = Tensor::from(config.rope_theta() as f32).to_device(device);
+        let inv_freq = base.pow(&exponents).reciprocal();
+        RotaryEmbedding {
+            inv_freq,
+            mrope_section: config.mrope_section().map(<[i64]>::to_vec),
+        }
+    }
+
+    /// `(cos, sin)` of shape `[batch, 1, seq, head_dim]` in `dtype`.
+    fn cos_sin(&self, positions: &PositionIds, dtype: Kind) -> Result<(Tensor, Tensor)> {
+        let angles = |pos: &Tensor| -> Tensor {
+            let freqs = pos.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
+            Tensor::cat(&[&freqs, &freqs], -1)
+        };
+        let emb = match positions {
+            PositionIds::Text(pos) => angles(pos),
+            PositionIds::Multimodal(pos) => {
+                let Some(sections) = &self.mrope_section else {
+                    return Err(ModelError::invalid(
+                        "position_ids",
+                        "multimodal positions given to a model without mrope_section",
+                    ));
+                };
+                // [3, B, T, D]; the head dimension is split into (t, h, w, t, h, w) sections
+                // (the section list repeated for both halves) and chunk i follows stream i % 3.
+                let all = angles(pos);
+                let doubled: Vec<i64> = sections.iter().chain(sections.iter()).copied().collect();
+                let chunks = all.split_with_sizes(&doubled, -1);
+                let picked: Vec<Tensor> = chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, chunk)| chunk.get((i % 3) as i64))
+                    .collect();
+                Tensor::cat(&picked, -1)
+            }
+        };
+        Ok((
+            emb.cos().to_kind(dtype).unsqueeze(1),
+            emb.sin().to_kind(dtype).unsqueeze(1),
+        ))
+    }
+}
+
+fn rotate_half(xs: &Tensor) -> Tensor {
+    let half = xs.size().last().copied().unwrap_or(0) / 2;
+    let x1 = xs.narrow(-1, 0, half);
+    let x2 = xs.narrow(-1, half, half);
+    Tensor::cat(&[&x2.neg(), &x1], -1)
+}
+
+fn apply_rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+    xs * cos + rotate_half(xs) * sin
+}
+
+/// How attention masks keys for one forward pass.
+#[derive(Debug)]
+enum AttentionMask {
+    /// Every query may see every cached key (single-token decode without padding).
+    None,
+    /// Plain causal attention over a fresh sequence.
+    Causal,
+    /// Explicit `[batch, 1, q_len, kv_len]` boolean mask (padding or a cache offset).
+    Explicit(Tensor),
+}
+
+#[derive(Debug)]
+struct Attention {
+    q_proj: nn::Linear,
+    k_proj: nn::Linear,
+    v_proj: nn::Linear,
+    o_proj: nn::Linear,
+    num_heads: i64,
+    num_kv_heads: i64,
+    head_dim: i64,
+}
+
+impl Attention {
+    fn new(p: nn::Path, config: &Config) -> Attention {
+        let (h, d) = (config.hidden_size, config.head_dim());
+        let (nh, nkv) = (config.num_attention_heads, config.num_kv_heads());
+        let no_bias = nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        };
+        Attention {
+            q_proj: nn::linear(&p / "q_proj", h, nh * d, Default::default()),
+            k_proj: nn::linear(&p / "k_proj", h, nkv * d, Default::default()),
+            v_proj: nn::linear(&p / "v_proj", h, nkv * d, Default::default()),
+            o_proj: nn::linear(&p / "o_proj", nh * d, h, no_bias),
+            num_heads: nh,
+            num_kv_heads: nkv,
+            head_dim: d,
+        }
+    }
+
+    fn forward(
+        &self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &AttentionMask,
+        cache: Option<(&mut LayerCache, i64)>,
+    ) -> Result<Tensor> {
+        let (b, t) = (xs.size()[0], xs.size()[1]);
+        let heads = |proj: &nn::Linear, n: i64| {
+            proj.forward(xs)
+                .view([b, t, n, self.head_dim])
+                .transpose(1, 2)
+        };
+        let q = apply_rotary(&heads(&self.q_proj, self.num_heads), cos, sin);
+        let k = apply_rotary(&heads(&self.k_proj, self.num_kv_heads), cos, sin);
+        let v = heads(&self.v_proj, self.num_kv_heads);
+        let (k, v) = match cache {
+            Some((layer, offset)) => layer.append(offset, &k, &v)?,
+            None => (k, v),
+        };
+        let (attn_mask, is_causal) = match mask {
+            AttentionMask::None => (None, false),
+            AttentionMask::Causal => (None, t > 1),
+            AttentionMask::Explicit(m) => (Some(m), false),
+        };
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let out = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            attn_mask,
+            0.0,
+            is_causal,
+            scale,
+            self.num_kv_heads != self.num_heads,
+        )?;
+        let out = out
+            .transpose(1, 2)
+            .reshape([b, t, self.num_heads * self.head_dim]);
+        Ok(self.o_proj.forward(&out))
+    }
+}
+
+#[derive(Debug)]
+struct Mlp {
+    gate_proj: nn::Linear,
+    up_proj: nn::Linear,
+    down_proj: nn::Linear,
+}
+
+impl Mlp {
+    fn new(p: nn::Path, config: &Config) -> Mlp {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let c = nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        };
+        Mlp {
+            gate_proj: nn::linear(&p / "gate_proj", h, i, c),
+            up_proj: nn::linear(&p / "up_proj", h, i, c),
+            down_proj: nn::linear(&p / "down_proj", i, h, c),
+        }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let gated = self.gate_proj.forward(xs).silu() * self.up_proj.forward(xs);
+        self.down_proj.forward(&gated)
+    }
+}
+
+#[derive(Debug)]
+struct DecoderLayer {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn new(p: nn::Path, config: &Config) -> DecoderLayer {
+        let (h, eps) = (config.hidden_size, config.rms_norm_eps);
+        DecoderLayer {
+            self_attn: Attention::new(&p / "self_attn", config),
+            mlp: Mlp::new(&p / "mlp", config),
+            input_layernorm: RmsNorm::new(&p / "input_layernorm", h, eps),
+            post_attention_layernorm: RmsNorm::new(&p / "post_attention_layernorm", h, eps),
+        }
+    }
+
+    fn forward(
+        &self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &AttentionMask,
+        cache: Option<(&mut LayerCache, i64)>,
+    ) -> Result<Tensor> {
+        let attn =
+            self.self_attn
+                .forward(&self.input_layernorm.forward(xs), cos, sin, mask, cache)?;
+        let xs = xs + attn;
+        let mlp = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&xs));
+        Ok(xs + mlp)
+    }
+}
+
+/// The Qwen2 decoder stack without a head (`Qwen2Model` in transformers).
+#[derive(Debug)]
+pub struct Qwen2Model {
+    embed_tokens: nn::Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    rotary: RotaryEmbedding,
+    config: Config,
+}
+
+impl Qwen2Model {
+    /// Creates the parameters under `p` (normally the `model` prefix).
+    pub fn new(p: nn::Path, config: &Config) -> Qwen2Model {
+        let rotary = RotaryEmbedding::new(config, p.device());
+        let embed_tokens = nn::embedding(
+            &p / "embed_tokens",
+            config.vocab_size,
+            config.hidden_size,
+            Default::default(),
+        );
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| DecoderLayer::new(&p / "layers" / i, config))
+            .collect();
+        let norm = RmsNorm::new(&p / "norm", config.hidden_size, config.rms_norm_eps);
+        Qwen2Model {
+            embed_tokens,
+            layers,
+            norm,
+            rotary,
+            config: config.clone(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Token embeddings, `[batch, seq, hidden]`. Ids must be in range (see
+    /// [`check_token_ids`]); on CUDA an out-of-range id is a device assert, not an error.
+    pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::f_embedding(
+            &self.embed_tokens.ws,
+            input_ids,
+            -1,
+            false,
+            false,
+        )?)
+    }
+
+    /// The embedding matrix, `[vocab, hidden]` (the tied output projection).
+    pub fn embedding_weight(&self) -> &Tensor {
+        &self.embed_tokens.ws
+    }
+
+    /// Runs the decoder over input embeddings and returns the final-norm hidden states.
+    ///
+    /// - `attention_mask`: `[batch, seq]`, 1 for real tokens, 0 for padding; `None` = all real.
+    /// - `cache`: when given, the new positions are appended to it and attention covers the
+    ///   whole cached prefix.
+    pub fn forward_embeds(
+        &self,
+        embeds: &Tensor,
+        positions: &PositionIds,
+        attention_mask: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (batch, seq) = (embeds.size()[0], embeds.size()[1]);
+        let device = embeds.device();
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let mask = match cache.as_deref_mut() {
+            Some(cache) => {
+                let valid = match attention_mask {
+                    Some(m) => m.shallow_clone(),
+                    None => Tensor::f_ones([batch, seq], (Kind::Bool, device))?,
+                };
+                cache.stage(&valid, attention_mask.is_some())?;
+                if cache.has_padding() || (offset > 0 && seq > 1) {
+                    AttentionMask::Explicit(explicit_mask(&cache.key_valid(seq), offset, seq))
+                } else if offset == 0 {
+                    AttentionMask::Causal
+                } else {
+                    AttentionMask::None
+                }
+            }
+            None => match attention_mask {
+                Some(m) => AttentionMask::Explicit(explicit_mask(&m.to_kind(Kind::Bool), 0, seq)),
+                None => AttentionMask::Causal,
+            },
+        };
+        let (cos, sin) = self.rotary.cos_sin(positions, embeds.kind())?;
+        let mut xs = embeds.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| (&mut c.layers[i], offset));
+            xs = layer.forward(&xs, &cos, &sin, &mask, layer_cache)?;
+        }
+        if let Some(cache) = cache {
+            cache.advance(seq);
+        }
+        Ok(self.norm.forward(&xs))
+    }
+}
+
+/// Builds the `[batch, 1, q_len, kv_len]` mask: causal, restricted to valid keys. A query may
+/// always see itself, so left-padding rows (which see no valid key) stay finite instead of NaN;
+/// their outputs are never used.
+fn explicit_mask(key_valid: &Tensor, offset: i64, q_len: i64) -> Tensor {
+    let device = key_valid.device();
+    let kv_len = key_valid.size()[1];
+    let q_pos = Tensor::arange_start(offset, offset + q_len, (Kind::Int64, device)).unsqueeze(1);
+    let k_pos = Tensor::arange(kv_len, (Kind::Int64, device)).unsqueeze(0);
+    let causal = k_pos.le_tensor(&q_pos).unsqueeze(0);
+    let itself = k_pos.eq_tensor(&q_pos).unsqueeze(0);
+    causal
+        .logical_and(&key_valid.unsqueeze(1))
+        .logical_or(&itself)
+        .unsqueeze(1)
+}
+
+/// Checks token ids against the vocabulary before they reach an embedding lookup.
+pub fn check_token_ids(ids: &[i64], vocab_size: i64, what: &str) -> Result<()> {
+    match ids.iter().position(|&id| id < 0 || id >= vocab_size) {
+        Some(position) => Err(ModelError::TokenOutOfRange {
+            what: what.to_string(),
+            token: ids[position],
+            position,
+            vocab_size,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Qwen2 with its language-modelling head (`Qwen2ForCausalLM`). Owns its parameters.
+#[derive(Debug)]
+pub struct Qwen2ForCausalLM {
+    vs: nn::VarStore,
+    model: Qwen2Model,
+    /// `None` when the head is tied to the token embeddings.
+    lm_head: Option<nn::Linear>,
+    config: Config,
+}
+
+impl Qwen2ForCausalLM {
+    /// A randomly initialised model (tch's default initialisers) on `device` in `kind`.
+    pub fn new(config: &Config, device: Device, kind: Kind) -> Result<Qwen2ForCausalLM> {
+        config.validate(&crate::config::in_memory())?;
+        let mut vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let model = Qwen2Model::new(&root / "model", config);
+        let lm_head = (!config.tie_word_embeddings).then(|| {
+            let c = nn::LinearConfig {
+                bias: false,
+                ..Default::default()
+            };
+            nn::linear(&root / "lm_head", config.hidden_size, config.vocab_size, c)
+        });
+        vs.set_kind(kind);
+        Ok(Qwen2ForCausalLM {
+            vs,
+            model,
+            lm_head,
+            config: config.clone(),
+        })
+    }
+
+    /// Loads `config.json` and safetensors weights from a Hugging Face model directory.
+    pub fn load(dir: impl AsRef<Path>, device: Device, kind: Kind) -> Result<Qwen2ForCausalLM> {
+        let dir = dir.as_ref();
+        let config = Config::from_file(dir.join("config.json"))?;
+        let mut model = Qwen2ForCausalLM::new(&config, device, kind)?;
+        let mut options = LoadOptions::default();
+        if config.tie_word_embeddings {
+            options.ignore.push("lm_head.weight".to_string());
+        }
+        weights::load_checkpoint(&mut model.vs, dir, &options)?;
+        Ok(model)
+    }
+
+    /// Saves `config.json` and `model.safetensors` in HF layout.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        let mut config = self.config.clone();
+        if config.architectures.is_empty() {
+            config.architectures = vec!["Qwen2ForCausalLM".to_string()];
+        }
+        config.model_type = Some("qwen2".to_string());
+        config.dtype = Some(
+            match self.kind() {
+                Kind::BFloat16 => "bfloat16",
+                Kind::Half => "float16",
+                _ => "float32",
+            }
+            .to_string(),
+        );
+        let path = dir.join("config.json");
+        let json = serde_json::to_string_pretty(&config).expect("config serialises");
+        std::fs::write(&path, json).map_err(|e| ModelError::io(&path, e))?;
+        weights::save_varstore(&self.vs, &dir.join(weights::SINGLE_FILE))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn model(&self) -> &Qwen2Model {
+        &self.model
+    }
+
+    /// The parameters (for optimisers and weight sync).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The parameters' floating dtype.
+    pub fn kind(&self) -> Kind {
+        self.model.embedding_weight().kind()
+    }
+
+    /// A KV cache sized for `batch` rows of `capacity` positions.
+    pub fn new_cache(&self, batch: i64, capacity: i64) -> Result<KvCache> {
+        KvCache::new(
+            self.config.num_hidden_layers,
+            batch,
+            self.config.num_kv_heads(),
+            self.config.head_dim(),
+            capacity,
+            self.kind(),
+            self.device(),
+        )
+    }
+
+    /// Projects hidden states to vocabulary logits (in the model dtype).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(match &self.lm_head {
+            Some(head) => hidden.f_linear::<Tensor>(&head.ws, None)?,
+            None => hidden.f_linear::<Tensor>(self.model.embedding_weight(), None)?,
+        })
+    }
+
+    /// Logits for every position, `[batch, seq, vocab]`. Checks token ids (one device sync).
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        positions: &PositionIds,
+        attention_mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        self.check_ids_tensor(input_ids, "input_ids")?;
+        let hidden = self.hidden_states(input_ids, positions, attention_mask, cache)?;
+        self.logits(&hidden)
+    }
+
+    /// Final hidden states without the head. Token ids are not range-checked here.
+    pub fn hidden_states(
+        &self,
+        input_ids: &Tensor,
+        positions: &PositionIds,
+        attention_mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let embeds = self.model.embed(input_ids)?;
+        self.model
+            .forward_embeds(&embeds, positions, attention_mask, cache)
+    }
+
+    /// Errors if any id of `ids` is outside the vocabulary.
+    pub fn check_ids_tensor(&self, ids: &Tensor, what: &str) -> Result<()> {
+        let flat: Vec<i64> = Vec::<i64>::try_from(ids.flatten(0, -1).to_device(Device::Cpu))?;
+        check_token_ids(&flat, self.config.vocab_size, what)
+    }
+}

@@ -1,0 +1,155 @@
+//! `grlhf generate`: sample continuations of one prompt from a checkpoint.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use grlhf_models::chat_template::{ChatMessage, ChatTemplate, Role};
+use grlhf_models::tokenizer::Tokenizer;
+use grlhf_models::{
+    generate, GeneratedSequence, GenerationConfig, Qwen2ForCausalLM, SamplingParams,
+};
+use serde::Serialize;
+use tch::{Device, Kind};
+
+/// The prompt, as ids or as text for the model's tokenizer.
+#[derive(Debug, Clone)]
+pub enum PromptInput {
+    Tokens(Vec<i64>),
+    Text { text: String, chat: bool },
+}
+
+/// Everything `grlhf generate` needs.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub model_dir: PathBuf,
+    pub prompt: PromptInput,
+    pub num_samples: usize,
+    pub max_new_tokens: usize,
+    pub sampling: SamplingParams,
+    /// `None`: the config's eos ids plus `<|im_end|>` when the tokenizer has it.
+    pub stop_token_ids: Option<Vec<i64>>,
+    pub seed: u64,
+    pub device: Device,
+    pub kind: Kind,
+}
+
+/// One sample, with its text when a tokenizer is available.
+#[derive(Debug, Serialize)]
+pub struct Sample {
+    #[serde(flatten)]
+    pub sequence: GeneratedSequence,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GenerateOutput {
+    pub prompt_tokens: Vec<i64>,
+    pub stop_token_ids: Vec<i64>,
+    pub samples: Vec<Sample>,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+}
+
+pub fn run(request: &GenerateRequest) -> Result<GenerateOutput> {
+    let dir = &request.model_dir;
+    if request.num_samples == 0 {
+        bail!("--num-samples must be at least 1");
+    }
+    let model = Qwen2ForCausalLM::load(dir, request.device, request.kind)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    let tokenizer = dir
+        .join("tokenizer.json")
+        .exists()
+        .then(|| Tokenizer::from_file(dir))
+        .transpose()?;
+    let prompt_tokens = match &request.prompt {
+        PromptInput::Tokens(ids) => ids.clone(),
+        PromptInput::Text { text, chat } => {
+            let Some(tokenizer) = &tokenizer else {
+                bail!(
+                    "--prompt needs {}; pass --tokens instead",
+                    dir.join("tokenizer.json").display()
+                );
+            };
+            let text = if *chat {
+                ChatTemplate::qwen2().render(&[ChatMessage::new(Role::User, text.clone())], true)
+            } else {
+                text.clone()
+            };
+            tokenizer.encode(&text, false)?
+        }
+    };
+    let stop_token_ids = match &request.stop_token_ids {
+        Some(ids) => ids.clone(),
+        None => {
+            let mut ids = model.config().eos_token_ids();
+            if let Some(id) = tokenizer.as_ref().and_then(|t| t.token_to_id("<|im_end|>")) {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            ids
+        }
+    };
+    let config = GenerationConfig {
+        max_new_tokens: request.max_new_tokens,
+        sampling: request.sampling.clone(),
+        stop_token_ids: stop_token_ids.clone(),
+        seed: request.seed,
+    };
+    let prompts = vec![prompt_tokens.clone(); request.num_samples];
+    let start = std::time::Instant::now();
+    let sequences = generate(&model, &prompts, &config)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let generated: usize = sequences.iter().map(|s| s.tokens.len()).sum();
+    let samples = sequences
+        .into_iter()
+        .map(|sequence| -> Result<Sample> {
+            let text = tokenizer
+                .as_ref()
+                .map(|t| t.decode(&sequence.tokens, false))
+                .transpose()?;
+            Ok(Sample { sequence, text })
+        })
+        .collect::<Result<_>>()?;
+    Ok(GenerateOutput {
+        prompt_tokens,
+        stop_token_ids,
+        samples,
+        seconds,
+        tokens_per_second: generated as f64 / seconds.max(1e-9),
+    })
+}
+
+impl GenerateOutput {
+    /// Human-readable form.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "prompt: {} tokens; stop tokens {:?}\n",
+            self.prompt_tokens.len(),
+            self.stop_token_ids
+        );
+        for (i, s) in self.samples.iter().enumerate() {
+            let finish = match s.sequence.finish_reason {
+                grlhf_models::FinishReason::Stop => "stop",
+                grlhf_models::FinishReason::Length => "length",
+            };
+            let mean_logprob = s.sequence.logprobs.iter().map(|&l| l as f64).sum::<f64>()
+                / s.sequence.logprobs.len().max(1) as f64;
+            out.push_str(&format!(
+                "sample {i}: {} tokens, finish={finish}, mean logprob {mean_logprob:.3}\n  tokens: {:?}\n",
+                s.sequence.tokens.len(),
+                s.sequence.tokens
+            ));
+            if let Some(text) = &s.text {
+                out.push_str(&format!("  text: {text:?}\n"));
+            }
+        }
+        out.push_str(&format!(
+            "{:.3} s, {:.1} tokens/s",
+            self.seconds, self.tokens_per_second
+        ));
+        out
+    }
+}

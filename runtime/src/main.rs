@@ -1,0 +1,219 @@
+//! The `grlhf` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use grlhf::generate::{GenerateRequest, PromptInput};
+use grlhf::{doctor, generate, inspect, model_presets, token_list};
+use grlhf_models::device::{parse_device, parse_dtype};
+use grlhf_models::{Qwen2ForCausalLM, SamplingParams};
+
+#[derive(Parser)]
+#[command(
+    name = "grlhf",
+    version,
+    about = "Asynchronous Generative RLHF-V for multimodal language models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Report libtorch, CUDA, devices, cuDNN and thread counts.
+    Doctor {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Look inside a model.
+    #[command(subcommand)]
+    Inspect(InspectCommand),
+    /// Generate continuations of a prompt.
+    Generate(GenerateArgs),
+    /// Write a randomly initialised Qwen2 checkpoint (config.json + model.safetensors).
+    InitModel {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Size preset: tiny, small, 100m or 0.5b.
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        #[arg(long, default_value_t = 0)]
+        seed: i64,
+        /// Storage dtype: f32, bf16 or f16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum InspectCommand {
+    /// Print `{"shape": [...], "logits": [...]}` for the last position (or all with --all).
+    Logits {
+        /// Hugging Face model directory (config.json + safetensors).
+        #[arg(long)]
+        model: PathBuf,
+        /// Token ids, space- or comma-separated.
+        #[arg(long)]
+        tokens: String,
+        /// Logits for every position instead of the last.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Hugging Face model directory (config.json + safetensors [+ tokenizer.json]).
+    #[arg(long)]
+    model: PathBuf,
+    /// Prompt token ids, space- or comma-separated.
+    #[arg(long, conflicts_with = "prompt", required_unless_present = "prompt")]
+    tokens: Option<String>,
+    /// Prompt text (needs tokenizer.json in the model directory).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Wrap --prompt in the Qwen2 chat template as a user turn.
+    #[arg(long, requires = "prompt")]
+    chat: bool,
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
+    /// Greedy decoding (the default when no --temperature is given).
+    #[arg(long, conflicts_with_all = ["temperature", "top_p", "top_k"])]
+    greedy: bool,
+    #[arg(long)]
+    temperature: Option<f64>,
+    #[arg(long)]
+    top_p: Option<f64>,
+    #[arg(long)]
+    top_k: Option<i64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Continuations to sample in one batch.
+    #[arg(long, default_value_t = 1)]
+    num_samples: usize,
+    /// Stop token ids (default: the config's eos ids and <|im_end|>); repeat or comma-separate.
+    #[arg(long, value_delimiter = ',')]
+    stop_token: Option<Vec<i64>>,
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Doctor { json } => {
+            let report = doctor::diagnose();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", report.render());
+            }
+        }
+        Command::Inspect(InspectCommand::Logits {
+            model,
+            tokens,
+            all,
+            dtype,
+            device,
+        }) => {
+            let tokens = token_list::parse_token_list(&tokens)?;
+            let dump = inspect::logits(
+                &model,
+                &tokens,
+                all,
+                parse_device(&device)?,
+                parse_dtype(&dtype)?,
+            )?;
+            println!("{}", serde_json::to_string(&dump)?);
+        }
+        Command::Generate(args) => {
+            let prompt = match (&args.tokens, &args.prompt) {
+                (Some(tokens), _) => PromptInput::Tokens(token_list::parse_token_list(tokens)?),
+                (None, Some(text)) => PromptInput::Text {
+                    text: text.clone(),
+                    chat: args.chat,
+                },
+                (None, None) => unreachable!("clap requires --tokens or --prompt"),
+            };
+            let sampling = match args.temperature {
+                Some(temperature) if !args.greedy => SamplingParams {
+                    temperature,
+                    top_k: args.top_k,
+                    top_p: args.top_p,
+                },
+                _ if args.top_k.is_some() || args.top_p.is_some() => {
+                    anyhow::bail!(
+                        "--top-k / --top-p need --temperature (sampling); greedy ignores them"
+                    )
+                }
+                _ => SamplingParams::greedy(),
+            };
+            let request = GenerateRequest {
+                model_dir: args.model,
+                prompt,
+                num_samples: args.num_samples,
+                max_new_tokens: args.max_new_tokens,
+                sampling,
+                stop_token_ids: args.stop_token,
+                seed: args.seed,
+                device: parse_device(&args.device)?,
+                kind: parse_dtype(&args.dtype)?,
+            };
+            let output = generate::run(&request)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&output)?);
+            } else {
+                println!("{}", output.render());
+            }
+        }
+        Command::InitModel {
+            out,
+            preset,
+            seed,
+            dtype,
+        } => {
+            let config = model_presets::preset(&preset)?;
+            tch::manual_seed(seed);
+            let model = Qwen2ForCausalLM::new(&config, tch::Device::Cpu, parse_dtype(&dtype)?)?;
+            model
+                .save(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote a random `{preset}` Qwen2 ({:.1}M parameters, {dtype}) to {}",
+                config.num_parameters() as f64 / 1e6,
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Parity fixtures: tiny random models built and run by `transformers`, for the Rust tests.
+
+Writes, under the output directory (default: target/fixtures):
+
+  qwen2/<case>/       config.json, safetensors weights (one case sharded with an index),
+                      expected.json: prompts, logits at every position, greedy continuations
+                      from `generate`, and the smallest top-1/top-2 logit margin seen
+  reward/             a Qwen2ForSequenceClassification (num_labels=1) and its scores
+  tokenizer/          a byte-level BPE tokenizer.json with Qwen2's pre-tokenizer and special
+                      tokens, and expected encodings / decodings / chat-template renderings
+
+Greedy continuations are only useful for an exact-match test when no step is a near-tie, so
+prompts are re-drawn until every greedy step's top-1/top-2 margin exceeds a tolerance much
+larger than the dtype's rounding error. The script is deterministic and skips all work when
+its stamp (script hash + library versions) is unchanged.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+import transformers
+from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2ForSequenceClassification
+
+VOCAB = 320
+BASE = dict(
+    vocab_size=VOCAB,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=512,
+    rms_norm_eps=1e-6,
+    initializer_range=0.08,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+    use_sliding_window=False,
+)
+
+# name -> (num_key_value_heads, tie_word_embeddings, rope_theta, dtype, sharded)
+CASES = {
+    "gqa_tied_f32": (2, True, 10000.0, torch.float32, False),
+    "mha_untied_f32_sharded": (4, False, 1000000.0, torch.float32, True),
+    "gqa_untied_bf16": (2, False, 1000000.0, torch.bfloat16, False),
+    "mha_tied_bf16": (4, True, 10000.0, torch.bfloat16, False),
+}
+PROMPT_LENGTHS = [5, 9, 13]
+MAX_NEW_TOKENS = 10
+# Greedy steps must beat the runner-up by this much for exact-token comparison to be fair.
+MIN_MARGIN = {torch.float32: 1e-3, torch.bfloat16: 0.1}
+
+# The `chat_template` of Qwen2-Instruct checkpoints.
+QWEN2_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+QWEN2_PRETOKENIZE = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|image_pad|>", "<|video_pad|>",
+]
+
+
+def stamp_text():
+    with open(__file__, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return f"{digest} torch={torch.__version__} transformers={transformers.__version__}\n"
+
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f)
+
+
+def greedy_with_margin(model, prompt):
+    ids = torch.tensor([prompt])
+    out = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=MAX_NEW_TOKENS,
+        min_new_tokens=MAX_NEW_TOKENS,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
+    new = out.sequences[0, len(prompt):].tolist()
+    margins = []
+    for scores in out.scores:
+        top = scores[0].float().topk(2).values
+        margins.append(float(top[0] - top[1]))
+    return new, min(margins)
+
+
+def make_lm_case(root, name, kv_heads, tied, theta, dtype, sharded):
+    torch.manual_seed(sum(map(ord, name)))
+    config = Qwen2Config(
+        **BASE,
+        num_key_value_heads=kv_heads,
+        tie_word_embeddings=tied,
+        rope_theta=theta,
+    )
+    config._attn_implementation = "sdpa"
+    model = Qwen2ForCausalLM(config).eval().to(dtype)
+    model.generation_config.eos_token_id = None
+    out = os.path.join(root, "qwen2", name)
+    os.makedirs(out, exist_ok=True)
+    model.save_pretrained(out, max_shard_size="40KB" if sharded else "2GB")
+    # Expectations come from the checkpoint as users load it. (`model.to(bf16)` above also
+    # rounds the rotary inverse frequencies to bf16; `from_pretrained` keeps them in f32.)
+    model = Qwen2ForCausalLM.from_pretrained(out, dtype=dtype, attn_implementation="sdpa").eval()
+    model.generation_config.eos_token_id = None
+    rng = np.random.default_rng(sum(map(ord, name)))
+    prompts, logits, greedy, margins = [], [], [], []
+    with torch.no_grad():
+        for length in PROMPT_LENGTHS:
+            for _ in range(200):
+                prompt = rng.integers(3, VOCAB, size=length).tolist()
+                new, margin = greedy_with_margin(model, prompt)
+                if margin > MIN_MARGIN[dtype]:
+                    break
+            else:
+                sys.exit(f"{name}: no well-conditioned prompt of length {length}")
+            full = model(torch.tensor([prompt])).logits[0].float()
+            prompts.append(prompt)
+            logits.append({"shape": list(full.shape), "data": full.flatten().tolist()})
+            greedy.append(new)
+            margins.append(margin)
+    write_json(
+        os.path.join(out, "expected.json"),
+        {
+            "dtype": "bf16" if dtype == torch.bfloat16 else "f32",
+            "prompts": prompts,
+            "logits": logits,
+            "greedy": greedy,
+            "max_new_tokens": MAX_NEW_TOKENS,
+            "min_margin": min(margins),
+            "sharded": sharded,
+        },
+    )
+    print(f"fixtures: qwen2/{name} (min greedy margin {min(margins):.4f})")
+
+
+def make_reward_case(root):
+    torch.manual_seed(7)
+    config = Qwen2Config(**BASE, num_key_value_heads=2, num_labels=1)
+    config._attn_implementation = "sdpa"
+    model = Qwen2ForSequenceClassification(config).eval()
+    out = os.path.join(root, "reward")
+    os.makedirs(out, exist_ok=True)
+    model.save_pretrained(out)
+    rng = np.random.default_rng(7)
+    # Ids >= 3 so no token equals pad_token_id (transformers reads the last non-pad token).
+    sequences = [rng.integers(3, VOCAB, size=n).tolist() for n in (4, 7, 11)]
+    with torch.no_grad():
+        scores = [float(model(torch.tensor([s])).logits[0, 0]) for s in sequences]
+    write_json(os.path.join(out, "expected.json"), {"sequences": sequences, "scores": scores})
+    print("fixtures: reward")
+
+
+def make_tokenizer_case(root):
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    corpus = [
+        "How many red circles are in the picture? There are three red circles.",
+        "The blue square is to the left of the green triangle.",
+        "Is there a yellow star? No, there is no yellow star in the image.",
+        "Answer with one word. Describe the scene: two small objects, one large.",
+        "I can't help with that request, it would be unsafe.",
+    ] * 20
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer)
+    out = os.path.join(root, "tokenizer")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "tokenizer.json")
+    tok.save(path)
+    fast = PreTrainedTokenizerFast(tokenizer_file=path)
+    texts = [
+        "How many red circles are there?",
+        "  leading spaces, trailing spaces  ",
+        "numbers 12345 and symbols !?;:\n\nnew lines\r\n",
+        "unicode: café, naïve, 日本語, emoji 🙂",
+        "it's what they've said, I'll do",
+        "<|im_start|>user\nhi<|im_end|>\n",
+    ]
+    cases = []
+    for text in texts:
+        ids = tok.encode(text).ids
+        cases.append({"text": text, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)})
+    conversations = [
+        ([{"role": "user", "content": "How many red circles are there?"}], True),
+        ([{"role": "system", "content": "Be brief."},
+          {"role": "user", "content": "Is there a star?"},
+          {"role": "assistant", "content": "No."},
+          {"role": "user", "content": "Sure?"}], True),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], False),
+    ]
+    chats = []
+    for messages, add in conversations:
+        rendered = fast.apply_chat_template(
+            messages, chat_template=QWEN2_CHAT_TEMPLATE, tokenize=False, add_generation_prompt=add
+        )
+        chats.append({
+            "messages": messages,
+            "add_generation_prompt": add,
+            "rendered": rendered,
+            "ids": tok.encode(rendered).ids,
+        })
+    write_json(os.path.join(out, "expected.json"), {"cases": cases, "chats": chats})
+    print("fixtures: tokenizer")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join("target", "fixtures"))
+    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    args = parser.parse_args()
+    stamp_path = os.path.join(args.out, "STAMP")
+    stamp = stamp_text()
+    if not args.force and os.path.exists(stamp_path) and open(stamp_path).read() == stamp:
+        return
+    if os.path.exists(args.out):
+        shutil.rmtree(args.out)
+    os.makedirs(args.out)
+    torch.set_num_threads(1)
+    for name, (kv, tied, theta, dtype, sharded) in CASES.items():
+        make_lm_case(args.out, name, kv, tied, theta, dtype, sharded)
+    make_reward_case(args.out)
+    make_tokenizer_case(args.out)
+    with open(stamp_path, "w") as f:
+        f.write(stamp)
+
+
+if __name__ == "__main__":
+    main()
