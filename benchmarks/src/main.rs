@@ -1,1 +1,111 @@
-fn main() {}
+//! `grlhf-bench`: grlhf's benchmark harness.
+//!
+//! `grlhf-bench decode` measures the generation engine's decode throughput on checkpoints and
+//! compares it with transformers' numbers from `benchmarks/decode_peer.py` (run first, on the
+//! same checkpoints, machine and thread count; `benchmarks/decode.sh` runs both).
+
+mod decode;
+mod plot;
+mod report;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use decode::{DecodePoint, DecodeWorkload, NamedModel};
+use grlhf_models::device::{parse_device, parse_dtype};
+
+#[derive(Parser)]
+#[command(name = "grlhf-bench", about = "grlhf benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decode tokens/s of the generation engine, with the transformers ratio.
+    Decode {
+        /// Checkpoints as NAME=DIR (repeatable).
+        #[arg(long = "model", required = true)]
+        models: Vec<NamedModel>,
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+        batches: Vec<usize>,
+        #[arg(long, default_value_t = 16)]
+        prompt_len: usize,
+        #[arg(long, default_value_t = 64)]
+        new_tokens: usize,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// libtorch intra-op threads (default: all logical CPUs).
+        #[arg(long)]
+        threads: Option<i32>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// transformers' results (JSON list of points from decode_peer.py).
+        #[arg(long)]
+        peer: Option<PathBuf>,
+        /// Where decode.json / decode.md / decode.png go.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Decode {
+            models,
+            batches,
+            prompt_len,
+            new_tokens,
+            repeats,
+            threads,
+            device,
+            dtype,
+            peer,
+            out,
+        } => {
+            anyhow::ensure!(repeats >= 1, "--repeats must be at least 1");
+            anyhow::ensure!(
+                !batches.is_empty() && !batches.contains(&0),
+                "--batches must be positive"
+            );
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get()) as i32
+            });
+            tch::set_num_threads(threads);
+            let workload = DecodeWorkload {
+                batches,
+                prompt_len,
+                new_tokens,
+                repeats,
+                threads,
+                device: device.clone(),
+                dtype: dtype.clone(),
+            };
+            let (dev, kind) = (parse_device(&device)?, parse_dtype(&dtype)?);
+            let mut points: Vec<DecodePoint> = Vec::new();
+            if let Some(peer) = &peer {
+                let text = std::fs::read_to_string(peer)
+                    .with_context(|| format!("reading {}", peer.display()))?;
+                let peer_points: Vec<DecodePoint> = serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", peer.display()))?;
+                points.extend(peer_points);
+            }
+            for m in &models {
+                points.extend(decode::measure(&m.name, &m.dir, &workload, dev, kind)?);
+            }
+            let report = report::DecodeReport {
+                machine: report::machine_name(&device),
+                workload,
+                points,
+            };
+            report.write(&out)?;
+            println!("{}", report.table());
+            println!("wrote {}/decode.{{json,md,png}}", out.display());
+        }
+    }
+    Ok(())
+}

@@ -36,13 +36,13 @@ impl TokenIds {
 /// transformers-5 rope description (`rope_parameters`), also used for the older `rope_scaling`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RopeParameters {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_theta: Option<f64>,
-    #[serde(default, alias = "type")]
+    #[serde(default, alias = "type", skip_serializing_if = "Option::is_none")]
     pub rope_type: Option<String>,
     /// Qwen2-VL's three-section multimodal rope: how many frequency pairs follow the temporal,
     /// height and width position streams.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mrope_section: Option<Vec<i64>>,
 }
 
@@ -51,7 +51,7 @@ pub struct RopeParameters {
 pub struct Config {
     #[serde(default)]
     pub architectures: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_type: Option<String>,
     pub vocab_size: i64,
     pub hidden_size: i64,
@@ -59,10 +59,10 @@ pub struct Config {
     pub num_hidden_layers: i64,
     pub num_attention_heads: i64,
     /// Defaults to `num_attention_heads` (multi-head attention), as in transformers.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_key_value_heads: Option<i64>,
     /// Defaults to `hidden_size / num_attention_heads`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<i64>,
     #[serde(default = "default_hidden_act")]
     pub hidden_act: String,
@@ -70,27 +70,34 @@ pub struct Config {
     pub max_position_embeddings: i64,
     #[serde(default = "default_rms_norm_eps")]
     pub rms_norm_eps: f64,
+    /// Standard deviation of the normal initialiser used for fresh (untrained) models.
+    #[serde(default = "default_initializer_range")]
+    pub initializer_range: f64,
     #[serde(default)]
     pub tie_word_embeddings: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_theta: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_parameters: Option<RopeParameters>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<RopeParameters>,
     #[serde(default)]
     pub use_sliding_window: bool,
     /// transformers 5 lists each layer's attention kind; only `full_attention` is implemented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer_types: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bos_token_id: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eos_token_id: Option<TokenIds>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pad_token_id: Option<i64>,
     /// The checkpoint's storage dtype (`torch_dtype` in transformers 4, `dtype` in 5).
-    #[serde(default, alias = "torch_dtype")]
+    #[serde(
+        default,
+        alias = "torch_dtype",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dtype: Option<String>,
     /// Label names of a sequence-classification head; its length is `num_labels`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +112,9 @@ fn default_max_position_embeddings() -> i64 {
 }
 fn default_rms_norm_eps() -> f64 {
     1e-6
+}
+fn default_initializer_range() -> f64 {
+    0.02
 }
 
 impl Config {

@@ -405,6 +405,23 @@ fn explicit_mask(key_valid: &Tensor, offset: i64, q_len: i64) -> Tensor {
         .unsqueeze(1)
 }
 
+/// Re-initialises fresh parameters the way transformers' `Qwen2PreTrainedModel` does: weight
+/// matrices and embeddings ~ N(0, `initializer_range`), biases 0, norm scales 1. (tch's own
+/// defaults, N(0, 1) embeddings in particular, make random models emit near-one-hot outputs.)
+pub(crate) fn init_like_transformers(vs: &nn::VarStore, std: f64) {
+    tch::no_grad(|| {
+        for (name, mut var) in vs.variables() {
+            if name.ends_with("norm.weight") {
+                let _ = var.fill_(1.0);
+            } else if name.ends_with(".bias") {
+                let _ = var.zero_();
+            } else {
+                let _ = var.normal_(0.0, std);
+            }
+        }
+    });
+}
+
 /// Checks token ids against the vocabulary before they reach an embedding lookup.
 pub fn check_token_ids(ids: &[i64], vocab_size: i64, what: &str) -> Result<()> {
     match ids.iter().position(|&id| id < 0 || id >= vocab_size) {
@@ -429,7 +446,7 @@ pub struct Qwen2ForCausalLM {
 }
 
 impl Qwen2ForCausalLM {
-    /// A randomly initialised model (tch's default initialisers) on `device` in `kind`.
+    /// A randomly initialised model (transformers' initialisation) on `device` in `kind`.
     pub fn new(config: &Config, device: Device, kind: Kind) -> Result<Qwen2ForCausalLM> {
         config.validate(&crate::config::in_memory())?;
         let mut vs = nn::VarStore::new(device);
@@ -442,6 +459,7 @@ impl Qwen2ForCausalLM {
             };
             nn::linear(&root / "lm_head", config.hidden_size, config.vocab_size, c)
         });
+        init_like_transformers(&vs, config.initializer_range);
         vs.set_kind(kind);
         Ok(Qwen2ForCausalLM {
             vs,
@@ -473,6 +491,9 @@ impl Qwen2ForCausalLM {
             config.architectures = vec!["Qwen2ForCausalLM".to_string()];
         }
         config.model_type = Some("qwen2".to_string());
+        // Spelled out so that readers with other defaults (transformers) build the same shape.
+        config.head_dim = Some(config.head_dim());
+        config.num_key_value_heads = Some(config.num_kv_heads());
         config.dtype = Some(
             match self.kind() {
                 Kind::BFloat16 => "bfloat16",

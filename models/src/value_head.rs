@@ -37,6 +37,7 @@ impl Qwen2RewardModel {
             ..Default::default()
         };
         let score = nn::linear(&root / "score", config.hidden_size, 1, head);
+        crate::qwen2::init_like_transformers(&vs, config.initializer_range);
         vs.set_kind(kind);
         Ok(Qwen2RewardModel {
             vs,

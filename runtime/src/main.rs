@@ -101,8 +101,11 @@ struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     num_samples: usize,
     /// Stop token ids (default: the config's eos ids and <|im_end|>); repeat or comma-separate.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', conflicts_with = "ignore_eos")]
     stop_token: Option<Vec<i64>>,
+    /// Never stop early: always generate --max-new-tokens tokens.
+    #[arg(long)]
+    ignore_eos: bool,
     #[arg(long, default_value = "f32")]
     dtype: String,
     #[arg(long, default_value = "cpu")]
@@ -184,7 +187,11 @@ fn run(cli: Cli) -> Result<()> {
                 num_samples: args.num_samples,
                 max_new_tokens: args.max_new_tokens,
                 sampling,
-                stop_token_ids: args.stop_token,
+                stop_token_ids: if args.ignore_eos {
+                    Some(Vec::new())
+                } else {
+                    args.stop_token
+                },
                 seed: args.seed,
                 device: parse_device(&args.device)?,
                 kind: parse_dtype(&args.dtype)?,

@@ -1,0 +1,117 @@
+//! Decode throughput of grlhf's generation engine, and the comparison with transformers'
+//! `generate` measured by `benchmarks/decode_peer.py` on the same checkpoints.
+//!
+//! Both sides run the same workload: `batch` copies of one deterministic prompt of
+//! `prompt_len` tokens, greedy, exactly `new_tokens` new tokens (no early stop), with the KV
+//! cache, on the same device, dtype and thread count. Time is wall-clock for the whole call
+//! (prefill included), the median of `repeats` runs after one warm-up.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use grlhf_models::{generate, GenerationConfig, Qwen2ForCausalLM};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind};
+
+/// What to measure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecodeWorkload {
+    pub batches: Vec<usize>,
+    pub prompt_len: usize,
+    pub new_tokens: usize,
+    pub repeats: usize,
+    pub threads: i32,
+    pub device: String,
+    pub dtype: String,
+}
+
+/// One measured point (same schema as the Python peer writes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecodePoint {
+    pub engine: String,
+    pub model: String,
+    pub batch: usize,
+    pub seconds_median: f64,
+    pub seconds_all: Vec<f64>,
+    pub tokens_per_second: f64,
+}
+
+/// The prompt both engines use: deterministic ids in `[3, vocab)`.
+pub fn bench_prompt(len: usize, vocab: i64) -> Vec<i64> {
+    (0..len as i64)
+        .map(|i| 3 + (i * 7919 + 13) % (vocab - 3))
+        .collect()
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite timings"));
+    v[v.len() / 2]
+}
+
+/// Measures grlhf on one checkpoint for every batch size of the workload.
+pub fn measure(
+    name: &str,
+    dir: &Path,
+    workload: &DecodeWorkload,
+    device: Device,
+    kind: Kind,
+) -> Result<Vec<DecodePoint>> {
+    let model = Qwen2ForCausalLM::load(dir, device, kind)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    let prompt = bench_prompt(workload.prompt_len, model.config().vocab_size);
+    let config = GenerationConfig::greedy(workload.new_tokens);
+    let mut points = Vec::new();
+    for &batch in &workload.batches {
+        let prompts = vec![prompt.clone(); batch];
+        let mut times = Vec::new();
+        for run in 0..=workload.repeats {
+            let start = Instant::now();
+            let out = generate(&model, &prompts, &config)?;
+            let seconds = start.elapsed().as_secs_f64();
+            anyhow::ensure!(
+                out.iter().all(|s| s.tokens.len() == workload.new_tokens),
+                "a sequence stopped early"
+            );
+            if run > 0 {
+                times.push(seconds);
+            }
+        }
+        let seconds_median = median(&times);
+        let point = DecodePoint {
+            engine: "grlhf".to_string(),
+            model: name.to_string(),
+            batch,
+            seconds_median,
+            tokens_per_second: (batch * workload.new_tokens) as f64 / seconds_median,
+            seconds_all: times,
+        };
+        eprintln!(
+            "grlhf        {name:>6} batch {batch:>3}: {:>9.1} tok/s ({:.3} s)",
+            point.tokens_per_second, point.seconds_median
+        );
+        points.push(point);
+    }
+    Ok(points)
+}
+
+/// A model given on the command line as `NAME=DIR`.
+#[derive(Debug, Clone)]
+pub struct NamedModel {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl std::str::FromStr for NamedModel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, dir) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected NAME=DIR"))?;
+        Ok(NamedModel {
+            name: name.to_string(),
+            dir: PathBuf::from(dir),
+        })
+    }
+}

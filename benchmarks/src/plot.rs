@@ -1,0 +1,99 @@
+//! PNG charts for benchmark reports (plotters, with a bundled DejaVu Sans so no system font is
+//! needed).
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+static FONT: Once = Once::new();
+
+fn ensure_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        // Registration only fails on an unparsable font, which the bundled file is not.
+        let _ = register_font("sans-serif", FontStyle::Normal, bytes);
+    });
+}
+
+/// One panel: groups on the x axis (e.g. batch sizes), one bar per series in each group.
+pub struct BarPanel {
+    pub title: String,
+    pub groups: Vec<String>,
+    /// `(series name, one value per group)`.
+    pub series: Vec<(String, Vec<f64>)>,
+    pub y_label: String,
+}
+
+/// Draws panels side by side into one PNG.
+pub fn grouped_bars(path: &Path, panels: &[BarPanel]) -> Result<()> {
+    ensure_font();
+    let width = 520 * panels.len().max(1) as u32;
+    let root = BitMapBackend::new(path, (width, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    let palette = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+    ];
+    for (area, panel) in areas.iter().zip(panels) {
+        let n_groups = panel.groups.len();
+        let n_series = panel.series.len().max(1);
+        let y_max = panel
+            .series
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .fold(0.0f64, f64::max)
+            * 1.15;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..n_groups as f64, 0.0..y_max.max(1e-9))
+            .map_err(|e| anyhow!("{e}"))?;
+        let groups = panel.groups.clone();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n_groups * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 1e-6 && i < groups.len() {
+                    groups[i].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(&panel.y_label)
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        let bar = 0.8 / n_series as f64;
+        for (s, (name, values)) in panel.series.iter().enumerate() {
+            let color = palette[s % palette.len()];
+            chart
+                .draw_series(values.iter().enumerate().map(|(g, &v)| {
+                    let x0 = g as f64 + 0.1 + s as f64 * bar;
+                    Rectangle::new([(x0, 0.0), (x0 + bar * 0.95, v)], color.filled())
+                }))
+                .map_err(|e| anyhow!("{e}"))?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! The decode benchmark's report: a terminal/markdown table with grlhf / transformers ratios,
+//! `decode.json` with every timing, and `decode.png`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::decode::{DecodePoint, DecodeWorkload};
+use crate::plot::{grouped_bars, BarPanel};
+
+#[derive(Debug, Serialize)]
+pub struct DecodeReport {
+    pub machine: String,
+    pub workload: DecodeWorkload,
+    pub points: Vec<DecodePoint>,
+}
+
+/// Names the machine: the GPU for CUDA runs, the CPU model otherwise.
+pub fn machine_name(device: &str) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let gpu = grlhf::cuda_devices::query()
+        .ok()
+        .and_then(|info| info.devices.into_iter().next())
+        .map(|d| d.name);
+    match (device.starts_with("cuda"), gpu) {
+        (true, Some(gpu)) => format!("{gpu} (host: {cpu}, {cpus} logical CPUs)"),
+        _ => format!("{cpu}, {cpus} logical CPUs"),
+    }
+}
+
+impl DecodeReport {
+    fn find(&self, engine: &str, model: &str, batch: usize) -> Option<&DecodePoint> {
+        self.points
+            .iter()
+            .find(|p| p.engine == engine && p.model == model && p.batch == batch)
+    }
+
+    fn models(&self) -> Vec<String> {
+        let mut models: Vec<String> = Vec::new();
+        for p in &self.points {
+            if !models.contains(&p.model) {
+                models.push(p.model.clone());
+            }
+        }
+        models
+    }
+
+    /// Markdown table: one row per (model, batch).
+    pub fn table(&self) -> String {
+        let w = &self.workload;
+        let mut out = format!(
+            "Decode throughput, {} ({}), {} threads, prompt {} tokens, {} new tokens, greedy, \
+             median of {} runs\n\n| model | batch | grlhf tok/s | transformers tok/s | grlhf / transformers |\n\
+             |---|---:|---:|---:|---:|\n",
+            self.machine, w.dtype, w.threads, w.prompt_len, w.new_tokens, w.repeats
+        );
+        for model in self.models() {
+            for &batch in &w.batches {
+                let ours = self.find("grlhf", &model, batch);
+                let peer = self.find("transformers", &model, batch);
+                let fmt = |p: Option<&DecodePoint>| {
+                    p.map_or("—".to_string(), |p| format!("{:.1}", p.tokens_per_second))
+                };
+                let ratio = match (ours, peer) {
+                    (Some(a), Some(b)) => {
+                        format!("{:.2}×", a.tokens_per_second / b.tokens_per_second)
+                    }
+                    _ => "—".to_string(),
+                };
+                out.push_str(&format!(
+                    "| {model} | {batch} | {} | {} | {ratio} |\n",
+                    fmt(ours),
+                    fmt(peer)
+                ));
+            }
+        }
+        out
+    }
+
+    /// Writes `decode.json`, `decode.md` and `decode.png` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = dir.join("decode.json");
+        std::fs::write(&json, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+        let md = dir.join("decode.md");
+        std::fs::write(&md, self.table()).with_context(|| format!("writing {}", md.display()))?;
+        let panels: Vec<BarPanel> = self
+            .models()
+            .into_iter()
+            .map(|model| BarPanel {
+                title: format!("{model} ({})", self.workload.device),
+                groups: self
+                    .workload
+                    .batches
+                    .iter()
+                    .map(|b| format!("batch {b}"))
+                    .collect(),
+                series: ["grlhf", "transformers"]
+                    .iter()
+                    .map(|engine| {
+                        let values = self
+                            .workload
+                            .batches
+                            .iter()
+                            .map(|&b| {
+                                self.find(engine, &model, b)
+                                    .map_or(0.0, |p| p.tokens_per_second)
+                            })
+                            .collect();
+                        (engine.to_string(), values)
+                    })
+                    .collect(),
+                y_label: "generated tokens / s".to_string(),
+            })
+            .collect();
+        grouped_bars(&dir.join("decode.png"), &panels)
+    }
+}

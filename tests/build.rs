@@ -1,3 +1,0 @@
-fn main() {
-    grlhf_build::link_libtorch();
-}
