@@ -22,7 +22,7 @@ mkdir -p "$OUT_DIR/models"
 models=()
 for preset in $PRESETS; do
   dir="$OUT_DIR/models/$preset"
-  [ -f "$dir/model.safetensors" ] || "$GRLHF" init-model --preset "$preset" --seed 0 --out "$dir"
+  [ -f "$dir/model.safetensors" ] || "$GRLHF" init-model --preset "$preset" --seed 0 --dtype "${INIT_DTYPE:-f32}" --out "$dir"
   models+=(--model "$preset=$dir")
 done
 common=(--batches "$BATCHES" --prompt-len "$PROMPT_LEN" --new-tokens "$NEW_TOKENS"

@@ -84,8 +84,11 @@ def write_json(path, obj):
         json.dump(obj, f)
 
 
+DEVICE = torch.device("cpu")
+
+
 def greedy_with_margin(model, prompt):
-    ids = torch.tensor([prompt])
+    ids = torch.tensor([prompt], device=DEVICE)
     out = model.generate(
         ids,
         attention_mask=torch.ones_like(ids),
@@ -121,7 +124,8 @@ def make_lm_case(root, name, kv_heads, tied, theta, dtype, sharded):
     model.save_pretrained(out, max_shard_size="40KB" if sharded else "2GB")
     # Expectations come from the checkpoint as users load it. (`model.to(bf16)` above also
     # rounds the rotary inverse frequencies to bf16; `from_pretrained` keeps them in f32.)
-    model = Qwen2ForCausalLM.from_pretrained(out, dtype=dtype, attn_implementation="sdpa").eval()
+    model = Qwen2ForCausalLM.from_pretrained(out, dtype=dtype, attn_implementation="sdpa")
+    model = model.to(DEVICE).eval()
     model.generation_config.eos_token_id = None
     rng = np.random.default_rng(sum(map(ord, name)))
     prompts, logits, greedy, margins = [], [], [], []
@@ -134,7 +138,7 @@ def make_lm_case(root, name, kv_heads, tied, theta, dtype, sharded):
                     break
             else:
                 sys.exit(f"{name}: no well-conditioned prompt of length {length}")
-            full = model(torch.tensor([prompt])).logits[0].float()
+            full = model(torch.tensor([prompt], device=DEVICE)).logits[0].float().cpu()
             prompts.append(prompt)
             logits.append({"shape": list(full.shape), "data": full.flatten().tolist()})
             greedy.append(new)
@@ -143,6 +147,7 @@ def make_lm_case(root, name, kv_heads, tied, theta, dtype, sharded):
         os.path.join(out, "expected.json"),
         {
             "dtype": "bf16" if dtype == torch.bfloat16 else "f32",
+            "device": DEVICE.type,
             "prompts": prompts,
             "logits": logits,
             "greedy": greedy,
@@ -240,9 +245,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join("target", "fixtures"))
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    parser.add_argument("--device", default="cpu", help="where transformers computes (cpu, cuda)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     stamp_path = os.path.join(args.out, "STAMP")
-    stamp = stamp_text()
+    stamp = stamp_text() + f"device={args.device}\n"
     if not args.force and os.path.exists(stamp_path) and open(stamp_path).read() == stamp:
         return
     if os.path.exists(args.out):
