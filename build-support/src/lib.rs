@@ -75,7 +75,7 @@ fn find_libtorch() -> Result<Libtorch, String> {
         });
     }
     let python = "python3";
-    let output = Command::new(&python)
+    let output = Command::new(python)
         .args([
             "-c",
             "import os, torch; print(os.path.dirname(torch.__file__)); print(torch.__version__)",

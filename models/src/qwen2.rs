@@ -587,3 +587,67 @@ impl Qwen2ForCausalLM {
         check_token_ids(&flat, self.config.vocab_size, what)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: serde_json::Value) -> Config {
+        let mut base = serde_json::json!({
+            "vocab_size": 61, "hidden_size": 32, "intermediate_size": 48,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1
+        });
+        base.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn logits(model: &Qwen2ForCausalLM, positions: &PositionIds) -> Tensor {
+        let ids = Tensor::from_slice(&[3i64, 9, 27, 4, 50]).unsqueeze(0);
+        tch::no_grad(|| model.forward(&ids, positions, None, None)).unwrap()
+    }
+
+    #[test]
+    fn multimodal_rope_with_equal_streams_equals_text_rope() {
+        // Qwen2-VL's three-section rope reduces to 1-D rope when the temporal, height and
+        // width positions coincide (text tokens); anything else would shift text positions.
+        let c = config(serde_json::json!({
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
+        }));
+        tch::manual_seed(1);
+        let model = Qwen2ForCausalLM::new(&c, Device::Cpu, Kind::Float).unwrap();
+        let text = PositionIds::sequential(1, 5, 0, Device::Cpu);
+        let PositionIds::Text(pos) = &text else {
+            unreachable!()
+        };
+        let multi = PositionIds::Multimodal(pos.unsqueeze(0).expand([3, 1, 5], false));
+        let diff = (logits(&model, &text) - logits(&model, &multi))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert_eq!(diff, 0.0);
+        // Different streams must matter (the sections are wired to the streams).
+        let shifted =
+            PositionIds::Multimodal(Tensor::stack(&[pos.shallow_clone(), pos * 2, pos * 3], 0));
+        let diff = (logits(&model, &text) - logits(&model, &shifted))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff > 1e-6, "height/width streams had no effect");
+    }
+
+    #[test]
+    fn multimodal_positions_need_mrope_sections() {
+        tch::manual_seed(1);
+        let model = Qwen2ForCausalLM::new(&config(serde_json::json!({})), Device::Cpu, Kind::Float)
+            .unwrap();
+        let pos = PositionIds::Multimodal(Tensor::zeros([3, 1, 5], (Kind::Int64, Device::Cpu)));
+        let ids = Tensor::from_slice(&[3i64, 9, 27, 4, 50]).unsqueeze(0);
+        let err = model
+            .forward(&ids, &pos, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mrope_section"), "{err}");
+    }
+}
