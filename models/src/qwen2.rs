@@ -61,10 +61,21 @@ impl RmsNorm {
 
     fn forward(&self, xs: &Tensor) -> Tensor {
         let dtype = xs.kind();
-        let xs = xs.to_kind(Kind::Float);
-        let variance = xs.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
-        let normed = xs * (variance + self.eps).rsqrt();
-        &self.weight * normed.to_kind(dtype)
+        // Casts are skipped for f32 inputs: no-ops that would still cost a dispatch each.
+        let upcast = dtype != Kind::Float;
+        let xs32 = if upcast {
+            xs.to_kind(Kind::Float)
+        } else {
+            xs.shallow_clone()
+        };
+        let variance = xs32.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let normed = xs32 * (variance + self.eps).rsqrt();
+        let normed = if upcast {
+            normed.to_kind(dtype)
+        } else {
+            normed
+        };
+        &self.weight * normed
     }
 }
 
@@ -91,8 +102,8 @@ impl RotaryEmbedding {
         }
     }
 
-    /// `(cos, sin)` of shape `[batch, 1, seq, head_dim]` in `dtype`.
-    fn cos_sin(&self, positions: &PositionIds, dtype: Kind) -> Result<(Tensor, Tensor)> {
+    /// Rotary tables of shape `[batch, 1, seq, head_dim]` in `dtype`.
+    fn tables(&self, positions: &PositionIds, dtype: Kind) -> Result<RotaryTables> {
         let angles = |pos: &Tensor| -> Tensor {
             let freqs = pos.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
             Tensor::cat(&[&freqs, &freqs], -1)
@@ -119,22 +130,38 @@ impl RotaryEmbedding {
                 Tensor::cat(&picked, -1)
             }
         };
-        Ok((
-            emb.cos().to_kind(dtype).unsqueeze(1),
-            emb.sin().to_kind(dtype).unsqueeze(1),
-        ))
+        let cos = emb.cos().to_kind(dtype).unsqueeze(1);
+        let sin = emb.sin().to_kind(dtype).unsqueeze(1);
+        let half = sin.size()[3] / 2;
+        let signed_sin = Tensor::cat(
+            &[&sin.narrow(-1, 0, half).neg(), &sin.narrow(-1, half, half)],
+            -1,
+        );
+        Ok(RotaryTables {
+            cos,
+            signed_sin,
+            half,
+        })
     }
 }
 
-fn rotate_half(xs: &Tensor) -> Tensor {
-    let half = xs.size().last().copied().unwrap_or(0) / 2;
-    let x1 = xs.narrow(-1, 0, half);
-    let x2 = xs.narrow(-1, half, half);
-    Tensor::cat(&[&x2.neg(), &x1], -1)
+/// Per-forward rotary tables, shared by every layer.
+///
+/// transformers computes `x * cos + rotate_half(x) * sin` with
+/// `rotate_half(x) = cat(-x2, x1)`. Here `rotate_half(x) * sin` is `roll(x, D/2) * signed_sin`
+/// with `signed_sin = cat(-sin1, sin2)`: the same products bit for bit (negation is exact),
+/// in 4 ops per tensor instead of 7 (GPU decode steps are bound by op dispatch).
+#[derive(Debug)]
+struct RotaryTables {
+    cos: Tensor,
+    signed_sin: Tensor,
+    half: i64,
 }
 
-fn apply_rotary(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
-    xs * cos + rotate_half(xs) * sin
+impl RotaryTables {
+    fn apply(&self, xs: &Tensor) -> Tensor {
+        xs * &self.cos + xs.roll([self.half], [-1]) * &self.signed_sin
+    }
 }
 
 /// How attention masks keys for one forward pass.
@@ -181,8 +208,7 @@ impl Attention {
     fn forward(
         &self,
         xs: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        rotary: &RotaryTables,
         mask: &AttentionMask,
         cache: Option<(&mut LayerCache, i64)>,
     ) -> Result<Tensor> {
@@ -192,8 +218,8 @@ impl Attention {
                 .view([b, t, n, self.head_dim])
                 .transpose(1, 2)
         };
-        let q = apply_rotary(&heads(&self.q_proj, self.num_heads), cos, sin);
-        let k = apply_rotary(&heads(&self.k_proj, self.num_kv_heads), cos, sin);
+        let q = rotary.apply(&heads(&self.q_proj, self.num_heads));
+        let k = rotary.apply(&heads(&self.k_proj, self.num_kv_heads));
         let v = heads(&self.v_proj, self.num_kv_heads);
         let (k, v) = match cache {
             Some((layer, offset)) => layer.append(offset, &k, &v)?,
@@ -271,14 +297,13 @@ impl DecoderLayer {
     fn forward(
         &self,
         xs: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        rotary: &RotaryTables,
         mask: &AttentionMask,
         cache: Option<(&mut LayerCache, i64)>,
     ) -> Result<Tensor> {
         let attn =
             self.self_attn
-                .forward(&self.input_layernorm.forward(xs), cos, sin, mask, cache)?;
+                .forward(&self.input_layernorm.forward(xs), rotary, mask, cache)?;
         let xs = xs + attn;
         let mlp = self
             .mlp
@@ -376,11 +401,11 @@ impl Qwen2Model {
                 None => AttentionMask::Causal,
             },
         };
-        let (cos, sin) = self.rotary.cos_sin(positions, embeds.kind())?;
+        let rotary = self.rotary.tables(positions, embeds.kind())?;
         let mut xs = embeds.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (&mut c.layers[i], offset));
-            xs = layer.forward(&xs, &cos, &sin, &mask, layer_cache)?;
+            xs = layer.forward(&xs, &rotary, &mask, layer_cache)?;
         }
         if let Some(cache) = cache {
             cache.advance(seq);
