@@ -27,5 +27,4 @@ for preset in $PRESETS; do
 done
 common=(--batches "$BATCHES" --prompt-len "$PROMPT_LEN" --new-tokens "$NEW_TOKENS"
         --repeats "$REPEATS" --threads "$THREADS" --device "$DEVICE" --dtype "$DTYPE")
-"$PY" benchmarks/decode_peer.py "${models[@]}" "${common[@]}" --out "$OUT_DIR/decode_transformers.json"
-"$BENCH" decode "${models[@]}" "${common[@]}" --peer "$OUT_DIR/decode_transformers.json" --out "$OUT_DIR"
+"$BENCH" decode "${models[@]}" "${common[@]}" --peer-python "$PY" --out "$OUT_DIR"

@@ -5,8 +5,13 @@
 //! `prompt_len` tokens, greedy, exactly `new_tokens` new tokens (no early stop), with the KV
 //! cache, on the same device, dtype and thread count. Time is wall-clock for the whole call
 //! (prefill included), the median of `repeats` runs after one warm-up.
+//!
+//! The engines alternate point by point (transformers for one batch size, then grlhf for the
+//! same one), so that a change of load on a shared machine hits both sides of a ratio alike
+//! instead of one engine's whole block.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -50,20 +55,25 @@ fn median(values: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Measures grlhf on one checkpoint for every batch size of the workload.
+/// Measures grlhf and (when `peer_python` is given) transformers on one checkpoint, alternating
+/// engines for each batch size of the workload.
 pub fn measure(
-    name: &str,
-    dir: &Path,
+    model_spec: &NamedModel,
     workload: &DecodeWorkload,
     device: Device,
     kind: Kind,
+    peer_python: Option<&Path>,
 ) -> Result<Vec<DecodePoint>> {
+    let NamedModel { name, dir } = model_spec;
     let model = Qwen2ForCausalLM::load(dir, device, kind)
         .with_context(|| format!("loading {}", dir.display()))?;
     let prompt = bench_prompt(workload.prompt_len, model.config().vocab_size);
     let config = GenerationConfig::greedy(workload.new_tokens);
     let mut points = Vec::new();
     for &batch in &workload.batches {
+        if let Some(python) = peer_python {
+            points.extend(run_peer(python, model_spec, batch, workload)?);
+        }
         let prompts = vec![prompt.clone(); batch];
         let mut times = Vec::new();
         for run in 0..=workload.repeats {
@@ -81,7 +91,7 @@ pub fn measure(
         let seconds_median = median(&times);
         let point = DecodePoint {
             engine: "grlhf".to_string(),
-            model: name.to_string(),
+            model: name.clone(),
             batch,
             seconds_median,
             tokens_per_second: (batch * workload.new_tokens) as f64 / seconds_median,
@@ -94,6 +104,46 @@ pub fn measure(
         points.push(point);
     }
     Ok(points)
+}
+
+/// Runs `benchmarks/decode_peer.py` for one (model, batch) point and reads its result.
+fn run_peer(
+    python: &Path,
+    model: &NamedModel,
+    batch: usize,
+    workload: &DecodeWorkload,
+) -> Result<Vec<DecodePoint>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("decode_peer.py");
+    let script = if script.exists() {
+        script
+    } else {
+        PathBuf::from("benchmarks/decode_peer.py")
+    };
+    let out = std::env::temp_dir().join(format!(
+        "grlhf-decode-peer-{}-{}-{batch}.json",
+        std::process::id(),
+        model.name
+    ));
+    let status = Command::new(python)
+        .arg(&script)
+        .arg("--model")
+        .arg(format!("{}={}", model.name, model.dir.display()))
+        .args(["--batches", &batch.to_string()])
+        .args(["--prompt-len", &workload.prompt_len.to_string()])
+        .args(["--new-tokens", &workload.new_tokens.to_string()])
+        .args(["--repeats", &workload.repeats.to_string()])
+        .args(["--threads", &workload.threads.to_string()])
+        .args(["--device", &workload.device])
+        .args(["--dtype", &workload.dtype])
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
+    anyhow::ensure!(status.success(), "{} failed ({status})", script.display());
+    let text =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    let _ = std::fs::remove_file(&out);
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", out.display()))
 }
 
 /// A model given on the command line as `NAME=DIR`.

@@ -1,8 +1,8 @@
 //! `grlhf-bench`: grlhf's benchmark harness.
 //!
 //! `grlhf-bench decode` measures the generation engine's decode throughput on checkpoints and
-//! compares it with transformers' numbers from `benchmarks/decode_peer.py` (run first, on the
-//! same checkpoints, machine and thread count; `benchmarks/decode.sh` runs both).
+//! compares it with transformers' `generate` (`benchmarks/decode_peer.py`, run by this harness
+//! on the same checkpoints, machine and thread count, alternating with grlhf point by point).
 
 mod decode;
 mod plot;
@@ -10,7 +10,7 @@ mod report;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use decode::{DecodePoint, DecodeWorkload, NamedModel};
 use grlhf_models::device::{parse_device, parse_dtype};
@@ -44,9 +44,10 @@ enum Command {
         device: String,
         #[arg(long, default_value = "f32")]
         dtype: String,
-        /// transformers' results (JSON list of points from decode_peer.py).
+        /// Python with torch + transformers, to measure transformers as the peer
+        /// (omit to measure grlhf alone).
         #[arg(long)]
-        peer: Option<PathBuf>,
+        peer_python: Option<PathBuf>,
         /// Where decode.json / decode.md / decode.png go.
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
@@ -64,7 +65,7 @@ fn main() -> Result<()> {
             threads,
             device,
             dtype,
-            peer,
+            peer_python,
             out,
         } => {
             anyhow::ensure!(repeats >= 1, "--repeats must be at least 1");
@@ -87,15 +88,14 @@ fn main() -> Result<()> {
             };
             let (dev, kind) = (parse_device(&device)?, parse_dtype(&dtype)?);
             let mut points: Vec<DecodePoint> = Vec::new();
-            if let Some(peer) = &peer {
-                let text = std::fs::read_to_string(peer)
-                    .with_context(|| format!("reading {}", peer.display()))?;
-                let peer_points: Vec<DecodePoint> = serde_json::from_str(&text)
-                    .with_context(|| format!("parsing {}", peer.display()))?;
-                points.extend(peer_points);
-            }
             for m in &models {
-                points.extend(decode::measure(&m.name, &m.dir, &workload, dev, kind)?);
+                points.extend(decode::measure(
+                    m,
+                    &workload,
+                    dev,
+                    kind,
+                    peer_python.as_deref(),
+                )?);
             }
             let report = report::DecodeReport {
                 machine: report::machine_name(&device),

@@ -190,15 +190,11 @@ impl Attention {
     fn new(p: nn::Path, config: &Config) -> Attention {
         let (h, d) = (config.hidden_size, config.head_dim());
         let (nh, nkv) = (config.num_attention_heads, config.num_kv_heads());
-        let no_bias = nn::LinearConfig {
-            bias: false,
-            ..Default::default()
-        };
         Attention {
             q_proj: nn::linear(&p / "q_proj", h, nh * d, Default::default()),
             k_proj: nn::linear(&p / "k_proj", h, nkv * d, Default::default()),
             v_proj: nn::linear(&p / "v_proj", h, nkv * d, Default::default()),
-            o_proj: nn::linear(&p / "o_proj", nh * d, h, no_bias),
+            o_proj: linear_no_bias(&p / "o_proj", nh * d, h),
             num_heads: nh,
             num_kv_heads: nkv,
             head_dim: d,
@@ -258,14 +254,10 @@ struct Mlp {
 impl Mlp {
     fn new(p: nn::Path, config: &Config) -> Mlp {
         let (h, i) = (config.hidden_size, config.intermediate_size);
-        let c = nn::LinearConfig {
-            bias: false,
-            ..Default::default()
-        };
         Mlp {
-            gate_proj: nn::linear(&p / "gate_proj", h, i, c),
-            up_proj: nn::linear(&p / "up_proj", h, i, c),
-            down_proj: nn::linear(&p / "down_proj", i, h, c),
+            gate_proj: linear_no_bias(&p / "gate_proj", h, i),
+            up_proj: linear_no_bias(&p / "up_proj", h, i),
+            down_proj: linear_no_bias(&p / "down_proj", i, h),
         }
     }
 
@@ -430,6 +422,41 @@ fn explicit_mask(key_valid: &Tensor, offset: i64, q_len: i64) -> Tensor {
         .unsqueeze(1)
 }
 
+/// A linear layer without bias (every Qwen2 projection except q/k/v).
+pub(crate) fn linear_no_bias(p: nn::Path, input: i64, output: i64) -> nn::Linear {
+    let config = nn::LinearConfig {
+        bias: false,
+        ..Default::default()
+    };
+    nn::linear(p, input, output, config)
+}
+
+/// Writes `config.json` (with derived sizes spelled out, so readers with other defaults build
+/// the same shape) and `model.safetensors` into `dir`.
+pub(crate) fn write_checkpoint(
+    dir: &Path,
+    mut config: Config,
+    vs: &nn::VarStore,
+    kind: Kind,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    config.model_type = Some("qwen2".to_string());
+    config.head_dim = Some(config.head_dim());
+    config.num_key_value_heads = Some(config.num_kv_heads());
+    config.dtype = Some(
+        match kind {
+            Kind::BFloat16 => "bfloat16",
+            Kind::Half => "float16",
+            _ => "float32",
+        }
+        .to_string(),
+    );
+    let path = dir.join("config.json");
+    let json = serde_json::to_string_pretty(&config).expect("config serialises");
+    std::fs::write(&path, json).map_err(|e| ModelError::io(&path, e))?;
+    weights::save_varstore(vs, &dir.join(weights::SINGLE_FILE))
+}
+
 /// Re-initialises fresh parameters the way transformers' `Qwen2PreTrainedModel` does: weight
 /// matrices and embeddings ~ N(0, `initializer_range`), biases 0, norm scales 1. (tch's own
 /// defaults, N(0, 1) embeddings in particular, make random models emit near-one-hot outputs.)
@@ -477,13 +504,8 @@ impl Qwen2ForCausalLM {
         let mut vs = nn::VarStore::new(device);
         let root = vs.root();
         let model = Qwen2Model::new(&root / "model", config);
-        let lm_head = (!config.tie_word_embeddings).then(|| {
-            let c = nn::LinearConfig {
-                bias: false,
-                ..Default::default()
-            };
-            nn::linear(&root / "lm_head", config.hidden_size, config.vocab_size, c)
-        });
+        let lm_head = (!config.tie_word_embeddings)
+            .then(|| linear_no_bias(&root / "lm_head", config.hidden_size, config.vocab_size));
         init_like_transformers(&vs, config.initializer_range);
         vs.set_kind(kind);
         Ok(Qwen2ForCausalLM {
@@ -509,28 +531,11 @@ impl Qwen2ForCausalLM {
 
     /// Saves `config.json` and `model.safetensors` in HF layout.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let mut config = self.config.clone();
         if config.architectures.is_empty() {
             config.architectures = vec!["Qwen2ForCausalLM".to_string()];
         }
-        config.model_type = Some("qwen2".to_string());
-        // Spelled out so that readers with other defaults (transformers) build the same shape.
-        config.head_dim = Some(config.head_dim());
-        config.num_key_value_heads = Some(config.num_kv_heads());
-        config.dtype = Some(
-            match self.kind() {
-                Kind::BFloat16 => "bfloat16",
-                Kind::Half => "float16",
-                _ => "float32",
-            }
-            .to_string(),
-        );
-        let path = dir.join("config.json");
-        let json = serde_json::to_string_pretty(&config).expect("config serialises");
-        std::fs::write(&path, json).map_err(|e| ModelError::io(&path, e))?;
-        weights::save_varstore(&self.vs, &dir.join(weights::SINGLE_FILE))
+        write_checkpoint(dir.as_ref(), config, &self.vs, self.kind())
     }
 
     pub fn config(&self) -> &Config {

@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::Config;
 use crate::error::{ModelError, Result};
 use crate::generation::left_pad;
-use crate::qwen2::{check_token_ids, PositionIds, Qwen2Model};
+use crate::qwen2::{check_token_ids, linear_no_bias, write_checkpoint, PositionIds, Qwen2Model};
 use crate::weights::{self, LoadOptions};
 
 /// Qwen2 decoder + scalar value head.
@@ -32,11 +32,7 @@ impl Qwen2RewardModel {
         let mut vs = nn::VarStore::new(device);
         let root = vs.root();
         let model = Qwen2Model::new(&root / "model", config);
-        let head = nn::LinearConfig {
-            bias: false,
-            ..Default::default()
-        };
-        let score = nn::linear(&root / "score", config.hidden_size, 1, head);
+        let score = linear_no_bias(&root / "score", config.hidden_size, 1);
         crate::qwen2::init_like_transformers(&vs, config.initializer_range);
         vs.set_kind(kind);
         Ok(Qwen2RewardModel {
@@ -75,16 +71,11 @@ impl Qwen2RewardModel {
 
     /// Saves `config.json` and `model.safetensors` in transformers' layout.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let mut config = self.config.clone();
         config.architectures = vec!["Qwen2ForSequenceClassification".to_string()];
-        config.model_type = Some("qwen2".to_string());
         config.id2label = Some(BTreeMap::from([("0".to_string(), "LABEL_0".to_string())]));
-        let path = dir.join("config.json");
-        let json = serde_json::to_string_pretty(&config).expect("config serialises");
-        std::fs::write(&path, json).map_err(|e| ModelError::io(&path, e))?;
-        weights::save_varstore(&self.vs, &dir.join(weights::SINGLE_FILE))
+        let kind = self.model.embedding_weight().kind();
+        write_checkpoint(dir.as_ref(), config, &self.vs, kind)
     }
 
     pub fn config(&self) -> &Config {

@@ -18,30 +18,36 @@ fn load_case(name: &str) -> (Qwen2ForCausalLM, serde_json::Value) {
     (model, expected)
 }
 
+/// Runs every fixture prompt alone (no padding, no cache) and compares all positions' logits.
+fn check_unpadded_logits(
+    model: &Qwen2ForCausalLM,
+    expected: &serde_json::Value,
+    label: &str,
+    tol: f64,
+) {
+    let prompts = expected["prompts"].as_array().unwrap();
+    for (prompt, want) in prompts.iter().zip(expected["logits"].as_array().unwrap()) {
+        let prompt = ids(prompt);
+        let input = Tensor::from_slice(&prompt)
+            .unsqueeze(0)
+            .to_device(model.device());
+        let positions = PositionIds::sequential(1, prompt.len() as i64, 0, model.device());
+        let logits = tch::no_grad(|| model.forward(&input, &positions, None, None)).unwrap();
+        let err = max_abs_diff(&logits.get(0).to_kind(Kind::Float), &tensor(want));
+        eprintln!(
+            "{label}: prompt of {} tokens, max |Δlogit| = {err:e}",
+            prompt.len()
+        );
+        assert!(err <= tol, "{label}: max |Δlogit| = {err:e} > {tol:e}");
+    }
+}
+
 #[test]
 fn logits_match_transformers_for_every_case() {
     for name in LM_CASES {
         let (model, expected) = load_case(name);
         let tol = tolerance(expected["dtype"].as_str().unwrap());
-        for (prompt, want) in expected["prompts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(expected["logits"].as_array().unwrap())
-        {
-            let prompt = ids(prompt);
-            let input = Tensor::from_slice(&prompt)
-                .unsqueeze(0)
-                .to_device(model.device());
-            let positions = PositionIds::sequential(1, prompt.len() as i64, 0, model.device());
-            let logits = tch::no_grad(|| model.forward(&input, &positions, None, None)).unwrap();
-            let err = max_abs_diff(&logits.get(0).to_kind(Kind::Float), &tensor(want));
-            eprintln!(
-                "{name}: prompt of {} tokens, max |Δlogit| = {err:e}",
-                prompt.len()
-            );
-            assert!(err <= tol, "{name}: max |Δlogit| = {err:e} > {tol:e}");
-        }
+        check_unpadded_logits(&model, &expected, name, tol);
     }
 }
 
@@ -50,12 +56,7 @@ fn padded_batch_gives_every_row_its_own_logits() {
     for name in LM_CASES {
         let (model, expected) = load_case(name);
         let tol = tolerance(expected["dtype"].as_str().unwrap());
-        let prompts: Vec<Vec<i64>> = expected["prompts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(ids)
-            .collect();
+        let prompts: Vec<Vec<i64>> = id_lists(&expected["prompts"]);
         let width = prompts.iter().map(Vec::len).max().unwrap() as i64;
         let (input, mask) = left_pad(&prompts, width, model.device()).unwrap();
         let positions = PositionIds::from_attention_mask(&mask);
@@ -83,18 +84,8 @@ fn padded_batch_gives_every_row_its_own_logits() {
 fn greedy_continuations_match_transformers_generate() {
     for name in LM_CASES {
         let (model, expected) = load_case(name);
-        let prompts: Vec<Vec<i64>> = expected["prompts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(ids)
-            .collect();
-        let want: Vec<Vec<i64>> = expected["greedy"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(ids)
-            .collect();
+        let prompts: Vec<Vec<i64>> = id_lists(&expected["prompts"]);
+        let want: Vec<Vec<i64>> = id_lists(&expected["greedy"]);
         let config =
             GenerationConfig::greedy(expected["max_new_tokens"].as_u64().unwrap() as usize);
         // One prompt at a time, then all prompts (of different lengths) in one batch.
@@ -117,12 +108,7 @@ fn reward_model_scores_match_transformers_sequence_classification() {
     let dir = fixtures().join("reward");
     let expected = read_json(dir.join("expected.json"));
     let model = Qwen2RewardModel::load(&dir, device(), Kind::Float).unwrap();
-    let sequences: Vec<Vec<i64>> = expected["sequences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(ids)
-        .collect();
+    let sequences: Vec<Vec<i64>> = id_lists(&expected["sequences"]);
     let want: Vec<f32> = expected["scores"]
         .as_array()
         .unwrap()
@@ -154,38 +140,11 @@ fn cuda_bf16_parity_when_a_gpu_exists() {
             6e-2
         };
         let model = Qwen2ForCausalLM::load(&dir, tch::Device::Cuda(0), Kind::BFloat16).unwrap();
-        for (prompt, want) in expected["prompts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(expected["logits"].as_array().unwrap())
-        {
-            let prompt = ids(prompt);
-            let input = Tensor::from_slice(&prompt)
-                .unsqueeze(0)
-                .to_device(model.device());
-            let positions = PositionIds::sequential(1, prompt.len() as i64, 0, model.device());
-            let logits = tch::no_grad(|| model.forward(&input, &positions, None, None)).unwrap();
-            let err = max_abs_diff(&logits.get(0).to_kind(Kind::Float), &tensor(want));
-            eprintln!(
-                "cuda {name}: max |Δlogit| = {err:e} (fixtures from {})",
-                expected["device"]
-            );
-            assert!(err <= tol, "cuda {name}: max |Δlogit| = {err:e} > {tol:e}");
-        }
+        let label = format!("cuda {name} (fixtures from {})", expected["device"]);
+        check_unpadded_logits(&model, &expected, &label, tol);
         if expected["device"] == "cuda" {
-            let prompts: Vec<Vec<i64>> = expected["prompts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(ids)
-                .collect();
-            let want: Vec<Vec<i64>> = expected["greedy"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(ids)
-                .collect();
+            let prompts: Vec<Vec<i64>> = id_lists(&expected["prompts"]);
+            let want: Vec<Vec<i64>> = id_lists(&expected["greedy"]);
             let n = expected["max_new_tokens"].as_u64().unwrap() as usize;
             let got = generate(&model, &prompts, &GenerationConfig::greedy(n)).unwrap();
             for (g, w) in got.iter().zip(&want) {

@@ -33,6 +33,16 @@ pub fn ids(value: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// A JSON list of id lists (prompts, continuations).
+pub fn id_lists(value: &Value) -> Vec<Vec<i64>> {
+    value
+        .as_array()
+        .expect("array of id lists")
+        .iter()
+        .map(ids)
+        .collect()
+}
+
 /// A `{"shape": [...], "data": [...]}` object as an f32 CPU tensor.
 pub fn tensor(value: &Value) -> Tensor {
     let shape = ids(&value["shape"]);
