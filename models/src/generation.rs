@@ -87,6 +87,14 @@ pub fn generate(
         check_token_ids(prompt, vocab, &format!("prompt {i}"))?;
     }
     check_token_ids(&config.stop_token_ids, vocab, "stop_token_ids")?;
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0) + config.max_new_tokens;
+    let trained = model.config().max_position_embeddings;
+    if longest as i64 > trained {
+        // Rotary positions extrapolate as in transformers; say so rather than stay silent.
+        tracing::warn!(
+            "generating up to {longest} positions, beyond max_position_embeddings = {trained}"
+        );
+    }
     tch::no_grad(|| generate_unchecked(model, prompts, config))
 }
 
