@@ -7,6 +7,8 @@ Writes, under the output directory (default: target/fixtures):
                       expected.json: prompts, logits at every position, greedy continuations
                       from `generate`, and the smallest top-1/top-2 logit margin seen
   reward/             a Qwen2ForSequenceClassification (num_labels=1) and its scores
+  images/             PNG images of several sizes (up- and down-scaled by smart resize), the
+                      preprocessor_config.json, and transformers' pixel_values / image_grid_thw
   tokenizer/          a byte-level BPE tokenizer.json with Qwen2's pre-tokenizer and special
                       tokens, and expected encodings / decodings / chat-template renderings
 
@@ -241,6 +243,48 @@ def make_tokenizer_case(root):
     print("fixtures: tokenizer")
 
 
+def make_image_case(root):
+    from PIL import Image
+    from safetensors.torch import save_file
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+
+    out = os.path.join(root, "images")
+    os.makedirs(out, exist_ok=True)
+    # max_pixels small enough that the larger images are scaled down, min_pixels large enough
+    # that the small ones are scaled up.
+    proc = Qwen2VLImageProcessor(size={"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 64})
+    proc.save_pretrained(out)
+    rng = np.random.default_rng(11)
+    # (width, height, mode): up-scaled, down-scaled, unchanged, odd aspect ratios, grayscale.
+    shapes = [(50, 30, "RGB"), (500, 140, "RGB"), (224, 112, "RGB"), (97, 203, "RGB"),
+              (57, 57, "L"), (640, 480, "RGB")]
+    files, grids, tensors = [], [], {}
+    for i, (w, h, mode) in enumerate(shapes):
+        y, x = np.mgrid[0:h, 0:w]
+        base = np.stack([(x * 255 // max(w - 1, 1)), (y * 255 // max(h - 1, 1)),
+                         ((x + y) * 7) % 256], axis=-1).astype(np.int32)
+        noise = rng.integers(-40, 41, size=base.shape)
+        pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
+        image = Image.fromarray(pixels, "RGB")
+        if mode == "L":
+            image = image.convert("L")
+        name = f"image_{i}_{w}x{h}.png"
+        image.save(os.path.join(out, name))
+        loaded = Image.open(os.path.join(out, name))
+        result = proc(images=[loaded], return_tensors="pt")
+        tensors[f"pixel_values_{i}"] = result["pixel_values"].contiguous()
+        files.append(name)
+        grids.append(result["image_grid_thw"][0].tolist())
+    batch = proc(images=[Image.open(os.path.join(out, f)) for f in files], return_tensors="pt")
+    tensors["pixel_values_all"] = batch["pixel_values"].contiguous()
+    save_file(tensors, os.path.join(out, "expected.safetensors"))
+    write_json(os.path.join(out, "expected.json"), {
+        "files": files, "image_grid_thw": grids,
+        "batch_image_grid_thw": batch["image_grid_thw"].tolist(),
+    })
+    print(f"fixtures: images ({len(files)} images)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join("target", "fixtures"))
@@ -261,6 +305,7 @@ def main():
         make_lm_case(args.out, name, kv, tied, theta, dtype, sharded)
     make_reward_case(args.out)
     make_tokenizer_case(args.out)
+    make_image_case(args.out)
     with open(stamp_path, "w") as f:
         f.write(stamp)
 

@@ -77,6 +77,9 @@ pub enum ModelError {
     #[error("invalid argument `{name}`: {message}")]
     InvalidArgument { name: String, message: String },
 
+    #[error("image {path}: {message}")]
+    Image { path: PathBuf, message: String },
+
     #[error("tokenizer {path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
 

@@ -7,6 +7,8 @@
 //! - [`logprobs`]: teacher-forced, differentiable log-probs of responses (the learner's path).
 //! - [`value_head`]: a scalar (Bradley–Terry) reward model.
 //! - [`tokenizer`], [`chat_template`]: HF `tokenizer.json` and the Qwen2 chat format.
+//! - [`image_processor`]: Qwen2-VL image preprocessing, exactly as transformers does it (the
+//!   vision towers themselves are not built yet).
 //!
 //! Models own their parameters in a `tch::nn::VarStore` and must stay on the thread that
 //! created them (libtorch keeps grad mode and CUDA streams per thread; `Tensor` is not `Sync`).
@@ -16,6 +18,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod generation;
+pub mod image_processor;
 pub mod kv_cache;
 pub mod logprobs;
 pub mod qwen2;
