@@ -9,6 +9,8 @@ Writes, under the output directory (default: target/fixtures):
   reward/             a Qwen2ForSequenceClassification (num_labels=1) and its scores
   images/             PNG images of several sizes (up- and down-scaled by smart resize), the
                       preprocessor_config.json, and transformers' pixel_values / image_grid_thw
+  mrope/              prompts with 0, 1 and 2 images run through Qwen2VLProcessor (placeholder
+                      expansion, left padding) and Qwen2VLModel.get_rope_index
   tokenizer/          a byte-level BPE tokenizer.json with Qwen2's pre-tokenizer and special
                       tokens, and expected encodings / decodings / chat-template renderings
 
@@ -285,6 +287,63 @@ def make_image_case(root):
     print(f"fixtures: images ({len(files)} images)")
 
 
+def make_mrope_case(root):
+    from PIL import Image
+    from transformers import (PreTrainedTokenizerFast, Qwen2VLConfig,
+                              Qwen2VLForConditionalGeneration, Qwen2VLProcessor)
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    images_dir = os.path.join(root, "images")
+    tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(root, "tokenizer", "tokenizer.json"))
+    tok.pad_token = "<|endoftext|>"
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor.from_pretrained(images_dir),
+        tokenizer=tok,
+        video_processor=Qwen2VLVideoProcessor(),
+    )
+    image = "<|vision_start|><|image_pad|><|vision_end|>"
+    rows = [
+        (f"<|im_start|>user\n{image}How many circles?<|im_end|>\n", ["image_1_500x140.png"]),
+        (f"<|im_start|>user\n{image}left {image}right: same?<|im_end|>\n",
+         ["image_0_50x30.png", "image_3_97x203.png"]),
+        ("<|im_start|>user\nNo image here.<|im_end|>\n", []),
+    ]
+    texts = [t for t, _ in rows]
+    files = [f for _, fs in rows for f in fs]
+    pil = [Image.open(os.path.join(images_dir, f)) for f in files]
+    out = processor(text=texts, images=pil, padding=True, padding_side="left", return_tensors="pt")
+    cfg = Qwen2VLConfig(
+        text_config=dict(vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                          "mrope_section": [2, 3, 3]}),
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2,
+                           spatial_merge_size=2, patch_size=14, temporal_patch_size=2),
+        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
+    )
+    model = Qwen2VLForConditionalGeneration(cfg)
+    positions, deltas = model.model.get_rope_index(
+        out["input_ids"], out["mm_token_type_ids"], out["image_grid_thw"],
+        attention_mask=out["attention_mask"],
+    )
+    outdir = os.path.join(root, "mrope")
+    os.makedirs(outdir, exist_ok=True)
+    write_json(os.path.join(outdir, "expected.json"), {
+        "image_token_id": cfg.image_token_id,
+        "spatial_merge_size": 2,
+        "raw_ids": [tok(t)["input_ids"] for t in texts],
+        "images_per_row": [fs for _, fs in rows],
+        "input_ids": out["input_ids"].tolist(),
+        "attention_mask": out["attention_mask"].tolist(),
+        "image_grid_thw": out["image_grid_thw"].tolist(),
+        "position_ids": positions.tolist(),
+        "deltas": deltas.flatten().tolist(),
+    })
+    print("fixtures: mrope")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join("target", "fixtures"))
@@ -306,6 +365,7 @@ def main():
     make_reward_case(args.out)
     make_tokenizer_case(args.out)
     make_image_case(args.out)
+    make_mrope_case(args.out)
     with open(stamp_path, "w") as f:
         f.write(stamp)
 
