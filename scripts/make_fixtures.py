@@ -11,6 +11,8 @@ Writes, under the output directory (default: target/fixtures):
                       preprocessor_config.json, and transformers' pixel_values / image_grid_thw
   mrope/              prompts with 0, 1 and 2 images run through Qwen2VLProcessor (placeholder
                       expansion, left padding) and Qwen2VLModel.get_rope_index
+  qwen2_vl/           a tiny random Qwen2VLForConditionalGeneration and, for prompts with one
+                      and two images, the processor's input ids, logits and greedy continuations
   tokenizer/          a byte-level BPE tokenizer.json with Qwen2's pre-tokenizer and special
                       tokens, and expected encodings / decodings / chat-template renderings
 
@@ -287,6 +289,78 @@ def make_image_case(root):
     print(f"fixtures: images ({len(files)} images)")
 
 
+def qwen2_vl_processor(root):
+    from transformers import PreTrainedTokenizerFast, Qwen2VLProcessor
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(root, "tokenizer", "tokenizer.json"))
+    tok.pad_token = "<|endoftext|>"
+    return tok, Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor.from_pretrained(os.path.join(root, "images")),
+        tokenizer=tok,
+        video_processor=Qwen2VLVideoProcessor(),
+    )
+
+
+def tiny_qwen2_vl_config(tok, layers=2, depth=2):
+    from transformers import Qwen2VLConfig
+
+    return Qwen2VLConfig(
+        text_config=dict(vocab_size=400, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         initializer_range=0.08, eos_token_id=2, bos_token_id=1,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                          "mrope_section": [2, 3, 3]}),
+        vision_config=dict(depth=depth, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2,
+                           spatial_merge_size=2, patch_size=14, temporal_patch_size=2,
+                           initializer_range=0.08),
+        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"),
+    )
+
+
+def make_qwen2_vl_case(root):
+    from PIL import Image
+    from transformers import Qwen2VLForConditionalGeneration
+
+    tok, processor = qwen2_vl_processor(root)
+    torch.manual_seed(21)
+    model = Qwen2VLForConditionalGeneration(tiny_qwen2_vl_config(tok)).eval()
+    out_dir = os.path.join(root, "qwen2_vl")
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(out_dir, attn_implementation="sdpa").eval()
+    images_dir = os.path.join(root, "images")
+    image = "<|vision_start|><|image_pad|><|vision_end|>"
+    cases = [
+        (f"<|im_start|>user\n{image}How many circles?<|im_end|>\n<|im_start|>assistant\n",
+         ["image_1_500x140.png"]),
+        (f"<|im_start|>user\n{image}left {image}right: same?<|im_end|>\n<|im_start|>assistant\n",
+         ["image_0_50x30.png", "image_3_97x203.png"]),
+    ]
+    expected = []
+    with torch.no_grad():
+        for text, files in cases:
+            pil = [Image.open(os.path.join(images_dir, f)) for f in files]
+            inputs = processor(text=[text], images=pil, return_tensors="pt")
+            logits = model(**inputs).logits[0].float()
+            generated = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS,
+                                       min_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+                                       eos_token_id=None, pad_token_id=0)
+            expected.append({
+                "raw_ids": tok(text)["input_ids"],
+                "files": files,
+                "input_ids": inputs["input_ids"][0].tolist(),
+                "logits": {"shape": list(logits.shape), "data": logits.flatten().tolist()},
+                "greedy": generated[0, inputs["input_ids"].shape[1]:].tolist(),
+            })
+    write_json(os.path.join(out_dir, "expected.json"), {"cases": expected, "max_new_tokens": MAX_NEW_TOKENS})
+    print("fixtures: qwen2_vl")
+
+
 def make_mrope_case(root):
     from PIL import Image
     from transformers import (PreTrainedTokenizerFast, Qwen2VLConfig,
@@ -366,6 +440,7 @@ def main():
     make_tokenizer_case(args.out)
     make_image_case(args.out)
     make_mrope_case(args.out)
+    make_qwen2_vl_case(args.out)
     with open(stamp_path, "w") as f:
         f.write(stamp)
 

@@ -16,6 +16,10 @@ use crate::error::{ModelError, Result};
 pub const SUPPORTED_ARCHITECTURES: &[&str] =
     &["Qwen2ForCausalLM", "Qwen2ForSequenceClassification"];
 
+/// `model_type` values of Qwen2-family text models (the text half of Qwen2-VL / Qwen2.5-VL
+/// included).
+pub const TEXT_MODEL_TYPES: &[&str] = &["qwen2", "qwen2_vl_text", "qwen2_5_vl_text"];
+
 /// Either one token id or several (HF allows both for `eos_token_id`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -162,10 +166,12 @@ impl Config {
             ));
         }
         if let Some(model_type) = &self.model_type {
-            if model_type != "qwen2" {
+            if !TEXT_MODEL_TYPES.contains(&model_type.as_str()) {
                 return Err(bad(
                     "model_type",
-                    format!("`{model_type}` is not supported; expected `qwen2`"),
+                    format!(
+                        "`{model_type}` is not supported; expected one of {TEXT_MODEL_TYPES:?}"
+                    ),
                 ));
             }
         }

@@ -8,8 +8,8 @@
 //! - [`value_head`]: a scalar (Bradley–Terry) reward model.
 //! - [`tokenizer`], [`chat_template`]: HF `tokenizer.json` and the Qwen2 chat format.
 //! - [`image_processor`]: Qwen2-VL image preprocessing, exactly as transformers does it (the
-//!   vision towers themselves are not built yet), and [`mrope`]: image placeholder expansion and
-//!   Qwen2-VL's three-stream position ids.
+//!   [`mrope`]: image placeholder expansion and Qwen2-VL's three-stream position ids, and
+//!   [`qwen2_vl`]: the Qwen2-VL model (vision tower + decoder; Qwen2.5-VL is not built yet).
 //!
 //! Models own their parameters in a `tch::nn::VarStore` and must stay on the thread that
 //! created them (libtorch keeps grad mode and CUDA streams per thread; `Tensor` is not `Sync`).
@@ -24,6 +24,7 @@ pub mod kv_cache;
 pub mod logprobs;
 pub mod mrope;
 pub mod qwen2;
+pub mod qwen2_vl;
 pub mod sampling;
 pub mod tokenizer;
 pub mod value_head;

@@ -463,7 +463,9 @@ pub(crate) fn write_checkpoint(
 pub(crate) fn init_like_transformers(vs: &nn::VarStore, std: f64) {
     tch::no_grad(|| {
         for (name, mut var) in vs.variables() {
-            if name.ends_with("norm.weight") {
+            // 1-D weights are norm scales (RMSNorm and LayerNorm); matrices, convolutions and
+            // embeddings are drawn from the normal.
+            if name.ends_with(".weight") && var.dim() == 1 {
                 let _ = var.fill_(1.0);
             } else if name.ends_with(".bias") {
                 let _ = var.zero_();

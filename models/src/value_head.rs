@@ -64,6 +64,7 @@ impl Qwen2RewardModel {
         let options = LoadOptions {
             // A reward model initialised from a causal LM may still carry the LM head.
             ignore: vec!["lm_head.weight".to_string()],
+            ..Default::default()
         };
         weights::load_checkpoint(&mut model.vs, dir, &options)?;
         Ok(model)

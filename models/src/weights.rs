@@ -26,9 +26,22 @@ pub struct LoadOptions {
     /// Tensor names present in the checkpoint that the model deliberately does not use
     /// (e.g. `lm_head.weight` saved next to tied embeddings).
     pub ignore: Vec<String>,
+    /// `(old prefix, new prefix)` pairs mapping older checkpoint layouts onto the model's
+    /// names (e.g. transformers-4 `visual.` → transformers-5 `model.visual.`); the first
+    /// matching prefix wins.
+    pub renames: Vec<(String, String)>,
 }
 
 impl LoadOptions {
+    fn rename(&self, name: &str) -> String {
+        for (old, new) in &self.renames {
+            if let Some(rest) = name.strip_prefix(old.as_str()) {
+                return format!("{new}{rest}");
+            }
+        }
+        name.to_string()
+    }
+
     fn ignores(&self, name: &str) -> bool {
         // Older checkpoints store rotary inverse frequencies, which are recomputed from config.
         name.ends_with("rotary_emb.inv_freq") || self.ignore.iter().any(|i| i == name)
@@ -128,14 +141,15 @@ pub fn load_checkpoint(vs: &mut VarStore, dir: &Path, options: &LoadOptions) -> 
         // Sorted for deterministic error messages.
         let mut names: Vec<String> = tensors.names().into_iter().map(str::to_string).collect();
         names.sort();
-        for name in names {
+        for stored in names {
+            let name = options.rename(&stored);
             if options.ignores(&name) {
                 continue;
             }
             let Some(var) = variables.get_mut(&name) else {
                 return Err(ModelError::UnexpectedTensor {
                     path: path.clone(),
-                    tensor: name,
+                    tensor: stored,
                 });
             };
             if let Some(first) = loaded.get(&name) {
@@ -144,10 +158,12 @@ pub fn load_checkpoint(vs: &mut VarStore, dir: &Path, options: &LoadOptions) -> 
                     message: format!("tensor `{name}` also appears in {}", first.display()),
                 });
             }
-            let view = tensors.tensor(&name).map_err(|e| ModelError::Safetensors {
-                path: path.clone(),
-                message: format!("tensor `{name}`: {e}"),
-            })?;
+            let view = tensors
+                .tensor(&stored)
+                .map_err(|e| ModelError::Safetensors {
+                    path: path.clone(),
+                    message: format!("tensor `{name}`: {e}"),
+                })?;
             let found: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             let expected = var.size();
             if found != expected {

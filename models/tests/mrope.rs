@@ -65,7 +65,7 @@ fn expansion_and_positions_match_transformers() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|s| s.as_array().unwrap().iter().flat_map(|r| ids(r)))
+        .flat_map(|s| s.as_array().unwrap().iter().flat_map(ids))
         .collect();
     let got: Vec<i64> = Vec::<i64>::try_from(got.flatten(0, -1)).unwrap();
     assert_eq!(got, want, "position ids differ from get_rope_index");

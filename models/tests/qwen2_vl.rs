@@ -1,0 +1,125 @@
+//! Qwen2-VL against transformers' `Qwen2VLForConditionalGeneration` on a tiny random
+//! checkpoint: logits for prompts with one and with two images (every position), the same
+//! prompts batched with left padding, and bad multimodal inputs.
+
+mod support;
+
+use grlhf_models::image_processor::{preprocess, ImageProcessorConfig, RgbImage};
+use grlhf_models::mrope::expand_image_placeholders;
+use grlhf_models::qwen2_vl::{MultimodalPrompt, Qwen2VlForConditionalGeneration};
+use support::*;
+use tch::{Kind, Tensor};
+
+struct Case {
+    prompt: MultimodalPrompt,
+    pixels: Tensor,
+    logits: Tensor,
+}
+
+fn cases(model: &Qwen2VlForConditionalGeneration) -> Vec<Case> {
+    let root = fixtures();
+    let expected = read_json(root.join("qwen2_vl/expected.json"));
+    let config = ImageProcessorConfig::from_file(root.join("images")).unwrap();
+    let image_token = model.config().image_token_id;
+    expected["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| {
+            let images: Vec<RgbImage> = case["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| RgbImage::open(root.join("images").join(f.as_str().unwrap())).unwrap())
+                .collect();
+            let processed = preprocess(&images, &config).unwrap();
+            let counts = processed.tokens_per_image(config.merge_size);
+            let tokens =
+                expand_image_placeholders(&ids(&case["raw_ids"]), image_token, &counts).unwrap();
+            assert_eq!(
+                tokens,
+                ids(&case["input_ids"]),
+                "expanded prompt differs from the processor's"
+            );
+            Case {
+                prompt: MultimodalPrompt {
+                    tokens,
+                    grids: processed.image_grid_thw,
+                },
+                pixels: processed.pixel_values,
+                logits: tensor(&case["logits"]),
+            }
+        })
+        .collect()
+}
+
+fn load() -> Qwen2VlForConditionalGeneration {
+    Qwen2VlForConditionalGeneration::load(fixtures().join("qwen2_vl"), device(), Kind::Float)
+        .unwrap()
+}
+
+#[test]
+fn logits_with_one_and_two_images_match_transformers() {
+    let model = load();
+    for (i, case) in cases(&model).iter().enumerate() {
+        let logits =
+            tch::no_grad(|| model.forward(std::slice::from_ref(&case.prompt), Some(&case.pixels)))
+                .unwrap();
+        let err = max_abs_diff(&logits.get(0), &case.logits);
+        eprintln!(
+            "case {i} ({} images): max |Δlogit| = {err:e}",
+            case.prompt.grids.len()
+        );
+        assert!(err <= 1e-4, "case {i}: max |Δlogit| = {err:e}");
+    }
+}
+
+#[test]
+fn a_padded_batch_with_different_images_equals_one_by_one() {
+    let model = load();
+    let cases = cases(&model);
+    let prompts: Vec<MultimodalPrompt> = cases.iter().map(|c| c.prompt.clone()).collect();
+    let pixels = Tensor::cat(
+        &cases
+            .iter()
+            .map(|c| c.pixels.shallow_clone())
+            .collect::<Vec<_>>(),
+        0,
+    );
+    let logits = tch::no_grad(|| model.forward(&prompts, Some(&pixels))).unwrap();
+    let width = logits.size()[1];
+    for (i, case) in cases.iter().enumerate() {
+        let len = case.prompt.tokens.len() as i64;
+        let got = logits.get(i as i64).narrow(0, width - len, len);
+        let err = max_abs_diff(&got, &case.logits);
+        assert!(err <= 1e-4, "row {i}: max |Δlogit| = {err:e}");
+    }
+}
+
+#[test]
+fn mismatched_images_and_placeholders_are_errors() {
+    let model = load();
+    let cases = cases(&model);
+    let case = &cases[1];
+    // Patches for one image fewer than the prompt's placeholders.
+    let one = MultimodalPrompt {
+        tokens: case.prompt.tokens.clone(),
+        grids: case.prompt.grids[..1].to_vec(),
+    };
+    let err = model
+        .forward(&[one], Some(&case.pixels))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("image"), "{err}");
+    let err = model
+        .forward(std::slice::from_ref(&case.prompt), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pixel_values"), "{err}");
+    let bad = MultimodalPrompt {
+        tokens: vec![1, 400],
+        grids: vec![],
+    };
+    let err = model.forward(&[bad], None).unwrap_err().to_string();
+    assert!(err.contains("400"), "{err}");
+}
