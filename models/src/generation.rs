@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
 use crate::qwen2::{check_token_ids, PositionIds, Qwen2ForCausalLM};
 use crate::sampling::{sample, SamplingParams};
 
@@ -69,6 +70,17 @@ pub fn generate(
     prompts: &[Vec<i64>],
     config: &GenerationConfig,
 ) -> Result<Vec<GeneratedSequence>> {
+    check_request(prompts, model.config(), config)?;
+    tch::no_grad(|| generate_unchecked(model, prompts, config))
+}
+
+/// Validates a generation request against a model's config: sampling parameters, non-empty
+/// prompts, token ids in range; warns when positions run past `max_position_embeddings`.
+pub(crate) fn check_request(
+    prompts: &[Vec<i64>],
+    model: &crate::config::Config,
+    config: &GenerationConfig,
+) -> Result<()> {
     config.sampling.validate()?;
     if prompts.is_empty() {
         return Err(ModelError::invalid("prompts", "no prompt given"));
@@ -76,7 +88,7 @@ pub fn generate(
     if config.max_new_tokens == 0 {
         return Err(ModelError::invalid("max_new_tokens", "must be at least 1"));
     }
-    let vocab = model.config().vocab_size;
+    let vocab = model.vocab_size;
     for (i, prompt) in prompts.iter().enumerate() {
         if prompt.is_empty() {
             return Err(ModelError::invalid(
@@ -88,14 +100,14 @@ pub fn generate(
     }
     check_token_ids(&config.stop_token_ids, vocab, "stop_token_ids")?;
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0) + config.max_new_tokens;
-    let trained = model.config().max_position_embeddings;
+    let trained = model.max_position_embeddings;
     if longest as i64 > trained {
         // Rotary positions extrapolate as in transformers; say so rather than stay silent.
         tracing::warn!(
             "generating up to {longest} positions, beyond max_position_embeddings = {trained}"
         );
     }
-    tch::no_grad(|| generate_unchecked(model, prompts, config))
+    Ok(())
 }
 
 fn generate_unchecked(
@@ -108,7 +120,6 @@ fn generate_unchecked(
     let lengths: Vec<i64> = prompts.iter().map(|p| p.len() as i64).collect();
     let width = *lengths.iter().max().expect("non-empty");
     let padded = lengths.iter().any(|&l| l != width);
-    let max_new = config.max_new_tokens as i64;
 
     let (input_ids, mask) = left_pad(prompts, width, device)?;
     let positions = if padded {
@@ -116,15 +127,82 @@ fn generate_unchecked(
     } else {
         PositionIds::sequential(batch, width, 0, device)
     };
-    let mut cache = model.new_cache(batch, width + max_new)?;
+    let mut cache = model.new_cache(batch, width + config.max_new_tokens as i64)?;
     let hidden = model.hidden_states(
         &input_ids,
         &positions,
         padded.then_some(&mask),
         Some(&mut cache),
     )?;
-    let mut logits = model.logits(&hidden.select(1, width - 1))?;
+    let logits = model.logits(&hidden.select(1, width - 1))?;
+    let prefilled = Prefilled {
+        logits,
+        cache,
+        next_positions: lengths,
+    };
+    decode(model, prefilled, config)
+}
 
+/// A model that can extend cached sequences one token per row.
+pub trait TokenDecoder {
+    fn device(&self) -> Device;
+
+    /// Logits `[batch, vocab]` for one new token per row (`tokens`: `[batch, 1]`) at the
+    /// given rotary positions, appended to `cache`.
+    fn decode_step(
+        &self,
+        tokens: &Tensor,
+        positions: &[i64],
+        cache: &mut KvCache,
+    ) -> Result<Tensor>;
+}
+
+impl TokenDecoder for Qwen2ForCausalLM {
+    fn device(&self) -> Device {
+        Qwen2ForCausalLM::device(self)
+    }
+
+    fn decode_step(
+        &self,
+        tokens: &Tensor,
+        positions: &[i64],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let positions = text_positions(positions, self.device());
+        let hidden = self.hidden_states(tokens, &positions, None, Some(cache))?;
+        self.logits(&hidden.select(1, 0))
+    }
+}
+
+/// `[batch, 1]` text positions for a decode step.
+pub(crate) fn text_positions(positions: &[i64], device: Device) -> PositionIds {
+    PositionIds::Text(Tensor::from_slice(positions).to_device(device).unsqueeze(1))
+}
+
+/// The state after a prompt pass: last-position logits, the filled cache, and the rotary
+/// position each row's first generated token takes.
+#[derive(Debug)]
+pub struct Prefilled {
+    pub logits: Tensor,
+    pub cache: KvCache,
+    pub next_positions: Vec<i64>,
+}
+
+/// The sampling loop shared by every model: samples, records tokens / log-probs / finish
+/// reasons, and feeds the tokens back until every row stopped or `max_new_tokens` is reached.
+pub fn decode(
+    model: &impl TokenDecoder,
+    prefilled: Prefilled,
+    config: &GenerationConfig,
+) -> Result<Vec<GeneratedSequence>> {
+    let device = model.device();
+    let Prefilled {
+        mut logits,
+        mut cache,
+        next_positions,
+    } = prefilled;
+    let batch = next_positions.len();
+    let max_new = config.max_new_tokens as i64;
     let mut rngs: Vec<ChaCha8Rng> = (0..batch as u64)
         .map(|row| {
             let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
@@ -139,7 +217,7 @@ fn generate_unchecked(
             finish_reason: FinishReason::Length,
         })
         .collect();
-    let mut done = vec![false; batch as usize];
+    let mut done = vec![false; batch];
 
     for step in 0..max_new {
         // One uniform per row every step (finished rows too) keeps each row's stream aligned
@@ -149,7 +227,7 @@ fn generate_unchecked(
         let (tokens, logprobs) = sample(&logits, &config.sampling, &uniforms);
         let tokens_host = Vec::<i64>::try_from(tokens.to_device(Device::Cpu))?;
         let logprobs_host = Vec::<f32>::try_from(logprobs.to_device(Device::Cpu))?;
-        for row in 0..batch as usize {
+        for row in 0..batch {
             if done[row] {
                 continue;
             }
@@ -163,15 +241,8 @@ fn generate_unchecked(
         if step + 1 == max_new || done.iter().all(|&d| d) {
             break;
         }
-        let next_positions: Vec<i64> = lengths.iter().map(|l| l + step).collect();
-        let positions = PositionIds::Text(
-            Tensor::from_slice(&next_positions)
-                .to_device(device)
-                .unsqueeze(1),
-        );
-        let hidden =
-            model.hidden_states(&tokens.unsqueeze(1), &positions, None, Some(&mut cache))?;
-        logits = model.logits(&hidden.select(1, 0))?;
+        let positions: Vec<i64> = next_positions.iter().map(|p| p + step).collect();
+        logits = model.decode_step(&tokens.unsqueeze(1), &positions, &mut cache)?;
     }
     Ok(out)
 }

@@ -18,6 +18,11 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::Config;
 use crate::error::{ModelError, Result};
+use crate::generation::{
+    check_request, decode, text_positions, GeneratedSequence, GenerationConfig, Prefilled,
+    TokenDecoder,
+};
+use crate::kv_cache::KvCache;
 use crate::mrope::{batch_position_ids, rope_index, MropePositions};
 use crate::qwen2::{init_like_transformers, linear_no_bias, PositionIds, Qwen2Model};
 use crate::weights::{self, LoadOptions};
@@ -450,8 +455,54 @@ impl Qwen2VlForConditionalGeneration {
         prompts: &[MultimodalPrompt],
         pixel_values: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let hidden = self.hidden_states(prompts, pixel_values)?;
+        let hidden = self.hidden_states(prompts, pixel_values, None)?;
         self.logits(&hidden)
+    }
+
+    /// A KV cache for `batch` rows of `capacity` positions.
+    pub fn new_cache(&self, batch: i64, capacity: i64) -> Result<KvCache> {
+        let text = &self.config.text_config;
+        KvCache::new(
+            text.num_hidden_layers,
+            batch,
+            text.num_kv_heads(),
+            text.head_dim(),
+            capacity,
+            self.model.embedding_weight().kind(),
+            self.device(),
+        )
+    }
+
+    /// Generates continuations of multimodal prompts with the shared sampling loop (KV cache,
+    /// every sampling option, stop tokens, log-probs) — see [`crate::generation`].
+    pub fn generate(
+        &self,
+        prompts: &[MultimodalPrompt],
+        pixel_values: Option<&Tensor>,
+        config: &GenerationConfig,
+    ) -> Result<Vec<GeneratedSequence>> {
+        let tokens: Vec<Vec<i64>> = prompts.iter().map(|p| p.tokens.clone()).collect();
+        check_request(&tokens, &self.config.text_config, config)?;
+        tch::no_grad(|| {
+            let width = tokens.iter().map(Vec::len).max().unwrap_or(0) as i64;
+            let capacity = width + config.max_new_tokens as i64;
+            let mut cache = self.new_cache(prompts.len() as i64, capacity)?;
+            let hidden = self.hidden_states(prompts, pixel_values, Some(&mut cache))?;
+            let logits = self.logits(&hidden.select(1, width - 1))?;
+            // Each row continues at its own max position + 1 (= length + delta).
+            let next_positions = self
+                .positions(prompts)?
+                .iter()
+                .zip(&tokens)
+                .map(|(p, t)| t.len() as i64 + p.delta)
+                .collect();
+            let prefilled = Prefilled {
+                logits,
+                cache,
+                next_positions,
+            };
+            decode(self, prefilled, config)
+        })
     }
 
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
@@ -476,10 +527,12 @@ impl Qwen2VlForConditionalGeneration {
             .collect()
     }
 
+    /// Final hidden states of left-padded prompts; with `cache`, the prompts fill it.
     pub fn hidden_states(
         &self,
         prompts: &[MultimodalPrompt],
         pixel_values: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         if prompts.is_empty() || prompts.iter().any(|p| p.tokens.is_empty()) {
             return Err(ModelError::invalid(
@@ -525,6 +578,27 @@ impl Qwen2VlForConditionalGeneration {
         let position_ids = PositionIds::Multimodal(batch_position_ids(&positions, width, device));
         let padded = prompts.iter().any(|p| p.tokens.len() != width);
         self.model
-            .forward_embeds(&embeds, &position_ids, padded.then_some(&mask), None)
+            .forward_embeds(&embeds, &position_ids, padded.then_some(&mask), cache)
+    }
+}
+
+impl TokenDecoder for Qwen2VlForConditionalGeneration {
+    fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    fn decode_step(
+        &self,
+        tokens: &Tensor,
+        positions: &[i64],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        // Generated tokens are text: the same position on all three rope streams.
+        let embeds = self.model.embed(tokens)?;
+        let positions = text_positions(positions, self.vs.device());
+        let hidden = self
+            .model
+            .forward_embeds(&embeds, &positions, None, Some(cache))?;
+        self.logits(&hidden.select(1, 0))
     }
 }

@@ -7,6 +7,7 @@ mod support;
 use grlhf_models::image_processor::{preprocess, ImageProcessorConfig, RgbImage};
 use grlhf_models::mrope::expand_image_placeholders;
 use grlhf_models::qwen2_vl::{MultimodalPrompt, Qwen2VlForConditionalGeneration};
+use grlhf_models::GenerationConfig;
 use support::*;
 use tch::{Kind, Tensor};
 
@@ -14,6 +15,7 @@ struct Case {
     prompt: MultimodalPrompt,
     pixels: Tensor,
     logits: Tensor,
+    greedy: Vec<i64>,
 }
 
 fn cases(model: &Qwen2VlForConditionalGeneration) -> Vec<Case> {
@@ -48,6 +50,7 @@ fn cases(model: &Qwen2VlForConditionalGeneration) -> Vec<Case> {
                 },
                 pixels: processed.pixel_values,
                 logits: tensor(&case["logits"]),
+                greedy: ids(&case["greedy"]),
             }
         })
         .collect()
@@ -122,4 +125,42 @@ fn mismatched_images_and_placeholders_are_errors() {
     };
     let err = model.forward(&[bad], None).unwrap_err().to_string();
     assert!(err.contains("400"), "{err}");
+}
+
+#[test]
+fn greedy_generation_with_images_matches_transformers_alone_and_batched() {
+    let model = load();
+    let cases = cases(&model);
+    let n = read_json(fixtures().join("qwen2_vl/expected.json"))["max_new_tokens"]
+        .as_u64()
+        .unwrap() as usize;
+    let config = GenerationConfig::greedy(n);
+    for (i, case) in cases.iter().enumerate() {
+        let out = model
+            .generate(
+                std::slice::from_ref(&case.prompt),
+                Some(&case.pixels),
+                &config,
+            )
+            .unwrap();
+        assert_eq!(
+            out[0].tokens, case.greedy,
+            "case {i}: greedy continuation differs"
+        );
+    }
+    let prompts: Vec<MultimodalPrompt> = cases.iter().map(|c| c.prompt.clone()).collect();
+    let pixels = Tensor::cat(
+        &cases
+            .iter()
+            .map(|c| c.pixels.shallow_clone())
+            .collect::<Vec<_>>(),
+        0,
+    );
+    let out = model.generate(&prompts, Some(&pixels), &config).unwrap();
+    for (i, (got, case)) in out.iter().zip(&cases).enumerate() {
+        assert_eq!(
+            got.tokens, case.greedy,
+            "row {i} of the padded batch differs"
+        );
+    }
 }
