@@ -13,6 +13,7 @@ Writes, under the output directory (default: target/fixtures):
                       expansion, left padding) and Qwen2VLModel.get_rope_index
   qwen2_vl/           a tiny random Qwen2VLForConditionalGeneration and, for prompts with one
                       and two images, the processor's input ids, logits and greedy continuations
+  qwen2_5_vl/         the same for Qwen2_5_VLForConditionalGeneration (window attention)
   tokenizer/          a byte-level BPE tokenizer.json with Qwen2's pre-tokenizer and special
                       tokens, and expected encodings / decodings / chat-template renderings
 
@@ -322,17 +323,38 @@ def tiny_qwen2_vl_config(tok, layers=2, depth=2):
     )
 
 
-def make_qwen2_vl_case(root):
+def tiny_qwen2_5_vl_config(tok):
+    from transformers import Qwen2_5_VLConfig
+
+    base = tiny_qwen2_vl_config(tok).to_dict()
+    return Qwen2_5_VLConfig(
+        text_config=base["text_config"],
+        # Windows of 2×2 merge units (56 px) with full attention in block 1 of 3.
+        vision_config=dict(depth=3, hidden_size=32, out_hidden_size=64, intermediate_size=48,
+                           num_heads=2, spatial_merge_size=2, patch_size=14, temporal_patch_size=2,
+                           window_size=56, fullatt_block_indexes=[1], initializer_range=0.08),
+        image_token_id=base["image_token_id"],
+        video_token_id=base["video_token_id"],
+        vision_start_token_id=base["vision_start_token_id"],
+        vision_end_token_id=base["vision_end_token_id"],
+    )
+
+
+def make_qwen2_vl_case(root, name="qwen2_vl"):
     from PIL import Image
-    from transformers import Qwen2VLForConditionalGeneration
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
 
     tok, processor = qwen2_vl_processor(root)
     torch.manual_seed(21)
-    model = Qwen2VLForConditionalGeneration(tiny_qwen2_vl_config(tok)).eval()
-    out_dir = os.path.join(root, "qwen2_vl")
+    if name == "qwen2_vl":
+        cls, config = Qwen2VLForConditionalGeneration, tiny_qwen2_vl_config(tok)
+    else:
+        cls, config = Qwen2_5_VLForConditionalGeneration, tiny_qwen2_5_vl_config(tok)
+    model = cls(config).eval()
+    out_dir = os.path.join(root, name)
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir)
-    model = Qwen2VLForConditionalGeneration.from_pretrained(out_dir, attn_implementation="sdpa").eval()
+    model = cls.from_pretrained(out_dir, attn_implementation="sdpa").eval()
     images_dir = os.path.join(root, "images")
     image = "<|vision_start|><|image_pad|><|vision_end|>"
     cases = [
@@ -358,7 +380,7 @@ def make_qwen2_vl_case(root):
                 "greedy": generated[0, inputs["input_ids"].shape[1]:].tolist(),
             })
     write_json(os.path.join(out_dir, "expected.json"), {"cases": expected, "max_new_tokens": MAX_NEW_TOKENS})
-    print("fixtures: qwen2_vl")
+    print(f"fixtures: {name}")
 
 
 def make_mrope_case(root):
@@ -441,6 +463,7 @@ def main():
     make_image_case(args.out)
     make_mrope_case(args.out)
     make_qwen2_vl_case(args.out)
+    make_qwen2_vl_case(args.out, "qwen2_5_vl")
     with open(stamp_path, "w") as f:
         f.write(stamp)
 

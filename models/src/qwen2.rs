@@ -46,20 +46,20 @@ impl PositionIds {
 
 /// Root-mean-square layer norm, computed in f32 as transformers does.
 #[derive(Debug)]
-struct RmsNorm {
+pub(crate) struct RmsNorm {
     weight: Tensor,
     eps: f64,
 }
 
 impl RmsNorm {
-    fn new(p: nn::Path, size: i64, eps: f64) -> RmsNorm {
+    pub(crate) fn new(p: nn::Path, size: i64, eps: f64) -> RmsNorm {
         RmsNorm {
             weight: p.var("weight", &[size], nn::Init::Const(1.0)),
             eps,
         }
     }
 
-    fn forward(&self, xs: &Tensor) -> Tensor {
+    pub(crate) fn forward(&self, xs: &Tensor) -> Tensor {
         let dtype = xs.kind();
         // Casts are skipped for f32 inputs: no-ops that would still cost a dispatch each.
         let upcast = dtype != Kind::Float;

@@ -24,16 +24,25 @@ use crate::generation::{
 };
 use crate::kv_cache::KvCache;
 use crate::mrope::{batch_position_ids, rope_index, MropePositions};
-use crate::qwen2::{init_like_transformers, linear_no_bias, PositionIds, Qwen2Model};
+use crate::qwen2::{init_like_transformers, linear_no_bias, PositionIds, Qwen2Model, RmsNorm};
 use crate::weights::{self, LoadOptions};
 
-/// `vision_config` of a Qwen2-VL checkpoint.
+/// `vision_config` of a Qwen2-VL or Qwen2.5-VL checkpoint. The two name their widths
+/// differently (see [`VisionConfig::embed_dim`], [`VisionConfig::out_dim`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VisionConfig {
     pub depth: i64,
-    pub embed_dim: i64,
-    /// Output width of the merger: the text model's hidden size.
+    /// Qwen2-VL: the tower's width. (Qwen2.5-VL uses `hidden_size` for it.)
+    #[serde(default)]
+    pub embed_dim: Option<i64>,
+    /// Qwen2-VL: the merger's output width; Qwen2.5-VL: the tower's width.
     pub hidden_size: i64,
+    /// Qwen2.5-VL: the merger's output width (the text model's hidden size).
+    #[serde(default)]
+    pub out_hidden_size: Option<i64>,
+    /// Qwen2.5-VL: the SwiGLU MLP width. (Qwen2-VL uses `embed_dim · mlp_ratio`.)
+    #[serde(default)]
+    pub intermediate_size: Option<i64>,
     #[serde(default = "quick_gelu")]
     pub hidden_act: String,
     #[serde(default = "four")]
@@ -47,8 +56,42 @@ pub struct VisionConfig {
     pub spatial_merge_size: i64,
     #[serde(default = "two")]
     pub temporal_patch_size: i64,
+    /// Qwen2.5-VL: window attention everywhere except these blocks.
+    #[serde(default)]
+    pub fullatt_block_indexes: Option<Vec<i64>>,
+    /// Qwen2.5-VL: attention window side in pixels.
+    #[serde(default)]
+    pub window_size: Option<i64>,
     #[serde(default)]
     pub rope_parameters: Option<crate::config::RopeParameters>,
+}
+
+impl VisionConfig {
+    /// Whether this is Qwen2.5-VL's tower (RMSNorm, SwiGLU, window attention).
+    pub fn is_qwen2_5(&self) -> bool {
+        self.out_hidden_size.is_some()
+    }
+
+    /// Width of the tower's blocks.
+    pub fn embed_dim(&self) -> i64 {
+        if self.is_qwen2_5() {
+            self.hidden_size
+        } else {
+            self.embed_dim.unwrap_or(self.hidden_size)
+        }
+    }
+
+    /// Width of the merged features (the text model's hidden size).
+    pub fn out_dim(&self) -> i64 {
+        self.out_hidden_size.unwrap_or(self.hidden_size)
+    }
+
+    fn mlp_dim(&self) -> i64 {
+        match self.intermediate_size {
+            Some(i) if self.is_qwen2_5() => i,
+            _ => (self.embed_dim() as f64 * self.mlp_ratio) as i64,
+        }
+    }
 }
 
 fn quick_gelu() -> String {
@@ -67,7 +110,13 @@ fn two() -> i64 {
     2
 }
 
-/// `config.json` of `Qwen2VLForConditionalGeneration`.
+/// Architectures this module loads.
+pub const VL_ARCHITECTURES: &[&str] = &[
+    "Qwen2VLForConditionalGeneration",
+    "Qwen2_5_VLForConditionalGeneration",
+];
+
+/// `config.json` of `Qwen2VLForConditionalGeneration` / `Qwen2_5_VLForConditionalGeneration`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Qwen2VlConfig {
     #[serde(default)]
@@ -105,12 +154,12 @@ impl Qwen2VlConfig {
             && !config
                 .architectures
                 .iter()
-                .any(|a| a == "Qwen2VLForConditionalGeneration")
+                .any(|a| VL_ARCHITECTURES.contains(&a.as_str()))
         {
             return Err(bad(
                 "architectures",
                 format!(
-                    "{:?} is not supported here; expected Qwen2VLForConditionalGeneration",
+                    "{:?} is not supported here; expected one of {VL_ARCHITECTURES:?}",
                     config.architectures
                 ),
             ));
@@ -128,84 +177,138 @@ impl Qwen2VlConfig {
             ));
         }
         let v = &config.vision_config;
-        if v.hidden_act != "quick_gelu" {
+        let act = if v.is_qwen2_5() { "silu" } else { "quick_gelu" };
+        if v.hidden_act != act {
             return Err(bad(
                 "vision_config.hidden_act",
-                format!("`{}` is not supported (quick_gelu is)", v.hidden_act),
+                format!("`{}` is not supported here ({act} is)", v.hidden_act),
             ));
         }
-        if v.num_heads <= 0
-            || v.embed_dim % v.num_heads != 0
-            || (v.embed_dim / v.num_heads) % 4 != 0
-        {
+        let embed = v.embed_dim();
+        if v.num_heads <= 0 || embed % v.num_heads != 0 || (embed / v.num_heads) % 4 != 0 {
             return Err(bad(
                 "vision_config.num_heads",
+                format!("width {embed} must split into heads whose size is a multiple of 4"),
+            ));
+        }
+        if v.out_dim() != config.text_config.hidden_size {
+            return Err(bad(
+                "vision_config",
                 format!(
-                    "embed_dim {} must split into heads whose size is a multiple of 4",
-                    v.embed_dim
+                    "merger output {} differs from the text model's hidden_size {}",
+                    v.out_dim(),
+                    config.text_config.hidden_size
                 ),
             ));
         }
-        if v.hidden_size != config.text_config.hidden_size {
+        if v.is_qwen2_5() && v.window_size.unwrap_or(0) < v.patch_size * v.spatial_merge_size {
             return Err(bad(
-                "vision_config.hidden_size",
-                format!(
-                    "{} differs from the text model's hidden_size {}",
-                    v.hidden_size, config.text_config.hidden_size
-                ),
+                "vision_config.window_size",
+                "must be at least patch_size × spatial_merge_size".to_string(),
             ));
         }
         Ok(config)
     }
 }
 
-fn layer_norm(p: nn::Path, dim: i64) -> nn::LayerNorm {
-    nn::layer_norm(
-        p,
-        vec![dim],
-        nn::LayerNormConfig {
-            eps: 1e-6,
-            ..Default::default()
-        },
-    )
+/// LayerNorm (Qwen2-VL) or RMSNorm (Qwen2.5-VL), both with eps 1e-6.
+#[derive(Debug)]
+enum VisionNorm {
+    Layer(nn::LayerNorm),
+    Rms(RmsNorm),
+}
+
+impl VisionNorm {
+    fn new(p: nn::Path, dim: i64, rms: bool) -> VisionNorm {
+        if rms {
+            VisionNorm::Rms(RmsNorm::new(p, dim, 1e-6))
+        } else {
+            let config = nn::LayerNormConfig {
+                eps: 1e-6,
+                ..Default::default()
+            };
+            VisionNorm::Layer(nn::layer_norm(p, vec![dim], config))
+        }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        match self {
+            VisionNorm::Layer(n) => n.forward(xs),
+            VisionNorm::Rms(n) => n.forward(xs),
+        }
+    }
+}
+
+/// QuickGELU MLP (Qwen2-VL) or SwiGLU MLP with biases (Qwen2.5-VL).
+#[derive(Debug)]
+enum VisionMlp {
+    QuickGelu {
+        fc1: nn::Linear,
+        fc2: nn::Linear,
+    },
+    SwiGlu {
+        gate: nn::Linear,
+        up: nn::Linear,
+        down: nn::Linear,
+    },
+}
+
+impl VisionMlp {
+    fn new(p: nn::Path, c: &VisionConfig) -> VisionMlp {
+        let (d, h) = (c.embed_dim(), c.mlp_dim());
+        let lin = |name: &str, i, o| nn::linear(&p / name, i, o, Default::default());
+        if c.is_qwen2_5() {
+            VisionMlp::SwiGlu {
+                gate: lin("gate_proj", d, h),
+                up: lin("up_proj", d, h),
+                down: lin("down_proj", h, d),
+            }
+        } else {
+            VisionMlp::QuickGelu {
+                fc1: lin("fc1", d, h),
+                fc2: lin("fc2", h, d),
+            }
+        }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        match self {
+            VisionMlp::QuickGelu { fc1, fc2 } => {
+                let h = fc1.forward(xs);
+                fc2.forward(&(&h * (&h * 1.702).sigmoid()))
+            }
+            VisionMlp::SwiGlu { gate, up, down } => {
+                down.forward(&(gate.forward(xs).silu() * up.forward(xs)))
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 struct VisionBlock {
-    norm1: nn::LayerNorm,
-    norm2: nn::LayerNorm,
+    norm1: VisionNorm,
+    norm2: VisionNorm,
     qkv: nn::Linear,
     proj: nn::Linear,
-    fc1: nn::Linear,
-    fc2: nn::Linear,
+    mlp: VisionMlp,
     num_heads: i64,
 }
 
 impl VisionBlock {
     fn new(p: nn::Path, c: &VisionConfig) -> VisionBlock {
-        let hidden = (c.embed_dim as f64 * c.mlp_ratio) as i64;
+        let (d, rms) = (c.embed_dim(), c.is_qwen2_5());
         VisionBlock {
-            norm1: layer_norm(&p / "norm1", c.embed_dim),
-            norm2: layer_norm(&p / "norm2", c.embed_dim),
-            qkv: nn::linear(
-                &p / "attn" / "qkv",
-                c.embed_dim,
-                3 * c.embed_dim,
-                Default::default(),
-            ),
-            proj: nn::linear(
-                &p / "attn" / "proj",
-                c.embed_dim,
-                c.embed_dim,
-                Default::default(),
-            ),
-            fc1: nn::linear(&p / "mlp" / "fc1", c.embed_dim, hidden, Default::default()),
-            fc2: nn::linear(&p / "mlp" / "fc2", hidden, c.embed_dim, Default::default()),
+            norm1: VisionNorm::new(&p / "norm1", d, rms),
+            norm2: VisionNorm::new(&p / "norm2", d, rms),
+            qkv: nn::linear(&p / "attn" / "qkv", d, 3 * d, Default::default()),
+            proj: nn::linear(&p / "attn" / "proj", d, d, Default::default()),
+            mlp: VisionMlp::new(&p / "mlp", c),
             num_heads: c.num_heads,
         }
     }
 
-    /// `xs`: `[patches, embed]`; attention stays within each frame (`lengths`).
+    /// `xs`: `[patches, embed]`; attention stays within each chunk of `lengths` (frames, or
+    /// windows for Qwen2.5-VL's windowed blocks).
     fn forward(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, lengths: &[i64]) -> Result<Tensor> {
         let n = xs.size()[0];
         let qkv = self
@@ -241,10 +344,37 @@ impl VisionBlock {
         }
         let attn = Tensor::cat(&outs, 1).reshape([n, -1]);
         let xs = xs + self.proj.forward(&attn);
-        let h = self.fc1.forward(&self.norm2.forward(&xs));
-        let h = &h * (&h * 1.702).sigmoid();
-        Ok(&xs + self.fc2.forward(&h))
+        Ok(&xs + self.mlp.forward(&self.norm2.forward(&xs)))
     }
+}
+
+/// Qwen2.5-VL's windows: the order in which merge units are visited (window by window) and
+/// each window's length in patches, as transformers' `get_vision_window_index`.
+fn window_layout(grids: &[[i64; 3]], merge: i64, window_units: i64) -> (Vec<i64>, Vec<i64>) {
+    let mut order = Vec::new();
+    let mut lengths = Vec::new();
+    let mut offset = 0;
+    for &[t, h, w] in grids {
+        let (gh, gw) = (h / merge, w / merge);
+        for frame in 0..t {
+            for wh in 0..(gh + window_units - 1) / window_units {
+                for ww in 0..(gw + window_units - 1) / window_units {
+                    let mut count = 0;
+                    for ih in wh * window_units..((wh + 1) * window_units).min(gh) {
+                        for iw in ww * window_units..((ww + 1) * window_units).min(gw) {
+                            order.push(offset + frame * gh * gw + ih * gw + iw);
+                            count += 1;
+                        }
+                    }
+                    if count > 0 {
+                        lengths.push(count * merge * merge);
+                    }
+                }
+            }
+        }
+        offset += t * gh * gw;
+    }
+    (order, lengths)
 }
 
 /// The Qwen2-VL vision transformer (`visual.*`).
@@ -252,7 +382,7 @@ impl VisionBlock {
 pub struct VisionTransformer {
     patch_embed: Tensor,
     blocks: Vec<VisionBlock>,
-    ln_q: nn::LayerNorm,
+    ln_q: VisionNorm,
     mlp0: nn::Linear,
     mlp2: nn::Linear,
     inv_freq: Tensor,
@@ -261,23 +391,20 @@ pub struct VisionTransformer {
 
 impl VisionTransformer {
     pub fn new(p: nn::Path, c: &VisionConfig) -> VisionTransformer {
-        let patch_embed = (&p / "patch_embed" / "proj").var(
-            "weight",
-            &[
-                c.embed_dim,
-                c.in_channels,
-                c.temporal_patch_size,
-                c.patch_size,
-                c.patch_size,
-            ],
-            nn::Init::Const(0.0),
-        );
+        let embed = c.embed_dim();
+        let shape = [
+            embed,
+            c.in_channels,
+            c.temporal_patch_size,
+            c.patch_size,
+            c.patch_size,
+        ];
+        let patch_embed = (&p / "patch_embed" / "proj").var("weight", &shape, nn::Init::Const(0.0));
         let blocks = (0..c.depth)
             .map(|i| VisionBlock::new(&p / "blocks" / i, c))
             .collect();
-        let merged = c.embed_dim * c.spatial_merge_size * c.spatial_merge_size;
-        let head_dim = c.embed_dim / c.num_heads;
-        let spatial = head_dim / 2;
+        let merged = embed * c.spatial_merge_size * c.spatial_merge_size;
+        let spatial = embed / c.num_heads / 2;
         let theta = c
             .rope_parameters
             .as_ref()
@@ -290,32 +417,24 @@ impl VisionTransformer {
             .to_device(p.device())
             .pow(&exponents)
             .reciprocal();
+        let merger = &p / "merger";
         VisionTransformer {
             patch_embed,
             blocks,
-            ln_q: layer_norm(&p / "merger" / "ln_q", c.embed_dim),
-            mlp0: nn::linear(
-                &p / "merger" / "mlp" / 0,
-                merged,
-                merged,
-                Default::default(),
-            ),
-            mlp2: nn::linear(
-                &p / "merger" / "mlp" / 2,
-                merged,
-                c.hidden_size,
-                Default::default(),
-            ),
+            ln_q: VisionNorm::new(&merger / "ln_q", embed, c.is_qwen2_5()),
+            mlp0: nn::linear(&merger / "mlp" / 0, merged, merged, Default::default()),
+            mlp2: nn::linear(&merger / "mlp" / 2, merged, c.out_dim(), Default::default()),
             inv_freq,
             config: c.clone(),
         }
     }
 
-    /// Merged features `[sum of t·h·w / merge², hidden]` for preprocessed `pixel_values`.
+    /// Merged features `[sum of t·h·w / merge², out_dim]` for preprocessed `pixel_values`.
     pub fn forward(&self, pixel_values: &Tensor, grids: &[[i64; 3]]) -> Result<Tensor> {
         let c = &self.config;
         let device = self.patch_embed.device();
         let dtype = self.patch_embed.kind();
+        let (embed, unit) = (c.embed_dim(), c.spatial_merge_size * c.spatial_merge_size);
         let patches = pixel_values.to_device(device).to_kind(dtype).view([
             -1,
             c.in_channels,
@@ -324,23 +443,51 @@ impl VisionTransformer {
             c.patch_size,
         ]);
         let kernel = [c.temporal_patch_size, c.patch_size, c.patch_size];
-        let xs = patches
+        let mut xs = patches
             .f_conv3d::<Tensor>(&self.patch_embed, None, kernel, [0, 0, 0], [1, 1, 1], 1)?
-            .view([-1, c.embed_dim]);
-        let (cos, sin) = self.rotary(grids, device);
-        let lengths: Vec<i64> = grids
+            .view([-1, embed]);
+        let (mut cos, mut sin) = self.rotary(grids, device);
+        let frames: Vec<i64> = grids
             .iter()
             .flat_map(|&[t, h, w]| std::iter::repeat_n(h * w, t as usize))
             .collect();
-        let mut xs = xs;
-        for block in &self.blocks {
-            xs = block.forward(&xs, &cos, &sin, &lengths)?;
+        // Qwen2.5-VL regroups merge units window by window (and restores the order at the end).
+        let windows = c.is_qwen2_5().then(|| {
+            let units = c.window_size.unwrap_or(0) / c.spatial_merge_size / c.patch_size;
+            window_layout(grids, c.spatial_merge_size, units)
+        });
+        let permute = |t: &Tensor, order: &Tensor| -> Tensor {
+            let n = t.size()[0];
+            t.reshape([n / unit, unit, -1])
+                .index_select(0, order)
+                .reshape([n, -1])
+                .view(t.size().as_slice())
+        };
+        let order = windows
+            .as_ref()
+            .map(|(order, _)| Tensor::from_slice(order).to_device(device));
+        if let Some(order) = &order {
+            xs = permute(&xs, order);
+            cos = permute(&cos, order);
+            sin = permute(&sin, order);
         }
-        let merged = c.embed_dim * c.spatial_merge_size * c.spatial_merge_size;
+        let full: Vec<i64> = c.fullatt_block_indexes.clone().unwrap_or_default();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let lengths = match &windows {
+                Some((_, window_lengths)) if !full.contains(&(i as i64)) => window_lengths,
+                _ => &frames,
+            };
+            xs = block.forward(&xs, &cos, &sin, lengths)?;
+        }
+        let merged = embed * unit;
         let h = self
             .mlp0
             .forward(&self.ln_q.forward(&xs).view([-1, merged]));
-        Ok(self.mlp2.forward(&h.gelu("none")))
+        let out = self.mlp2.forward(&h.gelu("none"));
+        Ok(match &order {
+            Some(order) => out.index_select(0, &order.argsort(0, false)),
+            None => out,
+        })
     }
 
     /// `(cos, sin)` `[patches, 1, head_dim]` f32 from each patch's (row, column), laid out in

@@ -1,6 +1,7 @@
-//! Qwen2-VL against transformers' `Qwen2VLForConditionalGeneration` on a tiny random
-//! checkpoint: logits for prompts with one and with two images (every position), the same
-//! prompts batched with left padding, and bad multimodal inputs.
+//! Qwen2-VL and Qwen2.5-VL against transformers' `Qwen2VLForConditionalGeneration` /
+//! `Qwen2_5_VLForConditionalGeneration` on tiny random checkpoints: logits for prompts with one
+//! and with two images (every position), the same prompts batched with left padding, greedy
+//! generation with images, and bad multimodal inputs.
 
 mod support;
 
@@ -18,9 +19,12 @@ struct Case {
     greedy: Vec<i64>,
 }
 
-fn cases(model: &Qwen2VlForConditionalGeneration) -> Vec<Case> {
+/// The two architectures' fixture directories.
+const ARCHITECTURES: &[&str] = &["qwen2_vl", "qwen2_5_vl"];
+
+fn cases(arch: &str, model: &Qwen2VlForConditionalGeneration) -> Vec<Case> {
     let root = fixtures();
-    let expected = read_json(root.join("qwen2_vl/expected.json"));
+    let expected = read_json(root.join(arch).join("expected.json"));
     let config = ImageProcessorConfig::from_file(root.join("images")).unwrap();
     let image_token = model.config().image_token_id;
     expected["cases"]
@@ -56,111 +60,120 @@ fn cases(model: &Qwen2VlForConditionalGeneration) -> Vec<Case> {
         .collect()
 }
 
-fn load() -> Qwen2VlForConditionalGeneration {
-    Qwen2VlForConditionalGeneration::load(fixtures().join("qwen2_vl"), device(), Kind::Float)
-        .unwrap()
+fn load(arch: &str) -> Qwen2VlForConditionalGeneration {
+    Qwen2VlForConditionalGeneration::load(fixtures().join(arch), device(), Kind::Float)
+        .unwrap_or_else(|e| panic!("{arch}: {e}"))
 }
 
 #[test]
 fn logits_with_one_and_two_images_match_transformers() {
-    let model = load();
-    for (i, case) in cases(&model).iter().enumerate() {
-        let logits =
-            tch::no_grad(|| model.forward(std::slice::from_ref(&case.prompt), Some(&case.pixels)))
-                .unwrap();
-        let err = max_abs_diff(&logits.get(0), &case.logits);
-        eprintln!(
-            "case {i} ({} images): max |Δlogit| = {err:e}",
-            case.prompt.grids.len()
-        );
-        assert!(err <= 1e-4, "case {i}: max |Δlogit| = {err:e}");
+    for arch in ARCHITECTURES {
+        let model = load(arch);
+        for (i, case) in cases(arch, &model).iter().enumerate() {
+            let logits = tch::no_grad(|| {
+                model.forward(std::slice::from_ref(&case.prompt), Some(&case.pixels))
+            })
+            .unwrap();
+            let err = max_abs_diff(&logits.get(0), &case.logits);
+            eprintln!(
+                "{arch} case {i} ({} images): max |Δlogit| = {err:e}",
+                case.prompt.grids.len()
+            );
+            assert!(err <= 1e-4, "{arch} case {i}: max |Δlogit| = {err:e}");
+        }
     }
 }
 
 #[test]
 fn a_padded_batch_with_different_images_equals_one_by_one() {
-    let model = load();
-    let cases = cases(&model);
-    let prompts: Vec<MultimodalPrompt> = cases.iter().map(|c| c.prompt.clone()).collect();
-    let pixels = Tensor::cat(
-        &cases
-            .iter()
-            .map(|c| c.pixels.shallow_clone())
-            .collect::<Vec<_>>(),
-        0,
-    );
-    let logits = tch::no_grad(|| model.forward(&prompts, Some(&pixels))).unwrap();
-    let width = logits.size()[1];
-    for (i, case) in cases.iter().enumerate() {
-        let len = case.prompt.tokens.len() as i64;
-        let got = logits.get(i as i64).narrow(0, width - len, len);
-        let err = max_abs_diff(&got, &case.logits);
-        assert!(err <= 1e-4, "row {i}: max |Δlogit| = {err:e}");
+    for arch in ARCHITECTURES {
+        let model = load(arch);
+        let cases = cases(arch, &model);
+        let prompts: Vec<MultimodalPrompt> = cases.iter().map(|c| c.prompt.clone()).collect();
+        let pixels = Tensor::cat(
+            &cases
+                .iter()
+                .map(|c| c.pixels.shallow_clone())
+                .collect::<Vec<_>>(),
+            0,
+        );
+        let logits = tch::no_grad(|| model.forward(&prompts, Some(&pixels))).unwrap();
+        let width = logits.size()[1];
+        for (i, case) in cases.iter().enumerate() {
+            let len = case.prompt.tokens.len() as i64;
+            let got = logits.get(i as i64).narrow(0, width - len, len);
+            let err = max_abs_diff(&got, &case.logits);
+            assert!(err <= 1e-4, "{arch} row {i}: max |Δlogit| = {err:e}");
+        }
     }
 }
 
 #[test]
 fn mismatched_images_and_placeholders_are_errors() {
-    let model = load();
-    let cases = cases(&model);
-    let case = &cases[1];
-    // Patches for one image fewer than the prompt's placeholders.
-    let one = MultimodalPrompt {
-        tokens: case.prompt.tokens.clone(),
-        grids: case.prompt.grids[..1].to_vec(),
-    };
-    let err = model
-        .forward(&[one], Some(&case.pixels))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("image"), "{err}");
-    let err = model
-        .forward(std::slice::from_ref(&case.prompt), None)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("pixel_values"), "{err}");
-    let bad = MultimodalPrompt {
-        tokens: vec![1, 400],
-        grids: vec![],
-    };
-    let err = model.forward(&[bad], None).unwrap_err().to_string();
-    assert!(err.contains("400"), "{err}");
+    for arch in ARCHITECTURES {
+        let model = load(arch);
+        let cases = cases(arch, &model);
+        let case = &cases[1];
+        // Patches for one image fewer than the prompt's placeholders.
+        let one = MultimodalPrompt {
+            tokens: case.prompt.tokens.clone(),
+            grids: case.prompt.grids[..1].to_vec(),
+        };
+        let err = model
+            .forward(&[one], Some(&case.pixels))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("image"), "{err}");
+        let err = model
+            .forward(std::slice::from_ref(&case.prompt), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pixel_values"), "{err}");
+        let bad = MultimodalPrompt {
+            tokens: vec![1, 400],
+            grids: vec![],
+        };
+        let err = model.forward(&[bad], None).unwrap_err().to_string();
+        assert!(err.contains("400"), "{err}");
+    }
 }
 
 #[test]
 fn greedy_generation_with_images_matches_transformers_alone_and_batched() {
-    let model = load();
-    let cases = cases(&model);
-    let n = read_json(fixtures().join("qwen2_vl/expected.json"))["max_new_tokens"]
-        .as_u64()
-        .unwrap() as usize;
-    let config = GenerationConfig::greedy(n);
-    for (i, case) in cases.iter().enumerate() {
-        let out = model
-            .generate(
-                std::slice::from_ref(&case.prompt),
-                Some(&case.pixels),
-                &config,
-            )
-            .unwrap();
-        assert_eq!(
-            out[0].tokens, case.greedy,
-            "case {i}: greedy continuation differs"
+    for arch in ARCHITECTURES {
+        let model = load(arch);
+        let cases = cases(arch, &model);
+        let n = read_json(fixtures().join(arch).join("expected.json"))["max_new_tokens"]
+            .as_u64()
+            .unwrap() as usize;
+        let config = GenerationConfig::greedy(n);
+        for (i, case) in cases.iter().enumerate() {
+            let out = model
+                .generate(
+                    std::slice::from_ref(&case.prompt),
+                    Some(&case.pixels),
+                    &config,
+                )
+                .unwrap();
+            assert_eq!(
+                out[0].tokens, case.greedy,
+                "case {i}: greedy continuation differs"
+            );
+        }
+        let prompts: Vec<MultimodalPrompt> = cases.iter().map(|c| c.prompt.clone()).collect();
+        let pixels = Tensor::cat(
+            &cases
+                .iter()
+                .map(|c| c.pixels.shallow_clone())
+                .collect::<Vec<_>>(),
+            0,
         );
-    }
-    let prompts: Vec<MultimodalPrompt> = cases.iter().map(|c| c.prompt.clone()).collect();
-    let pixels = Tensor::cat(
-        &cases
-            .iter()
-            .map(|c| c.pixels.shallow_clone())
-            .collect::<Vec<_>>(),
-        0,
-    );
-    let out = model.generate(&prompts, Some(&pixels), &config).unwrap();
-    for (i, (got, case)) in out.iter().zip(&cases).enumerate() {
-        assert_eq!(
-            got.tokens, case.greedy,
-            "row {i} of the padded batch differs"
-        );
+        let out = model.generate(&prompts, Some(&pixels), &config).unwrap();
+        for (i, (got, case)) in out.iter().zip(&cases).enumerate() {
+            assert_eq!(
+                got.tokens, case.greedy,
+                "row {i} of the padded batch differs"
+            );
+        }
     }
 }
