@@ -354,6 +354,9 @@ def make_qwen2_vl_case(root, name="qwen2_vl"):
     out_dir = os.path.join(root, name)
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir)
+    # A complete checkpoint directory, as on the hub: processor settings and tokenizer too.
+    processor.image_processor.save_pretrained(out_dir)
+    shutil.copy(os.path.join(root, "tokenizer", "tokenizer.json"), out_dir)
     model = cls.from_pretrained(out_dir, attn_implementation="sdpa").eval()
     images_dir = os.path.join(root, "images")
     image = "<|vision_start|><|image_pad|><|vision_end|>"

@@ -121,27 +121,42 @@ fn default_initializer_range() -> f64 {
     0.02
 }
 
+/// Reads a JSON file into `T`: `path`, or `default_name` inside it when it is a directory.
+/// Returns the file actually read, for later error messages. Parse errors carry line and column.
+pub(crate) fn read_json_file<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    default_name: &str,
+) -> Result<(T, PathBuf)> {
+    let path = if path.is_dir() {
+        path.join(default_name)
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+    let value = parse_json(&text, &path)?;
+    Ok((value, path))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| ModelError::ConfigParse {
+        path: origin.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
 impl Config {
     /// Reads and validates `config.json` (or a directory holding one).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config> {
-        let mut path = path.as_ref().to_path_buf();
-        if path.is_dir() {
-            path = path.join("config.json");
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        let config = Config::from_json_str(&text, &path)?;
+        let (config, path): (Config, _) = read_json_file(path.as_ref(), "config.json")?;
         config.validate(&path)?;
         Ok(config)
     }
 
     /// Parses JSON text; `origin` names the file in errors.
     pub fn from_json_str(text: &str, origin: &Path) -> Result<Config> {
-        serde_json::from_str(text).map_err(|e| ModelError::ConfigParse {
-            path: origin.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })
+        parse_json(text, origin)
     }
 
     /// Checks that the values describe a model grlhf can run.

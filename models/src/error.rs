@@ -8,11 +8,11 @@ use std::path::PathBuf;
 /// Errors raised while loading, validating or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: {source}")]
+    /// The I/O error is part of the message (not a `source()`), so an error chain prints it once.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// `config.json` is not valid JSON or lacks a field; carries serde's line and column.
@@ -95,7 +95,7 @@ impl ModelError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ModelError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

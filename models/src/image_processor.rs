@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::config::read_json_file;
 use crate::error::{ModelError, Result};
 
 /// `preprocessor_config.json` fields that matter (names as transformers writes them).
@@ -98,18 +99,8 @@ impl Default for ImageProcessorConfig {
 impl ImageProcessorConfig {
     /// Reads `preprocessor_config.json` (or the one inside a model directory).
     pub fn from_file(path: impl AsRef<Path>) -> Result<ImageProcessorConfig> {
-        let mut path = path.as_ref().to_path_buf();
-        if path.is_dir() {
-            path = path.join("preprocessor_config.json");
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        let config: ImageProcessorConfig =
-            serde_json::from_str(&text).map_err(|e| ModelError::ConfigParse {
-                path: path.clone(),
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            })?;
+        let (config, path): (ImageProcessorConfig, _) =
+            read_json_file(path.as_ref(), "preprocessor_config.json")?;
         config.validate(&path)?;
         Ok(config)
     }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::Config;
+use crate::config::{read_json_file, Config};
 use crate::error::{ModelError, Result};
 use crate::generation::{
     check_request, decode, text_positions, GeneratedSequence, GenerationConfig, Prefilled,
@@ -133,18 +133,7 @@ pub struct Qwen2VlConfig {
 impl Qwen2VlConfig {
     /// Reads and validates `config.json` (or the one in a model directory).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Qwen2VlConfig> {
-        let mut path = path.as_ref().to_path_buf();
-        if path.is_dir() {
-            path = path.join("config.json");
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        let mut config: Qwen2VlConfig =
-            serde_json::from_str(&text).map_err(|e| ModelError::ConfigParse {
-                path: path.clone(),
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            })?;
+        let (mut config, path): (Qwen2VlConfig, _) = read_json_file(path.as_ref(), "config.json")?;
         let bad = |field: &str, message: String| ModelError::ConfigValue {
             path: path.clone(),
             field: field.to_string(),

@@ -57,14 +57,7 @@ struct ShardIndex {
 pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join(INDEX_FILE);
     if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
-        let parsed: ShardIndex =
-            serde_json::from_str(&text).map_err(|e| ModelError::ConfigParse {
-                path: index.clone(),
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            })?;
+        let (parsed, _): (ShardIndex, _) = crate::config::read_json_file(&index, INDEX_FILE)?;
         let mut files: Vec<PathBuf> = Vec::new();
         for (tensor, shard) in &parsed.weight_map {
             let path = dir.join(shard);

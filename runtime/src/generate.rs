@@ -1,15 +1,16 @@
-//! `grlhf generate`: sample continuations of one prompt from a checkpoint.
+//! `grlhf generate`: sample continuations of one prompt (with images, for Qwen2-VL /
+//! Qwen2.5-VL checkpoints) from a checkpoint.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use grlhf_models::chat_template::{ChatMessage, ChatTemplate, Role};
 use grlhf_models::tokenizer::Tokenizer;
-use grlhf_models::{
-    generate, GeneratedSequence, GenerationConfig, Qwen2ForCausalLM, SamplingParams,
-};
+use grlhf_models::{GeneratedSequence, GenerationConfig, SamplingParams};
 use serde::Serialize;
 use tch::{Device, Kind};
+
+use crate::loaded_model::LoadedModel;
 
 /// The prompt, as ids or as text for the model's tokenizer.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub enum PromptInput {
 pub struct GenerateRequest {
     pub model_dir: PathBuf,
     pub prompt: PromptInput,
+    /// Images for a vision-language checkpoint, one per image placeholder, in order.
+    pub images: Vec<PathBuf>,
     pub num_samples: usize,
     pub max_new_tokens: usize,
     pub sampling: SamplingParams,
@@ -56,8 +59,7 @@ pub fn run(request: &GenerateRequest) -> Result<GenerateOutput> {
     if request.num_samples == 0 {
         bail!("--num-samples must be at least 1");
     }
-    let model = Qwen2ForCausalLM::load(dir, request.device, request.kind)
-        .with_context(|| format!("loading {}", dir.display()))?;
+    let model = LoadedModel::load(dir, request.device, request.kind)?;
     let tokenizer = dir
         .join("tokenizer.json")
         .exists()
@@ -73,7 +75,12 @@ pub fn run(request: &GenerateRequest) -> Result<GenerateOutput> {
                 );
             };
             let text = if *chat {
-                ChatTemplate::qwen2().render(&[ChatMessage::new(Role::User, text.clone())], true)
+                // Images come first in the user turn, as Qwen2-VL's template renders
+                // `[{"type": "image"}, ..., {"type": "text"}]` content.
+                let images =
+                    "<|vision_start|><|image_pad|><|vision_end|>".repeat(request.images.len());
+                let content = format!("{images}{text}");
+                ChatTemplate::qwen2().render(&[ChatMessage::new(Role::User, content)], true)
             } else {
                 text.clone()
             };
@@ -83,7 +90,7 @@ pub fn run(request: &GenerateRequest) -> Result<GenerateOutput> {
     let stop_token_ids = match &request.stop_token_ids {
         Some(ids) => ids.clone(),
         None => {
-            let mut ids = model.config().eos_token_ids();
+            let mut ids = model.eos_token_ids();
             if let Some(id) = tokenizer.as_ref().and_then(|t| t.token_to_id("<|im_end|>")) {
                 if !ids.contains(&id) {
                     ids.push(id);
@@ -98,9 +105,13 @@ pub fn run(request: &GenerateRequest) -> Result<GenerateOutput> {
         stop_token_ids: stop_token_ids.clone(),
         seed: request.seed,
     };
-    let prompts = vec![prompt_tokens.clone(); request.num_samples];
     let start = std::time::Instant::now();
-    let sequences = generate(&model, &prompts, &config)?;
+    let (prompt_tokens, sequences) = model.generate(
+        &prompt_tokens,
+        &request.images,
+        request.num_samples,
+        &config,
+    )?;
     let seconds = start.elapsed().as_secs_f64();
     let generated: usize = sequences.iter().map(|s| s.tokens.len()).sum();
     let samples = sequences

@@ -1,12 +1,14 @@
-//! `grlhf inspect logits`: raw logits of a checkpoint for given token ids, as one JSON object,
-//! for debugging a model against another implementation.
+//! `grlhf inspect logits`: raw logits of a checkpoint for given token ids (and images, for
+//! Qwen2-VL / Qwen2.5-VL), as one JSON object, for debugging a model against another
+//! implementation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use grlhf_models::{PositionIds, Qwen2ForCausalLM};
+use anyhow::Result;
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
+
+use crate::loaded_model::LoadedModel;
 
 /// `{"shape": [...], "logits": [...]}`, row-major.
 #[derive(Debug, Serialize)]
@@ -15,23 +17,23 @@ pub struct LogitsDump {
     pub logits: Vec<f32>,
 }
 
-/// Logits of the last position (`[vocab]`) or of every position (`[seq, vocab]`).
+/// Logits of the last position (`[vocab]`) or of every position (`[seq, vocab]`). For a
+/// vision-language checkpoint each image token in `tokens` stands for one of `images`, in order,
+/// and is expanded as the Hugging Face processor does.
 pub fn logits(
     model_dir: &Path,
     tokens: &[i64],
+    images: &[PathBuf],
     all_positions: bool,
     device: Device,
     kind: Kind,
 ) -> Result<LogitsDump> {
-    let model = Qwen2ForCausalLM::load(model_dir, device, kind)
-        .with_context(|| format!("loading {}", model_dir.display()))?;
-    let input = Tensor::from_slice(tokens).unsqueeze(0).to_device(device);
-    let positions = PositionIds::sequential(1, tokens.len() as i64, 0, device);
-    let out = tch::no_grad(|| model.forward(&input, &positions, None, None))?.get(0);
+    let model = LoadedModel::load(model_dir, device, kind)?;
+    let (out, len) = model.logits(tokens, images)?;
     let out = if all_positions {
         out
     } else {
-        out.get(tokens.len() as i64 - 1)
+        out.get(len as i64 - 1)
     };
     let out = out.to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
     Ok(LogitsDump {

@@ -8,5 +8,6 @@ pub mod cuda_devices;
 pub mod doctor;
 pub mod generate;
 pub mod inspect;
+pub mod loaded_model;
 pub mod model_presets;
 pub mod token_list;

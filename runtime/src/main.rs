@@ -57,9 +57,13 @@ enum InspectCommand {
         /// Hugging Face model directory (config.json + safetensors).
         #[arg(long)]
         model: PathBuf,
-        /// Token ids, space- or comma-separated.
+        /// Token ids, space- or comma-separated. For a vision-language checkpoint each
+        /// image_token_id stands for one --image, in order.
         #[arg(long)]
         tokens: String,
+        /// An image file (PNG/JPEG) for a Qwen2-VL / Qwen2.5-VL checkpoint; repeatable.
+        #[arg(long = "image")]
+        images: Vec<PathBuf>,
         /// Logits for every position instead of the last.
         #[arg(long)]
         all: bool,
@@ -81,9 +85,13 @@ struct GenerateArgs {
     /// Prompt text (needs tokenizer.json in the model directory).
     #[arg(long)]
     prompt: Option<String>,
-    /// Wrap --prompt in the Qwen2 chat template as a user turn.
+    /// Wrap --prompt in the Qwen2 chat template as a user turn (images first).
     #[arg(long, requires = "prompt")]
     chat: bool,
+    /// An image file (PNG/JPEG) for a Qwen2-VL / Qwen2.5-VL checkpoint; repeatable. In
+    /// --tokens (or a --prompt without --chat) each image token stands for one image, in order.
+    #[arg(long = "image")]
+    images: Vec<PathBuf>,
     #[arg(long, default_value_t = 32)]
     max_new_tokens: usize,
     /// Greedy decoding (the default when no --temperature is given).
@@ -145,6 +153,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect(InspectCommand::Logits {
             model,
             tokens,
+            images,
             all,
             dtype,
             device,
@@ -153,6 +162,7 @@ fn run(cli: Cli) -> Result<()> {
             let dump = inspect::logits(
                 &model,
                 &tokens,
+                &images,
                 all,
                 parse_device(&device)?,
                 parse_dtype(&dtype)?,
@@ -184,6 +194,7 @@ fn run(cli: Cli) -> Result<()> {
             let request = GenerateRequest {
                 model_dir: args.model,
                 prompt,
+                images: args.images,
                 num_samples: args.num_samples,
                 max_new_tokens: args.max_new_tokens,
                 sampling,

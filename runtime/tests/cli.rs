@@ -34,11 +34,15 @@ fn err_stderr(args: &[&str]) -> String {
     stderr
 }
 
-fn fixture(case: &str) -> (PathBuf, Value) {
-    let root = std::env::var_os("GRLHF_FIXTURES")
+/// The fixture directory written by `make fixtures`.
+fn fixtures_root() -> PathBuf {
+    std::env::var_os("GRLHF_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"));
-    let dir = root.join("qwen2").join(case);
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"))
+}
+
+fn fixture(case: &str) -> (PathBuf, Value) {
+    let dir = fixtures_root().join("qwen2").join(case);
     assert!(
         dir.exists(),
         "{} missing: run `make fixtures`",
@@ -239,9 +243,7 @@ fn bad_input_gives_a_clear_error_not_a_panic() {
 #[test]
 fn prompt_text_goes_through_tokenizer_and_chat_template() {
     // A model directory with the fixture tokenizer and a random model of its vocabulary size.
-    let root = std::env::var_os("GRLHF_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"));
+    let root = fixtures_root();
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().to_str().unwrap();
     ok_stdout(&["init-model", "--preset", "tiny", "--out", model]);
@@ -269,4 +271,92 @@ fn prompt_text_goes_through_tokenizer_and_chat_template() {
         .unwrap()
         .contains(&serde_json::json!(2)));
     assert!(out["samples"][0]["text"].is_string());
+}
+
+#[test]
+fn images_drive_vision_language_checkpoints() {
+    let root = fixtures_root();
+    let images = root.join("images");
+    let (img0, img3) = (
+        images.join("image_0_50x30.png"),
+        images.join("image_3_97x203.png"),
+    );
+    let (img0, img3) = (img0.to_str().unwrap(), img3.to_str().unwrap());
+    for arch in ["qwen2_vl", "qwen2_5_vl"] {
+        let dir = root.join(arch);
+        let model = dir.to_str().unwrap();
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
+        let case = &expected["cases"][1];
+        let tokens = token_string(&case["raw_ids"]);
+        let n = expected["max_new_tokens"].to_string();
+        let out: Value = serde_json::from_str(&ok_stdout(&[
+            "generate",
+            "--model",
+            model,
+            "--tokens",
+            &tokens,
+            "--image",
+            img0,
+            "--image",
+            img3,
+            "--max-new-tokens",
+            &n,
+            "--greedy",
+            "--ignore-eos",
+            "--json",
+        ]))
+        .unwrap();
+        assert_eq!(
+            out["prompt_tokens"], case["input_ids"],
+            "{arch}: expanded prompt"
+        );
+        assert_eq!(
+            out["samples"][0]["tokens"], case["greedy"],
+            "{arch}: greedy with images"
+        );
+        let logits: Value = serde_json::from_str(&ok_stdout(&[
+            "inspect", "logits", "--model", model, "--tokens", &tokens, "--image", img0, "--image",
+            img3,
+        ]))
+        .unwrap();
+        assert_eq!(
+            logits["shape"],
+            serde_json::json!([case["logits"]["shape"][1]])
+        );
+        let err = err_stderr(&[
+            "generate", "--model", model, "--tokens", &tokens, "--image", img0,
+        ]);
+        assert!(
+            err.contains("2 image placeholder") && err.contains("1 image"),
+            "{err}"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let corrupt = tmp.path().join("broken.png");
+    std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\n garbage").unwrap();
+    let vl = root.join("qwen2_vl");
+    let err = err_stderr(&[
+        "generate",
+        "--model",
+        vl.to_str().unwrap(),
+        "--tokens",
+        "1 5 2",
+        "--image",
+        corrupt.to_str().unwrap(),
+    ]);
+    assert!(err.contains("broken.png"), "{err}");
+    let (text_model, _) = fixture("gqa_tied_f32");
+    let err = err_stderr(&[
+        "inspect",
+        "logits",
+        "--model",
+        text_model.to_str().unwrap(),
+        "--tokens",
+        "1 2",
+        "--image",
+        img0,
+    ]);
+    assert!(err.contains("text-only"), "{err}");
 }
