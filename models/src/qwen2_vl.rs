@@ -23,6 +23,7 @@ use crate::generation::{
     TokenDecoder,
 };
 use crate::kv_cache::KvCache;
+use crate::logprobs::{ResponseLogprobs, TeacherForcing};
 use crate::mrope::{batch_position_ids, rope_index, MropePositions};
 use crate::qwen2::{init_like_transformers, linear_no_bias, PositionIds, Qwen2Model, RmsNorm};
 use crate::weights::{self, LoadOptions};
@@ -685,36 +686,89 @@ impl Qwen2VlForConditionalGeneration {
         let width = prompts.iter().map(|p| p.tokens.len()).max().unwrap_or(0);
         let token_lists: Vec<Vec<i64>> = prompts.iter().map(|p| p.tokens.clone()).collect();
         let (ids, mask) = crate::generation::left_pad(&token_lists, width as i64, device)?;
-        let mut embeds = self.model.embed(&ids)?;
         let grids: Vec<[i64; 3]> = prompts.iter().flat_map(|p| p.grids.clone()).collect();
-        match (grids.is_empty(), pixel_values) {
-            (true, _) => {}
+        let embeds = self.embed_with_images(&ids, &grids, pixel_values)?;
+        let position_ids = PositionIds::Multimodal(batch_position_ids(&positions, width, device));
+        let padded = prompts.iter().any(|p| p.tokens.len() != width);
+        self.model
+            .forward_embeds(&embeds, &position_ids, padded.then_some(&mask), cache)
+    }
+}
+
+impl Qwen2VlForConditionalGeneration {
+    /// Token embeddings with the image features of `grids` (all prompts' images, in order)
+    /// written over the image tokens.
+    fn embed_with_images(
+        &self,
+        ids: &Tensor,
+        grids: &[[i64; 3]],
+        pixel_values: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let embeds = self.model.embed(ids)?;
+        let pixels = match (grids.is_empty(), pixel_values) {
+            (true, _) => return Ok(embeds),
             (false, None) => {
                 return Err(ModelError::invalid(
                     "pixel_values",
                     "prompts have images but no pixel values were given",
                 ))
             }
-            (false, Some(pixels)) => {
-                let features = self.visual.forward(pixels, &grids)?.to_kind(embeds.kind());
-                let image_mask = ids.eq(self.config.image_token_id).unsqueeze(-1);
-                let slots = image_mask.sum(Kind::Int64).int64_value(&[]);
-                if slots != features.size()[0] {
-                    return Err(ModelError::invalid(
-                        "images",
-                        format!(
-                            "{slots} image tokens but {} image features",
-                            features.size()[0]
-                        ),
-                    ));
-                }
-                embeds = embeds.masked_scatter(&image_mask.expand_as(&embeds), &features);
-            }
+            (false, Some(pixels)) => pixels,
+        };
+        let features = self.visual.forward(pixels, grids)?.to_kind(embeds.kind());
+        let image_mask = ids.eq(self.config.image_token_id).unsqueeze(-1);
+        let slots = image_mask.sum(Kind::Int64).int64_value(&[]);
+        if slots != features.size()[0] {
+            return Err(ModelError::invalid(
+                "images",
+                format!(
+                    "{slots} image tokens but {} image features",
+                    features.size()[0]
+                ),
+            ));
         }
-        let position_ids = PositionIds::Multimodal(batch_position_ids(&positions, width, device));
-        let padded = prompts.iter().any(|p| p.tokens.len() != width);
-        self.model
-            .forward_embeds(&embeds, &position_ids, padded.then_some(&mask), cache)
+        Ok(embeds.masked_scatter(&image_mask.expand_as(&embeds), &features))
+    }
+
+    /// Teacher-forced, differentiable log-probs of `responses` after multimodal `prompts`
+    /// (the learner's path with images): as [`crate::logprobs::response_logprobs`], with the
+    /// image features in the prompts and response tokens positioned after each prompt's
+    /// largest position.
+    pub fn response_logprobs(
+        &self,
+        prompts: &[MultimodalPrompt],
+        responses: &[Vec<i64>],
+        pixel_values: Option<&Tensor>,
+        temperature: f64,
+    ) -> Result<ResponseLogprobs> {
+        let tokens: Vec<Vec<i64>> = prompts.iter().map(|p| p.tokens.clone()).collect();
+        let vocab = self.config.text_config.vocab_size;
+        let layout = TeacherForcing::new(&tokens, responses, vocab, temperature)?;
+        let device = self.device();
+        let (ids, attention) = layout.inputs(device);
+        let grids: Vec<[i64; 3]> = prompts.iter().flat_map(|p| p.grids.clone()).collect();
+        let embeds = self.embed_with_images(&ids, &grids, pixel_values)?;
+        // Prompt positions from get_rope_index; response token j continues at len + delta + j.
+        let mut rows = self.positions(prompts)?;
+        for (row, response) in rows.iter_mut().zip(responses) {
+            let next = row.positions.len() as i64 + row.delta;
+            let start = row.positions.len();
+            row.positions
+                .extend((0..response.len() as i64).map(|j| [next + j; 3]));
+            // Right padding after the response: batch_position_ids left-aligns by length, so
+            // pad the tail explicitly to keep responses at column p_width.
+            let tail = layout.r_width - response.len();
+            row.positions.extend(std::iter::repeat_n([0; 3], tail));
+            debug_assert_eq!(row.positions.len(), start + layout.r_width);
+        }
+        let positions = batch_position_ids(&rows, layout.width(), device);
+        let hidden = self.model.forward_embeds(
+            &embeds,
+            &PositionIds::Multimodal(positions),
+            layout.padded().then_some(&attention),
+            None,
+        )?;
+        layout.score(&hidden, |h| self.logits(h))
     }
 }
 

@@ -177,3 +177,52 @@ fn greedy_generation_with_images_matches_transformers_alone_and_batched() {
         }
     }
 }
+
+#[test]
+fn teacher_forced_logprobs_with_images_equal_generation_and_reach_the_vision_tower() {
+    for arch in ARCHITECTURES {
+        let model = load(arch);
+        let cases = cases(arch, &model);
+        let prompts: Vec<MultimodalPrompt> = cases.iter().map(|c| c.prompt.clone()).collect();
+        let pixels = Tensor::cat(
+            &cases
+                .iter()
+                .map(|c| c.pixels.shallow_clone())
+                .collect::<Vec<_>>(),
+            0,
+        );
+        let config = GenerationConfig {
+            max_new_tokens: 6,
+            sampling: grlhf_models::SamplingParams {
+                temperature: 0.9,
+                top_k: None,
+                top_p: Some(0.95),
+            },
+            stop_token_ids: vec![],
+            seed: 5,
+        };
+        let out = model.generate(&prompts, Some(&pixels), &config).unwrap();
+        let responses: Vec<Vec<i64>> = out.iter().map(|g| g.tokens.clone()).collect();
+        let forced = model
+            .response_logprobs(&prompts, &responses, Some(&pixels), 0.9)
+            .unwrap();
+        for (row, g) in out.iter().enumerate() {
+            let got = forced.logprobs.get(row as i64);
+            let err = max_abs_diff(&got, &Tensor::from_slice(&g.logprobs));
+            assert!(err < 1e-4, "{arch} row {row}: |Δlogprob| = {err:e}");
+        }
+        // Differentiable through the image features into the vision tower.
+        forced.logprobs.sum(Kind::Float).backward();
+        let vision_grad: f64 = model
+            .var_store()
+            .variables()
+            .iter()
+            .filter(|(name, _)| name.starts_with("visual."))
+            .map(|(_, v)| v.grad().abs().sum(Kind::Float).double_value(&[]))
+            .sum();
+        assert!(
+            vision_grad > 0.0,
+            "{arch}: no gradient reached the vision tower"
+        );
+    }
+}
