@@ -38,6 +38,7 @@ demo: build
 
 bench: build
 	bash benchmarks/decode.sh
+	bash benchmarks/vision.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

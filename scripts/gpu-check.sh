@@ -3,8 +3,10 @@
 #
 # Build here first (scripts/gpu-stage.sh puts stripped binaries in .gpu/), carry .gpu/, then run
 # this from the repository root there. Results go to $OUT (or target/gpu-check): doctor output,
-# bf16/f32 parity on CUDA against transformers on the same GPU, the generation tests on CUDA,
-# and the decode benchmark (0.5B-shaped random Qwen2, bf16) against transformers' generate.
+# bf16/f32 parity on CUDA against transformers on the same GPU (text and vision-language),
+# the generation tests on CUDA, the decode benchmark (0.5B-shaped random Qwen2, bf16) and the
+# multimodal benchmark (2B-shaped random Qwen2-VL, bf16) against transformers.
+# CHECKS selects parts: "parity generation decode vision" (the default) or a subset.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.gpu}
@@ -14,24 +16,40 @@ mkdir -p "$RESULTS"
 TORCH_LIB=$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 status=0
+CHECKS=${CHECKS:-"parity generation decode vision"}
+wants() { [[ " $CHECKS " == *" $1 "* ]]; }
 
 "$BIN/grlhf" doctor > "$RESULTS/doctor.txt" 2>&1 || status=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$RESULTS/doctor.txt" 2>&1
 
-{
+if wants parity; then {
   "$PY" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
   "$PY" scripts/make_fixtures.py --device cuda --out /tmp/grlhf-fixtures-cuda
   GRLHF_FIXTURES=/tmp/grlhf-fixtures-cuda GRLHF_TEST_DEVICE=cuda:0 \
     "$BIN/parity" --test-threads 1 --nocapture
-} > "$RESULTS/parity.txt" 2>&1 || status=1
+  # Vision-language parity (those fixtures are also computed on the GPU).
+  GRLHF_FIXTURES=/tmp/grlhf-fixtures-cuda GRLHF_TEST_DEVICE=cuda:0 \
+    "$BIN/qwen2_vl" --test-threads 1 --nocapture
+} > "$RESULTS/parity.txt" 2>&1 || status=1; fi
 
-GRLHF_TEST_DEVICE=cuda:0 "$BIN/generation" --test-threads 1 > "$RESULTS/generation.txt" 2>&1 || status=1
+if wants generation; then
+  GRLHF_TEST_DEVICE=cuda:0 "$BIN/generation" --test-threads 1 > "$RESULTS/generation.txt" 2>&1 || status=1
+fi
 
-PRESETS=${PRESETS:-0.5b} INIT_DTYPE=bf16 DEVICE=cuda:0 DTYPE=bf16 PROMPT_LEN=64 NEW_TOKENS=128 \
-  BATCHES=${BATCHES:-1,8,64} REPEATS=${REPEATS:-2} GRLHF="$BIN/grlhf" BENCH="$BIN/grlhf-bench" PY="$PY" \
-  OUT_DIR=/tmp/grlhf-gpu-bench bash benchmarks/decode.sh > "$RESULTS/bench.txt" 2>&1 || status=1
-cp /tmp/grlhf-gpu-bench/decode.json /tmp/grlhf-gpu-bench/decode.md /tmp/grlhf-gpu-bench/decode.png \
-  "$RESULTS/" 2>/dev/null
+if wants vision; then
+  PRESETS=${VL_PRESETS:-2b} DEVICE=cuda:0 DTYPE=bf16 IMAGES=8 BATCH=8 NEW_TOKENS=64 \
+    REPEATS=${REPEATS:-2} BENCH="$BIN/grlhf-bench" PY="$PY" OUT_DIR=/tmp/grlhf-gpu-vision \
+    bash benchmarks/vision.sh > "$RESULTS/vision-bench.txt" 2>&1 || status=1
+  # The table is in vision-bench.txt; at most 8 files come back from the GPU machine.
+  cp /tmp/grlhf-gpu-vision/vision.json "$RESULTS/" 2>/dev/null
+fi
+
+if wants decode; then
+  PRESETS=${PRESETS:-0.5b} INIT_DTYPE=bf16 DEVICE=cuda:0 DTYPE=bf16 PROMPT_LEN=64 NEW_TOKENS=128 \
+    BATCHES=${BATCHES:-1,8,64} REPEATS=${REPEATS:-2} GRLHF="$BIN/grlhf" BENCH="$BIN/grlhf-bench" \
+    PY="$PY" OUT_DIR=/tmp/grlhf-gpu-bench bash benchmarks/decode.sh > "$RESULTS/bench.txt" 2>&1 || status=1
+  cp /tmp/grlhf-gpu-bench/decode.json /tmp/grlhf-gpu-bench/decode.png "$RESULTS/" 2>/dev/null
+fi
 
 tail -n 3 "$RESULTS"/*.txt
 exit $status

@@ -5,10 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release -p grlhf -p grlhf-bench
-cargo test --release -p grlhf-models --no-run --test parity --test generation
+cargo test --release -p grlhf-models --no-run --test parity --test generation --test qwen2_vl
 mkdir -p .gpu
 cp target/release/grlhf target/release/grlhf-bench .gpu/
-for t in parity generation; do
+for t in parity generation qwen2_vl; do
   bin=$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -n 1)
   cp "$bin" ".gpu/$t"
 done

@@ -357,7 +357,7 @@ def make_qwen2_vl_case(root, name="qwen2_vl"):
     # A complete checkpoint directory, as on the hub: processor settings and tokenizer too.
     processor.image_processor.save_pretrained(out_dir)
     shutil.copy(os.path.join(root, "tokenizer", "tokenizer.json"), out_dir)
-    model = cls.from_pretrained(out_dir, attn_implementation="sdpa").eval()
+    model = cls.from_pretrained(out_dir, attn_implementation="sdpa").to(DEVICE).eval()
     images_dir = os.path.join(root, "images")
     image = "<|vision_start|><|image_pad|><|vision_end|>"
     cases = [
@@ -370,17 +370,17 @@ def make_qwen2_vl_case(root, name="qwen2_vl"):
     with torch.no_grad():
         for text, files in cases:
             pil = [Image.open(os.path.join(images_dir, f)) for f in files]
-            inputs = processor(text=[text], images=pil, return_tensors="pt")
-            logits = model(**inputs).logits[0].float()
+            inputs = processor(text=[text], images=pil, return_tensors="pt").to(DEVICE)
+            logits = model(**inputs).logits[0].float().cpu()
             generated = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS,
                                        min_new_tokens=MAX_NEW_TOKENS, do_sample=False,
                                        eos_token_id=None, pad_token_id=0)
             expected.append({
                 "raw_ids": tok(text)["input_ids"],
                 "files": files,
-                "input_ids": inputs["input_ids"][0].tolist(),
+                "input_ids": inputs["input_ids"][0].cpu().tolist(),
                 "logits": {"shape": list(logits.shape), "data": logits.flatten().tolist()},
-                "greedy": generated[0, inputs["input_ids"].shape[1]:].tolist(),
+                "greedy": generated[0, inputs["input_ids"].shape[1]:].cpu().tolist(),
             })
     write_json(os.path.join(out_dir, "expected.json"), {"cases": expected, "max_new_tokens": MAX_NEW_TOKENS})
     print(f"fixtures: {name}")

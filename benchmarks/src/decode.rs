@@ -40,6 +40,9 @@ pub struct DecodePoint {
     pub seconds_median: f64,
     pub seconds_all: Vec<f64>,
     pub tokens_per_second: f64,
+    /// What `tokens_per_second` counts when it is not generated tokens (e.g. images/s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
 }
 
 /// The prompt both engines use: deterministic ids in `[3, vocab)`.
@@ -49,7 +52,7 @@ pub fn bench_prompt(len: usize, vocab: i64) -> Vec<i64> {
         .collect()
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).expect("finite timings"));
     v[v.len() / 2]
@@ -96,6 +99,7 @@ pub fn measure(
             seconds_median,
             tokens_per_second: (batch * workload.new_tokens) as f64 / seconds_median,
             seconds_all: times,
+            metric: None,
         };
         eprintln!(
             "grlhf        {name:>6} batch {batch:>3}: {:>9.1} tok/s ({:.3} s)",

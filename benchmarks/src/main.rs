@@ -7,6 +7,7 @@
 mod decode;
 mod plot;
 mod report;
+mod vision;
 
 use std::path::PathBuf;
 
@@ -52,10 +53,93 @@ enum Command {
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
     },
+    /// Qwen2-VL vision encoding (images/s) and multimodal decode (tokens/s), with the
+    /// transformers ratio (checkpoints from `benchmarks/vision_peer.py --create`).
+    Vision {
+        /// Checkpoints as NAME=DIR (repeatable).
+        #[arg(long = "model", required = true)]
+        models: Vec<NamedModel>,
+        #[arg(long, default_value_t = 4)]
+        images: usize,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 16)]
+        text_len: usize,
+        #[arg(long, default_value_t = 32)]
+        new_tokens: usize,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        #[arg(long)]
+        threads: Option<i32>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        #[arg(long)]
+        peer_python: Option<PathBuf>,
+        /// Where vision.json / vision.md go.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Vision {
+            models,
+            images,
+            batch,
+            text_len,
+            new_tokens,
+            repeats,
+            threads,
+            device,
+            dtype,
+            peer_python,
+            out,
+        } => {
+            anyhow::ensure!(
+                repeats >= 1 && images >= 1 && batch >= 1,
+                "counts must be positive"
+            );
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get()) as i32
+            });
+            tch::set_num_threads(threads);
+            let workload = vision::VisionWorkload {
+                images,
+                batch,
+                text_len,
+                new_tokens,
+                repeats,
+                threads,
+                device: device.clone(),
+                dtype: dtype.clone(),
+            };
+            let (dev, kind) = (parse_device(&device)?, parse_dtype(&dtype)?);
+            let mut points = Vec::new();
+            for m in &models {
+                points.extend(vision::measure(
+                    m,
+                    &workload,
+                    dev,
+                    kind,
+                    peer_python.as_deref(),
+                )?);
+            }
+            let machine = report::machine_name(&device);
+            let table = vision::table(&machine, &workload, &points);
+            std::fs::create_dir_all(&out)?;
+            let json =
+                serde_json::json!({"machine": machine, "workload": workload, "points": points});
+            std::fs::write(
+                out.join("vision.json"),
+                serde_json::to_string_pretty(&json)?,
+            )?;
+            std::fs::write(out.join("vision.md"), &table)?;
+            println!("{table}");
+            println!("wrote {}/vision.{{json,md}}", out.display());
+        }
         Command::Decode {
             models,
             batches,

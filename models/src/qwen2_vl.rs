@@ -596,6 +596,11 @@ impl Qwen2VlForConditionalGeneration {
         self.logits(&hidden)
     }
 
+    /// Merged image features `[tokens, hidden]` of preprocessed images (the vision tower alone).
+    pub fn encode_images(&self, pixel_values: &Tensor, grids: &[[i64; 3]]) -> Result<Tensor> {
+        self.visual.forward(pixel_values, grids)
+    }
+
     /// A KV cache for `batch` rows of `capacity` positions.
     pub fn new_cache(&self, batch: i64, capacity: i64) -> Result<KvCache> {
         let text = &self.config.text_config;
