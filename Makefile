@@ -23,10 +23,11 @@ fixtures: setup
 	$(PY) scripts/make_fixtures.py
 
 # The CUDA parity test runs on its own with --nocapture so that, on a machine without a GPU,
-# its "SKIPPED: no CUDA device" line shows in the log instead of being captured.
+# its "SKIPPED: no CUDA device" line shows in the log instead of being captured. (--workspace
+# again, so cargo reuses the build instead of re-resolving features for one package.)
 test: setup fixtures
 	$(CARGO) test --workspace -- --skip cuda_
-	$(CARGO) test -p grlhf-models --test parity cuda_ -- --nocapture
+	$(CARGO) test --workspace -- cuda_ --nocapture
 
 # Until the pipeline lands, the main job is a health check and generation from a random tiny
 # Qwen2 (written to $(RUN_DIR)).

@@ -77,9 +77,16 @@ enum Command {
         dtype: String,
         #[arg(long)]
         peer_python: Option<PathBuf>,
-        /// Where vision.json / vision.md go.
+        /// Where vision.json / vision.md / vision.png go.
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
+    },
+    /// Redraws vision.png from a vision.json written earlier (e.g. fetched from a GPU machine).
+    VisionPlot {
+        /// The vision.json to read.
+        json: PathBuf,
+        /// The PNG to write.
+        png: PathBuf,
     },
 }
 
@@ -137,8 +144,20 @@ fn main() -> Result<()> {
                 serde_json::to_string_pretty(&json)?,
             )?;
             std::fs::write(out.join("vision.md"), &table)?;
+            vision::plot(&out.join("vision.png"), &machine, &points)?;
             println!("{table}");
-            println!("wrote {}/vision.{{json,md}}", out.display());
+            println!("wrote {}/vision.{{json,md,png}}", out.display());
+        }
+        Command::VisionPlot { json, png } => {
+            let text = std::fs::read_to_string(&json)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", json.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", json.display()))?;
+            let points: Vec<DecodePoint> = serde_json::from_value(value["points"].clone())
+                .map_err(|e| anyhow::anyhow!("{}: field `points`: {e}", json.display()))?;
+            let machine = value["machine"].as_str().unwrap_or("unknown machine");
+            vision::plot(&png, machine, &points)?;
+            println!("wrote {}", png.display());
         }
         Command::Decode {
             models,

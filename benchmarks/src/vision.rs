@@ -16,6 +16,7 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::decode::{median, DecodePoint, NamedModel};
+use crate::plot::{grouped_bars, BarPanel};
 
 /// What to measure.
 #[derive(Debug, Clone, Serialize)]
@@ -215,4 +216,52 @@ pub fn table(machine: &str, w: &VisionWorkload, points: &[DecodePoint]) -> Strin
         ));
     }
     out
+}
+
+/// One PNG panel per measure, grlhf and transformers side by side for each checkpoint.
+pub fn plot(path: &Path, machine: &str, points: &[DecodePoint]) -> Result<()> {
+    let mut models: Vec<String> = Vec::new();
+    for p in points {
+        if !models.contains(&p.model) {
+            models.push(p.model.clone());
+        }
+    }
+    let panels: Vec<BarPanel> = [
+        ("vision_images_per_s", "vision encoding", "images / s"),
+        (
+            "multimodal_decode_tokens_per_s",
+            "decode with an image",
+            "generated tokens / s",
+        ),
+    ]
+    .iter()
+    .map(|(metric, title, unit)| BarPanel {
+        title: format!(
+            "{title} ({})",
+            machine.split(" (").next().unwrap_or(machine)
+        ),
+        groups: models.clone(),
+        series: ["grlhf", "transformers"]
+            .iter()
+            .map(|engine| {
+                let values = models
+                    .iter()
+                    .map(|m| {
+                        points
+                            .iter()
+                            .find(|p| {
+                                p.engine == *engine
+                                    && &p.model == m
+                                    && p.metric.as_deref() == Some(*metric)
+                            })
+                            .map_or(0.0, |p| p.tokens_per_second)
+                    })
+                    .collect();
+                (engine.to_string(), values)
+            })
+            .collect(),
+        y_label: unit.to_string(),
+    })
+    .collect();
+    grouped_bars(path, &panels)
 }
