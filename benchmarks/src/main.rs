@@ -12,7 +12,7 @@ mod vision;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use decode::{DecodePoint, DecodeWorkload, NamedModel};
 use grlhf_models::device::{parse_device, parse_dtype};
 
@@ -23,42 +23,67 @@ struct Cli {
     command: Command,
 }
 
+/// Arguments every measuring subcommand shares.
+#[derive(Args)]
+struct RunArgs {
+    /// Checkpoints as NAME=DIR (repeatable).
+    #[arg(long = "model", required = true)]
+    models: Vec<NamedModel>,
+    /// Timed runs per point (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// libtorch intra-op threads (default: all logical CPUs); the peer gets the same.
+    #[arg(long)]
+    threads: Option<i32>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Python with torch + transformers, to measure transformers as the peer
+    /// (omit to measure grlhf alone).
+    #[arg(long)]
+    peer_python: Option<PathBuf>,
+    /// Where the report files go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+impl RunArgs {
+    /// Sets libtorch's thread count and returns it with the parsed device and dtype.
+    fn prepare(&self) -> Result<(i32, tch::Device, tch::Kind)> {
+        anyhow::ensure!(self.repeats >= 1, "--repeats must be at least 1");
+        let threads = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as i32);
+        tch::set_num_threads(threads);
+        Ok((
+            threads,
+            parse_device(&self.device)?,
+            parse_dtype(&self.dtype)?,
+        ))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Decode tokens/s of the generation engine, with the transformers ratio.
+    /// Decode tokens/s of the generation engine, with the transformers ratio
+    /// (writes decode.json / decode.md / decode.png).
     Decode {
-        /// Checkpoints as NAME=DIR (repeatable).
-        #[arg(long = "model", required = true)]
-        models: Vec<NamedModel>,
+        #[command(flatten)]
+        run: RunArgs,
         #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
         batches: Vec<usize>,
         #[arg(long, default_value_t = 16)]
         prompt_len: usize,
         #[arg(long, default_value_t = 64)]
         new_tokens: usize,
-        #[arg(long, default_value_t = 3)]
-        repeats: usize,
-        /// libtorch intra-op threads (default: all logical CPUs).
-        #[arg(long)]
-        threads: Option<i32>,
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        #[arg(long, default_value = "f32")]
-        dtype: String,
-        /// Python with torch + transformers, to measure transformers as the peer
-        /// (omit to measure grlhf alone).
-        #[arg(long)]
-        peer_python: Option<PathBuf>,
-        /// Where decode.json / decode.md / decode.png go.
-        #[arg(long, default_value = "target/bench")]
-        out: PathBuf,
     },
     /// Qwen2-VL vision encoding (images/s) and multimodal decode (tokens/s), with the
-    /// transformers ratio (checkpoints from `benchmarks/vision_peer.py --create`).
+    /// transformers ratio (checkpoints from `benchmarks/vision_peer.py --create`; writes
+    /// vision.json / vision.md / vision.png).
     Vision {
-        /// Checkpoints as NAME=DIR (repeatable).
-        #[arg(long = "model", required = true)]
-        models: Vec<NamedModel>,
+        #[command(flatten)]
+        run: RunArgs,
         #[arg(long, default_value_t = 4)]
         images: usize,
         #[arg(long, default_value_t = 1)]
@@ -67,19 +92,6 @@ enum Command {
         text_len: usize,
         #[arg(long, default_value_t = 32)]
         new_tokens: usize,
-        #[arg(long, default_value_t = 3)]
-        repeats: usize,
-        #[arg(long)]
-        threads: Option<i32>,
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        #[arg(long, default_value = "f32")]
-        dtype: String,
-        #[arg(long)]
-        peer_python: Option<PathBuf>,
-        /// Where vision.json / vision.md / vision.png go.
-        #[arg(long, default_value = "target/bench")]
-        out: PathBuf,
     },
     /// Redraws vision.png from a vision.json written earlier (e.g. fetched from a GPU machine).
     VisionPlot {
@@ -93,50 +105,41 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Vision {
-            models,
+            run,
             images,
             batch,
             text_len,
             new_tokens,
-            repeats,
-            threads,
-            device,
-            dtype,
-            peer_python,
-            out,
         } => {
             anyhow::ensure!(
-                repeats >= 1 && images >= 1 && batch >= 1,
-                "counts must be positive"
+                images >= 1 && batch >= 1,
+                "--images and --batch must be positive"
             );
-            let threads = threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get()) as i32
-            });
-            tch::set_num_threads(threads);
+            let (threads, dev, kind) = run.prepare()?;
             let workload = vision::VisionWorkload {
                 images,
                 batch,
                 text_len,
                 new_tokens,
-                repeats,
+                repeats: run.repeats,
                 threads,
-                device: device.clone(),
-                dtype: dtype.clone(),
+                device: run.device.clone(),
+                dtype: run.dtype.clone(),
             };
-            let (dev, kind) = (parse_device(&device)?, parse_dtype(&dtype)?);
             let mut points = Vec::new();
-            for m in &models {
+            for m in &run.models {
                 points.extend(vision::measure(
                     m,
                     &workload,
                     dev,
                     kind,
-                    peer_python.as_deref(),
+                    run.peer_python.as_deref(),
                 )?);
             }
-            let machine = report::machine_name(&device);
+            let (device, out) = (&run.device, &run.out);
+            let machine = report::machine_name(device);
             let table = vision::table(&machine, &workload, &points);
-            std::fs::create_dir_all(&out)?;
+            std::fs::create_dir_all(out)?;
             let json =
                 serde_json::json!({"machine": machine, "workload": workload, "points": points});
             std::fs::write(
@@ -160,52 +163,42 @@ fn main() -> Result<()> {
             println!("wrote {}", png.display());
         }
         Command::Decode {
-            models,
+            run,
             batches,
             prompt_len,
             new_tokens,
-            repeats,
-            threads,
-            device,
-            dtype,
-            peer_python,
-            out,
         } => {
-            anyhow::ensure!(repeats >= 1, "--repeats must be at least 1");
             anyhow::ensure!(
                 !batches.is_empty() && !batches.contains(&0),
                 "--batches must be positive"
             );
-            let threads = threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get()) as i32
-            });
-            tch::set_num_threads(threads);
+            let (threads, dev, kind) = run.prepare()?;
             let workload = DecodeWorkload {
                 batches,
                 prompt_len,
                 new_tokens,
-                repeats,
+                repeats: run.repeats,
                 threads,
-                device: device.clone(),
-                dtype: dtype.clone(),
+                device: run.device.clone(),
+                dtype: run.dtype.clone(),
             };
-            let (dev, kind) = (parse_device(&device)?, parse_dtype(&dtype)?);
             let mut points: Vec<DecodePoint> = Vec::new();
-            for m in &models {
+            for m in &run.models {
                 points.extend(decode::measure(
                     m,
                     &workload,
                     dev,
                     kind,
-                    peer_python.as_deref(),
+                    run.peer_python.as_deref(),
                 )?);
             }
+            let out = &run.out;
             let report = report::DecodeReport {
-                machine: report::machine_name(&device),
+                machine: report::machine_name(&run.device),
                 workload,
                 points,
             };
-            report.write(&out)?;
+            report.write(out)?;
             println!("{}", report.table());
             println!("wrote {}/decode.{{json,md,png}}", out.display());
         }
