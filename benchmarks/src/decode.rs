@@ -117,28 +117,47 @@ fn run_peer(
     batch: usize,
     workload: &DecodeWorkload,
 ) -> Result<Vec<DecodePoint>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("decode_peer.py");
+    let args = [
+        ("--batches", batch.to_string()),
+        ("--prompt-len", workload.prompt_len.to_string()),
+        ("--new-tokens", workload.new_tokens.to_string()),
+        ("--repeats", workload.repeats.to_string()),
+        ("--threads", workload.threads.to_string()),
+        ("--device", workload.device.clone()),
+        ("--dtype", workload.dtype.clone()),
+    ];
+    run_python_peer(python, "decode_peer.py", model, &args)
+}
+
+/// Runs a peer script of `benchmarks/` for `model` with `args` plus `--out FILE`, and reads
+/// the points it wrote there.
+pub(crate) fn run_python_peer(
+    python: &Path,
+    script_name: &str,
+    model: &NamedModel,
+    args: &[(&str, String)],
+) -> Result<Vec<DecodePoint>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script_name);
     let script = if script.exists() {
         script
     } else {
-        PathBuf::from("benchmarks/decode_peer.py")
+        // A copied binary run from the repository root (the GPU machine).
+        PathBuf::from("benchmarks").join(script_name)
     };
     let out = std::env::temp_dir().join(format!(
-        "grlhf-decode-peer-{}-{}-{batch}.json",
+        "grlhf-peer-{}-{}.json",
         std::process::id(),
         model.name
     ));
-    let status = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .arg(&script)
         .arg("--model")
-        .arg(format!("{}={}", model.name, model.dir.display()))
-        .args(["--batches", &batch.to_string()])
-        .args(["--prompt-len", &workload.prompt_len.to_string()])
-        .args(["--new-tokens", &workload.new_tokens.to_string()])
-        .args(["--repeats", &workload.repeats.to_string()])
-        .args(["--threads", &workload.threads.to_string()])
-        .args(["--device", &workload.device])
-        .args(["--dtype", &workload.dtype])
+        .arg(format!("{}={}", model.name, model.dir.display()));
+    for (flag, value) in args {
+        command.args([flag, value.as_str()]);
+    }
+    let status = command
         .arg("--out")
         .arg(&out)
         .status()

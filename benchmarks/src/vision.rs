@@ -5,7 +5,6 @@
 //! first for each checkpoint, then grlhf; medians of `repeats` runs after a warm-up.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -15,7 +14,7 @@ use grlhf_models::GenerationConfig;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::decode::{median, DecodePoint, NamedModel};
+use crate::decode::{median, run_python_peer, DecodePoint, NamedModel};
 use crate::plot::{grouped_bars, BarPanel};
 
 /// What to measure.
@@ -144,38 +143,17 @@ pub fn measure(
 }
 
 fn run_peer(python: &Path, spec: &NamedModel, w: &VisionWorkload) -> Result<Vec<DecodePoint>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("vision_peer.py");
-    let script = if script.exists() {
-        script
-    } else {
-        Path::new("benchmarks/vision_peer.py").to_path_buf()
-    };
-    let out = std::env::temp_dir().join(format!(
-        "grlhf-vision-peer-{}-{}.json",
-        std::process::id(),
-        spec.name
-    ));
-    let status = Command::new(python)
-        .arg(&script)
-        .arg("--model")
-        .arg(format!("{}={}", spec.name, spec.dir.display()))
-        .args(["--images", &w.images.to_string()])
-        .args(["--batch", &w.batch.to_string()])
-        .args(["--text-len", &w.text_len.to_string()])
-        .args(["--new-tokens", &w.new_tokens.to_string()])
-        .args(["--repeats", &w.repeats.to_string()])
-        .args(["--threads", &w.threads.to_string()])
-        .args(["--device", &w.device])
-        .args(["--dtype", &w.dtype])
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .with_context(|| format!("running {}", script.display()))?;
-    anyhow::ensure!(status.success(), "{} failed ({status})", script.display());
-    let text =
-        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
-    let _ = std::fs::remove_file(&out);
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", out.display()))
+    let args = [
+        ("--images", w.images.to_string()),
+        ("--batch", w.batch.to_string()),
+        ("--text-len", w.text_len.to_string()),
+        ("--new-tokens", w.new_tokens.to_string()),
+        ("--repeats", w.repeats.to_string()),
+        ("--threads", w.threads.to_string()),
+        ("--device", w.device.clone()),
+        ("--dtype", w.dtype.clone()),
+    ];
+    run_python_peer(python, "vision_peer.py", spec, &args)
 }
 
 /// The markdown table: one row per (model, metric).

@@ -358,6 +358,13 @@ impl Qwen2Model {
         &self.embed_tokens.ws
     }
 
+    /// Vocabulary logits of hidden states through `lm_head`, or through the embedding matrix
+    /// when the head is tied (`None`).
+    pub fn project(&self, hidden: &Tensor, lm_head: Option<&nn::Linear>) -> Result<Tensor> {
+        let weight = lm_head.map_or(self.embedding_weight(), |head| &head.ws);
+        Ok(hidden.f_linear::<Tensor>(weight, None)?)
+    }
+
     /// Runs the decoder over input embeddings and returns the final-norm hidden states.
     ///
     /// - `attention_mask`: `[batch, seq]`, 1 for real tokens, 0 for padding; `None` = all real.
@@ -581,10 +588,7 @@ impl Qwen2ForCausalLM {
 
     /// Projects hidden states to vocabulary logits (in the model dtype).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(match &self.lm_head {
-            Some(head) => hidden.f_linear::<Tensor>(&head.ws, None)?,
-            None => hidden.f_linear::<Tensor>(self.model.embedding_weight(), None)?,
-        })
+        self.model.project(hidden, self.lm_head.as_ref())
     }
 
     /// Logits for every position, `[batch, seq, vocab]`. Checks token ids (one device sync).

@@ -648,10 +648,7 @@ impl Qwen2VlForConditionalGeneration {
     }
 
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(match &self.lm_head {
-            Some(head) => hidden.f_linear::<Tensor>(&head.ws, None)?,
-            None => hidden.f_linear::<Tensor>(self.model.embedding_weight(), None)?,
-        })
+        self.model.project(hidden, self.lm_head.as_ref())
     }
 
     /// Positions of each prompt (for continuing with decoding: see [`MropePositions::delta`]).

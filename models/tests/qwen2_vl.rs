@@ -60,6 +60,13 @@ fn cases(arch: &str, model: &Qwen2VlForConditionalGeneration) -> Vec<Case> {
         .collect()
 }
 
+/// All cases as one batch: their prompts, and their pixel values in prompt order.
+fn batched(cases: &[Case]) -> (Vec<MultimodalPrompt>, Tensor) {
+    let prompts = cases.iter().map(|c| c.prompt.clone()).collect();
+    let pixels: Vec<Tensor> = cases.iter().map(|c| c.pixels.shallow_clone()).collect();
+    (prompts, Tensor::cat(&pixels, 0))
+}
+
 fn load(arch: &str) -> Qwen2VlForConditionalGeneration {
     Qwen2VlForConditionalGeneration::load(fixtures().join(arch), device(), Kind::Float)
         .unwrap_or_else(|e| panic!("{arch}: {e}"))
@@ -89,14 +96,7 @@ fn a_padded_batch_with_different_images_equals_one_by_one() {
     for arch in ARCHITECTURES {
         let model = load(arch);
         let cases = cases(arch, &model);
-        let prompts: Vec<MultimodalPrompt> = cases.iter().map(|c| c.prompt.clone()).collect();
-        let pixels = Tensor::cat(
-            &cases
-                .iter()
-                .map(|c| c.pixels.shallow_clone())
-                .collect::<Vec<_>>(),
-            0,
-        );
+        let (prompts, pixels) = batched(&cases);
         let logits = tch::no_grad(|| model.forward(&prompts, Some(&pixels))).unwrap();
         let width = logits.size()[1];
         for (i, case) in cases.iter().enumerate() {
@@ -160,14 +160,7 @@ fn greedy_generation_with_images_matches_transformers_alone_and_batched() {
                 "case {i}: greedy continuation differs"
             );
         }
-        let prompts: Vec<MultimodalPrompt> = cases.iter().map(|c| c.prompt.clone()).collect();
-        let pixels = Tensor::cat(
-            &cases
-                .iter()
-                .map(|c| c.pixels.shallow_clone())
-                .collect::<Vec<_>>(),
-            0,
-        );
+        let (prompts, pixels) = batched(&cases);
         let out = model.generate(&prompts, Some(&pixels), &config).unwrap();
         for (i, (got, case)) in out.iter().zip(&cases).enumerate() {
             assert_eq!(
@@ -183,14 +176,7 @@ fn teacher_forced_logprobs_with_images_equal_generation_and_reach_the_vision_tow
     for arch in ARCHITECTURES {
         let model = load(arch);
         let cases = cases(arch, &model);
-        let prompts: Vec<MultimodalPrompt> = cases.iter().map(|c| c.prompt.clone()).collect();
-        let pixels = Tensor::cat(
-            &cases
-                .iter()
-                .map(|c| c.pixels.shallow_clone())
-                .collect::<Vec<_>>(),
-            0,
-        );
+        let (prompts, pixels) = batched(&cases);
         let config = GenerationConfig {
             max_new_tokens: 6,
             sampling: grlhf_models::SamplingParams {
