@@ -1,10 +1,11 @@
 //! `grlhf`: the library behind the `grlhf` command.
 //!
 //! Today it holds the diagnostic and model commands (`doctor`, `inspect logits`, `generate`,
-//! `init-model`). The actor topology runner (`grlhf run CONFIG`: placement, weight-sync
+//! `init-model`) and the embedded world's data commands (`data generate`, `data show`). The actor topology runner (`grlhf run CONFIG`: placement, weight-sync
 //! wiring, telemetry, checkpoints) arrives with the runtime issue; see `../shared/DESIGN.md`.
 
 pub mod cuda_devices;
+pub mod data;
 pub mod doctor;
 pub mod generate;
 pub mod inspect;

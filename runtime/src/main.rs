@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use grlhf::generate::{GenerateRequest, PromptInput};
-use grlhf::{doctor, generate, inspect, model_presets, token_list};
+use grlhf::{data, doctor, generate, inspect, model_presets, token_list};
 use grlhf_models::device::{parse_device, parse_dtype};
 use grlhf_models::{Qwen2ForCausalLM, SamplingParams};
 
@@ -34,6 +34,9 @@ enum Command {
     Inspect(InspectCommand),
     /// Generate continuations of a prompt.
     Generate(GenerateArgs),
+    /// Write or inspect datasets (the embedded world, or JSONL prompt / preference files).
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Write a randomly initialised Qwen2 checkpoint (config.json + model.safetensors).
     InitModel {
         /// Output directory.
@@ -47,6 +50,34 @@ enum Command {
         /// Storage dtype: f32, bf16 or f16.
         #[arg(long, default_value = "f32")]
         dtype: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Write the embedded multimodal world (JSONL + PNG + tokenizer.json) to a folder.
+    Generate {
+        /// Output folder (must be empty or absent unless --force).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Training prompts and pairs; test splits get n/4, evaluation n/28 per family.
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        /// Write into a non-empty folder (files of the same name are replaced).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print records of a prompt, preference or warm-start JSONL file, with oracle scores.
+    Show {
+        file: PathBuf,
+        /// How many records to print.
+        #[arg(short = 'n', default_value_t = 5)]
+        count: usize,
+        /// Skip bad lines (reported on stderr) instead of stopping at the first.
+        #[arg(long)]
+        skip_bad: bool,
     },
 }
 
@@ -214,6 +245,19 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", output.render());
             }
         }
+        Command::Data(DataCommand::Generate {
+            out,
+            seed,
+            n,
+            force,
+        }) => {
+            data::generate(&out, seed, n, force)?;
+        }
+        Command::Data(DataCommand::Show {
+            file,
+            count,
+            skip_bad,
+        }) => data::show(&file, count, skip_bad)?,
         Command::InitModel {
             out,
             preset,
