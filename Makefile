@@ -33,6 +33,8 @@ test: setup fixtures
 # Qwen2 (written to $(RUN_DIR)).
 demo: build
 	target/release/grlhf doctor
+	target/release/grlhf data generate --out $(RUN_DIR)/world --n 280 --seed 0 --force
+	target/release/grlhf data show $(RUN_DIR)/world/pairs_ood_error.jsonl -n 2
 	target/release/grlhf init-model --preset tiny --seed 0 --out $(RUN_DIR)/tiny-qwen2
 	target/release/grlhf generate --model $(RUN_DIR)/tiny-qwen2 --tokens "1 17 42 99 7" \
 		--temperature 0.8 --top-p 0.9 --num-samples 4 --max-new-tokens 16 --seed 0
