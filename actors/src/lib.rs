@@ -1,5 +1,30 @@
-//! `grlhf-actors`: the message protocol and the built-in actors (prompt source, generators,
-//! judges, replay buffer, learner, reference, evaluator) and the actor-kind registry.
+//! `grlhf-actors`: the message protocol and the actors of an asynchronous RL pipeline.
 //!
-//! Not built yet: this crate is filled by the actor-runtime issue (see `../shared/DESIGN.md`
-//! for the data flow). Today it is an empty library so the workspace has its final shape.
+//! ```text
+//! PromptSource ──prompts──▶ Generator×G ──groups of n──▶ Judge×J ──scored groups──▶ ReplayBuffer
+//!      ▲  admission (capacity, staleness)      ▲                                         │ batches
+//!      └──────────────── version ──────────────┴──────── weights (versioned) ◀── Learner ◀┘
+//! ```
+//!
+//! Every model-owning actor (generator, judge, learner) keeps its model on a dedicated OS thread
+//! ([`device_worker`]) and awaits it, so tokio's workers never block on a forward pass. Stages
+//! hand work on through the [`protocol::GroupSink`] / [`protocol::ScoredSink`] traits, and the
+//! [`registry`] maps configuration kinds to factories — the built-ins register exactly as a
+//! user's own kinds do. This crate knows nothing of TOML: factories receive their table as JSON.
+
+pub mod activity;
+pub mod device_worker;
+pub mod generator;
+pub mod grm_judge;
+pub mod grouped_comparison;
+pub mod grpo;
+pub mod judge;
+pub mod learner;
+pub mod ledger;
+pub mod prompt_source;
+pub mod protocol;
+pub mod registry;
+pub mod replay_buffer;
+pub mod rule_judge;
+pub mod schedule;
+pub mod vl_engine;

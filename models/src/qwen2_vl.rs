@@ -585,6 +585,27 @@ impl Qwen2VlForConditionalGeneration {
         &self.vs
     }
 
+    /// The parameters, mutably (for optimisers and weight sync).
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    /// Writes `config.json` and `model.safetensors` (our parameter names, which [`Self::load`]
+    /// reads back) to `dir`.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        let mut config = self.config.clone();
+        if config.architectures.is_empty() {
+            config.architectures =
+                vec![VL_ARCHITECTURES[usize::from(config.vision_config.is_qwen2_5())].to_string()];
+        }
+        let path = dir.join("config.json");
+        let json = serde_json::to_string_pretty(&config).expect("config serialises");
+        std::fs::write(&path, json).map_err(|e| ModelError::io(&path, e))?;
+        weights::save_varstore(&self.vs, &dir.join(weights::SINGLE_FILE))
+    }
+
     /// Logits `[batch, width, vocab]` for left-padded prompts with their images;
     /// `pixel_values` holds the patches of all images of all prompts, in order.
     pub fn forward(
@@ -706,6 +727,18 @@ impl Qwen2VlForConditionalGeneration {
         grids: &[[i64; 3]],
         pixel_values: Option<&Tensor>,
     ) -> Result<Tensor> {
+        self.embed_with_images_before(ids, grids, pixel_values, None)
+    }
+
+    /// As [`Self::embed_with_images`], with image tokens recognised only in columns before
+    /// `limit` (the prompt part of a teacher-forced batch).
+    fn embed_with_images_before(
+        &self,
+        ids: &Tensor,
+        grids: &[[i64; 3]],
+        pixel_values: Option<&Tensor>,
+        limit: Option<i64>,
+    ) -> Result<Tensor> {
         let embeds = self.model.embed(ids)?;
         let pixels = match (grids.is_empty(), pixel_values) {
             (true, _) => return Ok(embeds),
@@ -718,7 +751,14 @@ impl Qwen2VlForConditionalGeneration {
             (false, Some(pixels)) => pixels,
         };
         let features = self.visual.forward(pixels, grids)?.to_kind(embeds.kind());
-        let image_mask = ids.eq(self.config.image_token_id).unsqueeze(-1);
+        let image_mask = ids.eq(self.config.image_token_id);
+        if let Some(limit) = limit {
+            let width = image_mask.size()[1];
+            if limit < width {
+                let _ = image_mask.narrow(1, limit, width - limit).fill_(0);
+            }
+        }
+        let image_mask = image_mask.unsqueeze(-1);
         let slots = image_mask.sum(Kind::Int64).int64_value(&[]);
         if slots != features.size()[0] {
             return Err(ModelError::invalid(
@@ -749,7 +789,10 @@ impl Qwen2VlForConditionalGeneration {
         let device = self.device();
         let (ids, attention) = layout.inputs(device);
         let grids: Vec<[i64; 3]> = prompts.iter().flat_map(|p| p.grids.clone()).collect();
-        let embeds = self.embed_with_images(&ids, &grids, pixel_values)?;
+        // Image features go into the prompt columns only: a response may contain the image
+        // token id as ordinary text (generation embeds it as text too).
+        let embeds =
+            self.embed_with_images_before(&ids, &grids, pixel_values, Some(layout.p_width as i64))?;
         // Prompt positions from get_rope_index; response token j continues at len + delta + j.
         let mut rows = self.positions(prompts)?;
         for (row, response) in rows.iter_mut().zip(responses) {

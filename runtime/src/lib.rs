@@ -11,4 +11,6 @@ pub mod generate;
 pub mod inspect;
 pub mod loaded_model;
 pub mod model_presets;
+pub mod run;
+pub mod run_config;
 pub mod token_list;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use grlhf::generate::{GenerateRequest, PromptInput};
+use grlhf::run_config::RunConfig;
 use grlhf::{data, doctor, generate, inspect, model_presets, token_list};
+use grlhf_actors::registry::Registry;
 use grlhf_models::device::{parse_device, parse_dtype};
 use grlhf_models::{Qwen2ForCausalLM, SamplingParams};
 
@@ -17,6 +19,9 @@ use grlhf_models::{Qwen2ForCausalLM, SamplingParams};
     about = "Asynchronous Generative RLHF-V for multimodal language models"
 )]
 struct Cli {
+    /// Log as JSON lines (on stderr; filter with RUST_LOG).
+    #[arg(long, global = true)]
+    log_json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,6 +39,13 @@ enum Command {
     Inspect(InspectCommand),
     /// Generate continuations of a prompt.
     Generate(GenerateArgs),
+    /// Run an RL topology from a TOML config (see configs/).
+    Run {
+        config: PathBuf,
+        /// No progress bar (for logs and CI).
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Write or inspect datasets (the embedded world, or JSONL prompt / preference files).
     #[command(subcommand)]
     Data(DataCommand),
@@ -155,14 +167,18 @@ struct GenerateArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -244,6 +260,33 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("{}", output.render());
             }
+        }
+        Command::Run {
+            config,
+            no_progress,
+        } => {
+            let parsed = RunConfig::from_file(&config)?;
+            let outcome =
+                grlhf::run::run(parsed, &config, Registry::with_builtins(), !no_progress)?;
+            let s = &outcome.summary;
+            println!(
+                "{} steps in {:.1} s ({:?}, η = {}): reward {:.3} → {:.3}; {:.1} samples/s, {:.0} tokens/s; \
+                 prompts admitted {} = trained {} + dropped {} + in flight {}; max staleness seen {}",
+                s.learner_steps,
+                s.wall_s,
+                s.mode,
+                s.max_staleness,
+                s.reward_mean_first,
+                s.reward_mean_last,
+                s.samples_per_s,
+                s.tokens_per_s,
+                s.prompts_admitted,
+                s.prompts_trained,
+                s.prompts_dropped.values().sum::<u64>(),
+                s.prompts_in_flight,
+                s.max_staleness_seen
+            );
+            println!("run directory: {}", outcome.run_dir.display());
         }
         Command::Data(DataCommand::Generate {
             out,

@@ -1,0 +1,100 @@
+//! A dedicated OS thread that owns a model and runs jobs on it.
+//!
+//! libtorch keeps grad mode and CUDA streams per thread, and a forward pass must never block
+//! tokio's shared workers, so every model-owning actor keeps its model here and awaits jobs
+//! through a channel. A job that panics is reported as an error; the thread and its model
+//! survive it.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::thread::JoinHandle;
+
+type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
+
+/// A thread owning a value of type `S` (a model and its companions).
+pub struct DeviceWorker<S> {
+    jobs: Option<flume::Sender<Job<S>>>,
+    thread: Option<JoinHandle<()>>,
+    name: String,
+}
+
+impl<S: 'static> DeviceWorker<S> {
+    /// Starts the thread and builds its state there with `init`; returns once `init` is done.
+    pub fn spawn(
+        name: &str,
+        init: impl FnOnce() -> Result<S, String> + Send + 'static,
+    ) -> Result<DeviceWorker<S>, String> {
+        let (jobs, queue) = flume::unbounded::<Job<S>>();
+        let (ready_tx, ready_rx) = flume::bounded::<Result<(), String>>(1);
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let mut state = match catch_unwind(AssertUnwindSafe(init)) {
+                    Ok(Ok(state)) => {
+                        let _ = ready_tx.send(Ok(()));
+                        state
+                    }
+                    Ok(Err(e)) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                    Err(panic) => {
+                        let _ = ready_tx.send(Err(panic_message(&panic)));
+                        return;
+                    }
+                };
+                for job in queue.iter() {
+                    job(&mut state);
+                }
+            })
+            .map_err(|e| format!("starting thread {name}: {e}"))?;
+        ready_rx
+            .recv()
+            .map_err(|_| format!("thread {name} ended during start-up"))??;
+        Ok(DeviceWorker {
+            jobs: Some(jobs),
+            thread: Some(thread),
+            name: name.to_string(),
+        })
+    }
+
+    /// Runs `job` on the thread and awaits its result.
+    pub async fn run<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut S) -> R + Send + 'static,
+    ) -> Result<R, String> {
+        let (tx, rx) = flume::bounded::<Result<R, String>>(1);
+        let wrapped: Job<S> = Box::new(move |state: &mut S| {
+            let result =
+                catch_unwind(AssertUnwindSafe(|| job(state))).map_err(|p| panic_message(&p));
+            let _ = tx.send(result);
+        });
+        self.jobs
+            .as_ref()
+            .expect("jobs are open until drop")
+            .send(wrapped)
+            .map_err(|_| format!("thread {} has stopped", self.name))?;
+        rx.recv_async()
+            .await
+            .map_err(|_| format!("thread {} dropped a job", self.name))?
+            .map_err(|panic| format!("thread {} panicked: {panic}", self.name))
+    }
+}
+
+impl<S> Drop for DeviceWorker<S> {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}

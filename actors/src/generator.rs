@@ -1,0 +1,278 @@
+//! The generator: owns a policy replica on its device thread, takes prompts from the source,
+//! samples n responses per prompt in batches, and hands each group to its sink. Weight updates
+//! arrive as messages and are applied between batches — the copy itself was made on the
+//! learner's side into fresh tensors, so generation never waits for one to land.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use grlhf_models::generation::GenerationConfig;
+use grlhf_models::sampling::SamplingParams;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind};
+
+use crate::activity::ActivityLog;
+use crate::device_worker::DeviceWorker;
+use crate::ledger::Ledger;
+use crate::prompt_source::PromptSourceMsg;
+use crate::protocol::{GroupSink, Rollout, RolloutGroup, Version, WeightUpdate};
+use crate::vl_engine::VlEngine;
+
+/// Sampling settings of a generator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneratorConfig {
+    /// Prompts per generation batch (each sampled `group_size` times).
+    pub batch_prompts: usize,
+    pub max_new_tokens: usize,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub top_k: Option<i64>,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            batch_prompts: 2,
+            max_new_tokens: 16,
+            temperature: 1.0,
+            top_p: None,
+            top_k: None,
+        }
+    }
+}
+
+pub enum GeneratorMsg {
+    /// Take prompts and generate one batch (sent to itself, and by the source's waker).
+    Step,
+    Weights(WeightUpdate),
+    Stop,
+}
+
+pub struct GeneratorArgs {
+    pub name: String,
+    pub model_dir: std::path::PathBuf,
+    pub device: Device,
+    pub kind: Kind,
+    pub group_size: usize,
+    pub config: GeneratorConfig,
+    pub seed: u64,
+    pub source: ActorRef<PromptSourceMsg>,
+    pub sink: Arc<dyn GroupSink>,
+    pub activity: ActivityLog,
+    pub ledger: Ledger,
+}
+
+pub struct GeneratorState {
+    args: GeneratorArgs,
+    worker: DeviceWorker<VlEngine>,
+    version: Version,
+    pending: Option<WeightUpdate>,
+    batches: u64,
+    stopped: bool,
+}
+
+pub struct Generator;
+
+impl Generator {
+    async fn apply_pending(state: &mut GeneratorState) -> Result<(), ActorProcessingErr> {
+        let Some(update) = state.pending.take() else {
+            return Ok(());
+        };
+        if update.version <= state.version && state.batches > 0 {
+            tracing::warn!(generator = %state.args.name, "ignoring weights v{} (have v{})", update.version, state.version);
+            return Ok(());
+        }
+        let start = state.args.activity.now();
+        let version = update.version;
+        state
+            .worker
+            .run(move |engine: &mut VlEngine| {
+                let vars = engine.model.var_store().variables();
+                tch::no_grad(|| {
+                    for (name, tensor) in &update.tensors {
+                        match vars.get(name) {
+                            Some(var) => {
+                                let mut var = var.shallow_clone();
+                                var.copy_(tensor);
+                            }
+                            None => {
+                                return Err(format!("weight update names unknown parameter {name}"))
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await??;
+        state
+            .args
+            .activity
+            .record(&state.args.name, "sync", start, state.args.activity.now());
+        state.version = version;
+        state.args.activity.note_version(&state.args.name, version);
+        Ok(())
+    }
+}
+
+impl Actor for Generator {
+    type Msg = GeneratorMsg;
+    type State = GeneratorState;
+    type Arguments = GeneratorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let (dir, device, kind) = (args.model_dir.clone(), args.device, args.kind);
+        let worker = DeviceWorker::spawn(&args.name, move || VlEngine::load(&dir, device, kind))?;
+        myself.cast(GeneratorMsg::Step)?;
+        Ok(GeneratorState {
+            args,
+            worker,
+            version: 0,
+            pending: None,
+            batches: 0,
+            stopped: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            GeneratorMsg::Weights(update) => {
+                metrics::histogram!("grlhf_weight_sync_ms").record(update.copy_ms);
+                // A newer update replaces one not yet applied (double buffering).
+                state.pending = Some(update);
+            }
+            GeneratorMsg::Stop => {
+                state.stopped = true;
+                myself.stop(None);
+            }
+            GeneratorMsg::Step => {
+                if state.stopped {
+                    return Ok(());
+                }
+                Self::apply_pending(state).await?;
+                let me = myself.clone();
+                let waker: crate::prompt_source::Waker = Box::new(move || {
+                    let _ = me.cast(GeneratorMsg::Step);
+                });
+                let max = state.args.config.batch_prompts;
+                let prompts = ractor::call!(state.args.source, |reply| PromptSourceMsg::Take {
+                    max,
+                    waker,
+                    reply
+                })?;
+                if prompts.is_empty() {
+                    return Ok(()); // the waker brings us back
+                }
+                let n = state.args.group_size;
+                let config = state.args.config.clone();
+                let seed = state
+                    .args
+                    .seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(state.batches);
+                let version = state.version;
+                let started = Instant::now();
+                let start = state.args.activity.now();
+                let specs: Vec<_> = prompts.iter().map(|(_, s)| s.clone()).collect();
+                let result = state
+                    .worker
+                    .run(move |engine: &mut VlEngine| -> Result<Vec<(Vec<i64>, Vec<Rollout>)>, String> {
+                        let encoded = specs
+                            .iter()
+                            .map(|s| engine.encode(&s.system, &s.user, s.image.as_deref()))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let batch: Vec<_> = encoded.iter().flat_map(|e| std::iter::repeat_n(e, n)).collect();
+                        let generation = GenerationConfig {
+                            max_new_tokens: config.max_new_tokens,
+                            sampling: SamplingParams {
+                                temperature: config.temperature,
+                                top_k: config.top_k,
+                                top_p: config.top_p,
+                            },
+                            stop_token_ids: engine.stop_ids.clone(),
+                            seed,
+                        };
+                        let sequences = engine.generate(&batch, &generation)?;
+                        let mut out = Vec::new();
+                        for (i, e) in encoded.iter().enumerate() {
+                            let rollouts = sequences[i * n..(i + 1) * n]
+                                .iter()
+                                .map(|s| Rollout {
+                                    text: engine.decode(&s.tokens),
+                                    tokens: s.tokens.clone(),
+                                    logprobs: s.logprobs.clone(),
+                                    finish_reason: s.finish_reason,
+                                })
+                                .collect();
+                            out.push((e.prompt.tokens.clone(), rollouts));
+                        }
+                        Ok(out)
+                    })
+                    .await?;
+                let end = state.args.activity.now();
+                state
+                    .args
+                    .activity
+                    .record(&state.args.name, "generate", start, end);
+                state.batches += 1;
+                let generate_ms = started.elapsed().as_secs_f64() * 1e3;
+                match result {
+                    Ok(groups) => {
+                        let tokens: usize = groups
+                            .iter()
+                            .flat_map(|g| g.1.iter())
+                            .map(|r| r.tokens.len())
+                            .sum();
+                        metrics::counter!("grlhf_generated_tokens").increment(tokens as u64);
+                        state.args.activity.add("generated_tokens", tokens as u64);
+                        state
+                            .args
+                            .activity
+                            .add("generated_samples", (groups.len() * n) as u64);
+                        for ((item, spec), (prompt_tokens, rollouts)) in
+                            prompts.into_iter().zip(groups)
+                        {
+                            let group = RolloutGroup {
+                                prompt: item,
+                                system: spec.system,
+                                user: spec.user,
+                                prompt_tokens,
+                                rollouts,
+                                policy_version: version,
+                                generator: state.args.name.clone(),
+                                generate_ms,
+                                temperature: state.args.config.temperature,
+                            };
+                            let uid = group.prompt.uid;
+                            if let Err(e) = state.args.sink.send_group(group) {
+                                tracing::warn!(
+                                    "generator {}: sink refused a group: {e}",
+                                    state.args.name
+                                );
+                                state.args.ledger.dropped(uid, "sink_closed");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("generator {}: generation failed: {e}", state.args.name);
+                        for (item, _) in prompts {
+                            state.args.ledger.dropped(item.uid, "generation_error");
+                        }
+                    }
+                }
+                myself.cast(GeneratorMsg::Step)?;
+            }
+        }
+        Ok(())
+    }
+}

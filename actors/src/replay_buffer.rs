@@ -1,0 +1,149 @@
+//! The replay buffer: scored groups tagged with the policy version that produced them.
+//!
+//! It never hands the learner a group more than η (`max_staleness`) versions older than the
+//! learner: when the learner at version v asks for a batch, groups with version < v − η are
+//! dropped (counted, and closed in the ledger as `stale`). Batches are the oldest B groups,
+//! sampled without replacement. A request that cannot be served yet waits for groups to arrive.
+
+use std::collections::VecDeque;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+
+use crate::ledger::Ledger;
+use crate::protocol::{ScoredGroup, ScoredSink, Version};
+
+pub enum BufferMsg {
+    Scored(ScoredGroup),
+    /// The learner at `version` asks for `batch_groups` groups.
+    Sample {
+        version: Version,
+        reply: RpcReplyPort<Vec<ScoredGroup>>,
+    },
+    Stats(RpcReplyPort<BufferStats>),
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BufferStats {
+    pub buffered: usize,
+    pub received: u64,
+    pub served: u64,
+    pub dropped_stale: u64,
+    pub max_staleness_served: u64,
+}
+
+pub struct BufferArgs {
+    pub batch_groups: usize,
+    pub max_staleness: u64,
+    pub ledger: Ledger,
+}
+
+pub struct BufferState {
+    args: BufferArgs,
+    groups: VecDeque<ScoredGroup>,
+    learner_version: Version,
+    waiting: Option<RpcReplyPort<Vec<ScoredGroup>>>,
+    stats: BufferStats,
+}
+
+impl BufferState {
+    fn is_stale(&self, group: &ScoredGroup) -> bool {
+        group.group.policy_version + self.args.max_staleness < self.learner_version
+    }
+
+    fn purge_stale(&mut self) {
+        let before = self.groups.len();
+        let (keep, stale): (VecDeque<_>, VecDeque<_>) =
+            std::mem::take(&mut self.groups).into_iter().partition(|g| {
+                g.group.policy_version + self.args.max_staleness >= self.learner_version
+            });
+        self.groups = keep;
+        for g in stale {
+            self.args.ledger.dropped(g.group.prompt.uid, "stale");
+        }
+        let dropped = before - self.groups.len();
+        self.stats.dropped_stale += dropped as u64;
+        metrics::counter!("grlhf_dropped_stale").increment(dropped as u64);
+    }
+
+    fn try_serve(&mut self) {
+        if self.groups.len() < self.args.batch_groups {
+            return;
+        }
+        let Some(reply) = self.waiting.take() else {
+            return;
+        };
+        let batch: Vec<ScoredGroup> = self.groups.drain(..self.args.batch_groups).collect();
+        for g in &batch {
+            let staleness = self.learner_version - g.group.policy_version.min(self.learner_version);
+            self.stats.max_staleness_served = self.stats.max_staleness_served.max(staleness);
+        }
+        self.stats.served += batch.len() as u64;
+        if reply.send(batch).is_err() {
+            // The learner is gone: its batch stays in flight in the ledger.
+            tracing::warn!("replay buffer: the learner left before its batch");
+        }
+        metrics::gauge!("grlhf_buffer_groups").set(self.groups.len() as f64);
+    }
+}
+
+pub struct ReplayBuffer;
+
+impl Actor for ReplayBuffer {
+    type Msg = BufferMsg;
+    type State = BufferState;
+    type Arguments = BufferArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(BufferState {
+            args,
+            groups: VecDeque::new(),
+            learner_version: 0,
+            waiting: None,
+            stats: BufferStats::default(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            BufferMsg::Scored(group) => {
+                state.stats.received += 1;
+                if state.is_stale(&group) {
+                    state.stats.dropped_stale += 1;
+                    state.args.ledger.dropped(group.group.prompt.uid, "stale");
+                } else {
+                    state.groups.push_back(group);
+                }
+                state.try_serve();
+            }
+            BufferMsg::Sample { version, reply } => {
+                state.learner_version = state.learner_version.max(version);
+                state.purge_stale();
+                state.waiting = Some(reply);
+                state.try_serve();
+            }
+            BufferMsg::Stats(reply) => {
+                let mut stats = state.stats.clone();
+                stats.buffered = state.groups.len();
+                let _ = reply.send(stats);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ScoredSink for ActorRef<BufferMsg> {
+    fn send_scored(&self, group: ScoredGroup) -> Result<(), String> {
+        self.cast(BufferMsg::Scored(group))
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,356 @@
+//! The TOML configuration of `grlhf run`: topology, placement, data, models and training.
+//!
+//! Unknown fields are rejected everywhere, and every error names the file and the field (and,
+//! for TOML syntax errors, the line). Each key is documented where it is declared; defaults are
+//! the values of the `Default` impls. The resolved configuration — every default filled in — is
+//! written to the run directory as `config.toml`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use grlhf_actors::generator::GeneratorConfig;
+use grlhf_actors::learner::LearnerConfig;
+use serde::{Deserialize, Serialize};
+
+/// `mode`: how generation and training are scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// η = 0: generate → judge → train in lockstep (the synchronous baseline).
+    Sync,
+    /// η = `max_staleness`: rollout and judging overlap with training.
+    Async,
+}
+
+/// `stage`: which of the method's two RL stages this run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Stage 1: train the GRM by GRPO on preference pairs (rule reward: the preferred response
+    /// must get the strictly higher boxed score).
+    GrmRl,
+    /// Stage 2: train the policy by GRPO with the configured judge.
+    PolicyRl,
+}
+
+/// `[data]`: where prompts come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `world` (the embedded world, generated in memory) or `jsonl`.
+    #[serde(default = "world")]
+    pub source: String,
+    /// world: how many training prompts (policy-rl) or pairs (grm-rl) to generate.
+    #[serde(default = "two_hundred")]
+    pub world_size: usize,
+    /// world: its seed (defaults to the run's seed).
+    #[serde(default)]
+    pub world_seed: Option<u64>,
+    /// jsonl: a prompt file (policy-rl) or a preference-pair file (grm-rl).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// jsonl: skip bad lines (counted in the summary) instead of stopping.
+    #[serde(default)]
+    pub skip_bad: bool,
+}
+
+fn world() -> String {
+    "world".to_string()
+}
+fn two_hundred() -> usize {
+    200
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            source: world(),
+            world_size: 200,
+            world_seed: None,
+            path: None,
+            skip_bad: false,
+        }
+    }
+}
+
+/// `[model]`: checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The model being trained: a Qwen2-VL / Qwen2.5-VL checkpoint directory, or `world:tiny` /
+    /// `world:small` for a fresh model on the embedded world's vocabulary.
+    pub policy: String,
+    /// The GRM for `grm_judge` (a checkpoint directory).
+    #[serde(default)]
+    pub reward_model: Option<PathBuf>,
+    /// `f32`, `bf16` or `f16`.
+    #[serde(default = "f32_name")]
+    pub dtype: String,
+}
+
+fn f32_name() -> String {
+    "f32".to_string()
+}
+
+/// `[generator]`: the generator pool and its sampling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneratorPoolConfig {
+    pub count: usize,
+    /// One device for all generators, or one per generator (`cpu`, `cuda:N`).
+    pub devices: Vec<String>,
+    /// Prompts per generation batch (each sampled `group_size` times).
+    pub batch_prompts: usize,
+    pub max_new_tokens: usize,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub top_k: Option<i64>,
+}
+
+impl Default for GeneratorPoolConfig {
+    fn default() -> Self {
+        let sampling = GeneratorConfig::default();
+        GeneratorPoolConfig {
+            count: 1,
+            devices: vec!["cpu".to_string()],
+            batch_prompts: sampling.batch_prompts,
+            max_new_tokens: sampling.max_new_tokens,
+            temperature: sampling.temperature,
+            top_p: sampling.top_p,
+            top_k: sampling.top_k,
+        }
+    }
+}
+
+impl GeneratorPoolConfig {
+    pub fn sampling(&self) -> GeneratorConfig {
+        GeneratorConfig {
+            batch_prompts: self.batch_prompts,
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+        }
+    }
+
+    pub fn device_of(&self, index: usize) -> &str {
+        if self.devices.len() == 1 {
+            &self.devices[0]
+        } else {
+            &self.devices[index]
+        }
+    }
+}
+
+/// One `[[judge]]` or `[[stage]]` table: a registered kind, its placement, and its own fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActorTable {
+    pub kind: String,
+    #[serde(default = "one")]
+    pub count: usize,
+    #[serde(default = "cpu")]
+    pub device: String,
+    /// Everything else: the kind's own settings (checked by its factory).
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn cpu() -> String {
+    "cpu".to_string()
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Serve Prometheus metrics on this loopback address (e.g. `127.0.0.1:9000`); off when unset.
+    #[serde(default)]
+    pub prometheus: Option<String>,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub mode: Mode,
+    #[serde(default = "policy_rl")]
+    pub stage: Stage,
+    /// Learner steps (optimizer steps; the policy version after the run).
+    pub steps: u64,
+    #[serde(default)]
+    pub seed: u64,
+    /// Where the resolved config, metrics, summary and final weights go.
+    pub run_dir: PathBuf,
+    /// η: the oldest policy version a trained sample may come from, relative to the learner.
+    /// Ignored in `sync` mode (η = 0 there).
+    #[serde(default = "two")]
+    pub max_staleness: u64,
+    /// n: responses sampled per prompt (at least 2, so advantages are defined).
+    pub group_size: usize,
+    /// B: prompt groups per learner step.
+    pub batch_groups: usize,
+    /// The system prompt of policy requests (default: the world's).
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    #[serde(default)]
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub generator: GeneratorPoolConfig,
+    #[serde(default, rename = "judge")]
+    pub judges: Vec<ActorTable>,
+    #[serde(default, rename = "post_judge")]
+    pub stages: Vec<ActorTable>,
+    #[serde(default)]
+    pub learner: LearnerConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+fn policy_rl() -> Stage {
+    Stage::PolicyRl
+}
+fn two() -> u64 {
+    2
+}
+
+impl RunConfig {
+    /// Reads and validates a config file.
+    pub fn from_file(path: &Path) -> Result<RunConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and validates TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<RunConfig> {
+        let config: RunConfig =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", origin.display()))?;
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", origin.display()))?;
+        Ok(config)
+    }
+
+    /// η as used: 0 in sync mode.
+    pub fn effective_staleness(&self) -> u64 {
+        match self.mode {
+            Mode::Sync => 0,
+            Mode::Async => self.max_staleness,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.group_size < 2 {
+            bail!(
+                "group_size = {}: need at least 2 responses per prompt (advantages compare them)",
+                self.group_size
+            );
+        }
+        if self.batch_groups == 0 {
+            bail!("batch_groups = 0: the learner needs at least one group per step");
+        }
+        if self.steps == 0 {
+            bail!("steps = 0: nothing to train");
+        }
+        if self.generator.count == 0 {
+            bail!("generator.count = 0: a run needs a generator");
+        }
+        if self.generator.batch_prompts == 0 {
+            bail!("generator.batch_prompts = 0");
+        }
+        if self.generator.max_new_tokens == 0 {
+            bail!("generator.max_new_tokens = 0");
+        }
+        if !(self.generator.temperature > 0.0) {
+            bail!(
+                "generator.temperature = {}: RL needs sampling (> 0)",
+                self.generator.temperature
+            );
+        }
+        if self.generator.devices.is_empty()
+            || (self.generator.devices.len() != 1
+                && self.generator.devices.len() != self.generator.count)
+        {
+            bail!(
+                "generator.devices: give one device, or one per generator ({})",
+                self.generator.count
+            );
+        }
+        for device in &self.generator.devices {
+            check_device("generator.devices", device)?;
+        }
+        check_device("learner.device", &self.learner.device)?;
+        for (i, judge) in self.judges.iter().enumerate() {
+            check_device(&format!("judge[{i}].device"), &judge.device)?;
+            if judge.count == 0 {
+                bail!("judge[{i}].count = 0");
+            }
+        }
+        if self.judges.is_empty() {
+            bail!("no [[judge]]: a run needs at least one judge");
+        }
+        match self.data.source.as_str() {
+            "world" => {
+                if self.data.world_size == 0 {
+                    bail!("data.world_size = 0");
+                }
+            }
+            "jsonl" => match &self.data.path {
+                None => bail!("data.path: the jsonl source needs a file"),
+                Some(p) if !p.is_file() => bail!("data.path: {} not found", p.display()),
+                _ => {}
+            },
+            other => bail!("data.source = `{other}`: use `world` or `jsonl`"),
+        }
+        if !self.model.policy.starts_with("world:") && !Path::new(&self.model.policy).is_dir() {
+            bail!(
+                "model.policy: `{}` is neither a checkpoint directory nor world:<preset>",
+                self.model.policy
+            );
+        }
+        if let Some(rm) = &self.model.reward_model {
+            if !rm.is_dir() {
+                bail!(
+                    "model.reward_model: {} is not a checkpoint directory",
+                    rm.display()
+                );
+            }
+        }
+        grlhf_models::device::parse_dtype(&self.model.dtype)
+            .map_err(|e| anyhow::anyhow!("model.dtype: {e}"))?;
+        let lr = self.learner.lr;
+        if !(lr > 0.0 && lr.is_finite()) {
+            bail!("learner.lr = {lr}: must be positive");
+        }
+        if self.learner.micro_batch == 0 {
+            bail!("learner.micro_batch = 0");
+        }
+        if let Some(addr) = &self.telemetry.prometheus {
+            let parsed: std::net::SocketAddr = addr
+                .parse()
+                .map_err(|e| anyhow::anyhow!("telemetry.prometheus = `{addr}`: {e}"))?;
+            if !parsed.ip().is_loopback() {
+                bail!("telemetry.prometheus = `{addr}`: the metrics endpoint binds to loopback only (127.0.0.1)");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a device string's form (`cpu`, `cuda`, `cuda:N`); availability is checked at start.
+fn check_device(field: &str, device: &str) -> Result<()> {
+    let ok = device == "cpu"
+        || device == "cuda"
+        || device
+            .strip_prefix("cuda:")
+            .is_some_and(|n| n.parse::<usize>().is_ok());
+    if !ok {
+        bail!("{field} = `{device}`: not a device (use cpu, cuda or cuda:N)");
+    }
+    Ok(())
+}
