@@ -43,6 +43,9 @@ impl Default for GeneratorConfig {
     }
 }
 
+/// The prompt's token ids and its n rollouts, as a generation batch returns them.
+type GeneratedGroup = (Vec<i64>, Vec<Rollout>);
+
 pub enum GeneratorMsg {
     /// Take prompts and generate one batch (sent to itself, and by the source's waker).
     Step,
@@ -186,38 +189,43 @@ impl Actor for Generator {
                 let specs: Vec<_> = prompts.iter().map(|(_, s)| s.clone()).collect();
                 let result = state
                     .worker
-                    .run(move |engine: &mut VlEngine| -> Result<Vec<(Vec<i64>, Vec<Rollout>)>, String> {
-                        let encoded = specs
-                            .iter()
-                            .map(|s| engine.encode(&s.system, &s.user, s.image.as_deref()))
-                            .collect::<Result<Vec<_>, _>>()?;
-                        let batch: Vec<_> = encoded.iter().flat_map(|e| std::iter::repeat_n(e, n)).collect();
-                        let generation = GenerationConfig {
-                            max_new_tokens: config.max_new_tokens,
-                            sampling: SamplingParams {
-                                temperature: config.temperature,
-                                top_k: config.top_k,
-                                top_p: config.top_p,
-                            },
-                            stop_token_ids: engine.stop_ids.clone(),
-                            seed,
-                        };
-                        let sequences = engine.generate(&batch, &generation)?;
-                        let mut out = Vec::new();
-                        for (i, e) in encoded.iter().enumerate() {
-                            let rollouts = sequences[i * n..(i + 1) * n]
+                    .run(
+                        move |engine: &mut VlEngine| -> Result<Vec<GeneratedGroup>, String> {
+                            let encoded = specs
                                 .iter()
-                                .map(|s| Rollout {
-                                    text: engine.decode(&s.tokens),
-                                    tokens: s.tokens.clone(),
-                                    logprobs: s.logprobs.clone(),
-                                    finish_reason: s.finish_reason,
-                                })
+                                .map(|s| engine.encode(&s.system, &s.user, s.image.as_deref()))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            let batch: Vec<_> = encoded
+                                .iter()
+                                .flat_map(|e| std::iter::repeat_n(e, n))
                                 .collect();
-                            out.push((e.prompt.tokens.clone(), rollouts));
-                        }
-                        Ok(out)
-                    })
+                            let generation = GenerationConfig {
+                                max_new_tokens: config.max_new_tokens,
+                                sampling: SamplingParams {
+                                    temperature: config.temperature,
+                                    top_k: config.top_k,
+                                    top_p: config.top_p,
+                                },
+                                stop_token_ids: engine.stop_ids.clone(),
+                                seed,
+                            };
+                            let sequences = engine.generate(&batch, &generation)?;
+                            let mut out = Vec::new();
+                            for (i, e) in encoded.iter().enumerate() {
+                                let rollouts = sequences[i * n..(i + 1) * n]
+                                    .iter()
+                                    .map(|s| Rollout {
+                                        text: engine.decode(&s.tokens),
+                                        tokens: s.tokens.clone(),
+                                        logprobs: s.logprobs.clone(),
+                                        finish_reason: s.finish_reason,
+                                    })
+                                    .collect();
+                                out.push((e.prompt.tokens.clone(), rollouts));
+                            }
+                            Ok(out)
+                        },
+                    )
                     .await?;
                 let end = state.args.activity.now();
                 state

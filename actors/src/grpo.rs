@@ -102,7 +102,7 @@ pub fn grpo_loss(
     let clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * &adv;
     let mut per_token = -unclipped.minimum(&clipped);
     if let Some(w) = weight {
-        per_token = per_token * w;
+        per_token *= w;
     }
     let clip_fraction = {
         let outside = ratio
@@ -119,7 +119,7 @@ pub fn grpo_loss(
         let diff = reference - logp;
         let kl = diff.exp() - &diff - 1.0;
         kl_value = (kl.detach() * mask).sum(Kind::Float).double_value(&[]) / normalizer.max(1.0);
-        per_token = per_token + kl * config.kl_beta;
+        per_token += kl * config.kl_beta;
     }
     let loss = (per_token * mask).sum(Kind::Float) / normalizer.max(1.0);
     GrpoLoss {

@@ -102,6 +102,8 @@ pub struct StepStats {
     pub time: f64,
     /// Samples older than η (must stay empty: the buffer filters them).
     pub staleness_violations: Vec<String>,
+    /// The ledger right after this step's prompts were closed.
+    pub ledger: crate::ledger::LedgerSnapshot,
 }
 
 pub enum LearnerMsg {
@@ -397,6 +399,7 @@ impl Actor for Learner {
                 state.args.ledger.trained(uid);
             }
         }
+        stats.ledger = state.args.ledger.snapshot();
         stats.train_ms = started.elapsed().as_secs_f64() * 1e3;
         state
             .args

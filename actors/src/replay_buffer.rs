@@ -14,7 +14,7 @@ use crate::ledger::Ledger;
 use crate::protocol::{ScoredGroup, ScoredSink, Version};
 
 pub enum BufferMsg {
-    Scored(ScoredGroup),
+    Scored(Box<ScoredGroup>),
     /// The learner at `version` asks for `batch_groups` groups.
     Sample {
         version: Version,
@@ -116,6 +116,7 @@ impl Actor for ReplayBuffer {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             BufferMsg::Scored(group) => {
+                let group = *group;
                 state.stats.received += 1;
                 if state.is_stale(&group) {
                     state.stats.dropped_stale += 1;
@@ -143,7 +144,7 @@ impl Actor for ReplayBuffer {
 
 impl ScoredSink for ActorRef<BufferMsg> {
     fn send_scored(&self, group: ScoredGroup) -> Result<(), String> {
-        self.cast(BufferMsg::Scored(group))
+        self.cast(BufferMsg::Scored(Box::new(group)))
             .map_err(|e| e.to_string())
     }
 }

@@ -284,7 +284,7 @@ async fn run_topology(
     let activity = ActivityLog::new();
     let eta = config.effective_staleness();
     let (source, source_handle) = Actor::spawn(
-        Some("prompt-source".into()),
+        None,
         PromptSource,
         PromptSourceArgs {
             prompts: specs,
@@ -296,7 +296,7 @@ async fn run_topology(
     )
     .await?;
     let (buffer, buffer_handle) = Actor::spawn(
-        Some("replay-buffer".into()),
+        None,
         ReplayBuffer,
         BufferArgs {
             batch_groups: config.batch_groups,
@@ -348,7 +348,7 @@ async fn run_topology(
                 )
             })?;
             let (judge, handle) = Actor::spawn(
-                Some(name.clone()),
+                None,
                 JudgeActor,
                 JudgeArgs {
                     name,
@@ -370,7 +370,7 @@ async fn run_topology(
     for (g, device) in generator_devices.iter().enumerate() {
         let name = format!("generator-{g}");
         let (generator, handle) = Actor::spawn(
-            Some(name.clone()),
+            None,
             Generator,
             GeneratorArgs {
                 name,
@@ -393,7 +393,7 @@ async fn run_topology(
     }
     let (stats_tx, stats_rx) = flume::unbounded::<StepStats>();
     let (learner, learner_handle) = Actor::spawn(
-        Some("learner".into()),
+        None,
         Learner,
         LearnerArgs {
             name: "learner".into(),

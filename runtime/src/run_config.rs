@@ -266,7 +266,7 @@ impl RunConfig {
         if self.generator.max_new_tokens == 0 {
             bail!("generator.max_new_tokens = 0");
         }
-        if !(self.generator.temperature > 0.0) {
+        if self.generator.temperature.is_nan() || self.generator.temperature <= 0.0 {
             bail!(
                 "generator.temperature = {}: RL needs sampling (> 0)",
                 self.generator.temperature

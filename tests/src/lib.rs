@@ -1,2 +1,4 @@
-//! End-to-end tests across grlhf crates live in `tests/tests/`; they drive the `grlhf` binary
-//! the way a user does. This library is intentionally empty.
+//! End-to-end tests across grlhf crates live in `tests/tests/`. This library holds what a user's
+//! own crate would: [`length_penalty`], an actor kind written and registered outside grlhf.
+
+pub mod length_penalty;
