@@ -2,7 +2,7 @@
 #
 #   make demo    set up, build, run the main job
 #   make test    set up, build, generate parity fixtures with transformers, run every test
-#   make bench   decode throughput against transformers (writes target/bench/)
+#   make bench   decode and vision throughput against transformers, sync vs async RL (target/bench/)
 
 SHELL := /bin/bash
 PY := .venv/bin/python
@@ -35,6 +35,7 @@ demo: build
 	target/release/grlhf doctor
 	target/release/grlhf data generate --out $(RUN_DIR)/world --n 280 --seed 0 --force
 	target/release/grlhf data show $(RUN_DIR)/world/pairs_ood_error.jsonl -n 2
+	target/release/grlhf run configs/tiny-async.toml
 	target/release/grlhf init-model --preset tiny --seed 0 --out $(RUN_DIR)/tiny-qwen2
 	target/release/grlhf generate --model $(RUN_DIR)/tiny-qwen2 --tokens "1 17 42 99 7" \
 		--temperature 0.8 --top-p 0.9 --num-samples 4 --max-new-tokens 16 --seed 0
@@ -42,6 +43,7 @@ demo: build
 bench: build
 	bash benchmarks/decode.sh
 	bash benchmarks/vision.sh
+	bash benchmarks/rl.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
