@@ -108,6 +108,8 @@ pub struct StepStats {
 
 pub enum LearnerMsg {
     Step,
+    /// Finish after the step in progress: write the final weights and stop (Ctrl-C).
+    Finish,
 }
 
 pub struct LearnerArgs {
@@ -142,6 +144,21 @@ pub struct LearnerState {
 }
 
 pub struct Learner;
+
+impl Learner {
+    /// Writes the policy's weights to the save directory, if there is one.
+    async fn save(state: &mut LearnerState) -> Result<(), ActorProcessingErr> {
+        if let Some(dir) = state.args.save_dir.clone() {
+            state
+                .worker
+                .run(move |engine: &mut LearnerEngine| {
+                    engine.policy.model.save(&dir).map_err(|e| e.to_string())
+                })
+                .await??;
+        }
+        Ok(())
+    }
+}
 
 /// One training sequence.
 struct Sequence {
@@ -300,9 +317,15 @@ impl Actor for Learner {
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
-        _message: Self::Msg,
+        message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        if let LearnerMsg::Finish = message {
+            state.args.total_steps = state.version;
+            Self::save(state).await?;
+            myself.stop(Some("finished early".to_string()));
+            return Ok(());
+        }
         let step = state.version;
         if step >= state.args.total_steps {
             return Ok(());
@@ -461,14 +484,7 @@ impl Actor for Learner {
         if state.version < state.args.total_steps {
             myself.cast(LearnerMsg::Step)?;
         } else {
-            if let Some(dir) = state.args.save_dir.clone() {
-                state
-                    .worker
-                    .run(move |engine: &mut LearnerEngine| {
-                        engine.policy.model.save(&dir).map_err(|e| e.to_string())
-                    })
-                    .await??;
-            }
+            Self::save(state).await?;
             myself.stop(Some("done".to_string()));
         }
         Ok(())

@@ -443,8 +443,13 @@ async fn run_topology(
             },
             _ = tokio::signal::ctrl_c() => {
                 interrupted = true;
-                tracing::warn!("interrupted: stopping after the current step");
-                learner.stop(Some("interrupted".into()));
+                tracing::warn!("interrupted: finishing the current step, then writing the final weights");
+                let _ = learner.cast(grlhf_actors::learner::LearnerMsg::Finish);
+                // Record the steps that still complete.
+                while let Ok(stats) = stats_rx.recv_async().await {
+                    writeln!(metrics_file, "{}", serde_json::to_string(&stats)?)?;
+                    steps.push(stats);
+                }
                 break;
             }
             // A learner that dies (an error in a step) closes the channel too; this catches a
