@@ -26,5 +26,6 @@ pub mod protocol;
 pub mod registry;
 pub mod replay_buffer;
 pub mod rule_judge;
+pub mod scalar_rm_judge;
 pub mod schedule;
 pub mod vl_engine;

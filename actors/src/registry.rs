@@ -22,6 +22,7 @@ use crate::judge::{Judge, JudgeBuilder};
 use crate::ledger::Ledger;
 use crate::protocol::ScoredSink;
 use crate::rule_judge::{Rule, RuleJudge};
+use crate::scalar_rm_judge::{ScalarRewardModel, ScalarRmConfig, ScalarRmJudge};
 use crate::vl_engine::VlEngine;
 
 /// What a judge factory gets: its own table (kind-specific fields only) and its placement.
@@ -68,6 +69,7 @@ impl Registry {
         let mut registry = Registry::default();
         registry.register_judge("rule_judge", Box::new(rule_judge_factory));
         registry.register_judge("grm_judge", Box::new(grm_judge_factory));
+        registry.register_judge("scalar_rm_judge", Box::new(scalar_rm_judge_factory));
         registry
     }
 
@@ -120,5 +122,17 @@ fn grm_judge_factory(context: JudgeContext) -> Result<JudgeBuilder, String> {
     Ok(Box::new(move || {
         let engine = VlEngine::load(&dir, device, kind)?;
         Ok(Box::new(GrmJudge::new(engine, config)) as Box<dyn Judge>)
+    }))
+}
+
+fn scalar_rm_judge_factory(context: JudgeContext) -> Result<JudgeBuilder, String> {
+    let config: ScalarRmConfig = parse_table(&context.table)?;
+    let dir = context.reward_model.clone().ok_or(
+        "scalar_rm_judge needs `model.reward_model` (a reward-model checkpoint directory)",
+    )?;
+    let (device, kind) = (context.device, context.kind);
+    Ok(Box::new(move || {
+        let model = ScalarRewardModel::load(&dir, device, kind)?;
+        Ok(Box::new(ScalarRmJudge { model, config }) as Box<dyn Judge>)
     }))
 }

@@ -132,3 +132,65 @@ rule = "grm_preference"
     assert_eq!(s.parse_failures, s.judgments);
     assert_eq!(s.reward_mean_last, 0.0);
 }
+
+#[test]
+fn scalar_reward_model_scores_each_response_alone_and_in_a_batch_alike() {
+    use grlhf_actors::scalar_rm_judge::{ScalarRewardModel, ScalarRmConfig, ScalarRmJudge};
+    let tmp = tempfile::tempdir().unwrap();
+    init_world_model(tmp.path(), WorldModelSize::preset("tiny").unwrap(), 5).unwrap();
+    ScalarRewardModel::init_head(tmp.path(), 64, 5).unwrap();
+    let model = ScalarRewardModel::load(tmp.path(), Device::Cpu, Kind::Float).unwrap();
+    let mut g = group(&[true, true, true, false]);
+    g.system = "you are a helpful assistant.".into();
+    g.user = format!(
+        "{}what colour is the object at the top left?",
+        grlhf_tasks::grm_format::IMAGE_PLACEHOLDER
+    );
+    // Responses of different lengths (so the batch is padded) and one repeated.
+    let responses: Vec<Vec<i64>> = [
+        "it is red.",
+        "it is a red circle at the top left.",
+        "it is red.",
+        "no",
+    ]
+    .iter()
+    .map(|t| model.engine.tokenizer.encode(t, false).unwrap())
+    .collect();
+    for (r, tokens) in g.rollouts.iter_mut().zip(&responses) {
+        r.tokens = tokens.clone();
+    }
+    let mut judge = ScalarRmJudge {
+        model,
+        config: ScalarRmConfig::default(),
+    };
+    let (rewards, details) = judge.score(&g).unwrap();
+    assert_eq!(details.judgments, 4);
+    assert!(rewards.iter().all(|r| r.is_finite()));
+    assert_eq!(
+        rewards[0], rewards[2],
+        "the same response scored differently"
+    );
+    assert_ne!(rewards[0], rewards[1]);
+    assert_eq!(
+        rewards[3], 0.0,
+        "an unfinished response gets the incomplete reward"
+    );
+    let image = g.prompt.image.as_deref();
+    for (i, tokens) in responses.iter().enumerate().take(3) {
+        let alone = judge
+            .model
+            .scores(&g.system, &g.user, image, std::slice::from_ref(tokens))
+            .unwrap()[0];
+        assert!(
+            (alone - rewards[i]).abs() < 1e-4,
+            "response {i}: alone {alone}, in a padded batch {}",
+            rewards[i]
+        );
+    }
+    // A checkpoint without the head is refused, naming the file.
+    std::fs::remove_file(tmp.path().join("score.safetensors")).unwrap();
+    let err = ScalarRewardModel::load(tmp.path(), Device::Cpu, Kind::Float)
+        .err()
+        .unwrap();
+    assert!(err.contains("score.safetensors"), "{err}");
+}
