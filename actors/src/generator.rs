@@ -78,6 +78,26 @@ pub struct GeneratorState {
 
 pub struct Generator;
 
+/// Copies `tensors` into the engine's parameters in place (names must match).
+pub fn apply_weights(
+    engine: &mut VlEngine,
+    tensors: &[(String, tch::Tensor)],
+) -> Result<(), String> {
+    let vars = engine.model.var_store().variables();
+    tch::no_grad(|| {
+        for (name, tensor) in tensors {
+            match vars.get(name) {
+                Some(var) => {
+                    let mut var = var.shallow_clone();
+                    var.copy_(tensor);
+                }
+                None => return Err(format!("weight update names unknown parameter {name}")),
+            }
+        }
+        Ok(())
+    })
+}
+
 impl Generator {
     async fn apply_pending(state: &mut GeneratorState) -> Result<(), ActorProcessingErr> {
         let Some(update) = state.pending.take() else {
@@ -91,23 +111,7 @@ impl Generator {
         let version = update.version;
         state
             .worker
-            .run(move |engine: &mut VlEngine| {
-                let vars = engine.model.var_store().variables();
-                tch::no_grad(|| {
-                    for (name, tensor) in &update.tensors {
-                        match vars.get(name) {
-                            Some(var) => {
-                                let mut var = var.shallow_clone();
-                                var.copy_(tensor);
-                            }
-                            None => {
-                                return Err(format!("weight update names unknown parameter {name}"))
-                            }
-                        }
-                    }
-                    Ok(())
-                })
-            })
+            .run(move |engine: &mut VlEngine| apply_weights(engine, &update.tensors))
             .await??;
         state
             .args

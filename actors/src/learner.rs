@@ -106,6 +106,35 @@ pub struct StepStats {
     pub ledger: crate::ledger::LedgerSnapshot,
 }
 
+/// A receiver of weight updates: a generator (every version) or an evaluator (every k-th).
+pub struct WeightSubscriber {
+    pub name: String,
+    pub device: Device,
+    /// Receives versions divisible by `every`, and the last one.
+    pub every: u64,
+    pub send: Box<dyn Fn(WeightUpdate) -> Result<(), String> + Send + Sync>,
+}
+
+impl WeightSubscriber {
+    /// A generator: every version.
+    pub fn generator(
+        name: &str,
+        actor: ActorRef<GeneratorMsg>,
+        device: Device,
+    ) -> WeightSubscriber {
+        WeightSubscriber {
+            name: name.to_string(),
+            device,
+            every: 1,
+            send: Box::new(move |update| {
+                actor
+                    .cast(GeneratorMsg::Weights(update))
+                    .map_err(|e| e.to_string())
+            }),
+        }
+    }
+}
+
 pub enum LearnerMsg {
     Step,
     /// Finish after the step in progress: write the final weights and stop (Ctrl-C).
@@ -122,7 +151,8 @@ pub struct LearnerArgs {
     pub max_staleness: u64,
     pub buffer: ActorRef<BufferMsg>,
     pub source: ActorRef<PromptSourceMsg>,
-    pub generators: Vec<(ActorRef<GeneratorMsg>, Device)>,
+    /// Generators and evaluators that receive versioned weights.
+    pub subscribers: Vec<WeightSubscriber>,
     pub ledger: Ledger,
     pub activity: ActivityLog,
     /// Every step's statistics; the channel closes after the last step.
@@ -435,8 +465,12 @@ impl Actor for Learner {
         let sync_start = state.args.activity.now();
         let sync_started = Instant::now();
         let new_version = state.version;
-        for (generator, device) in &state.args.generators {
-            let device = *device;
+        let last = new_version >= state.args.total_steps;
+        for subscriber in &state.args.subscribers {
+            if new_version % subscriber.every.max(1) != 0 && !last {
+                continue;
+            }
+            let device = subscriber.device;
             let copy_started = Instant::now();
             let (tensors, bytes) = state
                 .worker
@@ -459,12 +493,18 @@ impl Actor for Learner {
                 .await?;
             let copy_ms = copy_started.elapsed().as_secs_f64() * 1e3;
             stats.sync_bytes += bytes;
-            let _ = generator.cast(GeneratorMsg::Weights(WeightUpdate {
+            let update = WeightUpdate {
                 version: new_version,
                 tensors,
                 bytes,
                 copy_ms,
-            }));
+            };
+            if let Err(e) = (subscriber.send)(update) {
+                tracing::warn!(
+                    "learner: {} did not take weights v{new_version}: {e}",
+                    subscriber.name
+                );
+            }
         }
         stats.sync_ms = sync_started.elapsed().as_secs_f64() * 1e3;
         state.args.activity.record(

@@ -14,6 +14,7 @@
 
 pub mod activity;
 pub mod device_worker;
+pub mod evaluator;
 pub mod generator;
 pub mod grm_judge;
 pub mod grouped_comparison;

@@ -112,7 +112,7 @@ impl ScalarRewardModel {
                 .matmul(&self.score.tr())
                 .squeeze_dim(1)
                 .to_kind(Kind::Float);
-            Ok(Vec::<f32>::try_from(scores.to_device(Device::Cpu)).map_err(|e| e.to_string())?)
+            Vec::<f32>::try_from(scores.to_device(Device::Cpu)).map_err(|e| e.to_string())
         })
     }
 }

@@ -286,6 +286,9 @@ fn run(cli: Cli) -> Result<()> {
                 s.prompts_in_flight,
                 s.max_staleness_seen
             );
+            if let (Some(first), Some(last)) = (s.eval_first, s.eval_last) {
+                println!("held-out evaluation: {first:.3} → {last:.3} (eval.jsonl)");
+            }
             println!("run directory: {}", outcome.run_dir.display());
         }
         Command::Data(DataCommand::Generate {

@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use grlhf_actors::activity::{busy_seconds, overlap_seconds, ActivityLog};
+use grlhf_actors::evaluator::{EvalStats, Evaluator, EvaluatorArgs, EvaluatorMsg};
 use grlhf_actors::generator::{Generator, GeneratorArgs, GeneratorMsg};
 use grlhf_actors::judge::{JudgeActor, JudgeArgs, JudgePool};
-use grlhf_actors::learner::{Learner, LearnerArgs, StepStats};
+use grlhf_actors::learner::{Learner, LearnerArgs, StepStats, WeightSubscriber};
 use grlhf_actors::ledger::{Ledger, LedgerSnapshot};
 use grlhf_actors::prompt_source::{PromptSource, PromptSourceArgs, PromptSourceMsg, PromptSpec};
 use grlhf_actors::protocol::ScoredSink;
@@ -77,6 +78,10 @@ pub struct Summary {
     pub weight_sync_bytes: u64,
     pub reward_mean_first: f64,
     pub reward_mean_last: f64,
+    /// Held-out evaluation (with `[evaluator]`): the first and last mean, and the last by family.
+    pub eval_first: Option<f64>,
+    pub eval_last: Option<f64>,
+    pub eval_last_per_family: BTreeMap<String, f64>,
     pub interrupted: bool,
 }
 
@@ -84,6 +89,7 @@ pub struct Summary {
 pub struct RunOutcome {
     pub summary: Summary,
     pub steps: Vec<StepStats>,
+    pub evals: Vec<EvalStats>,
     pub activity: ActivityLog,
     pub run_dir: PathBuf,
 }
@@ -183,6 +189,58 @@ pub fn prompt_specs(config: &RunConfig) -> Result<(Vec<PromptSpec>, usize)> {
         });
     }
     Ok((specs, skipped))
+}
+
+/// Held-out prompts for the evaluator: the world's evaluation split, or a JSONL prompt file.
+fn eval_specs(
+    config: &RunConfig,
+    eval: &crate::run_config::EvaluatorConfig,
+) -> Result<Vec<PromptSpec>> {
+    let system = config
+        .system_prompt
+        .clone()
+        .unwrap_or_else(|| POLICY_SYSTEM_PROMPT.to_string());
+    let records = match &eval.path {
+        Some(path) => load_prompts(path, LoadOptions::default())?.records,
+        None => {
+            let world = WorldConfig {
+                seed: config.data.world_seed.unwrap_or(config.seed),
+                sizes: SplitSizes {
+                    eval_prompts_per_family: eval.prompts_per_family,
+                    ..SplitSizes::scaled(28)
+                },
+                ..WorldConfig::default()
+            };
+            match world
+                .generate(Split::PromptsEval)
+                .map_err(|e| anyhow!("evaluator: {e}"))?
+            {
+                SplitRecords::Prompts(p) => p,
+                _ => unreachable!("the evaluation split holds prompts"),
+            }
+        }
+    };
+    records
+        .into_iter()
+        .map(|p| {
+            let image = match &p.world {
+                Some(w) => to_rgb(&render(&w.scene))?,
+                None => Arc::new(
+                    RgbImage::open(&p.image)
+                        .with_context(|| format!("image {}", p.image.display()))?,
+                ),
+            };
+            Ok(PromptSpec {
+                image: Some(image),
+                user: policy_user_message(&p.question),
+                system: system.clone(),
+                id: p.id,
+                question: p.question,
+                reference: p.reference,
+                world: p.world.map(Arc::new),
+            })
+        })
+        .collect()
 }
 
 /// The policy checkpoint to start from (a fresh world model is written into the run directory).
@@ -392,6 +450,49 @@ async fn run_topology(
         generator_handles.push(handle);
     }
     let (stats_tx, stats_rx) = flume::unbounded::<StepStats>();
+    let (eval_tx, eval_rx) = flume::unbounded::<EvalStats>();
+    let mut subscribers: Vec<WeightSubscriber> = generators
+        .iter()
+        .enumerate()
+        .map(|(g, (actor, device))| {
+            WeightSubscriber::generator(&format!("generator-{g}"), actor.clone(), *device)
+        })
+        .collect();
+    let mut evaluator_handle = None;
+    if let Some(eval) = &config.evaluator {
+        let device = parse_device(&eval.device).map_err(|e| anyhow!("evaluator.device: {e}"))?;
+        let (evaluator, handle) = Actor::spawn(
+            None,
+            Evaluator,
+            EvaluatorArgs {
+                name: "evaluator".into(),
+                model_dir: policy.clone(),
+                device,
+                kind,
+                prompts: eval_specs(&config, eval)?,
+                metric: eval.metric,
+                max_new_tokens: eval.max_new_tokens,
+                batch: eval.batch,
+                activity: activity.clone(),
+                results: eval_tx.clone(),
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("starting the evaluator: {e}"))?;
+        let address = evaluator.clone();
+        subscribers.push(WeightSubscriber {
+            name: "evaluator".into(),
+            device,
+            every: eval.every,
+            send: Box::new(move |update| {
+                address
+                    .cast(EvaluatorMsg::Weights(update))
+                    .map_err(|e| e.to_string())
+            }),
+        });
+        evaluator_handle = Some((evaluator, handle));
+    }
+    drop(eval_tx);
     let (learner, learner_handle) = Actor::spawn(
         None,
         Learner,
@@ -405,7 +506,7 @@ async fn run_topology(
             max_staleness: eta,
             buffer: buffer.clone(),
             source: source.clone(),
-            generators: generators.clone(),
+            subscribers,
             ledger: ledger.clone(),
             activity: activity.clone(),
             stats: stats_tx,
@@ -460,6 +561,31 @@ async fn run_topology(
     bar.finish_and_clear();
     let _ = learner_handle.await;
     let end = activity.now();
+    // The learner sent its last weights to the evaluator; collect every evaluation, then stop it.
+    let mut evals: Vec<EvalStats> = Vec::new();
+    if let Some((evaluator, handle)) = evaluator_handle {
+        let eval_path = config.run_dir.join("eval.jsonl");
+        let mut eval_file = std::fs::File::create(&eval_path)
+            .with_context(|| format!("creating {}", eval_path.display()))?;
+        let expected = config
+            .evaluator
+            .as_ref()
+            .map_or(0, |e| 1 + config.steps.div_ceil(e.every.max(1)) as usize);
+        while evals.len() < expected {
+            match tokio::time::timeout(Duration::from_secs(600), eval_rx.recv_async()).await {
+                Ok(Ok(stats)) => {
+                    writeln!(eval_file, "{}", serde_json::to_string(&stats)?)?;
+                    evals.push(stats);
+                    if interrupted && evals.last().map(|e| e.version) == Some(steps.len() as u64) {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        evaluator.stop(None);
+        let _ = tokio::time::timeout(Duration::from_secs(600), handle).await;
+    }
     // Drain: admit nothing more, stop generators and judges; what they hold stays in flight.
     source.cast(PromptSourceMsg::Drain)?;
     for (generator, _) in &generators {
@@ -493,7 +619,7 @@ async fn run_topology(
             std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
         }
     }
-    let summary = summarize(
+    let mut summary = summarize(
         &config,
         &steps,
         &ledger.snapshot(),
@@ -503,11 +629,18 @@ async fn run_topology(
         interrupted,
         buffer_stats.map(|s| s.max_staleness_served),
     );
+    summary.eval_first = evals.first().map(|e| e.mean);
+    summary.eval_last = evals.last().map(|e| e.mean);
+    summary.eval_last_per_family = evals
+        .last()
+        .map(|e| e.per_family.clone())
+        .unwrap_or_default();
     let text = serde_json::to_string_pretty(&summary)?;
     std::fs::write(config.run_dir.join("summary.json"), text)?;
     Ok(RunOutcome {
         summary,
         steps,
+        evals,
         activity,
         run_dir: config.run_dir.clone(),
     })
@@ -581,6 +714,9 @@ fn summarize(
         weight_sync_bytes: steps.last().map(|s| s.sync_bytes).unwrap_or(0),
         reward_mean_first: mean(&rewards[..window.min(rewards.len())]),
         reward_mean_last: mean(&rewards[rewards.len().saturating_sub(window)..]),
+        eval_first: None,
+        eval_last: None,
+        eval_last_per_family: BTreeMap::new(),
         interrupted,
     }
 }

@@ -163,6 +163,37 @@ fn cpu() -> String {
     "cpu".to_string()
 }
 
+/// `[evaluator]`: periodic held-out evaluation (off when the table is absent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluatorConfig {
+    /// Evaluate every `every` learner steps (and at the start and the end).
+    pub every: u64,
+    pub device: String,
+    /// `oracle` (world prompts) or `reference_overlap`.
+    pub metric: grlhf_actors::evaluator::EvalMetric,
+    /// world: held-out prompts per family (from the world's evaluation split).
+    pub prompts_per_family: usize,
+    /// jsonl: a held-out prompt file instead of the world.
+    pub path: Option<PathBuf>,
+    pub max_new_tokens: usize,
+    pub batch: usize,
+}
+
+impl Default for EvaluatorConfig {
+    fn default() -> Self {
+        EvaluatorConfig {
+            every: 10,
+            device: "cpu".to_string(),
+            metric: grlhf_actors::evaluator::EvalMetric::Oracle,
+            prompts_per_family: 8,
+            path: None,
+            max_new_tokens: 16,
+            batch: 16,
+        }
+    }
+}
+
 /// `[telemetry]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,6 +238,8 @@ pub struct RunConfig {
     pub stages: Vec<ActorTable>,
     #[serde(default)]
     pub learner: LearnerConfig,
+    #[serde(default)]
+    pub evaluator: Option<EvaluatorConfig>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
@@ -285,6 +318,17 @@ impl RunConfig {
             check_device("generator.devices", device)?;
         }
         check_device("learner.device", &self.learner.device)?;
+        if let Some(e) = &self.evaluator {
+            check_device("evaluator.device", &e.device)?;
+            if e.every == 0 || e.max_new_tokens == 0 || e.batch == 0 {
+                bail!("evaluator: every, max_new_tokens and batch must be positive");
+            }
+            if let Some(p) = &e.path {
+                if !p.is_file() {
+                    bail!("evaluator.path: {} not found", p.display());
+                }
+            }
+        }
         for (i, judge) in self.judges.iter().enumerate() {
             check_device(&format!("judge[{i}].device"), &judge.device)?;
             if judge.count == 0 {

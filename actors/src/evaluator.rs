@@ -1,0 +1,198 @@
+//! The evaluator: periodic held-out evaluation of the policy with a pluggable metric.
+//!
+//! It holds its own policy replica (on its device thread), receives weights like a generator —
+//! every `every` learner steps — and answers each held-out prompt greedily. Built-in metrics:
+//! the embedded world's oracle (0–10 → 0–1, per family) and word F1 with the reference. It
+//! evaluates the starting weights (version 0) when it starts.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use grlhf_models::generation::GenerationConfig;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind};
+
+use crate::activity::ActivityLog;
+use crate::device_worker::DeviceWorker;
+use crate::prompt_source::PromptSpec;
+use crate::protocol::{Version, WeightUpdate};
+use crate::rule_judge::overlap_f1;
+use crate::vl_engine::VlEngine;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalMetric {
+    /// The world's oracle score / 10 (an unfinished answer scores 0).
+    Oracle,
+    /// Word F1 with the reference answer.
+    ReferenceOverlap,
+}
+
+/// One evaluation.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EvalStats {
+    pub version: Version,
+    pub mean: f64,
+    /// Mean per task family (world prompts), or under `all`.
+    pub per_family: BTreeMap<String, f64>,
+    /// Mean response length in tokens.
+    pub mean_tokens: f64,
+    /// Share of answers that ended with a stop token.
+    pub finished: f64,
+    pub prompts: usize,
+    pub eval_ms: f64,
+}
+
+pub enum EvaluatorMsg {
+    Weights(WeightUpdate),
+}
+
+pub struct EvaluatorArgs {
+    pub name: String,
+    pub model_dir: std::path::PathBuf,
+    pub device: Device,
+    pub kind: Kind,
+    pub prompts: Vec<PromptSpec>,
+    pub metric: EvalMetric,
+    pub max_new_tokens: usize,
+    pub batch: usize,
+    pub activity: ActivityLog,
+    pub results: flume::Sender<EvalStats>,
+}
+
+pub struct EvaluatorState {
+    args: EvaluatorArgs,
+    worker: DeviceWorker<VlEngine>,
+}
+
+pub struct Evaluator;
+
+impl Evaluator {
+    async fn evaluate(
+        state: &mut EvaluatorState,
+        version: Version,
+    ) -> Result<(), ActorProcessingErr> {
+        let started = Instant::now();
+        let start = state.args.activity.now();
+        let prompts = state.args.prompts.clone();
+        let (metric, max_new_tokens, batch) = (
+            state.args.metric,
+            state.args.max_new_tokens,
+            state.args.batch.max(1),
+        );
+        let answers = state
+            .worker
+            .run(
+                move |engine: &mut VlEngine| -> Result<Vec<(String, usize, bool)>, String> {
+                    let config = GenerationConfig {
+                        stop_token_ids: engine.stop_ids.clone(),
+                        ..GenerationConfig::greedy(max_new_tokens)
+                    };
+                    let mut out = Vec::new();
+                    for chunk in prompts.chunks(batch) {
+                        let encoded = chunk
+                            .iter()
+                            .map(|s| engine.encode(&s.system, &s.user, s.image.as_deref()))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let refs: Vec<_> = encoded.iter().collect();
+                        for s in engine.generate(&refs, &config)? {
+                            let finished =
+                                s.finish_reason == grlhf_models::generation::FinishReason::Stop;
+                            out.push((engine.decode(&s.tokens), s.tokens.len(), finished));
+                        }
+                    }
+                    Ok(out)
+                },
+            )
+            .await??;
+        let mut per_family: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        let mut total = 0.0;
+        for (spec, (text, _, finished)) in state.args.prompts.iter().zip(&answers) {
+            let value = match metric {
+                EvalMetric::Oracle => {
+                    let world = spec
+                        .world
+                        .as_ref()
+                        .ok_or("the oracle metric needs embedded-world prompts")?;
+                    if *finished {
+                        grlhf_tasks::oracle::score(&world.scene, &world.task, text).total / 10.0
+                    } else {
+                        0.0
+                    }
+                }
+                EvalMetric::ReferenceOverlap => {
+                    overlap_f1(text, spec.reference.as_deref().unwrap_or("")) as f64
+                }
+            };
+            total += value;
+            let family = spec
+                .world
+                .as_ref()
+                .map(|w| w.task.family().name().to_string())
+                .unwrap_or_else(|| "all".to_string());
+            let entry = per_family.entry(family).or_default();
+            entry.0 += value;
+            entry.1 += 1;
+        }
+        let n = answers.len().max(1) as f64;
+        let stats = EvalStats {
+            version,
+            mean: total / n,
+            per_family: per_family
+                .into_iter()
+                .map(|(k, (sum, c))| (k, sum / c as f64))
+                .collect(),
+            mean_tokens: answers.iter().map(|a| a.1 as f64).sum::<f64>() / n,
+            finished: answers.iter().filter(|a| a.2).count() as f64 / n,
+            prompts: answers.len(),
+            eval_ms: started.elapsed().as_secs_f64() * 1e3,
+        };
+        state.args.activity.record(
+            &state.args.name,
+            "evaluate",
+            start,
+            state.args.activity.now(),
+        );
+        let _ = state.args.results.send(stats);
+        Ok(())
+    }
+}
+
+impl Actor for Evaluator {
+    type Msg = EvaluatorMsg;
+    type State = EvaluatorState;
+    type Arguments = EvaluatorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        if args.prompts.is_empty() {
+            return Err("the evaluator has no prompts".into());
+        }
+        let (dir, device, kind) = (args.model_dir.clone(), args.device, args.kind);
+        let worker = DeviceWorker::spawn(&args.name, move || VlEngine::load(&dir, device, kind))?;
+        let mut state = EvaluatorState { args, worker };
+        Self::evaluate(&mut state, 0).await?;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let EvaluatorMsg::Weights(update) = message;
+        let version = update.version;
+        state
+            .worker
+            .run(move |engine: &mut VlEngine| {
+                crate::generator::apply_weights(engine, &update.tensors)
+            })
+            .await??;
+        Self::evaluate(state, version).await
+    }
+}
