@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::ledger::Ledger;
-use crate::protocol::{PromptItem, Version};
+use crate::protocol::{Control, PromptItem, Version};
 
 /// One prompt of a set, before admission. `system` and `user` are the chat turns the model sees
 /// (the user turn carries the image placeholder).
@@ -38,8 +38,11 @@ pub enum PromptSourceMsg {
     },
     /// The learner reached a new version.
     Version(Version),
-    /// Admit nothing more.
-    Drain,
+    /// Pause / Resume admission (the pipeline idles once in-flight work is done), Drain (admit
+    /// nothing more, for good), Stop (stop the source).
+    Control(Control),
+    /// Prompts admitted so far.
+    Admitted(RpcReplyPort<u64>),
 }
 
 pub struct PromptSourceArgs {
@@ -60,15 +63,25 @@ pub struct PromptSourceState {
     admitted: u64,
     waiting: Vec<Waker>,
     draining: bool,
+    paused: bool,
 }
 
 impl PromptSourceState {
     fn allowance(&self) -> u64 {
-        if self.draining {
+        if self.draining || self.paused {
             return 0;
         }
         let limit = (self.args.max_staleness + self.version + 1) * self.args.batch_groups as u64;
         limit.saturating_sub(self.admitted)
+    }
+
+    /// Calls the waiting generators back if admission is open.
+    fn wake(&mut self) {
+        if self.allowance() > 0 {
+            for waker in self.waiting.drain(..) {
+                waker();
+            }
+        }
     }
 
     fn next_spec(&mut self) -> PromptSpec {
@@ -113,12 +126,13 @@ impl Actor for PromptSource {
             admitted: 0,
             waiting: Vec::new(),
             draining: false,
+            paused: false,
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -151,15 +165,22 @@ impl Actor for PromptSource {
             }
             PromptSourceMsg::Version(v) => {
                 state.version = state.version.max(v);
-                if state.allowance() > 0 {
-                    for waker in state.waiting.drain(..) {
-                        waker();
-                    }
-                }
+                state.wake();
             }
-            PromptSourceMsg::Drain => {
-                state.draining = true;
-                state.waiting.clear();
+            PromptSourceMsg::Control(control) => match control {
+                Control::Pause => state.paused = true,
+                Control::Resume => {
+                    state.paused = false;
+                    state.wake();
+                }
+                Control::Drain => {
+                    state.draining = true;
+                    state.waiting.clear();
+                }
+                Control::Stop => myself.stop(None),
+            },
+            PromptSourceMsg::Admitted(reply) => {
+                let _ = reply.send(state.admitted);
             }
         }
         Ok(())

@@ -587,7 +587,9 @@ async fn run_topology(
         let _ = tokio::time::timeout(Duration::from_secs(600), handle).await;
     }
     // Drain: admit nothing more, stop generators and judges; what they hold stays in flight.
-    source.cast(PromptSourceMsg::Drain)?;
+    source.cast(PromptSourceMsg::Control(
+        grlhf_actors::protocol::Control::Drain,
+    ))?;
     for (generator, _) in &generators {
         let _ = generator.cast(GeneratorMsg::Stop);
     }
