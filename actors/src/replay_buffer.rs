@@ -2,8 +2,13 @@
 //!
 //! It never hands the learner a group more than η (`max_staleness`) versions older than the
 //! learner: when the learner at version v asks for a batch, groups with version < v − η are
-//! dropped (counted, and closed in the ledger as `stale`). Batches are the oldest B groups,
-//! sampled without replacement. A request that cannot be served yet waits for groups to arrive.
+//! dropped (counted, and closed in the ledger as `stale`). Batches are the B groups of the oldest
+//! policy versions, sampled without replacement. A request that cannot be served yet waits for
+//! groups to arrive.
+//!
+//! With the `wait` policy the buffer also holds a request while a prompt that could come back
+//! at the oldest trainable version (admitted at or before v − η) is still in flight, so a slow
+//! generator's group is trained in this step instead of going stale in the next.
 
 use std::collections::VecDeque;
 
@@ -32,9 +37,21 @@ pub struct BufferStats {
     pub max_staleness_served: u64,
 }
 
+/// What happens to groups that would exceed the staleness bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StalePolicy {
+    /// Serve what is there; drop (and count) groups that went stale.
+    #[default]
+    Drop,
+    /// Hold a batch until at-risk prompts in flight have arrived, then serve oldest first.
+    Wait,
+}
+
 pub struct BufferArgs {
     pub batch_groups: usize,
     pub max_staleness: u64,
+    pub stale_policy: StalePolicy,
     pub ledger: Ledger,
 }
 
@@ -66,13 +83,37 @@ impl BufferState {
         metrics::counter!("grlhf_dropped_stale").increment(dropped as u64);
     }
 
+    /// Wait policy: a prompt admitted at or before v − η is still on its way.
+    fn at_risk_in_flight(&self) -> bool {
+        if self.args.stale_policy != StalePolicy::Wait
+            || self.learner_version < self.args.max_staleness
+        {
+            return false;
+        }
+        let limit = self.learner_version - self.args.max_staleness;
+        let buffered: std::collections::HashSet<u64> =
+            self.groups.iter().map(|g| g.group.prompt.uid).collect();
+        self.args
+            .ledger
+            .in_flight()
+            .iter()
+            .any(|&(uid, admitted_at)| admitted_at <= limit && !buffered.contains(&uid))
+    }
+
     fn try_serve(&mut self) {
-        if self.groups.len() < self.args.batch_groups {
+        if self.groups.len() < self.args.batch_groups
+            || self.waiting.is_none()
+            || self.at_risk_in_flight()
+        {
             return;
         }
         let Some(reply) = self.waiting.take() else {
             return;
         };
+        // Oldest policy versions first (stable: arrival order within a version).
+        self.groups
+            .make_contiguous()
+            .sort_by_key(|g| g.group.policy_version);
         let batch: Vec<ScoredGroup> = self.groups.drain(..self.args.batch_groups).collect();
         for g in &batch {
             let staleness = self.learner_version - g.group.policy_version.min(self.learner_version);

@@ -359,6 +359,7 @@ async fn run_topology(
         BufferArgs {
             batch_groups: config.batch_groups,
             max_staleness: eta,
+            stale_policy: config.stale_policy,
             ledger: ledger.clone(),
         },
     )

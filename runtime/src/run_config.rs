@@ -220,6 +220,10 @@ pub struct RunConfig {
     /// Ignored in `sync` mode (η = 0 there).
     #[serde(default = "two")]
     pub max_staleness: u64,
+    /// `drop` (default): groups that went stale are dropped and counted; `wait`: the learner
+    /// waits for in-flight prompts that would otherwise go stale.
+    #[serde(default)]
+    pub stale_policy: grlhf_actors::replay_buffer::StalePolicy,
     /// n: responses sampled per prompt (at least 2, so advantages are defined).
     pub group_size: usize,
     /// B: prompt groups per learner step.
