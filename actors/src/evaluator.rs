@@ -68,86 +68,94 @@ pub struct EvaluatorState {
 
 pub struct Evaluator;
 
+/// Greedy answers to `prompts`, scored by `metric` (usable without the actor, e.g. after SFT).
+pub fn evaluate_prompts(
+    engine: &VlEngine,
+    prompts: &[PromptSpec],
+    metric: EvalMetric,
+    max_new_tokens: usize,
+    batch: usize,
+    version: Version,
+) -> Result<EvalStats, String> {
+    let started = Instant::now();
+    let config = GenerationConfig {
+        stop_token_ids: engine.stop_ids.clone(),
+        ..GenerationConfig::greedy(max_new_tokens)
+    };
+    let mut answers: Vec<(String, usize, bool)> = Vec::new();
+    for chunk in prompts.chunks(batch.max(1)) {
+        let encoded = chunk
+            .iter()
+            .map(|s| engine.encode(&s.system, &s.user, s.image.as_deref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<_> = encoded.iter().collect();
+        for s in engine.generate(&refs, &config)? {
+            let finished = s.finish_reason == grlhf_models::generation::FinishReason::Stop;
+            answers.push((engine.decode(&s.tokens), s.tokens.len(), finished));
+        }
+    }
+    let mut per_family: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    let mut total = 0.0;
+    for (spec, (text, _, finished)) in prompts.iter().zip(&answers) {
+        let value = match metric {
+            EvalMetric::Oracle => {
+                let world = spec
+                    .world
+                    .as_ref()
+                    .ok_or("the oracle metric needs embedded-world prompts")?;
+                if *finished {
+                    grlhf_tasks::oracle::score(&world.scene, &world.task, text).total / 10.0
+                } else {
+                    0.0
+                }
+            }
+            EvalMetric::ReferenceOverlap => {
+                overlap_f1(text, spec.reference.as_deref().unwrap_or("")) as f64
+            }
+        };
+        total += value;
+        let family = spec
+            .world
+            .as_ref()
+            .map(|w| w.task.family().name().to_string())
+            .unwrap_or_else(|| "all".to_string());
+        let entry = per_family.entry(family).or_default();
+        entry.0 += value;
+        entry.1 += 1;
+    }
+    let n = answers.len().max(1) as f64;
+    Ok(EvalStats {
+        version,
+        mean: total / n,
+        per_family: per_family
+            .into_iter()
+            .map(|(k, (sum, c))| (k, sum / c as f64))
+            .collect(),
+        mean_tokens: answers.iter().map(|a| a.1 as f64).sum::<f64>() / n,
+        finished: answers.iter().filter(|a| a.2).count() as f64 / n,
+        prompts: answers.len(),
+        eval_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
 impl Evaluator {
     async fn evaluate(
         state: &mut EvaluatorState,
         version: Version,
     ) -> Result<(), ActorProcessingErr> {
-        let started = Instant::now();
         let start = state.args.activity.now();
         let prompts = state.args.prompts.clone();
         let (metric, max_new_tokens, batch) = (
             state.args.metric,
             state.args.max_new_tokens,
-            state.args.batch.max(1),
+            state.args.batch,
         );
-        let answers = state
+        let stats = state
             .worker
-            .run(
-                move |engine: &mut VlEngine| -> Result<Vec<(String, usize, bool)>, String> {
-                    let config = GenerationConfig {
-                        stop_token_ids: engine.stop_ids.clone(),
-                        ..GenerationConfig::greedy(max_new_tokens)
-                    };
-                    let mut out = Vec::new();
-                    for chunk in prompts.chunks(batch) {
-                        let encoded = chunk
-                            .iter()
-                            .map(|s| engine.encode(&s.system, &s.user, s.image.as_deref()))
-                            .collect::<Result<Vec<_>, _>>()?;
-                        let refs: Vec<_> = encoded.iter().collect();
-                        for s in engine.generate(&refs, &config)? {
-                            let finished =
-                                s.finish_reason == grlhf_models::generation::FinishReason::Stop;
-                            out.push((engine.decode(&s.tokens), s.tokens.len(), finished));
-                        }
-                    }
-                    Ok(out)
-                },
-            )
+            .run(move |engine: &mut VlEngine| {
+                evaluate_prompts(engine, &prompts, metric, max_new_tokens, batch, version)
+            })
             .await??;
-        let mut per_family: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-        let mut total = 0.0;
-        for (spec, (text, _, finished)) in state.args.prompts.iter().zip(&answers) {
-            let value = match metric {
-                EvalMetric::Oracle => {
-                    let world = spec
-                        .world
-                        .as_ref()
-                        .ok_or("the oracle metric needs embedded-world prompts")?;
-                    if *finished {
-                        grlhf_tasks::oracle::score(&world.scene, &world.task, text).total / 10.0
-                    } else {
-                        0.0
-                    }
-                }
-                EvalMetric::ReferenceOverlap => {
-                    overlap_f1(text, spec.reference.as_deref().unwrap_or("")) as f64
-                }
-            };
-            total += value;
-            let family = spec
-                .world
-                .as_ref()
-                .map(|w| w.task.family().name().to_string())
-                .unwrap_or_else(|| "all".to_string());
-            let entry = per_family.entry(family).or_default();
-            entry.0 += value;
-            entry.1 += 1;
-        }
-        let n = answers.len().max(1) as f64;
-        let stats = EvalStats {
-            version,
-            mean: total / n,
-            per_family: per_family
-                .into_iter()
-                .map(|(k, (sum, c))| (k, sum / c as f64))
-                .collect(),
-            mean_tokens: answers.iter().map(|a| a.1 as f64).sum::<f64>() / n,
-            finished: answers.iter().filter(|a| a.2).count() as f64 / n,
-            prompts: answers.len(),
-            eval_ms: started.elapsed().as_secs_f64() * 1e3,
-        };
         state.args.activity.record(
             &state.args.name,
             "evaluate",

@@ -29,4 +29,5 @@ pub mod replay_buffer;
 pub mod rule_judge;
 pub mod scalar_rm_judge;
 pub mod schedule;
+pub mod sft;
 pub mod vl_engine;

@@ -14,3 +14,4 @@ pub mod model_presets;
 pub mod run;
 pub mod run_config;
 pub mod token_list;
+pub mod warm_start;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use grlhf::generate::{GenerateRequest, PromptInput};
 use grlhf::run_config::RunConfig;
-use grlhf::{data, doctor, generate, inspect, model_presets, token_list};
+use grlhf::{data, doctor, generate, inspect, model_presets, token_list, warm_start};
 use grlhf_actors::registry::Registry;
 use grlhf_models::device::{parse_device, parse_dtype};
 use grlhf_models::{Qwen2ForCausalLM, SamplingParams};
@@ -45,6 +45,39 @@ enum Command {
         /// No progress bar (for logs and CI).
         #[arg(long)]
         no_progress: bool,
+    },
+    /// Warm start: supervised fine-tuning of a policy (world answers) or a GRM (world
+    /// judgments), measured on held-out prompts or pairs before and after.
+    Sft {
+        /// `policy` or `grm`.
+        #[arg(long, default_value = "policy")]
+        target: String,
+        /// A Qwen2-VL checkpoint directory, or world:tiny / world:small.
+        #[arg(long, default_value = "world:tiny")]
+        model: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 300)]
+        steps: u64,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 3e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Demonstrations generated from the world.
+        #[arg(long, default_value_t = 2000)]
+        world_size: usize,
+        /// Share of correct answers among policy demonstrations.
+        #[arg(long, default_value_t = 1.0)]
+        sft_quality: f64,
+        /// Held-out evaluation: prompts per family (policy) and pairs (GRM).
+        #[arg(long, default_value_t = 8)]
+        eval_per_family: usize,
+        #[arg(long, default_value_t = 100)]
+        eval_pairs: usize,
+        #[arg(long, default_value_t = 64)]
+        max_new_tokens: usize,
     },
     /// Write or inspect datasets (the embedded world, or JSONL prompt / preference files).
     #[command(subcommand)]
@@ -290,6 +323,88 @@ fn run(cli: Cli) -> Result<()> {
                 println!("held-out evaluation: {first:.3} → {last:.3} (eval.jsonl)");
             }
             println!("run directory: {}", outcome.run_dir.display());
+        }
+        Command::Sft {
+            target,
+            model,
+            out,
+            steps,
+            batch,
+            lr,
+            seed,
+            world_size,
+            sft_quality,
+            eval_per_family,
+            eval_pairs,
+            max_new_tokens,
+        } => {
+            let target = match target.as_str() {
+                "policy" => warm_start::Target::Policy,
+                "grm" => warm_start::Target::Grm,
+                other => anyhow::bail!("--target `{other}`: use policy or grm"),
+            };
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&sft_quality),
+                "--sft-quality must be in [0, 1]"
+            );
+            let request = warm_start::SftRequest {
+                target,
+                model,
+                out: out.clone(),
+                config: grlhf_actors::sft::SftConfig {
+                    steps,
+                    batch,
+                    lr,
+                    seed,
+                    ..Default::default()
+                },
+                world_size,
+                sft_quality,
+                eval_per_family,
+                eval_pairs,
+                max_new_tokens,
+            };
+            let bar = indicatif::ProgressBar::new(steps);
+            let report = warm_start::run_sft(&request, |s| {
+                bar.set_position(s.step + 1);
+                bar.set_message(format!("loss {:.3}", s.loss));
+            })?;
+            bar.finish_and_clear();
+            println!(
+                "{:?} SFT: {} steps on {} examples in {:.1} s, loss {:.3} → {:.3}",
+                report.target,
+                steps,
+                report.examples,
+                report.wall_s,
+                report.loss_first,
+                report.loss_last
+            );
+            if let (Some(b), Some(a)) = (&report.policy_before, &report.policy_after) {
+                println!(
+                    "held-out oracle score: {:.3} → {:.3} (answers finished: {:.0}% → {:.0}%)",
+                    b.mean,
+                    a.mean,
+                    100.0 * b.finished,
+                    100.0 * a.finished
+                );
+                for (family, score) in &a.per_family {
+                    println!("  {family:<12} {score:.3}");
+                }
+            }
+            if let (Some(b), Some(a)) = (&report.grm_before, &report.grm_after) {
+                println!(
+                    "held-out pairs: parsed {:.0}% → {:.0}%, accuracy {:.3} → {:.3}",
+                    100.0 * b.parsed,
+                    100.0 * a.parsed,
+                    b.accuracy,
+                    a.accuracy
+                );
+            }
+            println!(
+                "model: {}  (report: {})",
+                report.out.display(),
+                out.join("sft.json").display()
+            );
         }
         Command::Data(DataCommand::Generate {
             out,

@@ -94,7 +94,7 @@ pub struct RunOutcome {
     pub run_dir: PathBuf,
 }
 
-fn to_rgb(image: &image::RgbImage) -> Result<Arc<RgbImage>> {
+pub fn to_rgb(image: &image::RgbImage) -> Result<Arc<RgbImage>> {
     Ok(Arc::new(RgbImage::from_rgb(
         image.width(),
         image.height(),
