@@ -399,6 +399,13 @@ fn run(cli: Cli) -> Result<()> {
                     b.accuracy,
                     a.accuracy
                 );
+                for (split, eval) in &report.grm_after_ood {
+                    println!(
+                        "  {split:<18} parsed {:.0}%, accuracy {:.3}",
+                        100.0 * eval.parsed,
+                        eval.accuracy
+                    );
+                }
             }
             println!(
                 "model: {}  (report: {})",

@@ -54,8 +54,11 @@ pub struct SftReport {
     pub loss_last: f64,
     pub policy_before: Option<EvalStats>,
     pub policy_after: Option<EvalStats>,
+    /// GRM: in-distribution test pairs.
     pub grm_before: Option<GrmEval>,
     pub grm_after: Option<GrmEval>,
+    /// GRM after SFT on each out-of-distribution split (`pairs_ood_combo`, `_error`, `_family`).
+    pub grm_after_ood: std::collections::BTreeMap<String, GrmEval>,
     pub wall_s: f64,
     pub out: PathBuf,
 }
@@ -278,6 +281,20 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
     let history =
         train_sft(&mut engine, &examples, &request.config, &mut on_step).map_err(|e| anyhow!(e))?;
     let (policy_after, grm_after) = evaluate(&engine, request, request.config.steps)?;
+    let mut grm_after_ood = std::collections::BTreeMap::new();
+    if request.target == Target::Grm {
+        for split in [
+            Split::PairsOodCombo,
+            Split::PairsOodError,
+            Split::PairsOodFamily,
+        ] {
+            let pairs = world_pairs(request.config.seed, split, request.eval_pairs)?;
+            grm_after_ood.insert(
+                split.name().to_string(),
+                grm_accuracy(&engine, &pairs, request.max_new_tokens)?,
+            );
+        }
+    }
     let model_dir = request.out.join("model");
     engine
         .model
@@ -299,6 +316,7 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
         policy_after,
         grm_before,
         grm_after,
+        grm_after_ood,
         wall_s: started.elapsed().as_secs_f64(),
         out: model_dir,
     };
