@@ -79,6 +79,21 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         max_new_tokens: usize,
     },
+    /// Measure a GRM on the world's held-out pairs: parse rate and pairwise accuracy in
+    /// distribution and on each out-of-distribution split.
+    EvalGrm {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        #[arg(long, default_value_t = 80)]
+        max_new_tokens: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write or inspect datasets (the embedded world, or JSONL prompt / preference files).
     #[command(subcommand)]
     Data(DataCommand),
@@ -412,6 +427,30 @@ fn run(cli: Cli) -> Result<()> {
                 report.out.display(),
                 out.join("sft.json").display()
             );
+        }
+        Command::EvalGrm {
+            model,
+            seed,
+            pairs,
+            max_new_tokens,
+            json,
+        } => {
+            let engine =
+                grlhf_actors::vl_engine::VlEngine::load(&model, tch::Device::Cpu, tch::Kind::Float)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+            let results = warm_start::grm_eval_all(&engine, seed, pairs, max_new_tokens)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                for (split, eval) in &results {
+                    println!(
+                        "{split:<18} parsed {:>5.1}%  accuracy {:.3}  ({} pairs)",
+                        100.0 * eval.parsed,
+                        eval.accuracy,
+                        eval.pairs
+                    );
+                }
+            }
         }
         Command::Data(DataCommand::Generate {
             out,

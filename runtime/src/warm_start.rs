@@ -331,3 +331,26 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
 pub fn model_dir(out: &Path) -> PathBuf {
     out.join("model")
 }
+
+/// Held-out judging quality of a GRM on the test split and every OOD split.
+pub fn grm_eval_all(
+    engine: &VlEngine,
+    seed: u64,
+    pairs: usize,
+    max_new_tokens: usize,
+) -> Result<std::collections::BTreeMap<String, GrmEval>> {
+    let mut out = std::collections::BTreeMap::new();
+    for split in [
+        Split::PairsTest,
+        Split::PairsOodCombo,
+        Split::PairsOodError,
+        Split::PairsOodFamily,
+    ] {
+        let records = world_pairs(seed, split, pairs)?;
+        out.insert(
+            split.name().to_string(),
+            grm_accuracy(engine, &records, max_new_tokens)?,
+        );
+    }
+    Ok(out)
+}

@@ -161,3 +161,40 @@ print(json.dumps(out))
         );
     }
 }
+
+#[test]
+fn eval_grm_reports_every_split_of_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let size = grlhf_actors::vl_engine::WorldModelSize::preset("tiny").unwrap();
+    grlhf_actors::vl_engine::init_world_model(tmp.path(), size, 0).unwrap();
+    let run = grlhf(&[
+        "eval-grm",
+        "--model",
+        tmp.path().to_str().unwrap(),
+        "--pairs",
+        "7",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let results: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    for split in [
+        "pairs_test",
+        "pairs_ood_combo",
+        "pairs_ood_error",
+        "pairs_ood_family",
+    ] {
+        // An untrained GRM writes no box: nothing parses, nothing is right.
+        assert_eq!(results[split]["pairs"], 7, "{results}");
+        assert_eq!(results[split]["parsed"], 0.0);
+        assert_eq!(results[split]["accuracy"], 0.0);
+    }
+    let missing = grlhf(&["eval-grm", "--model", "/no/such/dir"]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("/no/such/dir"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
