@@ -160,15 +160,7 @@ pub fn prompt_specs(config: &RunConfig) -> Result<(Vec<PromptSpec>, usize)> {
         };
     let mut specs = Vec::new();
     for p in prompts {
-        specs.push(PromptSpec {
-            image: Some(image_of(&p.image, p.world.as_ref())?),
-            user: policy_user_message(&p.question),
-            system: system.clone(),
-            id: p.id,
-            question: p.question,
-            reference: p.reference,
-            world: p.world.map(Arc::new),
-        });
+        specs.push(policy_spec(p, &system)?);
     }
     for (i, p) in pairs.into_iter().enumerate() {
         // A/B order randomised, so the GRM cannot learn a position bias.
@@ -191,6 +183,45 @@ pub fn prompt_specs(config: &RunConfig) -> Result<(Vec<PromptSpec>, usize)> {
     Ok((specs, skipped))
 }
 
+/// A policy request from a prompt record: the image (rendered from the world's scene, or read
+/// from its file) and the chat turns.
+pub fn policy_spec(p: PromptRecord, system: &str) -> Result<PromptSpec> {
+    let image = match &p.world {
+        Some(w) => to_rgb(&render(&w.scene))?,
+        None => Arc::new(
+            RgbImage::open(&p.image).with_context(|| format!("image {}", p.image.display()))?,
+        ),
+    };
+    Ok(PromptSpec {
+        image: Some(image),
+        user: policy_user_message(&p.question),
+        system: system.to_string(),
+        id: p.id,
+        question: p.question,
+        reference: p.reference,
+        world: p.world.map(Arc::new),
+    })
+}
+
+/// The world's held-out evaluation prompts (balanced over the seven families).
+pub fn world_eval_records(seed: u64, per_family: usize) -> Result<Vec<PromptRecord>> {
+    let world = WorldConfig {
+        seed,
+        sizes: SplitSizes {
+            eval_prompts_per_family: per_family,
+            ..SplitSizes::scaled(28)
+        },
+        ..WorldConfig::default()
+    };
+    match world
+        .generate(Split::PromptsEval)
+        .map_err(|e| anyhow!("evaluation prompts: {e}"))?
+    {
+        SplitRecords::Prompts(p) => Ok(p),
+        _ => unreachable!("the evaluation split holds prompts"),
+    }
+}
+
 /// Held-out prompts for the evaluator: the world's evaluation split, or a JSONL prompt file.
 fn eval_specs(
     config: &RunConfig,
@@ -202,44 +233,14 @@ fn eval_specs(
         .unwrap_or_else(|| POLICY_SYSTEM_PROMPT.to_string());
     let records = match &eval.path {
         Some(path) => load_prompts(path, LoadOptions::default())?.records,
-        None => {
-            let world = WorldConfig {
-                seed: config.data.world_seed.unwrap_or(config.seed),
-                sizes: SplitSizes {
-                    eval_prompts_per_family: eval.prompts_per_family,
-                    ..SplitSizes::scaled(28)
-                },
-                ..WorldConfig::default()
-            };
-            match world
-                .generate(Split::PromptsEval)
-                .map_err(|e| anyhow!("evaluator: {e}"))?
-            {
-                SplitRecords::Prompts(p) => p,
-                _ => unreachable!("the evaluation split holds prompts"),
-            }
-        }
+        None => world_eval_records(
+            config.data.world_seed.unwrap_or(config.seed),
+            eval.prompts_per_family,
+        )?,
     };
     records
         .into_iter()
-        .map(|p| {
-            let image = match &p.world {
-                Some(w) => to_rgb(&render(&w.scene))?,
-                None => Arc::new(
-                    RgbImage::open(&p.image)
-                        .with_context(|| format!("image {}", p.image.display()))?,
-                ),
-            };
-            Ok(PromptSpec {
-                image: Some(image),
-                user: policy_user_message(&p.question),
-                system: system.clone(),
-                id: p.id,
-                question: p.question,
-                reference: p.reference,
-                world: p.world.map(Arc::new),
-            })
-        })
+        .map(|p| policy_spec(p, &system))
         .collect()
 }
 

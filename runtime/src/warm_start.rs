@@ -24,7 +24,7 @@ use grlhf_tasks::world::{Split, SplitRecords, SplitSizes, WorldConfig};
 use serde::Serialize;
 use tch::{Device, Kind};
 
-use crate::run::to_rgb;
+use crate::run::{policy_spec, to_rgb, world_eval_records};
 
 /// What is warm-started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -122,35 +122,10 @@ pub fn world_examples(
 
 /// The world's evaluation prompts as policy requests.
 pub fn world_eval_prompts(seed: u64, per_family: usize) -> Result<Vec<PromptSpec>> {
-    let config = WorldConfig {
-        seed,
-        sizes: SplitSizes {
-            eval_prompts_per_family: per_family,
-            ..SplitSizes::scaled(28)
-        },
-        ..WorldConfig::default()
-    };
-    match config
-        .generate(Split::PromptsEval)
-        .map_err(|e| anyhow!(e))?
-    {
-        SplitRecords::Prompts(records) => records
-            .into_iter()
-            .map(|p| {
-                let world = p.world.expect("world records");
-                Ok(PromptSpec {
-                    image: Some(image_of(&world)?),
-                    user: policy_user_message(&p.question),
-                    system: POLICY_SYSTEM_PROMPT.to_string(),
-                    id: p.id,
-                    question: p.question,
-                    reference: p.reference,
-                    world: Some(Arc::new(world)),
-                })
-            })
-            .collect(),
-        _ => unreachable!("prompts_eval holds prompts"),
-    }
+    world_eval_records(seed, per_family)?
+        .into_iter()
+        .map(|p| policy_spec(p, POLICY_SYSTEM_PROMPT))
+        .collect()
 }
 
 /// Held-out preference pairs of a split (oracle labels), for GRM accuracy.
