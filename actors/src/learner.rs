@@ -374,6 +374,7 @@ impl Actor for Learner {
         let mut sequences = Vec::new();
         let mut rewards_total = 0.0;
         let mut rewards_count = 0usize;
+        let mut dropped_zero_variance = std::collections::HashSet::new();
         for scored in &batch {
             let staleness = version.saturating_sub(scored.group.policy_version);
             stats.max_staleness = stats.max_staleness.max(staleness);
@@ -390,6 +391,7 @@ impl Actor for Learner {
             let zero_variance = advantages.iter().all(|a| a.abs() < 1e-6);
             if zero_variance && state.args.config.drop_zero_variance {
                 stats.groups_dropped_zero_variance += 1;
+                dropped_zero_variance.insert(scored.group.prompt.uid);
                 continue;
             }
             let item = &scored.group.prompt;
@@ -445,8 +447,7 @@ impl Actor for Learner {
         }
         for scored in &batch {
             let uid = scored.group.prompt.uid;
-            let advantages = group_advantages(&scored.rewards, true);
-            if state.args.config.drop_zero_variance && advantages.iter().all(|a| a.abs() < 1e-6) {
+            if dropped_zero_variance.contains(&uid) {
                 state.args.ledger.dropped(uid, "zero_variance");
             } else {
                 state.args.ledger.trained(uid);
