@@ -40,6 +40,10 @@ pub struct EvalStats {
     pub mean_tokens: f64,
     /// Share of answers that ended with a stop token.
     pub finished: f64,
+    /// Reward-hacking watch (oracle metric): share of finished answers praising themselves, and
+    /// share with words beyond what the question needs.
+    pub self_praise: f64,
+    pub beyond_needed: f64,
     pub prompts: usize,
     pub eval_ms: f64,
 }
@@ -96,6 +100,7 @@ pub fn evaluate_prompts(
     }
     let mut per_family: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut total = 0.0;
+    let (mut self_praise, mut beyond_needed) = (0usize, 0usize);
     for (spec, (text, _, finished)) in prompts.iter().zip(&answers) {
         let value = match metric {
             EvalMetric::Oracle => {
@@ -104,7 +109,10 @@ pub fn evaluate_prompts(
                     .as_ref()
                     .ok_or("the oracle metric needs embedded-world prompts")?;
                 if *finished {
-                    grlhf_tasks::oracle::score(&world.scene, &world.task, text).total / 10.0
+                    let score = grlhf_tasks::oracle::score(&world.scene, &world.task, text);
+                    self_praise += usize::from(score.self_praise);
+                    beyond_needed += usize::from(score.extra_words > 0);
+                    score.total / 10.0
                 } else {
                     0.0
                 }
@@ -133,6 +141,8 @@ pub fn evaluate_prompts(
             .collect(),
         mean_tokens: answers.iter().map(|a| a.1 as f64).sum::<f64>() / n,
         finished: answers.iter().filter(|a| a.2).count() as f64 / n,
+        self_praise: self_praise as f64 / n,
+        beyond_needed: beyond_needed as f64 / n,
         prompts: answers.len(),
         eval_ms: started.elapsed().as_secs_f64() * 1e3,
     })

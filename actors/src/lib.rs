@@ -13,6 +13,7 @@
 //! user's own kinds do. This crate knows nothing of TOML: factories receive their table as JSON.
 
 pub mod activity;
+pub mod bradley_terry;
 pub mod device_worker;
 pub mod evaluator;
 pub mod generator;

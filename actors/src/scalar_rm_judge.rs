@@ -2,8 +2,10 @@
 //! backbone with a linear head on the last token — scores each response on its own.
 //!
 //! A checkpoint is a Qwen2-VL directory plus `score.safetensors` holding `score.weight`
-//! (`[1, hidden]`). The reward is the head's output; a response that did not finish gets
-//! `incomplete_reward` (default 0, as in grouped comparison).
+//! (`[1, hidden]`). The reward is the head's output. A response that did not finish ranks last,
+//! as in grouped comparison: it gets one below the group's lowest finished score (the head's
+//! scores are unbounded, so a fixed 0 could rank it above finished answers), or
+//! `incomplete_reward` when the config sets one.
 
 use std::path::Path;
 
@@ -14,7 +16,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::judge::Judge;
 use crate::protocol::{JudgeDetails, RolloutGroup};
-use crate::vl_engine::VlEngine;
+use crate::vl_engine::{EncodedPrompt, VlEngine};
 
 /// The head's file inside a reward-model directory.
 pub const SCORE_FILE: &str = "score.safetensors";
@@ -22,14 +24,15 @@ pub const SCORE_FILE: &str = "score.safetensors";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScalarRmConfig {
-    /// Reward of a response without a stop token.
-    pub incomplete_reward: f32,
+    /// Reward of a response without a stop token; unset = one below the group's lowest
+    /// finished score.
+    pub incomplete_reward: Option<f32>,
 }
 
 impl Default for ScalarRmConfig {
     fn default() -> Self {
         ScalarRmConfig {
-            incomplete_reward: 0.0,
+            incomplete_reward: None,
         }
     }
 }
@@ -76,7 +79,67 @@ impl ScalarRewardModel {
         .map_err(|e| e.to_string())
     }
 
-    /// Scores of (prompt, response) sequences: the head applied to each last hidden state.
+    /// Writes the backbone (config + safetensors) and the head into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        self.engine.model.save(dir).map_err(|e| e.to_string())?;
+        save_tensors(
+            &[(
+                "score.weight".to_string(),
+                self.score.to_device(Device::Cpu).to_kind(Kind::Float),
+            )],
+            &dir.join(SCORE_FILE),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// The head's input for each (prompt, response) sequence: the last token's final hidden
+    /// state, `[batch, hidden]`. Differentiable; callers that only score wrap it in `no_grad`.
+    pub fn last_hidden(&self, items: &[(&EncodedPrompt, &[i64])]) -> Result<Tensor, String> {
+        let config = self.engine.model.config();
+        // A sampled response may contain vision markers (an early policy emits any token). They
+        // mean nothing in a response and would be taken for image positions: leave them out.
+        let vision_markers = [Some(config.image_token_id), config.vision_start_token_id];
+        let prompts: Vec<MultimodalPrompt> = items
+            .iter()
+            .map(|(encoded, response)| MultimodalPrompt {
+                tokens: encoded
+                    .prompt
+                    .tokens
+                    .iter()
+                    .copied()
+                    .chain(
+                        response
+                            .iter()
+                            .copied()
+                            .filter(|t| !vision_markers.contains(&Some(*t))),
+                    )
+                    .collect(),
+                grids: encoded.prompt.grids.clone(),
+            })
+            .collect();
+        let pixels: Vec<Tensor> = items
+            .iter()
+            .filter_map(|(encoded, _)| encoded.pixel_values.as_ref().map(Tensor::shallow_clone))
+            .collect();
+        let pixels = (!pixels.is_empty()).then(|| Tensor::cat(&pixels, 0));
+        let hidden = self
+            .engine
+            .model
+            .hidden_states(&prompts, pixels.as_ref(), None)
+            .map_err(|e| e.to_string())?;
+        // Left padding: the last column is every sequence's last token.
+        Ok(hidden.select(1, hidden.size()[1] - 1))
+    }
+
+    /// The head applied to [`Self::last_hidden`]: `[batch]`.
+    pub fn head(&self, last_hidden: &Tensor, score: &Tensor) -> Tensor {
+        last_hidden
+            .matmul(&score.tr())
+            .squeeze_dim(1)
+            .to_kind(Kind::Float)
+    }
+
+    /// Scores of (prompt, response) sequences for one prompt.
     pub fn scores(
         &self,
         system: &str,
@@ -85,33 +148,16 @@ impl ScalarRewardModel {
         responses: &[Vec<i64>],
     ) -> Result<Vec<f32>, String> {
         let encoded = self.engine.encode(system, user, image)?;
-        let prompts: Vec<MultimodalPrompt> = responses
-            .iter()
-            .map(|r| MultimodalPrompt {
-                tokens: encoded.prompt.tokens.iter().chain(r).copied().collect(),
-                grids: encoded.prompt.grids.clone(),
-            })
-            .collect();
-        let pixels = encoded.pixel_values.as_ref().map(|p| {
-            Tensor::cat(
-                &(0..responses.len())
-                    .map(|_| p.shallow_clone())
-                    .collect::<Vec<_>>(),
-                0,
-            )
-        });
+        let items: Vec<(&EncodedPrompt, &[i64])> =
+            responses.iter().map(|r| (&encoded, r.as_slice())).collect();
+        self.score_items(&items)
+    }
+
+    /// Scores of (prompt, response) sequences, prompts possibly different.
+    pub fn score_items(&self, items: &[(&EncodedPrompt, &[i64])]) -> Result<Vec<f32>, String> {
         tch::no_grad(|| {
-            let hidden = self
-                .engine
-                .model
-                .hidden_states(&prompts, pixels.as_ref(), None)
-                .map_err(|e| e.to_string())?;
-            // Left padding: the last column is every sequence's last token.
-            let last = hidden.select(1, hidden.size()[1] - 1);
-            let scores = last
-                .matmul(&self.score.tr())
-                .squeeze_dim(1)
-                .to_kind(Kind::Float);
+            let last = self.last_hidden(items)?;
+            let scores = self.head(&last, &self.score);
             Vec::<f32>::try_from(scores.to_device(Device::Cpu)).map_err(|e| e.to_string())
         })
     }
@@ -131,16 +177,24 @@ impl Judge for ScalarRmJudge {
             group.prompt.image.as_deref(),
             &responses,
         )?;
+        let finished_min = scores
+            .iter()
+            .zip(&group.rollouts)
+            .filter(|(_, r)| r.is_complete())
+            .map(|(s, _)| *s)
+            .fold(f32::INFINITY, f32::min);
+        let incomplete = self
+            .config
+            .incomplete_reward
+            .unwrap_or(if finished_min.is_finite() {
+                finished_min - 1.0
+            } else {
+                0.0
+            });
         let rewards = scores
             .into_iter()
             .zip(&group.rollouts)
-            .map(|(s, r)| {
-                if r.is_complete() {
-                    s
-                } else {
-                    self.config.incomplete_reward
-                }
-            })
+            .map(|(s, r)| if r.is_complete() { s } else { incomplete })
             .collect();
         Ok((
             rewards,

@@ -5,7 +5,6 @@
 //! on the same checkpoints, machine and thread count, alternating with grlhf point by point).
 
 mod decode;
-mod plot;
 mod report;
 mod rl;
 mod vision;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::decode::{DecodePoint, DecodeWorkload};
-use crate::plot::{grouped_bars, BarPanel};
+use grlhf::charts::{grouped_bars, BarPanel};
 
 #[derive(Debug, Serialize)]
 pub struct DecodeReport {

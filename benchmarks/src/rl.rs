@@ -15,7 +15,7 @@ use grlhf_actors::activity::busy_seconds;
 use grlhf_actors::registry::Registry;
 use serde::Serialize;
 
-use crate::plot::{grouped_bars, BarPanel};
+use grlhf::charts::{grouped_bars, BarPanel};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModeResult {

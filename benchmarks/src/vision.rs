@@ -15,7 +15,7 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::decode::{median, run_python_peer, DecodePoint, NamedModel};
-use crate::plot::{grouped_bars, BarPanel};
+use grlhf::charts::{grouped_bars, BarPanel};
 
 /// What to measure.
 #[derive(Debug, Clone, Serialize)]

@@ -46,6 +46,34 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Generative RLHF-V end to end: warm start (policy SFT, GRM SFT, score-only RM), stage 1
+    /// (GRM trained by RL), stage 2 (policy RL per variant), evaluation and report.
+    Pipeline {
+        config: PathBuf,
+        /// Run one stage alone from saved checkpoints: warm-start, stage1, stage2 or eval.
+        #[arg(long)]
+        stage: Option<String>,
+        /// Stage-2 variants (comma-separated; default: the config's `variants`).
+        #[arg(long, value_delimiter = ',')]
+        variants: Vec<String>,
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// The paper's comparison: the pipeline with every baseline (score-only RM + GRPO, GRM after
+    /// SFT only, GRM+RL with single comparison, the full method), optionally with a sweep over
+    /// the number of candidates n.
+    Reproduce {
+        config: PathBuf,
+        /// Candidate counts for the sweep, e.g. 2,3,4,6,8 (the full method and the score-only
+        /// baseline at each n).
+        #[arg(long, value_delimiter = ',')]
+        sweep_n: Vec<usize>,
+        /// Run one stage alone from saved checkpoints: warm-start, stage1, stage2 or eval.
+        #[arg(long)]
+        stage: Option<String>,
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Warm start: supervised fine-tuning of a policy (world answers) or a GRM (world
     /// judgments), measured on held-out prompts or pairs before and after.
     Sft {
@@ -309,6 +337,45 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", output.render());
             }
         }
+        Command::Pipeline {
+            config,
+            stage,
+            variants,
+            no_progress,
+        } => {
+            let parsed = grlhf::pipeline_config::PipelineConfig::from_file(&config)?;
+            let variants = if variants.is_empty() {
+                parsed.variants.clone()
+            } else {
+                variants
+                    .iter()
+                    .map(|v| {
+                        grlhf::pipeline_config::Variant::parse(v).with_context(|| {
+                            format!("--variants {v}: use rm_grpo, grm_sft_grouped, grm_rl_single or grm_rl_grouped")
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            run_pipeline(parsed, config, stage, variants, vec![], no_progress)?;
+        }
+        Command::Reproduce {
+            config,
+            sweep_n,
+            stage,
+            no_progress,
+        } => {
+            let parsed = grlhf::pipeline_config::PipelineConfig::from_file(&config)?;
+            let sweep_n = if sweep_n.is_empty() {
+                parsed.sweep_n.clone()
+            } else {
+                sweep_n
+            };
+            if let Some(n) = sweep_n.iter().find(|&&n| n < 2) {
+                anyhow::bail!("--sweep-n {n}: need at least 2 candidates per prompt");
+            }
+            let variants = grlhf::pipeline_config::Variant::ALL.to_vec();
+            run_pipeline(parsed, config, stage, variants, sweep_n, no_progress)?;
+        }
         Command::Run {
             config,
             no_progress,
@@ -378,6 +445,8 @@ fn run(cli: Cli) -> Result<()> {
                 eval_per_family,
                 eval_pairs,
                 max_new_tokens,
+                device: tch::Device::Cpu,
+                evaluate: true,
             };
             let bar = indicatif::ProgressBar::new(steps);
             let report = warm_start::run_sft(&request, |s| {
@@ -483,6 +552,36 @@ fn run(cli: Cli) -> Result<()> {
                 out.display()
             );
         }
+    }
+    Ok(())
+}
+
+fn run_pipeline(
+    config: grlhf::pipeline_config::PipelineConfig,
+    config_path: PathBuf,
+    stage: Option<String>,
+    variants: Vec<grlhf::pipeline_config::Variant>,
+    sweep_n: Vec<usize>,
+    no_progress: bool,
+) -> Result<()> {
+    use grlhf::pipeline::{PipelineRequest, PipelineStage};
+    let only = stage.as_deref().map(PipelineStage::parse).transpose()?;
+    let run_dir = config.run_dir.clone();
+    let request = PipelineRequest {
+        config,
+        config_path,
+        only,
+        variants,
+        sweep_n,
+        progress: !no_progress,
+    };
+    if let Some(report) = grlhf::pipeline::run_pipeline(&request, &Registry::with_builtins)? {
+        println!("\n{}", report.terminal_summary());
+        println!(
+            "report: {} (plots in {})",
+            run_dir.join("report.md").display(),
+            run_dir.join("plots").display()
+        );
     }
     Ok(())
 }

@@ -282,6 +282,31 @@ impl RunConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        self.validate_settings()?;
+        self.validate_checkpoints()
+    }
+
+    /// The model and reward-model checkpoints exist.
+    pub fn validate_checkpoints(&self) -> Result<()> {
+        if !self.model.policy.starts_with("world:") && !Path::new(&self.model.policy).is_dir() {
+            bail!(
+                "model.policy: `{}` is neither a checkpoint directory nor world:<preset>",
+                self.model.policy
+            );
+        }
+        if let Some(rm) = &self.model.reward_model {
+            if !rm.is_dir() {
+                bail!(
+                    "model.reward_model: {} is not a checkpoint directory",
+                    rm.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every setting is usable (checkpoints aside: a pipeline creates them as it goes).
+    pub fn validate_settings(&self) -> Result<()> {
         if self.group_size < 2 {
             bail!(
                 "group_size = {}: need at least 2 responses per prompt (advantages compare them)",
@@ -354,20 +379,6 @@ impl RunConfig {
                 _ => {}
             },
             other => bail!("data.source = `{other}`: use `world` or `jsonl`"),
-        }
-        if !self.model.policy.starts_with("world:") && !Path::new(&self.model.policy).is_dir() {
-            bail!(
-                "model.policy: `{}` is neither a checkpoint directory nor world:<preset>",
-                self.model.policy
-            );
-        }
-        if let Some(rm) = &self.model.reward_model {
-            if !rm.is_dir() {
-                bail!(
-                    "model.reward_model: {} is not a checkpoint directory",
-                    rm.display()
-                );
-            }
         }
         grlhf_models::device::parse_dtype(&self.model.dtype)
             .map_err(|e| anyhow::anyhow!("model.dtype: {e}"))?;

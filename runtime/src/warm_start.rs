@@ -9,21 +9,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
+use grlhf_actors::bradley_terry::{train_bradley_terry, BtConfig, BtPair, BtStats};
 use grlhf_actors::evaluator::{evaluate_prompts, EvalMetric, EvalStats};
 use grlhf_actors::prompt_source::PromptSpec;
+use grlhf_actors::scalar_rm_judge::ScalarRewardModel;
 use grlhf_actors::sft::{train_sft, SftConfig, SftExample, SftStats};
 use grlhf_actors::vl_engine::{init_world_model, VlEngine, WorldModelSize};
-use grlhf_models::generation::GenerationConfig;
 use grlhf_tasks::grm_format::{
     grm_user_message, policy_user_message, GRM_SYSTEM_PROMPT, POLICY_SYSTEM_PROMPT,
 };
 use grlhf_tasks::records::{PreferenceRecord, WorldKey};
 use grlhf_tasks::render::render;
-use grlhf_tasks::score_parser::parse_scores;
 use grlhf_tasks::world::{Split, SplitRecords, SplitSizes, WorldConfig};
 use serde::Serialize;
 use tch::{Device, Kind};
 
+use crate::reward_model_eval::{grm_verdicts, PairAccuracy};
 use crate::run::{policy_spec, to_rgb, world_eval_records};
 
 /// What is warm-started.
@@ -35,14 +36,7 @@ pub enum Target {
 }
 
 /// A GRM's held-out judging quality.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GrmEval {
-    pub pairs: usize,
-    /// Share of judgments with a usable `\boxed{s1,s2}`.
-    pub parsed: f64,
-    /// Share of pairs where the oracle-preferred response got the strictly higher score.
-    pub accuracy: f64,
-}
+pub type GrmEval = crate::reward_model_eval::PairAccuracy;
 
 /// `sft.json`: the run's record.
 #[derive(Debug, Clone, Serialize)]
@@ -150,43 +144,126 @@ pub fn grm_accuracy(
     pairs: &[PreferenceRecord],
     max_new_tokens: usize,
 ) -> Result<GrmEval> {
-    let config = GenerationConfig {
-        stop_token_ids: engine.stop_ids.clone(),
-        ..GenerationConfig::greedy(max_new_tokens)
+    Ok(PairAccuracy::of(&grm_verdicts(
+        engine,
+        "grm",
+        "",
+        pairs,
+        max_new_tokens,
+    )?))
+}
+
+/// The preference pairs the reward models learn from: `pairs_train` and the pairs behind
+/// `sft_grm` (the GRM sees both, as judgments to imitate and as RL prompts), labels with the
+/// world's label noise.
+pub fn world_preference_pairs(seed: u64, size: usize) -> Result<Vec<BtPair>> {
+    let config = WorldConfig {
+        seed,
+        sizes: SplitSizes {
+            train_pairs: size,
+            grm_sft: size,
+            ..SplitSizes::scaled(28)
+        },
+        ..WorldConfig::default()
     };
-    let (mut parsed, mut correct) = (0usize, 0usize);
-    for chunk in pairs.chunks(16) {
-        let mut encoded = Vec::new();
-        for p in chunk {
-            let image = match &p.world {
-                Some(w) => Some(image_of(w)?),
-                None => Some(Arc::new(grlhf_models::image_processor::RgbImage::open(
-                    &p.image,
-                )?)),
+    let mut out = Vec::new();
+    for split in [Split::PairsTrain, Split::SftGrm] {
+        let SplitRecords::Pairs(records) = config.generate(split).map_err(|e| anyhow!(e))? else {
+            unreachable!("{} holds pairs", split.name())
+        };
+        for r in records {
+            let (chosen, rejected) = if r.preferred == 1 {
+                (r.response_1, r.response_2)
+            } else {
+                (r.response_2, r.response_1)
             };
-            let user = grm_user_message(&p.question, &p.response_1, &p.response_2);
-            encoded.push(
-                engine
-                    .encode(GRM_SYSTEM_PROMPT, &user, image.as_deref())
-                    .map_err(|e| anyhow!(e))?,
-            );
-        }
-        let refs: Vec<_> = encoded.iter().collect();
-        let outputs = engine.generate(&refs, &config).map_err(|e| anyhow!(e))?;
-        for (p, out) in chunk.iter().zip(outputs) {
-            if let Ok((s1, s2)) = parse_scores(&engine.decode(&out.tokens)) {
-                parsed += 1;
-                correct +=
-                    usize::from((p.preferred == 1 && s1 > s2) || (p.preferred == 2 && s2 > s1));
-            }
+            out.push(BtPair {
+                system: POLICY_SYSTEM_PROMPT.to_string(),
+                user: policy_user_message(&r.question),
+                image: Some(image_of(r.world.as_ref().expect("world records"))?),
+                chosen,
+                rejected,
+            });
         }
     }
-    let n = pairs.len().max(1) as f64;
-    Ok(GrmEval {
+    Ok(out)
+}
+
+/// `rm.json`: the score-only reward model's warm start.
+#[derive(Debug, Clone, Serialize)]
+pub struct BtReport {
+    pub pairs: usize,
+    pub config: BtConfig,
+    pub loss_first: f64,
+    pub loss_last: f64,
+    /// Training-batch accuracy over the first and last tenth of the steps.
+    pub train_accuracy_first: f64,
+    pub train_accuracy_last: f64,
+    pub wall_s: f64,
+    pub out: PathBuf,
+}
+
+/// Trains the score-only Bradley–Terry reward model from `model` (a checkpoint or
+/// `world:<preset>`) on the world's preference pairs; writes `out/model` (backbone, head,
+/// tokenizer, processor) and `out/rm.json`.
+pub fn run_bt_rm(
+    model: &str,
+    out: &Path,
+    config: &BtConfig,
+    world_size: usize,
+    device: Device,
+    mut on_step: impl FnMut(&BtStats),
+) -> Result<BtReport> {
+    let started = std::time::Instant::now();
+    let source: PathBuf = match model.strip_prefix("world:") {
+        Some(preset) => {
+            let dir = out.join("init");
+            let size = WorldModelSize::preset(preset).map_err(|e| anyhow!("model: {e}"))?;
+            init_world_model(&dir, size, config.seed as i64).map_err(|e| anyhow!(e))?;
+            dir
+        }
+        None => PathBuf::from(model),
+    };
+    let engine = VlEngine::load(&source, device, Kind::Float).map_err(|e| anyhow!(e))?;
+    let hidden = engine.model.config().text_config.hidden_size;
+    tch::manual_seed(config.seed as i64);
+    let mut rm = ScalarRewardModel {
+        engine,
+        score: tch::Tensor::randn([1, hidden], (Kind::Float, device)) * 0.02,
+    };
+    let pairs = world_preference_pairs(config.seed, world_size)?;
+    let history =
+        train_bradley_terry(&mut rm, &pairs, config, &mut on_step).map_err(|e| anyhow!(e))?;
+    let model_dir = out.join("model");
+    rm.save(&model_dir).map_err(|e| anyhow!(e))?;
+    copy_processing_files(&source, &model_dir)?;
+    let window = (history.len() / 10).max(1);
+    let mean = |xs: &[BtStats], f: fn(&BtStats) -> f64| {
+        xs.iter().map(f).sum::<f64>() / xs.len().max(1) as f64
+    };
+    let (head, tail) = (&history[..window], &history[history.len() - window..]);
+    let report = BtReport {
         pairs: pairs.len(),
-        parsed: parsed as f64 / n,
-        accuracy: correct as f64 / n,
-    })
+        config: config.clone(),
+        loss_first: mean(head, |s| s.loss),
+        loss_last: mean(tail, |s| s.loss),
+        train_accuracy_first: mean(head, |s| s.accuracy),
+        train_accuracy_last: mean(tail, |s| s.accuracy),
+        wall_s: started.elapsed().as_secs_f64(),
+        out: model_dir,
+    };
+    std::fs::write(out.join("rm.json"), serde_json::to_string_pretty(&report)?)?;
+    Ok(report)
+}
+
+/// Copies the tokenizer and image-processor files a saved model needs next to its weights.
+pub fn copy_processing_files(from: &Path, to: &Path) -> Result<()> {
+    for file in ["tokenizer.json", "preprocessor_config.json"] {
+        std::fs::copy(from.join(file), to.join(file)).with_context(|| {
+            format!("copying {} to {}", from.join(file).display(), to.display())
+        })?;
+    }
+    Ok(())
 }
 
 /// Everything `grlhf sft` needs.
@@ -201,6 +278,9 @@ pub struct SftRequest {
     pub eval_per_family: usize,
     pub eval_pairs: usize,
     pub max_new_tokens: usize,
+    pub device: Device,
+    /// Measure on held-out data before and after (the pipeline measures separately).
+    pub evaluate: bool,
 }
 
 fn evaluate(
@@ -245,19 +325,28 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
         }
         None => PathBuf::from(&request.model),
     };
-    let mut engine = VlEngine::load(&source, Device::Cpu, Kind::Float).map_err(|e| anyhow!(e))?;
+    let mut engine =
+        VlEngine::load(&source, request.device, Kind::Float).map_err(|e| anyhow!(e))?;
     let examples = world_examples(
         request.target,
         request.config.seed,
         request.world_size,
         request.sft_quality,
     )?;
-    let (policy_before, grm_before) = evaluate(&engine, request, 0)?;
+    let (policy_before, grm_before) = if request.evaluate {
+        evaluate(&engine, request, 0)?
+    } else {
+        (None, None)
+    };
     let history =
         train_sft(&mut engine, &examples, &request.config, &mut on_step).map_err(|e| anyhow!(e))?;
-    let (policy_after, grm_after) = evaluate(&engine, request, request.config.steps)?;
+    let (policy_after, grm_after) = if request.evaluate {
+        evaluate(&engine, request, request.config.steps)?
+    } else {
+        (None, None)
+    };
     let mut grm_after_ood = std::collections::BTreeMap::new();
-    if request.target == Target::Grm {
+    if request.target == Target::Grm && request.evaluate {
         for split in [
             Split::PairsOodCombo,
             Split::PairsOodError,
@@ -275,10 +364,7 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
         .model
         .save(&model_dir)
         .map_err(|e| anyhow!(e.to_string()))?;
-    for file in ["tokenizer.json", "preprocessor_config.json"] {
-        std::fs::copy(source.join(file), model_dir.join(file))
-            .with_context(|| format!("copying {file}"))?;
-    }
+    copy_processing_files(&source, &model_dir)?;
     let window = (history.len() / 10).max(1);
     let mean = |xs: &[SftStats]| xs.iter().map(|s| s.loss).sum::<f64>() / xs.len().max(1) as f64;
     let report = SftReport {

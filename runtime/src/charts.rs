@@ -1,4 +1,4 @@
-//! PNG charts for benchmark reports (plotters, with a bundled DejaVu Sans so no system font is
+//! PNG charts for reports and benchmarks (plotters, with a bundled DejaVu Sans so no system font is
 //! needed).
 
 use std::path::Path;
@@ -34,11 +34,7 @@ pub fn grouped_bars(path: &Path, panels: &[BarPanel]) -> Result<()> {
     let root = BitMapBackend::new(path, (width, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let areas = root.split_evenly((1, panels.len().max(1)));
-    let palette = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-    ];
+    let palette = LINE_PALETTE;
     for (area, panel) in areas.iter().zip(panels) {
         let n_groups = panel.groups.len();
         let n_series = panel.series.len().max(1);
@@ -84,6 +80,85 @@ pub fn grouped_bars(path: &Path, panels: &[BarPanel]) -> Result<()> {
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
                 });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// One panel of line series: `(series name, points)`.
+pub struct LinePanel {
+    pub title: String,
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+    pub x_label: String,
+    pub y_label: String,
+}
+
+const LINE_PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// Draws line panels side by side into one PNG (points are marked, so short series show).
+pub fn line_charts(path: &Path, panels: &[LinePanel]) -> Result<()> {
+    ensure_font();
+    let width = 560 * panels.len().max(1) as u32;
+    let root = BitMapBackend::new(path, (width, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (area, panel) in areas.iter().zip(panels) {
+        let points = panel.series.iter().flat_map(|(_, p)| p.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(x, y) in points {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        if x0 > x1 {
+            (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+        }
+        let pad = ((y1 - y0) * 0.1).max(1e-3);
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))
+            .map_err(|e| anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc(&panel.x_label)
+            .y_desc(&panel.y_label)
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        for (s, (name, values)) in panel.series.iter().enumerate() {
+            let color = LINE_PALETTE[s % LINE_PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    values.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| anyhow!("{e}"))?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 14, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(values.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| anyhow!("{e}"))?;
         }
         chart
             .configure_series_labels()

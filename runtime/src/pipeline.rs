@@ -1,0 +1,814 @@
+//! `grlhf pipeline CONFIG` and `grlhf reproduce CONFIG`: Generative RLHF-V end to end, in one
+//! run directory.
+//!
+//! ```text
+//! RUN/warm/policy/   policy SFT on the world's answers           (model/, sft.json)
+//! RUN/warm/grm/      GRM SFT on judgments; init/ = the untrained GRM
+//! RUN/warm/rm/       score-only Bradley–Terry reward model       (model/, rm.json)
+//! RUN/stage1/        the GRM trained by GRPO on preference pairs (a `grlhf run` directory)
+//! RUN/stage2/<v>/    the policy trained by GRPO, one directory per variant
+//! RUN/sweep/n<N>/<v> the candidate sweep (reproduce --sweep-n)
+//! RUN/eval/          judgments.jsonl (every RM verdict), policy_eval.json, sweep.json
+//! RUN/report.md, report.json, plots/*.png
+//! ```
+//!
+//! Each stage reads only what earlier stages saved, so `--stage` runs one alone from saved
+//! checkpoints; a missing input is an error naming the stage that makes it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use grlhf_actors::evaluator::{evaluate_prompts, EvalMetric, EvalStats};
+use grlhf_actors::registry::Registry;
+use grlhf_actors::scalar_rm_judge::ScalarRewardModel;
+use grlhf_actors::vl_engine::VlEngine;
+use grlhf_models::device::parse_device;
+use grlhf_tasks::world::Split;
+use indicatif::{ProgressBar, ProgressStyle};
+use tch::{Device, Kind};
+
+use crate::charts::{grouped_bars, line_charts, BarPanel, LinePanel};
+use crate::pipeline_config::{PipelineConfig, Variant};
+use crate::report::{HackingWatch, Report, SweepPoint, REWARD_MODELS, SPLITS};
+use crate::reward_model_eval::{
+    candidate_groups, grm_correlations, grm_verdicts, scalar_correlation, scalar_verdicts,
+    PairAccuracy, PairVerdict,
+};
+use crate::run::run;
+use crate::run_config::{EvaluatorConfig, RunConfig};
+use crate::warm_start::{run_bt_rm, run_sft, world_eval_prompts, world_pairs, SftRequest, Target};
+
+/// The pipeline's stages, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PipelineStage {
+    WarmStart,
+    Stage1,
+    Stage2,
+    Eval,
+}
+
+impl PipelineStage {
+    pub const ALL: [PipelineStage; 4] = [
+        PipelineStage::WarmStart,
+        PipelineStage::Stage1,
+        PipelineStage::Stage2,
+        PipelineStage::Eval,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PipelineStage::WarmStart => "warm-start",
+            PipelineStage::Stage1 => "stage1",
+            PipelineStage::Stage2 => "stage2",
+            PipelineStage::Eval => "eval",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<PipelineStage> {
+        PipelineStage::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| anyhow!("--stage {name}: use warm-start, stage1, stage2 or eval"))
+    }
+}
+
+/// What to run.
+pub struct PipelineRequest {
+    pub config: PipelineConfig,
+    pub config_path: PathBuf,
+    /// Only this stage (its inputs must exist); `None` runs all.
+    pub only: Option<PipelineStage>,
+    /// Stage-2 variants to train.
+    pub variants: Vec<Variant>,
+    /// Candidate counts for the sweep (empty: no sweep).
+    pub sweep_n: Vec<usize>,
+    pub progress: bool,
+}
+
+fn step_bar(show: bool, len: u64, label: &str) -> ProgressBar {
+    let bar = if show {
+        ProgressBar::new(len)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{label:<12} {{pos}}/{{len}} [{{bar:30}}] {{msg}} ({{elapsed}})"
+        ))
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+fn say(text: &str) {
+    eprintln!("\n== {text}");
+}
+
+/// The stage wall times already recorded in `RUN/stages.json`, with `stage` set to `seconds`.
+fn record_wall(root: &Path, stage: &str, seconds: f64) -> Result<()> {
+    let path = root.join("stages.json");
+    let mut walls: BTreeMap<String, f64> = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a map of stage wall times", path.display()))?,
+        Err(_) => BTreeMap::new(),
+    };
+    walls.insert(stage.to_string(), seconds);
+    write_atomic(&path, &serde_json::to_string_pretty(&walls)?)
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a file.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn require(path: &Path, made_by: &str) -> Result<()> {
+    if !path.exists() {
+        bail!(
+            "{} does not exist: run the {made_by} stage first (grlhf pipeline CONFIG --stage {made_by})",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs the requested stages and, when evaluation runs, returns the report.
+pub fn run_pipeline(
+    request: &PipelineRequest,
+    registry: &dyn Fn() -> Registry,
+) -> Result<Option<Report>> {
+    let root = &request.config.run_dir;
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    std::fs::write(
+        root.join("pipeline.toml"),
+        toml::to_string_pretty(&request.config).context("serialising the pipeline config")?,
+    )?;
+    let stages: Vec<PipelineStage> = match request.only {
+        Some(s) => vec![s],
+        None => PipelineStage::ALL.to_vec(),
+    };
+    let mut report = None;
+    for stage in stages {
+        let started = Instant::now();
+        match stage {
+            PipelineStage::WarmStart => warm_start(request)?,
+            PipelineStage::Stage1 => stage1(request, registry)?,
+            PipelineStage::Stage2 => stage2(request, registry)?,
+            PipelineStage::Eval => report = Some(evaluate(request)?),
+        }
+        record_wall(root, stage.name(), started.elapsed().as_secs_f64())?;
+    }
+    if let Some(report) = &mut report {
+        // The evaluation's own wall time is known only now; rewrite the report with it.
+        report.stage_wall_s = read_walls(root)?;
+        write_report(request, report)?;
+    }
+    Ok(report)
+}
+
+fn read_walls(root: &Path) -> Result<BTreeMap<String, f64>> {
+    let path = root.join("stages.json");
+    Ok(match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a map of stage wall times", path.display()))?,
+        Err(_) => BTreeMap::new(),
+    })
+}
+
+fn warm_start(request: &PipelineRequest) -> Result<()> {
+    let config = &request.config;
+    let root = &config.run_dir;
+    let ws = &config.warm_start;
+    let device = parse_device(&ws.device).map_err(|e| anyhow!("warm_start.device: {e}"))?;
+    for (target, sft, dir, label) in [
+        (Target::Policy, &ws.policy, "warm/policy", "policy SFT"),
+        (Target::Grm, &ws.grm, "warm/grm", "GRM SFT"),
+    ] {
+        say(&format!("warm start: {label} ({} steps)", sft.steps));
+        let bar = step_bar(request.progress, sft.steps, label);
+        let sft_request = SftRequest {
+            target,
+            model: config.model.clone(),
+            out: root.join(dir),
+            config: grlhf_actors::sft::SftConfig {
+                seed: config.seed,
+                ..sft.clone()
+            },
+            world_size: config.world_size,
+            sft_quality: if target == Target::Policy {
+                ws.sft_quality
+            } else {
+                1.0
+            },
+            eval_per_family: 1,
+            eval_pairs: 1,
+            max_new_tokens: config.eval.max_new_tokens,
+            device,
+            evaluate: false,
+        };
+        let report = run_sft(&sft_request, |s| {
+            bar.set_position(s.step + 1);
+            bar.set_message(format!("loss {:.3}", s.loss));
+        })?;
+        bar.finish_and_clear();
+        eprintln!(
+            "   loss {:.3} → {:.3} in {:.0} s",
+            report.loss_first, report.loss_last, report.wall_s
+        );
+    }
+    say(&format!(
+        "warm start: score-only Bradley–Terry RM ({} steps)",
+        ws.rm.steps
+    ));
+    let bar = step_bar(request.progress, ws.rm.steps, "BT reward");
+    let rm = grlhf_actors::bradley_terry::BtConfig {
+        seed: config.seed,
+        ..ws.rm.clone()
+    };
+    let report = run_bt_rm(
+        &config.model,
+        &root.join("warm/rm"),
+        &rm,
+        config.world_size,
+        device,
+        |s| {
+            bar.set_position(s.step + 1);
+            bar.set_message(format!("loss {:.3} acc {:.2}", s.loss, s.accuracy));
+        },
+    )?;
+    bar.finish_and_clear();
+    eprintln!(
+        "   loss {:.3} → {:.3}, training-batch accuracy {:.2} → {:.2} in {:.0} s",
+        report.loss_first,
+        report.loss_last,
+        report.train_accuracy_first,
+        report.train_accuracy_last,
+        report.wall_s
+    );
+    Ok(())
+}
+
+fn run_stage(
+    config: RunConfig,
+    request: &PipelineRequest,
+    registry: &dyn Fn() -> Registry,
+) -> Result<()> {
+    config
+        .validate_checkpoints()
+        .with_context(|| format!("{}", request.config_path.display()))?;
+    let outcome = run(config, &request.config_path, registry(), request.progress)?;
+    let s = &outcome.summary;
+    eprintln!(
+        "   reward {:.3} → {:.3} over {} steps in {:.0} s{}",
+        s.reward_mean_first,
+        s.reward_mean_last,
+        s.learner_steps,
+        s.wall_s,
+        match (s.eval_first, s.eval_last) {
+            (Some(a), Some(b)) => format!("; held-out oracle {:.1} → {:.1}", a * 100.0, b * 100.0),
+            _ => String::new(),
+        }
+    );
+    Ok(())
+}
+
+fn stage1(request: &PipelineRequest, registry: &dyn Fn() -> Registry) -> Result<()> {
+    let config = &request.config;
+    let root = &config.run_dir;
+    require(&root.join("warm/grm/model"), "warm-start")?;
+    let run_config = config.stage1_config(&request.config_path, root)?;
+    say(&format!(
+        "stage 1: GRM trained by GRPO on preference pairs ({} steps, k = {})",
+        run_config.steps, run_config.group_size
+    ));
+    run_stage(run_config, request, registry)
+}
+
+/// A stage-2 run config with a periodic evaluator (for the curves and the length watch).
+fn stage2_run_config(
+    request: &PipelineRequest,
+    variant: Variant,
+    run_dir: &Path,
+    group_size: Option<usize>,
+) -> Result<RunConfig> {
+    let config = &request.config;
+    let mut run_config = config.stage2_config(
+        &request.config_path,
+        variant,
+        &config.run_dir,
+        run_dir,
+        group_size,
+    )?;
+    if run_config.evaluator.is_none() {
+        run_config.evaluator = Some(EvaluatorConfig {
+            every: (run_config.steps / 4).max(1),
+            prompts_per_family: 2,
+            max_new_tokens: config.eval.max_new_tokens,
+            metric: EvalMetric::Oracle,
+            ..EvaluatorConfig::default()
+        });
+    }
+    Ok(run_config)
+}
+
+fn stage2(request: &PipelineRequest, registry: &dyn Fn() -> Registry) -> Result<()> {
+    let root = &request.config.run_dir;
+    require(&root.join("warm/policy/model"), "warm-start")?;
+    for variant in &request.variants {
+        match variant {
+            Variant::RmGrpo => require(&root.join("warm/rm/model"), "warm-start")?,
+            Variant::GrmSftGrouped => require(&root.join("warm/grm/model"), "warm-start")?,
+            _ => require(&root.join("stage1/policy"), "stage1")?,
+        }
+        let run_config = stage2_run_config(
+            request,
+            *variant,
+            &root.join("stage2").join(variant.name()),
+            None,
+        )?;
+        say(&format!(
+            "stage 2: {} ({} steps, n = {})",
+            variant.describe(),
+            run_config.steps,
+            run_config.group_size
+        ));
+        run_stage(run_config, request, registry)?;
+    }
+    for &n in &request.sweep_n {
+        for variant in [Variant::RmGrpo, Variant::GrmRlGrouped] {
+            let dir = root.join(format!("sweep/n{n}")).join(variant.name());
+            let run_config = stage2_run_config(request, variant, &dir, Some(n))?;
+            say(&format!(
+                "sweep: {} with n = {n} ({} steps)",
+                variant.describe(),
+                run_config.steps
+            ));
+            run_stage(run_config, request, registry)?;
+        }
+    }
+    Ok(())
+}
+
+fn load_engine(dir: &Path, device: Device) -> Result<VlEngine> {
+    VlEngine::load(dir, device, Kind::Float).map_err(|e| anyhow!(e))
+}
+
+/// Held-out policy evaluation (oracle, greedy), one `EvalStats` per policy.
+fn policy_eval(
+    request: &PipelineRequest,
+    policies: &[(String, PathBuf)],
+    device: Device,
+) -> Result<BTreeMap<String, EvalStats>> {
+    let config = &request.config;
+    let prompts = world_eval_prompts(config.seed, config.eval.prompts_per_family)?;
+    let bar = step_bar(request.progress, policies.len() as u64, "policies");
+    let mut out = BTreeMap::new();
+    for (name, dir) in policies {
+        bar.set_message(name.clone());
+        let engine = load_engine(dir, device)?;
+        let stats = evaluate_prompts(
+            &engine,
+            &prompts,
+            EvalMetric::Oracle,
+            config.eval.max_new_tokens,
+            16,
+            0,
+        )
+        .map_err(|e| anyhow!("evaluating {name}: {e}"))?;
+        out.insert(name.clone(), stats);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+fn to_table(stats: &EvalStats) -> BTreeMap<String, f64> {
+    let mut row: BTreeMap<String, f64> = stats
+        .per_family
+        .iter()
+        .map(|(k, v)| (k.clone(), v * 100.0))
+        .collect();
+    row.insert("average".into(), stats.mean * 100.0);
+    row
+}
+
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Reward-model verdicts on every held-out split, appended to `judgments.jsonl`.
+fn rm_verdicts(request: &PipelineRequest, device: Device) -> Result<Vec<PairVerdict>> {
+    let config = &request.config;
+    let root = &config.run_dir;
+    let grm_untrained = if root.join("warm/grm/init").is_dir() {
+        root.join("warm/grm/init")
+    } else {
+        PathBuf::from(&config.model)
+    };
+    let models: [(&str, PathBuf); 4] = [
+        ("score_only_rm", root.join("warm/rm/model")),
+        ("grm", grm_untrained),
+        ("grm_sft", root.join("warm/grm/model")),
+        ("grm_rl", root.join("stage1/policy")),
+    ];
+    let bar = step_bar(
+        request.progress,
+        (models.len() * SPLITS.len()) as u64,
+        "reward models",
+    );
+    let mut all = Vec::new();
+    for (name, dir) in &models {
+        if !dir.is_dir() {
+            eprintln!("   {name}: {} not found, left out", dir.display());
+            bar.inc(SPLITS.len() as u64);
+            continue;
+        }
+        let scalar = (*name == "score_only_rm")
+            .then(|| ScalarRewardModel::load(dir, device, Kind::Float).map_err(|e| anyhow!(e)))
+            .transpose()?;
+        let engine = if scalar.is_none() {
+            Some(load_engine(dir, device)?)
+        } else {
+            None
+        };
+        for (split_name, key) in SPLITS {
+            bar.set_message(format!("{name} {key}"));
+            let split = Split::ALL
+                .into_iter()
+                .find(|s| s.name() == split_name)
+                .expect("a world split");
+            let pairs = world_pairs(config.seed, split, config.eval.pairs)?;
+            let verdicts = match (&scalar, &engine) {
+                (Some(rm), _) => scalar_verdicts(rm, name, key, &pairs)?,
+                (_, Some(engine)) => {
+                    grm_verdicts(engine, name, key, &pairs, config.eval.judge_max_new_tokens)?
+                }
+                _ => unreachable!("one of the two is loaded"),
+            };
+            all.extend(verdicts);
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(all)
+}
+
+/// Accuracy and parse rate per (model, split), recomputed from verdicts.
+pub fn accuracies_from_verdicts(
+    verdicts: &[PairVerdict],
+) -> BTreeMap<String, BTreeMap<String, PairAccuracy>> {
+    let mut grouped: BTreeMap<(String, String), Vec<PairVerdict>> = BTreeMap::new();
+    for v in verdicts {
+        grouped
+            .entry((v.model.clone(), v.split.clone()))
+            .or_default()
+            .push(v.clone());
+    }
+    let mut out: BTreeMap<String, BTreeMap<String, PairAccuracy>> = BTreeMap::new();
+    for ((model, split), vs) in grouped {
+        out.entry(model)
+            .or_default()
+            .insert(split, PairAccuracy::of(&vs));
+    }
+    out
+}
+
+fn correlations(
+    request: &PipelineRequest,
+    device: Device,
+) -> Result<BTreeMap<String, BTreeMap<String, Option<f64>>>> {
+    let config = &request.config;
+    let root = &config.run_dir;
+    let groups = candidate_groups(
+        config.seed,
+        config.eval.correlation_groups,
+        config.eval.correlation_n,
+    )?;
+    let mut out = BTreeMap::new();
+    let rm_dir = root.join("warm/rm/model");
+    if rm_dir.is_dir() {
+        let rm = ScalarRewardModel::load(&rm_dir, device, Kind::Float).map_err(|e| anyhow!(e))?;
+        let mut row = BTreeMap::new();
+        row.insert("alone".to_string(), scalar_correlation(rm, &groups)?);
+        out.insert("score_only_rm".to_string(), row);
+    }
+    for (name, dir) in [
+        ("grm_sft", root.join("warm/grm/model")),
+        ("grm_rl", root.join("stage1/policy")),
+    ] {
+        if dir.is_dir() {
+            let engine = load_engine(&dir, device)?;
+            out.insert(
+                name.to_string(),
+                grm_correlations(
+                    engine,
+                    &groups,
+                    config.eval.judge_max_new_tokens,
+                    config.seed,
+                )?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[derive(serde::Deserialize)]
+struct StepLine {
+    step: u64,
+    reward_mean: f64,
+}
+
+#[derive(serde::Deserialize)]
+struct EvalLine {
+    version: u64,
+    mean: f64,
+    mean_tokens: f64,
+}
+
+fn evaluate(request: &PipelineRequest) -> Result<Report> {
+    let config = &request.config;
+    let root = &config.run_dir;
+    let device = parse_device(&config.eval.device).map_err(|e| anyhow!("eval.device: {e}"))?;
+    let eval_dir = root.join("eval");
+    std::fs::create_dir_all(&eval_dir)?;
+    require(&root.join("warm/policy/model"), "warm-start")?;
+
+    say("evaluation: policies on held-out prompts (oracle)");
+    let mut policies = vec![("base".to_string(), root.join("warm/policy/model"))];
+    for v in Variant::ALL {
+        let dir = root.join("stage2").join(v.name()).join("policy");
+        if dir.is_dir() {
+            policies.push((v.name().to_string(), dir));
+        }
+    }
+    let mut sweep_dirs = Vec::new();
+    for &n in &request.sweep_n {
+        for v in [Variant::RmGrpo, Variant::GrmRlGrouped] {
+            let dir = root
+                .join(format!("sweep/n{n}"))
+                .join(v.name())
+                .join("policy");
+            if dir.is_dir() {
+                let key = format!("sweep_n{n}_{}", v.name());
+                policies.push((key.clone(), dir));
+                sweep_dirs.push((n, v, key));
+            }
+        }
+    }
+    let stats = policy_eval(request, &policies, device)?;
+    write_atomic(
+        &eval_dir.join("policy_eval.json"),
+        &serde_json::to_string_pretty(&stats)?,
+    )?;
+
+    say("evaluation: reward models on held-out and out-of-distribution pairs");
+    let verdicts = rm_verdicts(request, device)?;
+    let judgments_path = eval_dir.join("judgments.jsonl");
+    {
+        let tmp = judgments_path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        for v in &verdicts {
+            writeln!(file, "{}", serde_json::to_string(v)?)?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&tmp, &judgments_path)?;
+    }
+    // The report's accuracies come from the saved file, as any reader would recompute them.
+    let saved: Vec<PairVerdict> = read_jsonl(&judgments_path)?;
+    let accuracy = accuracies_from_verdicts(&saved);
+
+    say("evaluation: correlation of rewards with the oracle");
+    let rm_correlation = correlations(request, device)?;
+
+    let mut report = Report {
+        seed: config.seed,
+        rm_pairs_per_split: config.eval.pairs,
+        eval_prompts: stats.get("base").map_or(0, |s| s.prompts),
+        rm_correlation,
+        ..Report::default()
+    };
+    for (model, splits) in &accuracy {
+        report.rm_accuracy.insert(
+            model.clone(),
+            splits
+                .iter()
+                .map(|(k, a)| (k.clone(), a.accuracy))
+                .collect(),
+        );
+        report.rm_parsed.insert(
+            model.clone(),
+            splits.iter().map(|(k, a)| (k.clone(), a.parsed)).collect(),
+        );
+    }
+    let base_average = stats.get("base").map(|s| s.mean * 100.0).unwrap_or(0.0);
+    for (name, s) in &stats {
+        if name.starts_with("sweep_") {
+            continue;
+        }
+        report.policy_eval.insert(name.clone(), to_table(s));
+        if name != "base" {
+            report
+                .policy_gain
+                .insert(name.clone(), s.mean * 100.0 - base_average);
+        }
+        report.reward_hacking.insert(
+            name.clone(),
+            HackingWatch {
+                self_praise: s.self_praise,
+                beyond_needed: s.beyond_needed,
+                mean_tokens: s.mean_tokens,
+                finished: s.finished,
+            },
+        );
+    }
+    for (n, v, key) in &sweep_dirs {
+        if let Some(s) = stats.get(key) {
+            report.sweep.push(SweepPoint {
+                n: *n,
+                variant: v.name().to_string(),
+                average: s.mean * 100.0,
+                gain: s.mean * 100.0 - base_average,
+            });
+        }
+    }
+    // Training curves from the stage directories.
+    let mut runs = vec![("stage1".to_string(), root.join("stage1"))];
+    for v in Variant::ALL {
+        runs.push((v.name().to_string(), root.join("stage2").join(v.name())));
+    }
+    for (name, dir) in runs {
+        let metrics = dir.join("metrics.jsonl");
+        if metrics.is_file() {
+            let steps: Vec<StepLine> = read_jsonl(&metrics)?;
+            report.reward_curves.insert(
+                name.clone(),
+                steps
+                    .iter()
+                    .map(|s| (s.step as f64, s.reward_mean))
+                    .collect(),
+            );
+        }
+        let evals = dir.join("eval.jsonl");
+        if name != "stage1" && evals.is_file() {
+            let lines: Vec<EvalLine> = read_jsonl(&evals)?;
+            report.eval_curves.insert(
+                name.clone(),
+                lines
+                    .iter()
+                    .map(|e| (e.version as f64, e.mean * 100.0))
+                    .collect(),
+            );
+            report.length_drift.insert(
+                name.clone(),
+                lines
+                    .iter()
+                    .map(|e| (e.version as f64, e.mean_tokens))
+                    .collect(),
+            );
+        }
+    }
+    report.check_claims();
+    report.plots = plots(root, &report)?;
+    Ok(report)
+}
+
+fn write_report(request: &PipelineRequest, report: &Report) -> Result<()> {
+    let root = &request.config.run_dir;
+    write_atomic(
+        &root.join("report.json"),
+        &serde_json::to_string_pretty(report)?,
+    )?;
+    write_atomic(
+        &root.join("report.md"),
+        &report.markdown("Generative RLHF-V on the embedded world"),
+    )?;
+    Ok(())
+}
+
+/// The report's PNGs, relative to the run directory.
+fn plots(root: &Path, report: &Report) -> Result<Vec<String>> {
+    let dir = root.join("plots");
+    std::fs::create_dir_all(&dir)?;
+    let mut written = Vec::new();
+    let smooth = |curve: &Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+        let w = (curve.len() / 20).max(1);
+        curve
+            .windows(w)
+            .map(|win| {
+                (
+                    win[w - 1].0,
+                    win.iter().map(|p| p.1).sum::<f64>() / w as f64,
+                )
+            })
+            .collect()
+    };
+    let stage2: Vec<(String, Vec<(f64, f64)>)> = report
+        .reward_curves
+        .iter()
+        .filter(|(k, _)| k.as_str() != "stage1")
+        .map(|(k, c)| (k.clone(), smooth(c)))
+        .collect();
+    let mut panels = Vec::new();
+    if let Some(c) = report.reward_curves.get("stage1") {
+        panels.push(LinePanel {
+            title: "stage 1: GRM reward (agreement with label)".into(),
+            series: vec![("grm_rl".into(), smooth(c))],
+            x_label: "learner step".into(),
+            y_label: "reward".into(),
+        });
+    }
+    if !stage2.is_empty() {
+        panels.push(LinePanel {
+            title: "stage 2: policy reward (each judge's own scale)".into(),
+            series: stage2,
+            x_label: "learner step".into(),
+            y_label: "reward".into(),
+        });
+    }
+    if !panels.is_empty() {
+        line_charts(&dir.join("reward_curves.png"), &panels)?;
+        written.push("plots/reward_curves.png".into());
+    }
+    if !report.eval_curves.is_empty() {
+        line_charts(
+            &dir.join("eval_curves.png"),
+            &[
+                LinePanel {
+                    title: "held-out oracle score during stage 2".into(),
+                    series: report.eval_curves.clone().into_iter().collect(),
+                    x_label: "policy version".into(),
+                    y_label: "oracle score (0-100)".into(),
+                },
+                LinePanel {
+                    title: "response length during stage 2".into(),
+                    series: report.length_drift.clone().into_iter().collect(),
+                    x_label: "policy version".into(),
+                    y_label: "mean tokens".into(),
+                },
+            ],
+        )?;
+        written.push("plots/eval_curves.png".into());
+    }
+    if !report.rm_accuracy.is_empty() {
+        let models: Vec<(&str, &str)> = REWARD_MODELS
+            .into_iter()
+            .filter(|(k, _)| report.rm_accuracy.contains_key(*k))
+            .collect();
+        grouped_bars(
+            &dir.join("rm_accuracy.png"),
+            &[BarPanel {
+                title: "reward-model pairwise accuracy".into(),
+                groups: SPLITS.iter().map(|(_, k)| k.to_string()).collect(),
+                series: models
+                    .iter()
+                    .map(|(k, _)| {
+                        (
+                            k.to_string(),
+                            SPLITS
+                                .iter()
+                                .map(|(_, s)| {
+                                    report.rm_accuracy[*k].get(*s).copied().unwrap_or(0.0)
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+                y_label: "accuracy".into(),
+            }],
+        )?;
+        written.push("plots/rm_accuracy.png".into());
+    }
+    if !report.sweep.is_empty() {
+        let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for p in &report.sweep {
+            series
+                .entry(p.variant.clone())
+                .or_default()
+                .push((p.n as f64, p.gain));
+        }
+        line_charts(
+            &dir.join("sweep_n.png"),
+            &[LinePanel {
+                title: "improvement over the base policy against n".into(),
+                series: series.into_iter().collect(),
+                x_label: "candidates per prompt (n)".into(),
+                y_label: "average gain (0-100)".into(),
+            }],
+        )?;
+        written.push("plots/sweep_n.png".into());
+    }
+    Ok(written)
+}

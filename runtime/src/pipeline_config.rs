@@ -1,0 +1,440 @@
+//! The pipeline's TOML configuration (`grlhf pipeline CONFIG`, `grlhf reproduce CONFIG`).
+//!
+//! ```toml
+//! run_dir = "runs/demo"
+//! seed = 0
+//! model = "world:tiny"         # where policy, GRM and score-only RM all start
+//! world_size = 2000            # training prompts / pairs / demonstrations drawn from the world
+//! variants = ["rm_grpo", "grm_rl_grouped"]   # stage-2 runs (reproduce runs all four)
+//!
+//! [warm_start]                 # policy SFT, GRM SFT, Bradley–Terry RM
+//! [stage1]                     # a run config (see configs/*.toml) minus what the pipeline sets
+//! [stage2]                     # the same, shared by every stage-2 variant
+//! [judge]                      # stage 2's judge placement and GRM decoding
+//! [eval]                       # held-out evaluation sizes
+//! ```
+//!
+//! `[stage1]` and `[stage2]` take every key of a run config except `run_dir`, `stage`,
+//! `model.policy`, `model.reward_model` and `[[judge]]`, which the pipeline sets per stage and
+//! variant; setting one of those is an error that names it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use grlhf_actors::bradley_terry::BtConfig;
+use grlhf_actors::grouped_comparison::{Aggregation, PairOrder};
+use grlhf_actors::sft::SftConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::run_config::{RunConfig, Stage};
+
+/// A stage-2 run: which reward model judges the policy's groups, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    /// Baseline: the score-only Bradley–Terry RM scores each response; GRPO.
+    RmGrpo,
+    /// The GRM after SFT only, with grouped comparison.
+    GrmSftGrouped,
+    /// The GRM after stage-1 RL, each response compared once with one random other.
+    GrmRlSingle,
+    /// The full method: GRM after stage-1 RL, grouped comparison.
+    GrmRlGrouped,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 4] = [
+        Variant::RmGrpo,
+        Variant::GrmSftGrouped,
+        Variant::GrmRlSingle,
+        Variant::GrmRlGrouped,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::RmGrpo => "rm_grpo",
+            Variant::GrmSftGrouped => "grm_sft_grouped",
+            Variant::GrmRlSingle => "grm_rl_single",
+            Variant::GrmRlGrouped => "grm_rl_grouped",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Variant::RmGrpo => "score-only RM + GRPO",
+            Variant::GrmSftGrouped => "GRM (SFT only) + grouped comparison",
+            Variant::GrmRlSingle => "GRM+RL, single comparison",
+            Variant::GrmRlGrouped => "GRM+RL + grouped comparison (full method)",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.name() == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarmStartConfig {
+    /// Device for the three warm-start trainings.
+    pub device: String,
+    pub policy: SftConfig,
+    pub grm: SftConfig,
+    pub rm: BtConfig,
+    /// Share of correct answers among the policy's demonstrations.
+    pub sft_quality: f64,
+}
+
+impl Default for WarmStartConfig {
+    fn default() -> Self {
+        WarmStartConfig {
+            device: "cpu".into(),
+            policy: SftConfig {
+                steps: 300,
+                ..SftConfig::default()
+            },
+            grm: SftConfig {
+                steps: 300,
+                ..SftConfig::default()
+            },
+            rm: BtConfig::default(),
+            sft_quality: 1.0,
+        }
+    }
+}
+
+/// Stage 2's judge: placement and decoding (the reward model comes from the variant).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JudgePlacement {
+    pub device: String,
+    pub count: usize,
+    pub max_new_tokens: usize,
+    pub pair_order: PairOrder,
+    pub aggregation: Aggregation,
+}
+
+impl Default for JudgePlacement {
+    fn default() -> Self {
+        JudgePlacement {
+            device: "cpu".into(),
+            count: 1,
+            max_new_tokens: 80,
+            pair_order: PairOrder::Ordered,
+            aggregation: Aggregation::Mean,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineEvalConfig {
+    pub device: String,
+    /// Held-out prompts per family for the policy table.
+    pub prompts_per_family: usize,
+    /// Held-out pairs per split for reward-model accuracy.
+    pub pairs: usize,
+    /// Policy answers' token budget (greedy).
+    pub max_new_tokens: usize,
+    /// GRM judgments' token budget.
+    pub judge_max_new_tokens: usize,
+    /// Groups of candidate answers for the reward/oracle correlation, and answers per group.
+    pub correlation_groups: usize,
+    pub correlation_n: usize,
+}
+
+impl Default for PipelineEvalConfig {
+    fn default() -> Self {
+        PipelineEvalConfig {
+            device: "cpu".into(),
+            prompts_per_family: 16,
+            pairs: 100,
+            max_new_tokens: 64,
+            judge_max_new_tokens: 80,
+            correlation_groups: 28,
+            correlation_n: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub run_dir: PathBuf,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "world_tiny")]
+    pub model: String,
+    #[serde(default = "two_thousand")]
+    pub world_size: usize,
+    #[serde(default = "default_variants")]
+    pub variants: Vec<Variant>,
+    #[serde(default)]
+    pub warm_start: WarmStartConfig,
+    pub stage1: toml::Table,
+    pub stage2: toml::Table,
+    #[serde(default)]
+    pub judge: JudgePlacement,
+    #[serde(default)]
+    pub eval: PipelineEvalConfig,
+    /// Candidate counts for `reproduce --sweep-n` when the flag gives none.
+    #[serde(default)]
+    pub sweep_n: Vec<usize>,
+}
+
+fn world_tiny() -> String {
+    "world:tiny".into()
+}
+fn two_thousand() -> usize {
+    2000
+}
+fn default_variants() -> Vec<Variant> {
+    vec![Variant::RmGrpo, Variant::GrmRlGrouped]
+}
+
+/// Keys of a stage table the pipeline owns.
+const PIPELINE_OWNED: [&str; 3] = ["run_dir", "stage", "judge"];
+
+impl PipelineConfig {
+    pub fn from_file(path: &Path) -> Result<PipelineConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let config: PipelineConfig =
+            toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        // Stage-table errors already name the file.
+        config.validate(path).map_err(|e| {
+            let text = format!("{e:#}");
+            if text.starts_with(&path.display().to_string()) {
+                e
+            } else {
+                anyhow!("{}: {text}", path.display())
+            }
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        if self.variants.is_empty() {
+            bail!("variants = []: name at least one stage-2 run");
+        }
+        if self.world_size == 0 {
+            bail!("world_size = 0");
+        }
+        if !self.model.starts_with("world:") && !Path::new(&self.model).is_dir() {
+            bail!(
+                "model: `{}` is neither a checkpoint directory nor world:<preset>",
+                self.model
+            );
+        }
+        if !(0.0..=1.0).contains(&self.warm_start.sft_quality) {
+            bail!(
+                "warm_start.sft_quality = {}: a share between 0 and 1",
+                self.warm_start.sft_quality
+            );
+        }
+        for (name, steps, batch) in [
+            (
+                "warm_start.policy",
+                self.warm_start.policy.steps,
+                self.warm_start.policy.batch,
+            ),
+            (
+                "warm_start.grm",
+                self.warm_start.grm.steps,
+                self.warm_start.grm.batch,
+            ),
+            (
+                "warm_start.rm",
+                self.warm_start.rm.steps,
+                self.warm_start.rm.batch,
+            ),
+        ] {
+            if steps == 0 || batch == 0 {
+                bail!("{name}: steps and batch must be positive");
+            }
+        }
+        if self.judge.count == 0 || self.judge.max_new_tokens == 0 {
+            bail!("judge: count and max_new_tokens must be positive");
+        }
+        let e = &self.eval;
+        if e.prompts_per_family == 0
+            || e.pairs == 0
+            || e.max_new_tokens == 0
+            || e.judge_max_new_tokens == 0
+        {
+            bail!("eval: prompts_per_family, pairs, max_new_tokens and judge_max_new_tokens must be positive");
+        }
+        if e.correlation_n < 2 {
+            bail!(
+                "eval.correlation_n = {}: need at least 2 answers per group",
+                e.correlation_n
+            );
+        }
+        for n in &self.sweep_n {
+            if *n < 2 {
+                bail!("sweep_n: {n} candidates; need at least 2");
+            }
+        }
+        for device in [
+            &self.warm_start.device,
+            &self.judge.device,
+            &self.eval.device,
+        ] {
+            grlhf_models::device::parse_device(device).map_err(|e| anyhow!("device: {e}"))?;
+        }
+        // Build both stage configs once so their errors surface before any training.
+        let probe = Path::new(".");
+        self.stage1_config(path, probe)?;
+        for v in &self.variants {
+            self.stage2_config(path, *v, probe, probe, None)?;
+        }
+        Ok(())
+    }
+
+    /// A stage table completed with what the pipeline owns, checked like a run config.
+    #[allow(clippy::too_many_arguments)]
+    fn complete(
+        &self,
+        origin: &Path,
+        section: &str,
+        table: &toml::Table,
+        run_dir: &Path,
+        stage: Stage,
+        policy: &Path,
+        reward_model: Option<&Path>,
+        judge: toml::Table,
+    ) -> Result<RunConfig> {
+        let mut table = table.clone();
+        for key in PIPELINE_OWNED {
+            if table.contains_key(key) {
+                bail!("[{section}].{key} is set by the pipeline; remove it (stage 2's judge is configured in [judge])");
+            }
+        }
+        let mut model = match table.remove("model") {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(t)) => t,
+            Some(_) => bail!("[{section}].model must be a table"),
+        };
+        for key in ["policy", "reward_model"] {
+            if model.contains_key(key) {
+                bail!("[{section}].model.{key} is set by the pipeline; remove it");
+            }
+        }
+        model.insert("policy".into(), policy.display().to_string().into());
+        if let Some(rm) = reward_model {
+            model.insert("reward_model".into(), rm.display().to_string().into());
+        }
+        table.insert("model".into(), model.into());
+        table.insert("run_dir".into(), run_dir.display().to_string().into());
+        let stage_name = match stage {
+            Stage::GrmRl => "grm-rl",
+            Stage::PolicyRl => "policy-rl",
+        };
+        table.insert("stage".into(), stage_name.into());
+        table
+            .entry("seed")
+            .or_insert_with(|| (self.seed as i64).into());
+        let data = table
+            .entry("data")
+            .or_insert_with(|| toml::Table::new().into());
+        if let toml::Value::Table(data) = data {
+            data.entry("world_size")
+                .or_insert_with(|| (self.world_size as i64).into());
+            data.entry("world_seed")
+                .or_insert_with(|| (self.seed as i64).into());
+        }
+        table.insert("judge".into(), toml::Value::Array(vec![judge.into()]));
+        let text = toml::to_string(&table).context("serialising a stage table")?;
+        let config: RunConfig =
+            toml::from_str(&text).map_err(|e| anyhow!("[{section}]: {}", e.message()))?;
+        // The checkpoints exist only once earlier stages ran: checked when the stage starts.
+        config
+            .validate_settings()
+            .map_err(|e| anyhow!("{}: [{section}]: {e:#}", origin.display()))?;
+        Ok(config)
+    }
+
+    /// Stage 1: the GRM (after SFT) trained by GRPO on preference pairs.
+    pub fn stage1_config(&self, origin: &Path, root: &Path) -> Result<RunConfig> {
+        let mut judge = toml::Table::new();
+        judge.insert("kind".into(), "rule_judge".into());
+        judge.insert("rule".into(), "grm_preference".into());
+        self.complete(
+            origin,
+            "stage1",
+            &self.stage1,
+            &root.join("stage1"),
+            Stage::GrmRl,
+            &root.join("warm/grm/model"),
+            None,
+            judge,
+        )
+    }
+
+    /// Stage 2 for one variant; `group_size` overrides n (the sweep).
+    pub fn stage2_config(
+        &self,
+        origin: &Path,
+        variant: Variant,
+        root: &Path,
+        run_dir: &Path,
+        group_size: Option<usize>,
+    ) -> Result<RunConfig> {
+        let mut judge = toml::Table::new();
+        judge.insert("device".into(), self.judge.device.clone().into());
+        judge.insert("count".into(), (self.judge.count as i64).into());
+        let reward_model = match variant {
+            Variant::RmGrpo => {
+                judge.insert("kind".into(), "scalar_rm_judge".into());
+                root.join("warm/rm/model")
+            }
+            _ => {
+                judge.insert("kind".into(), "grm_judge".into());
+                judge.insert(
+                    "max_new_tokens".into(),
+                    (self.judge.max_new_tokens as i64).into(),
+                );
+                judge.insert(
+                    "pair_order".into(),
+                    serde_name(&self.judge.pair_order).into(),
+                );
+                judge.insert(
+                    "aggregation".into(),
+                    serde_name(&self.judge.aggregation).into(),
+                );
+                judge.insert(
+                    "single_comparison".into(),
+                    (variant == Variant::GrmRlSingle).into(),
+                );
+                judge.insert("seed".into(), (self.seed as i64).into());
+                if variant == Variant::GrmSftGrouped {
+                    root.join("warm/grm/model")
+                } else {
+                    root.join("stage1/policy")
+                }
+            }
+        };
+        let mut config = self.complete(
+            origin,
+            "stage2",
+            &self.stage2,
+            run_dir,
+            Stage::PolicyRl,
+            &root.join("warm/policy/model"),
+            Some(&reward_model),
+            judge,
+        )?;
+        if let Some(n) = group_size {
+            config.group_size = n;
+        }
+        Ok(config)
+    }
+}
+
+/// An enum value as its serde spelling, for building judge tables.
+fn serde_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,386 @@
+//! The pipeline's report: every number of its tables (`report.json`), the same tables in
+//! Markdown (`report.md`, laid out like the paper's Tables 1 and 2), the main table for the
+//! terminal, and the three claims checked against the measurements.
+//!
+//! Nothing here is measured: the pipeline's evaluation fills a [`Report`], and this module only
+//! lays it out and compares numbers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline_config::Variant;
+
+/// Split names as the report spells them.
+pub const SPLITS: [(&str, &str); 4] = [
+    ("pairs_test", "in_dist"),
+    ("pairs_ood_combo", "ood_combo"),
+    ("pairs_ood_error", "ood_error"),
+    ("pairs_ood_family", "ood_family"),
+];
+
+/// Reward models in table order: (key, description).
+pub const REWARD_MODELS: [(&str, &str); 4] = [
+    ("score_only_rm", "score-only RM (Bradley–Terry)"),
+    ("grm", "GRM, no training"),
+    ("grm_sft", "GRM + SFT"),
+    ("grm_rl", "GRM + RL (stage 1)"),
+];
+
+/// The reward-hacking watch for one policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HackingWatch {
+    /// Share of answers praising themselves.
+    pub self_praise: f64,
+    /// Share of answers with words beyond what the question needs.
+    pub beyond_needed: f64,
+    pub mean_tokens: f64,
+    pub finished: f64,
+}
+
+/// One point of the candidate sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    pub n: usize,
+    pub variant: String,
+    /// Average held-out oracle score (0–100) and its gain over the base policy.
+    pub average: f64,
+    pub gain: f64,
+}
+
+/// A claim of the paper, checked on this run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    pub id: String,
+    pub statement: String,
+    /// `None`: not measured in this run (a variant or the sweep was not run).
+    pub holds: Option<bool>,
+    pub evidence: String,
+}
+
+/// A training curve: (step or version, value).
+pub type Curve = Vec<(f64, f64)>;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub seed: u64,
+    /// `rm_accuracy.<model>.<split>`: pairwise accuracy (0–1).
+    pub rm_accuracy: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Share of judgments that parsed (the score-only RM always scores).
+    pub rm_parsed: BTreeMap<String, BTreeMap<String, f64>>,
+    pub rm_pairs_per_split: usize,
+    /// `rm_correlation.<model>.{alone,single,grouped}`: Pearson r of rewards with oracle scores.
+    pub rm_correlation: BTreeMap<String, BTreeMap<String, Option<f64>>>,
+    /// `policy_eval.<policy>.<family|average>`: mean oracle score, 0–100.
+    pub policy_eval: BTreeMap<String, BTreeMap<String, f64>>,
+    /// `policy_gain.<policy>`: average − the base policy's average.
+    pub policy_gain: BTreeMap<String, f64>,
+    pub eval_prompts: usize,
+    pub reward_hacking: BTreeMap<String, HackingWatch>,
+    /// Stage-2 evaluations during training: mean response tokens by version.
+    pub length_drift: BTreeMap<String, Curve>,
+    /// Stage-2 evaluation curves: held-out oracle score (0–100) by version.
+    pub eval_curves: BTreeMap<String, Curve>,
+    /// Reward by learner step (`stage1` and each stage-2 variant).
+    pub reward_curves: BTreeMap<String, Curve>,
+    pub sweep: Vec<SweepPoint>,
+    pub claims: Vec<Claim>,
+    /// Wall time of each stage, seconds.
+    pub stage_wall_s: BTreeMap<String, f64>,
+    /// PNGs written next to the report.
+    pub plots: Vec<String>,
+}
+
+fn mean_ood(accuracy: &BTreeMap<String, f64>) -> Option<f64> {
+    let values: Vec<f64> = SPLITS[1..]
+        .iter()
+        .filter_map(|(_, k)| accuracy.get(*k).copied())
+        .collect();
+    (values.len() == SPLITS.len() - 1).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// Least-squares slope of y on x.
+pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return None;
+    }
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+impl Report {
+    /// Checks the paper's three claims against this report's numbers.
+    pub fn check_claims(&mut self) {
+        let mut claims = Vec::new();
+        // (a) GRM+RL generalises better out of distribution.
+        let ood = |m: &str| self.rm_accuracy.get(m).and_then(mean_ood);
+        let (rl, score_only, sft) = (ood("grm_rl"), ood("score_only_rm"), ood("grm_sft"));
+        claims.push(match (rl, score_only, sft) {
+            (Some(rl), Some(so), Some(sft)) => Claim {
+                id: "a".into(),
+                statement: "GRM+RL has higher out-of-distribution pairwise accuracy than the score-only RM and GRM+SFT".into(),
+                holds: Some(rl > so && rl > sft),
+                evidence: format!(
+                    "mean OOD accuracy: GRM+RL {rl:.3}, score-only RM {so:.3}, GRM+SFT {sft:.3}"
+                ),
+            },
+            _ => not_measured("a", "GRM+RL OOD accuracy above score-only RM and GRM+SFT"),
+        });
+        // (b) The full method gains more than score-only RM + GRPO.
+        let gain = |v: Variant| self.policy_gain.get(v.name()).copied();
+        claims.push(
+            match (gain(Variant::GrmRlGrouped), gain(Variant::RmGrpo)) {
+                (Some(full), Some(base)) => Claim {
+                    id: "b".into(),
+                    statement: "the full method's average gain over the base policy exceeds score-only RM + GRPO's".into(),
+                    holds: Some(full > base),
+                    evidence: format!(
+                        "average gain (0–100 scale): full method {full:+.2}, score-only RM + GRPO {base:+.2}"
+                    ),
+                },
+                _ => not_measured("b", "full method gains more than score-only RM + GRPO"),
+            },
+        );
+        // (c) Gain grows with n.
+        let points: Vec<(f64, f64)> = self
+            .sweep
+            .iter()
+            .filter(|p| p.variant == Variant::GrmRlGrouped.name())
+            .map(|p| (p.n as f64, p.gain))
+            .collect();
+        claims.push(match slope(&points) {
+            Some(s) => Claim {
+                id: "c".into(),
+                statement: "the full method's gain grows with the number of candidates n".into(),
+                holds: Some(s > 0.0),
+                evidence: format!(
+                    "gain by n: {}; least-squares slope {s:+.3} per candidate",
+                    points
+                        .iter()
+                        .map(|(n, g)| format!("n={n} {g:+.2}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+            None => not_measured("c", "gain grows with n (run reproduce --sweep-n)"),
+        });
+        self.claims = claims;
+    }
+
+    /// The policy table (the paper's Table 2 analogue) as Markdown.
+    pub fn policy_table(&self) -> String {
+        let families = self.families();
+        let mut out = String::from("| policy |");
+        for f in &families {
+            out.push_str(&format!(" {f} |"));
+        }
+        out.push_str(" average | Δ vs base |\n|---|");
+        out.push_str(&"---:|".repeat(families.len() + 2));
+        out.push('\n');
+        for (key, label) in self.policy_rows() {
+            let Some(row) = self.policy_eval.get(&key) else {
+                continue;
+            };
+            out.push_str(&format!("| {label} |"));
+            for f in &families {
+                out.push_str(&format!(" {} |", fmt1(row.get(f))));
+            }
+            out.push_str(&format!(" {} |", fmt1(row.get("average"))));
+            match (key.as_str(), self.policy_gain.get(&key)) {
+                ("base", _) => out.push_str(" — |\n"),
+                (_, Some(g)) => out.push_str(&format!(" {g:+.1} |\n")),
+                _ => out.push_str(" |\n"),
+            }
+        }
+        out
+    }
+
+    /// The reward-model table (the paper's Table 1 analogue) as Markdown.
+    pub fn rm_table(&self) -> String {
+        let mut out = String::from(
+            "| reward model | in-dist | OOD combo | OOD error | OOD family | OOD mean | parsed | r (alone / single) | r (grouped) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for (key, label) in REWARD_MODELS {
+            let Some(acc) = self.rm_accuracy.get(key) else {
+                continue;
+            };
+            out.push_str(&format!("| {label} |"));
+            for (_, split) in SPLITS {
+                out.push_str(&format!(" {} |", fmt3(acc.get(split))));
+            }
+            out.push_str(&format!(" {} |", fmt3(mean_ood(acc).as_ref())));
+            let parsed = self
+                .rm_parsed
+                .get(key)
+                .map(|p| p.values().sum::<f64>() / p.len().max(1) as f64);
+            out.push_str(&format!(" {} |", fmt3(parsed.as_ref())));
+            let corr = self.rm_correlation.get(key);
+            let get = |k: &str| corr.and_then(|c| c.get(k)).copied().flatten();
+            let first = get("alone").or(get("single"));
+            out.push_str(&format!(
+                " {} | {} |\n",
+                fmt3(first.as_ref()),
+                fmt3(get("grouped").as_ref())
+            ));
+        }
+        out
+    }
+
+    fn families(&self) -> Vec<String> {
+        let mut families: Vec<String> = self
+            .policy_eval
+            .values()
+            .flat_map(|row| row.keys().cloned())
+            .filter(|k| k != "average")
+            .collect();
+        families.sort();
+        families.dedup();
+        families
+    }
+
+    fn policy_rows(&self) -> Vec<(String, String)> {
+        let mut rows = vec![("base".to_string(), "base (policy SFT)".to_string())];
+        for v in Variant::ALL {
+            rows.push((v.name().to_string(), v.describe().to_string()));
+        }
+        rows
+    }
+
+    /// The main table for the terminal: average and gain per policy, OOD accuracy per RM.
+    pub fn terminal_summary(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "{:<44} {:>8} {:>10}\n",
+            "policy (held-out oracle score, 0-100)", "average", "vs base"
+        ));
+        for (key, label) in self.policy_rows() {
+            if let Some(row) = self.policy_eval.get(&key) {
+                let gain = match self.policy_gain.get(&key) {
+                    Some(g) if key != "base" => format!("{g:+.1}"),
+                    _ => "-".into(),
+                };
+                out.push_str(&format!(
+                    "{:<44} {:>8} {:>10}\n",
+                    label,
+                    fmt1(row.get("average")),
+                    gain
+                ));
+            }
+        }
+        out.push('\n');
+        out.push_str(&format!(
+            "{:<44} {:>8} {:>10}\n",
+            "reward model (pairwise accuracy)", "in-dist", "OOD mean"
+        ));
+        for (key, label) in REWARD_MODELS {
+            if let Some(acc) = self.rm_accuracy.get(key) {
+                out.push_str(&format!(
+                    "{:<44} {:>8} {:>10}\n",
+                    label,
+                    fmt3(acc.get("in_dist")),
+                    fmt3(mean_ood(acc).as_ref())
+                ));
+            }
+        }
+        out.push('\n');
+        for c in &self.claims {
+            let verdict = match c.holds {
+                Some(true) => "reproduced",
+                Some(false) => "NOT reproduced",
+                None => "not measured",
+            };
+            out.push_str(&format!("claim ({}) {verdict}: {}\n", c.id, c.evidence));
+        }
+        out
+    }
+
+    /// `report.md`.
+    pub fn markdown(&self, title: &str) -> String {
+        let mut md = format!("# {title}\n\nSeed {}. Every number below was measured by this run; `report.json` holds them all.\n\n", self.seed);
+        md.push_str("## Claims\n\n| claim | result | evidence |\n|---|---|---|\n");
+        for c in &self.claims {
+            let verdict = match c.holds {
+                Some(true) => "reproduced",
+                Some(false) => "**not reproduced**",
+                None => "not measured",
+            };
+            md.push_str(&format!(
+                "| ({}) {} | {verdict} | {} |\n",
+                c.id, c.statement, c.evidence
+            ));
+        }
+        md.push_str(&format!(
+            "\n## Policies (Table 2 analogue)\n\nMean oracle score (0–100) on {} held-out prompts, greedy answers; Δ against the base policy (after SFT, before RL).\n\n",
+            self.eval_prompts
+        ));
+        md.push_str(&self.policy_table());
+        md.push_str(&format!(
+            "\n## Reward models (Table 1 analogue)\n\nPairwise accuracy on {} held-out pairs per split (an unparsed GRM judgment counts as wrong). `r`: Pearson correlation of rewards with oracle scores over groups of candidate answers — the score-only RM scores each answer alone; a GRM compares each answer once with one random other (single) or with every other answer (grouped).\n\n",
+            self.rm_pairs_per_split
+        ));
+        md.push_str(&self.rm_table());
+        md.push_str("\n## Reward-hacking watch\n\n| policy | self-praise | beyond needed | mean tokens | finished |\n|---|---:|---:|---:|---:|\n");
+        for (key, label) in self.policy_rows() {
+            if let Some(h) = self.reward_hacking.get(&key) {
+                md.push_str(&format!(
+                    "| {label} | {:.3} | {:.3} | {:.1} | {:.3} |\n",
+                    h.self_praise, h.beyond_needed, h.mean_tokens, h.finished
+                ));
+            }
+        }
+        if !self.length_drift.is_empty() {
+            md.push_str("\nResponse length during stage 2 (mean tokens of held-out answers, first → last evaluation):\n\n");
+            for (k, curve) in &self.length_drift {
+                if let (Some(a), Some(b)) = (curve.first(), curve.last()) {
+                    md.push_str(&format!(
+                        "- {k}: {:.1} (v{}) → {:.1} (v{})\n",
+                        a.1, a.0, b.1, b.0
+                    ));
+                }
+            }
+        }
+        if !self.sweep.is_empty() {
+            md.push_str(
+                "\n## Candidate sweep\n\n| n | variant | average | gain |\n|---:|---|---:|---:|\n",
+            );
+            for p in &self.sweep {
+                md.push_str(&format!(
+                    "| {} | {} | {:.1} | {:+.1} |\n",
+                    p.n, p.variant, p.average, p.gain
+                ));
+            }
+        }
+        md.push_str("\n## Wall time\n\n| stage | seconds |\n|---|---:|\n");
+        for (k, s) in &self.stage_wall_s {
+            md.push_str(&format!("| {k} | {s:.0} |\n"));
+        }
+        if !self.plots.is_empty() {
+            md.push_str("\n## Plots\n\n");
+            for p in &self.plots {
+                md.push_str(&format!("![{p}]({p})\n\n"));
+            }
+        }
+        md
+    }
+}
+
+fn not_measured(id: &str, statement: &str) -> Claim {
+    Claim {
+        id: id.into(),
+        statement: statement.into(),
+        holds: None,
+        evidence: "not measured in this run".into(),
+    }
+}
+
+fn fmt1(x: Option<&f64>) -> String {
+    x.map_or("—".into(), |v| format!("{v:.1}"))
+}
+
+fn fmt3(x: Option<&f64>) -> String {
+    x.map_or("—".into(), |v| format!("{v:.3}"))
+}
