@@ -44,6 +44,10 @@ pub struct EvalStats {
     /// share with words beyond what the question needs.
     pub self_praise: f64,
     pub beyond_needed: f64,
+    /// Each prompt's score, in prompt order (for standard errors and paired comparisons).
+    pub scores: Vec<f64>,
+    /// Each prompt's answer, in prompt order.
+    pub answers: Vec<String>,
     pub prompts: usize,
     pub eval_ms: f64,
 }
@@ -101,6 +105,7 @@ pub fn evaluate_prompts(
     let mut per_family: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut total = 0.0;
     let (mut self_praise, mut beyond_needed) = (0usize, 0usize);
+    let mut scores = Vec::with_capacity(answers.len());
     for (spec, (text, _, finished)) in prompts.iter().zip(&answers) {
         let value = match metric {
             EvalMetric::Oracle => {
@@ -122,6 +127,7 @@ pub fn evaluate_prompts(
             }
         };
         total += value;
+        scores.push(value);
         let family = spec
             .world
             .as_ref()
@@ -143,6 +149,8 @@ pub fn evaluate_prompts(
         finished: answers.iter().filter(|a| a.2).count() as f64 / n,
         self_praise: self_praise as f64 / n,
         beyond_needed: beyond_needed as f64 / n,
+        scores,
+        answers: answers.iter().map(|a| a.0.clone()).collect(),
         prompts: answers.len(),
         eval_ms: started.elapsed().as_secs_f64() * 1e3,
     })

@@ -21,20 +21,12 @@ use crate::vl_engine::{EncodedPrompt, VlEngine};
 /// The head's file inside a reward-model directory.
 pub const SCORE_FILE: &str = "score.safetensors";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScalarRmConfig {
     /// Reward of a response without a stop token; unset = one below the group's lowest
     /// finished score.
     pub incomplete_reward: Option<f32>,
-}
-
-impl Default for ScalarRmConfig {
-    fn default() -> Self {
-        ScalarRmConfig {
-            incomplete_reward: None,
-        }
-    }
 }
 
 /// A Qwen2-VL with a scalar head.

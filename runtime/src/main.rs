@@ -351,7 +351,7 @@ fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|v| {
                         grlhf::pipeline_config::Variant::parse(v).with_context(|| {
-                            format!("--variants {v}: use rm_grpo, grm_sft_grouped, grm_rl_single or grm_rl_grouped")
+                            format!("--variants {v}: use rm_grpo, grm_sft_grouped, grm_rl_single, grm_rl_grouped or oracle_grpo")
                         })
                     })
                     .collect::<Result<Vec<_>>>()?

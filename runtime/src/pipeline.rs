@@ -32,7 +32,9 @@ use tch::{Device, Kind};
 
 use crate::charts::{grouped_bars, line_charts, BarPanel, LinePanel};
 use crate::pipeline_config::{PipelineConfig, Variant};
-use crate::report::{HackingWatch, Report, SweepPoint, REWARD_MODELS, SPLITS};
+use crate::report::{
+    paired_standard_error, standard_error, HackingWatch, Report, SweepPoint, REWARD_MODELS, SPLITS,
+};
 use crate::reward_model_eval::{
     candidate_groups, grm_correlations, grm_verdicts, scalar_correlation, scalar_verdicts,
     PairAccuracy, PairVerdict,
@@ -323,6 +325,7 @@ fn stage2(request: &PipelineRequest, registry: &dyn Fn() -> Registry) -> Result<
         match variant {
             Variant::RmGrpo => require(&root.join("warm/rm/model"), "warm-start")?,
             Variant::GrmSftGrouped => require(&root.join("warm/grm/model"), "warm-start")?,
+            Variant::OracleGrpo => {}
             _ => require(&root.join("stage1/policy"), "stage1")?,
         }
         let run_config = stage2_run_config(
@@ -573,6 +576,11 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
         &eval_dir.join("policy_eval.json"),
         &serde_json::to_string_pretty(&stats)?,
     )?;
+    write_answers(
+        &eval_dir.join("answers.jsonl"),
+        &world_eval_prompts(config.seed, config.eval.prompts_per_family)?,
+        &stats,
+    )?;
 
     say("evaluation: reward models on held-out and out-of-distribution pairs");
     let verdicts = rm_verdicts(request, device)?;
@@ -619,11 +627,22 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
             continue;
         }
         report.policy_eval.insert(name.clone(), to_table(s));
+        let scores: Vec<f64> = s.scores.iter().map(|x| x * 100.0).collect();
+        report
+            .policy_se
+            .insert(name.clone(), standard_error(&scores));
         if name != "base" {
             report
                 .policy_gain
                 .insert(name.clone(), s.mean * 100.0 - base_average);
+            if let Some(base) = stats.get("base") {
+                let base: Vec<f64> = base.scores.iter().map(|x| x * 100.0).collect();
+                report
+                    .policy_gain_se
+                    .insert(name.clone(), paired_standard_error(&scores, &base));
+            }
         }
+        report.policy_scores.insert(name.clone(), scores);
         report.reward_hacking.insert(
             name.clone(),
             HackingWatch {
@@ -683,6 +702,34 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
     report.check_claims();
     report.plots = plots(root, &report)?;
     Ok(report)
+}
+
+/// Every policy's answer to every held-out prompt with the oracle's score and findings, for
+/// reading what RL changed (and how a policy games its reward model).
+fn write_answers(
+    path: &Path,
+    prompts: &[grlhf_actors::prompt_source::PromptSpec],
+    stats: &BTreeMap<String, EvalStats>,
+) -> Result<()> {
+    let mut lines = String::new();
+    for (policy, s) in stats {
+        for (prompt, answer) in prompts.iter().zip(&s.answers) {
+            let world = prompt.world.as_ref().expect("world prompts");
+            let score = grlhf_tasks::oracle::score(&world.scene, &world.task, answer);
+            let findings: Vec<&str> = score.findings.iter().map(|f| f.phrase()).collect();
+            lines.push_str(&serde_json::to_string(&serde_json::json!({
+                "policy": policy,
+                "id": prompt.id,
+                "family": world.task.family().name(),
+                "question": prompt.question,
+                "answer": answer,
+                "oracle": score.total,
+                "findings": findings,
+            }))?);
+            lines.push('\n');
+        }
+    }
+    write_atomic(path, &lines)
 }
 
 fn write_report(request: &PipelineRequest, report: &Report) -> Result<()> {

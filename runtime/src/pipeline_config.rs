@@ -40,14 +40,18 @@ pub enum Variant {
     GrmRlSingle,
     /// The full method: GRM after stage-1 RL, grouped comparison.
     GrmRlGrouped,
+    /// Reference, not a method: GRPO on the hidden oracle's own score — what RL reaches when
+    /// the reward is exactly the evaluation's (separates a weak reward model from weak RL).
+    OracleGrpo,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 5] = [
         Variant::RmGrpo,
         Variant::GrmSftGrouped,
         Variant::GrmRlSingle,
         Variant::GrmRlGrouped,
+        Variant::OracleGrpo,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +60,7 @@ impl Variant {
             Variant::GrmSftGrouped => "grm_sft_grouped",
             Variant::GrmRlSingle => "grm_rl_single",
             Variant::GrmRlGrouped => "grm_rl_grouped",
+            Variant::OracleGrpo => "oracle_grpo",
         }
     }
 
@@ -65,6 +70,7 @@ impl Variant {
             Variant::GrmSftGrouped => "GRM (SFT only) + grouped comparison",
             Variant::GrmRlSingle => "GRM+RL, single comparison",
             Variant::GrmRlGrouped => "GRM+RL + grouped comparison (full method)",
+            Variant::OracleGrpo => "reference: GRPO on the oracle's score",
         }
     }
 
@@ -275,12 +281,12 @@ impl PipelineConfig {
                 bail!("sweep_n: {n} candidates; need at least 2");
             }
         }
-        for device in [
-            &self.warm_start.device,
-            &self.judge.device,
-            &self.eval.device,
+        for (field, device) in [
+            ("warm_start.device", &self.warm_start.device),
+            ("judge.device", &self.judge.device),
+            ("eval.device", &self.eval.device),
         ] {
-            grlhf_models::device::parse_device(device).map_err(|e| anyhow!("device: {e}"))?;
+            grlhf_models::device::parse_device(device).map_err(|e| anyhow!("{field}: {e}"))?;
         }
         // Build both stage configs once so their errors surface before any training.
         let probe = Path::new(".");
@@ -386,7 +392,12 @@ impl PipelineConfig {
         let reward_model = match variant {
             Variant::RmGrpo => {
                 judge.insert("kind".into(), "scalar_rm_judge".into());
-                root.join("warm/rm/model")
+                Some(root.join("warm/rm/model"))
+            }
+            Variant::OracleGrpo => {
+                judge.insert("kind".into(), "rule_judge".into());
+                judge.insert("rule".into(), "oracle".into());
+                None
             }
             _ => {
                 judge.insert("kind".into(), "grm_judge".into());
@@ -407,11 +418,11 @@ impl PipelineConfig {
                     (variant == Variant::GrmRlSingle).into(),
                 );
                 judge.insert("seed".into(), (self.seed as i64).into());
-                if variant == Variant::GrmSftGrouped {
+                Some(if variant == Variant::GrmSftGrouped {
                     root.join("warm/grm/model")
                 } else {
                     root.join("stage1/policy")
-                }
+                })
             }
         };
         let mut config = self.complete(
@@ -421,7 +432,7 @@ impl PipelineConfig {
             run_dir,
             Stage::PolicyRl,
             &root.join("warm/policy/model"),
-            Some(&reward_model),
+            reward_model.as_deref(),
             judge,
         )?;
         if let Some(n) = group_size {

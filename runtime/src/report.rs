@@ -55,6 +55,8 @@ pub struct Claim {
     pub statement: String,
     /// `None`: not measured in this run (a variant or the sweep was not run).
     pub holds: Option<bool>,
+    /// Whether the compared difference exceeds twice its standard error (`None`: not tested).
+    pub beyond_noise: Option<bool>,
     pub evidence: String,
 }
 
@@ -75,6 +77,11 @@ pub struct Report {
     pub policy_eval: BTreeMap<String, BTreeMap<String, f64>>,
     /// `policy_gain.<policy>`: average − the base policy's average.
     pub policy_gain: BTreeMap<String, f64>,
+    /// Standard error of each policy's average, and of its gain (paired over the same prompts).
+    pub policy_se: BTreeMap<String, f64>,
+    pub policy_gain_se: BTreeMap<String, f64>,
+    /// Each policy's per-prompt scores (0–100), in prompt order.
+    pub policy_scores: BTreeMap<String, Vec<f64>>,
     pub eval_prompts: usize,
     pub reward_hacking: BTreeMap<String, HackingWatch>,
     /// Stage-2 evaluations during training: mean response tokens by version.
@@ -99,6 +106,27 @@ fn mean_ood(accuracy: &BTreeMap<String, f64>) -> Option<f64> {
     (values.len() == SPLITS.len() - 1).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
+/// Standard error of a mean.
+pub fn standard_error(xs: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    if xs.len() < 2 {
+        return 0.0;
+    }
+    let m = xs.iter().sum::<f64>() / n;
+    (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt()
+}
+
+/// Standard error of the mean difference of two paired samples.
+pub fn paired_standard_error(a: &[f64], b: &[f64]) -> f64 {
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    standard_error(&d)
+}
+
+/// Standard error of an accuracy `p` over `n` pairs.
+fn accuracy_se(p: f64, n: usize) -> f64 {
+    (p * (1.0 - p) / n.max(1) as f64).sqrt()
+}
+
 /// Least-squares slope of y on x.
 pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
     let n = points.len() as f64;
@@ -119,13 +147,22 @@ impl Report {
         // (a) GRM+RL generalises better out of distribution.
         let ood = |m: &str| self.rm_accuracy.get(m).and_then(mean_ood);
         let (rl, score_only, sft) = (ood("grm_rl"), ood("score_only_rm"), ood("grm_sft"));
+        // Three OOD splits of `rm_pairs_per_split` pairs each.
+        let ood_pairs = 3 * self.rm_pairs_per_split;
+        let gap_se = |a: f64, b: f64| {
+            (accuracy_se(a, ood_pairs).powi(2) + accuracy_se(b, ood_pairs).powi(2)).sqrt()
+        };
         claims.push(match (rl, score_only, sft) {
             (Some(rl), Some(so), Some(sft)) => Claim {
                 id: "a".into(),
                 statement: "GRM+RL has higher out-of-distribution pairwise accuracy than the score-only RM and GRM+SFT".into(),
                 holds: Some(rl > so && rl > sft),
+                beyond_noise: Some(
+                    (rl - so).abs() > 2.0 * gap_se(rl, so) && (rl - sft).abs() > 2.0 * gap_se(rl, sft),
+                ),
                 evidence: format!(
-                    "mean OOD accuracy: GRM+RL {rl:.3}, score-only RM {so:.3}, GRM+SFT {sft:.3}"
+                    "mean OOD accuracy: GRM+RL {rl:.3}, score-only RM {so:.3}, GRM+SFT {sft:.3} (SE of each gap ≈ {:.3})",
+                    gap_se(rl, so).max(gap_se(rl, sft))
                 ),
             },
             _ => not_measured("a", "GRM+RL OOD accuracy above score-only RM and GRM+SFT"),
@@ -134,14 +171,27 @@ impl Report {
         let gain = |v: Variant| self.policy_gain.get(v.name()).copied();
         claims.push(
             match (gain(Variant::GrmRlGrouped), gain(Variant::RmGrpo)) {
-                (Some(full), Some(base)) => Claim {
-                    id: "b".into(),
-                    statement: "the full method's average gain over the base policy exceeds score-only RM + GRPO's".into(),
-                    holds: Some(full > base),
-                    evidence: format!(
-                        "average gain (0–100 scale): full method {full:+.2}, score-only RM + GRPO {base:+.2}"
-                    ),
-                },
+                (Some(full), Some(base)) => {
+                    let se = match (
+                        self.policy_scores.get(Variant::GrmRlGrouped.name()),
+                        self.policy_scores.get(Variant::RmGrpo.name()),
+                    ) {
+                        (Some(a), Some(b)) if a.len() == b.len() => {
+                            Some(paired_standard_error(a, b))
+                        }
+                        _ => None,
+                    };
+                    Claim {
+                        id: "b".into(),
+                        statement: "the full method's average gain over the base policy exceeds score-only RM + GRPO's".into(),
+                        holds: Some(full > base),
+                        beyond_noise: se.map(|se| (full - base).abs() > 2.0 * se),
+                        evidence: format!(
+                            "average gain (0–100 scale): full method {full:+.2}, score-only RM + GRPO {base:+.2}{}",
+                            se.map_or(String::new(), |se| format!(" (paired SE of the difference {se:.2})"))
+                        ),
+                    }
+                }
                 _ => not_measured("b", "full method gains more than score-only RM + GRPO"),
             },
         );
@@ -157,6 +207,7 @@ impl Report {
                 id: "c".into(),
                 statement: "the full method's gain grows with the number of candidates n".into(),
                 holds: Some(s > 0.0),
+                beyond_noise: None,
                 evidence: format!(
                     "gain by n: {}; least-squares slope {s:+.3} per candidate",
                     points
@@ -189,10 +240,17 @@ impl Report {
             for f in &families {
                 out.push_str(&format!(" {} |", fmt1(row.get(f))));
             }
-            out.push_str(&format!(" {} |", fmt1(row.get("average"))));
+            let se = |m: &BTreeMap<String, f64>| {
+                m.get(&key).map_or(String::new(), |s| format!(" ± {s:.1}"))
+            };
+            out.push_str(&format!(
+                " {}{} |",
+                fmt1(row.get("average")),
+                se(&self.policy_se)
+            ));
             match (key.as_str(), self.policy_gain.get(&key)) {
                 ("base", _) => out.push_str(" — |\n"),
-                (_, Some(g)) => out.push_str(&format!(" {g:+.1} |\n")),
+                (_, Some(g)) => out.push_str(&format!(" {g:+.1}{} |\n", se(&self.policy_gain_se))),
                 _ => out.push_str(" |\n"),
             }
         }
@@ -293,7 +351,14 @@ impl Report {
                 Some(false) => "NOT reproduced",
                 None => "not measured",
             };
-            out.push_str(&format!("claim ({}) {verdict}: {}\n", c.id, c.evidence));
+            let noise = match c.beyond_noise {
+                Some(false) => " [within noise]",
+                _ => "",
+            };
+            out.push_str(&format!(
+                "claim ({}) {verdict}{noise}: {}\n",
+                c.id, c.evidence
+            ));
         }
         out
     }
@@ -301,7 +366,9 @@ impl Report {
     /// `report.md`.
     pub fn markdown(&self, title: &str) -> String {
         let mut md = format!("# {title}\n\nSeed {}. Every number below was measured by this run; `report.json` holds them all.\n\n", self.seed);
-        md.push_str("## Claims\n\n| claim | result | evidence |\n|---|---|---|\n");
+        md.push_str(
+            "## Claims\n\n| claim | result | beyond 2 SE | evidence |\n|---|---|---|---|\n",
+        );
         for c in &self.claims {
             let verdict = match c.holds {
                 Some(true) => "reproduced",
@@ -373,6 +440,7 @@ fn not_measured(id: &str, statement: &str) -> Claim {
         id: id.into(),
         statement: statement.into(),
         holds: None,
+        beyond_noise: None,
         evidence: "not measured in this run".into(),
     }
 }

@@ -200,9 +200,8 @@ fn a_stage_alone_names_the_missing_stage_before_it() {
         sweep_n: vec![],
         progress: false,
     };
-    let err = run_pipeline(&request, &Registry::with_builtins)
-        .err()
-        .expect("stage 1 needs the warm start");
+    let err =
+        run_pipeline(&request, &Registry::with_builtins).expect_err("stage 1 needs the warm start");
     let text = format!("{err:#}");
     assert!(text.contains("--stage warm-start"), "{text}");
 }
