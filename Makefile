@@ -7,7 +7,6 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 CARGO ?= cargo
-RUN_DIR ?= runs/demo
 
 .PHONY: all setup build fixtures test demo bench lint clean
 
@@ -29,16 +28,11 @@ test: setup fixtures
 	$(CARGO) test --workspace -- --skip cuda_
 	$(CARGO) test --workspace -- cuda_ --nocapture
 
-# Until the pipeline lands, the main job is a health check and generation from a random tiny
-# Qwen2 (written to $(RUN_DIR)).
+# The main job: Generative RLHF-V end to end on the embedded world (warm starts, stage 1, stage 2
+# for the full method and the score-only baseline, evaluation, report) — see docs/reproduction.md.
 demo: build
 	target/release/grlhf doctor
-	target/release/grlhf data generate --out $(RUN_DIR)/world --n 280 --seed 0 --force
-	target/release/grlhf data show $(RUN_DIR)/world/pairs_ood_error.jsonl -n 2
-	target/release/grlhf run configs/tiny-async.toml
-	target/release/grlhf init-model --preset tiny --seed 0 --out $(RUN_DIR)/tiny-qwen2
-	target/release/grlhf generate --model $(RUN_DIR)/tiny-qwen2 --tokens "1 17 42 99 7" \
-		--temperature 0.8 --top-p 0.9 --num-samples 4 --max-new-tokens 16 --seed 0
+	target/release/grlhf pipeline configs/demo.toml
 
 bench: build
 	bash benchmarks/decode.sh

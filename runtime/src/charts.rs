@@ -43,7 +43,7 @@ pub fn grouped_bars(path: &Path, panels: &[BarPanel]) -> Result<()> {
             .iter()
             .flat_map(|(_, v)| v.iter().copied())
             .fold(0.0f64, f64::max)
-            * 1.15;
+            * 1.45; // headroom for the legend above the bars
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, ("sans-serif", 20))
             .margin(12)
