@@ -468,8 +468,12 @@ pub(crate) fn write_checkpoint(
 /// matrices and embeddings ~ N(0, `initializer_range`), biases 0, norm scales 1. (tch's own
 /// defaults, N(0, 1) embeddings in particular, make random models emit near-one-hot outputs.)
 pub(crate) fn init_like_transformers(vs: &nn::VarStore, std: f64) {
+    // The var store is a HashMap: draw in name order, so one seed gives one model in every
+    // process (iteration order differs per process and would reorder the draws).
+    let mut variables: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
     tch::no_grad(|| {
-        for (name, mut var) in vs.variables() {
+        for (name, mut var) in variables {
             // 1-D weights are norm scales (RMSNorm and LayerNorm); matrices, convolutions and
             // embeddings are drawn from the normal.
             if name.ends_with(".weight") && var.dim() == 1 {

@@ -140,6 +140,24 @@ pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
     (sxx > 0.0).then(|| sxy / sxx)
 }
 
+/// Standard error of the least-squares slope (from the residuals; needs 3 points or more).
+pub fn slope_standard_error(points: &[(f64, f64)]) -> Option<f64> {
+    let k = points.len();
+    if k < 3 {
+        return None;
+    }
+    let b = slope(points)?;
+    let n = k as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let residuals: f64 = points
+        .iter()
+        .map(|p| (p.1 - (my + b * (p.0 - mx))).powi(2))
+        .sum();
+    Some((residuals / (n - 2.0) / sxx).sqrt())
+}
+
 impl Report {
     /// Checks the paper's three claims against this report's numbers.
     pub fn check_claims(&mut self) {
@@ -202,19 +220,21 @@ impl Report {
             .filter(|p| p.variant == Variant::GrmRlGrouped.name())
             .map(|p| (p.n as f64, p.gain))
             .collect();
+        let slope_se = slope_standard_error(&points);
         claims.push(match slope(&points) {
             Some(s) => Claim {
                 id: "c".into(),
                 statement: "the full method's gain grows with the number of candidates n".into(),
                 holds: Some(s > 0.0),
-                beyond_noise: None,
+                beyond_noise: slope_se.map(|se| s.abs() > 2.0 * se),
                 evidence: format!(
-                    "gain by n: {}; least-squares slope {s:+.3} per candidate",
+                    "gain by n: {}; least-squares slope {s:+.3} per candidate{}",
                     points
                         .iter()
                         .map(|(n, g)| format!("n={n} {g:+.2}"))
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    slope_se.map_or(String::new(), |se| format!(" (SE {se:.3})"))
                 ),
             },
             None => not_measured("c", "gain grows with n (run reproduce --sweep-n)"),
@@ -375,8 +395,13 @@ impl Report {
                 Some(false) => "**not reproduced**",
                 None => "not measured",
             };
+            let noise = match c.beyond_noise {
+                Some(true) => "yes",
+                Some(false) => "no (within noise)",
+                None => "not tested",
+            };
             md.push_str(&format!(
-                "| ({}) {} | {verdict} | {} |\n",
+                "| ({}) {} | {verdict} | {noise} | {} |\n",
                 c.id, c.statement, c.evidence
             ));
         }

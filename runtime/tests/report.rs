@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use grlhf::report::{slope, Report, SweepPoint};
+use grlhf::report::{slope, slope_standard_error, Report, SweepPoint};
 use grlhf::reward_model_eval::{pearson, PairAccuracy, PairVerdict};
 
 #[test]
@@ -21,6 +21,14 @@ fn pearson_and_slope_match_hand_values() {
     assert_eq!(pearson(&[1.0], &[1.0]), None);
     assert!((slope(&[(2.0, 1.0), (4.0, 2.0), (8.0, 4.0)]).unwrap() - 0.5).abs() < 1e-12);
     assert_eq!(slope(&[(3.0, 1.0), (3.0, 2.0)]), None);
+    // Points on a line have no residual; y = 1, 3, 2, 4 over x = 1..4: slope 0.8, residuals
+    // −0.3, 0.9, −0.9, 0.3 (sum of squares 1.8), Sxx = 5 → SE = sqrt(1.8 / 2 / 5).
+    assert_eq!(
+        slope_standard_error(&[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]),
+        Some(0.0)
+    );
+    let se = slope_standard_error(&[(1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (4.0, 4.0)]).unwrap();
+    assert!((se - (1.8f64 / 2.0 / 5.0).sqrt()).abs() < 1e-12, "{se}");
 }
 
 fn verdict(preferred: u8, s1: Option<f64>, s2: Option<f64>) -> PairVerdict {
@@ -93,4 +101,5 @@ fn claims_follow_the_numbers() {
     assert_eq!(holds(&unmeasured)[2], None);
     assert!(good.terminal_summary().contains("claim (a) reproduced"));
     assert!(bad.markdown("t").contains("**not reproduced**"));
+    assert!(bad.markdown("t").contains("| no (within noise) |"));
 }

@@ -240,3 +240,25 @@ fn the_pipeline_owns_run_dir_and_judges_of_stage_tables() {
     let err = format!("{:#}", PipelineConfig::from_file(&path).unwrap_err());
     assert!(err.contains("variants") && err.contains("line"), "{err}");
 }
+
+#[test]
+fn shipped_pipeline_configs_load() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    for name in ["demo.toml", "reproduce.toml"] {
+        let config = PipelineConfig::from_file(&configs.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert!(config.variants.contains(&Variant::GrmRlGrouped), "{name}");
+        assert!(config.variants.contains(&Variant::RmGrpo), "{name}");
+    }
+    // The multi-GPU variant loads where four GPUs exist; elsewhere its error names the field.
+    match PipelineConfig::from_file(&configs.join("reproduce-multi-gpu.toml")) {
+        Ok(_) => assert!(tch::Cuda::device_count() >= 4),
+        Err(e) => {
+            let text = format!("{e:#}");
+            assert!(
+                text.contains("warm_start.device") && text.contains("cuda:0"),
+                "{text}"
+            );
+        }
+    }
+}
