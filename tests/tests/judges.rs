@@ -171,10 +171,14 @@ fn scalar_reward_model_scores_each_response_alone_and_in_a_batch_alike() {
         "the same response scored differently"
     );
     assert_ne!(rewards[0], rewards[1]);
-    assert_eq!(
-        rewards[3], 0.0,
-        "an unfinished response gets the incomplete reward"
-    );
+    // An unfinished response ranks last: one below the lowest finished score (the head's
+    // scores are unbounded, so a fixed 0 could rank it above finished answers) ...
+    let lowest = rewards[..3].iter().copied().fold(f32::INFINITY, f32::min);
+    assert_eq!(rewards[3], lowest - 1.0);
+    // ... or gets the configured value.
+    judge.config.incomplete_reward = Some(0.25);
+    assert_eq!(judge.score(&g).unwrap().0[3], 0.25);
+    judge.config.incomplete_reward = None;
     let image = g.prompt.image.as_deref();
     for (i, tokens) in responses.iter().enumerate().take(3) {
         let alone = judge
