@@ -79,17 +79,12 @@ pub fn train_bradley_terry(
     if config.batch == 0 || config.steps == 0 {
         return Err("bradley-terry: steps and batch must be positive".to_string());
     }
-    let tokenizer = &model.engine.tokenizer;
-    let im_end = tokenizer
-        .token_to_id("<|im_end|>")
-        .ok_or("the tokenizer has no <|im_end|>")?;
     // A finished rollout ends with its stop token; score the pairs the same way.
-    let encode_response = |i: usize, text: &str| -> Result<Vec<i64>, String> {
-        let mut ids: Vec<i64> = tokenizer
-            .encode(text, false)
-            .map_err(|e| format!("pair {i}: {e}"))?;
-        ids.push(im_end);
-        Ok(ids)
+    let encode_response = |i: usize, text: &str| {
+        model
+            .engine
+            .response_tokens(text)
+            .map_err(|e| format!("pair {i}: {e}"))
     };
     let mut responses = Vec::with_capacity(pairs.len());
     for (i, p) in pairs.iter().enumerate() {

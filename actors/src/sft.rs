@@ -77,19 +77,14 @@ pub fn train_sft(
     if config.batch == 0 || config.steps == 0 {
         return Err("sft: steps and batch must be positive".to_string());
     }
-    let im_end = engine
-        .tokenizer
-        .token_to_id("<|im_end|>")
-        .ok_or("the tokenizer has no <|im_end|>")?;
-    // Tokenise every answer once; a bad example is an error that names it.
+    // Tokenise every answer once (with the stop token); a bad example is an error that names it.
     let mut answers = Vec::with_capacity(examples.len());
     for (i, e) in examples.iter().enumerate() {
-        let mut ids = engine
-            .tokenizer
-            .encode(&e.answer, false)
-            .map_err(|err| format!("example {i}: {err}"))?;
-        ids.push(im_end);
-        answers.push(ids);
+        answers.push(
+            engine
+                .response_tokens(&e.answer)
+                .map_err(|err| format!("example {i}: {err}"))?,
+        );
     }
     let mut optimizer = tch::nn::AdamW {
         wd: config.weight_decay,

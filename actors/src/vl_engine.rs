@@ -148,6 +148,21 @@ impl VlEngine {
     pub fn decode(&self, ids: &[i64]) -> String {
         self.tokenizer.decode(ids, true).unwrap_or_default()
     }
+
+    /// A finished response's ids, as a policy would have produced `text`: its tokens followed by
+    /// the stop token `<|im_end|>` (what reward models score and SFT imitates).
+    pub fn response_tokens(&self, text: &str) -> Result<Vec<i64>, String> {
+        let mut ids = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| e.to_string())?;
+        ids.push(
+            self.tokenizer
+                .token_to_id("<|im_end|>")
+                .ok_or("the tokenizer has no <|im_end|>")?,
+        );
+        Ok(ids)
+    }
 }
 
 /// Sizes of a fresh world model.

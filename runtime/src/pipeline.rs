@@ -16,7 +16,6 @@
 //! checkpoints; a missing input is an error naming the stage that makes it.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,6 +25,7 @@ use grlhf_actors::registry::Registry;
 use grlhf_actors::scalar_rm_judge::ScalarRewardModel;
 use grlhf_actors::vl_engine::VlEngine;
 use grlhf_models::device::parse_device;
+use grlhf_tasks::export::write_atomically;
 use grlhf_tasks::world::Split;
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::{Device, Kind};
@@ -110,23 +110,19 @@ fn say(text: &str) {
     eprintln!("\n== {text}");
 }
 
-/// The stage wall times already recorded in `RUN/stages.json`, with `stage` set to `seconds`.
+/// Records `stage`'s wall time in `RUN/stages.json` (kept across stage-alone runs).
 fn record_wall(root: &Path, stage: &str, seconds: f64) -> Result<()> {
-    let path = root.join("stages.json");
-    let mut walls: BTreeMap<String, f64> = match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a map of stage wall times", path.display()))?,
-        Err(_) => BTreeMap::new(),
-    };
+    let mut walls = read_walls(root)?;
     walls.insert(stage.to_string(), seconds);
-    write_atomic(&path, &serde_json::to_string_pretty(&walls)?)
+    write_atomic(
+        &root.join("stages.json"),
+        &serde_json::to_string_pretty(&walls)?,
+    )
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a file.
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    write_atomically(path, text.as_bytes()).map_err(|e| anyhow!(e))
 }
 
 fn require(path: &Path, made_by: &str) -> Result<()> {
@@ -585,15 +581,12 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
     say("evaluation: reward models on held-out and out-of-distribution pairs");
     let verdicts = rm_verdicts(request, device)?;
     let judgments_path = eval_dir.join("judgments.jsonl");
-    {
-        let tmp = judgments_path.with_extension("tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        for v in &verdicts {
-            writeln!(file, "{}", serde_json::to_string(v)?)?;
-        }
-        file.sync_all()?;
-        std::fs::rename(&tmp, &judgments_path)?;
+    let mut lines = String::new();
+    for v in &verdicts {
+        lines.push_str(&serde_json::to_string(v)?);
+        lines.push('\n');
     }
+    write_atomic(&judgments_path, &lines)?;
     // The report's accuracies come from the saved file, as any reader would recompute them.
     let saved: Vec<PairVerdict> = read_jsonl(&judgments_path)?;
     let accuracy = accuracies_from_verdicts(&saved);

@@ -131,19 +131,8 @@ pub fn grm_verdicts(
     Ok(out)
 }
 
-/// A response as the policy would have produced it: its tokens end with the stop token.
 fn response_tokens(engine: &VlEngine, text: &str) -> Result<Vec<i64>> {
-    let mut ids = engine
-        .tokenizer
-        .encode(text, false)
-        .map_err(|e| anyhow!(e))?;
-    ids.push(
-        engine
-            .tokenizer
-            .token_to_id("<|im_end|>")
-            .ok_or_else(|| anyhow!("the tokenizer has no <|im_end|>"))?,
-    );
-    Ok(ids)
+    engine.response_tokens(text).map_err(|e| anyhow!(e))
 }
 
 /// Score-only reward model scores of `pairs`.
