@@ -1,5 +1,6 @@
-//! Busy intervals of every actor, on one clock: the source of busy ratios, of the overlap
-//! measurements that tell sync from async, and (later) of timelines.
+//! Busy intervals of every actor and the life of every prompt group, on one clock: the source of
+//! busy ratios, of the overlap measurements that tell sync from async, of queue depths and
+//! end-to-end latencies, and of the timelines `grlhf bench` draws.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,11 +18,34 @@ pub struct Span {
     pub end: f64,
 }
 
+/// Where a prompt group is in the pipeline. Each is marked once per group, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Milestone {
+    /// A generator took the prompt from the source (admission).
+    Taken,
+    /// Its n responses were generated and handed to a judge.
+    Generated,
+    /// A judge scored it and handed it on.
+    Judged,
+    /// The learner trained on it.
+    Trained,
+}
+
+/// A group reached `milestone` at `time` seconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GroupEvent {
+    pub uid: u64,
+    pub milestone: Milestone,
+    pub time: f64,
+}
+
 /// The run's activity log.
 #[derive(Debug, Clone)]
 pub struct ActivityLog {
     origin: Instant,
     spans: Arc<Mutex<Vec<Span>>>,
+    events: Arc<Mutex<Vec<GroupEvent>>>,
     versions: Arc<Mutex<Vec<(String, u64)>>>,
     counters: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
 }
@@ -37,6 +61,7 @@ impl ActivityLog {
         ActivityLog {
             origin: Instant::now(),
             spans: Arc::default(),
+            events: Arc::default(),
             versions: Arc::default(),
             counters: Arc::default(),
         }
@@ -90,6 +115,20 @@ impl ActivityLog {
 
     pub fn spans(&self) -> Vec<Span> {
         self.spans.lock().unwrap().clone()
+    }
+
+    /// Notes that group `uid` reached `milestone` now.
+    pub fn mark(&self, uid: u64, milestone: Milestone) {
+        let time = self.now();
+        self.events.lock().unwrap().push(GroupEvent {
+            uid,
+            milestone,
+            time,
+        });
+    }
+
+    pub fn events(&self) -> Vec<GroupEvent> {
+        self.events.lock().unwrap().clone()
     }
 }
 

@@ -12,7 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
-use crate::activity::ActivityLog;
+use crate::activity::{ActivityLog, Milestone};
 use crate::device_worker::DeviceWorker;
 use crate::ledger::Ledger;
 use crate::prompt_source::PromptSourceMsg;
@@ -83,19 +83,7 @@ pub fn apply_weights(
     engine: &mut VlEngine,
     tensors: &[(String, tch::Tensor)],
 ) -> Result<(), String> {
-    let vars = engine.model.var_store().variables();
-    tch::no_grad(|| {
-        for (name, tensor) in tensors {
-            match vars.get(name) {
-                Some(var) => {
-                    let mut var = var.shallow_clone();
-                    var.copy_(tensor);
-                }
-                None => return Err(format!("weight update names unknown parameter {name}")),
-            }
-        }
-        Ok(())
-    })
+    crate::weight_sync::apply(engine.model.var_store(), tensors)
 }
 
 impl Generator {
@@ -179,6 +167,9 @@ impl Actor for Generator {
                 })?;
                 if prompts.is_empty() {
                     return Ok(()); // the waker brings us back
+                }
+                for (item, _) in &prompts {
+                    state.args.activity.mark(item.uid, Milestone::Taken);
                 }
                 let n = state.args.group_size;
                 let config = state.args.config.clone();
@@ -266,6 +257,7 @@ impl Actor for Generator {
                                 temperature: state.args.config.temperature,
                             };
                             let uid = group.prompt.uid;
+                            state.args.activity.mark(uid, Milestone::Generated);
                             if let Err(e) = state.args.sink.send_group(group) {
                                 tracing::warn!(
                                     "generator {}: sink refused a group: {e}",

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::activity::ActivityLog;
+use crate::activity::{ActivityLog, Milestone};
 use crate::device_worker::DeviceWorker;
 use crate::ledger::Ledger;
 use crate::protocol::{GroupSink, JudgeDetails, RolloutGroup, ScoredGroup, ScoredSink};
@@ -96,6 +96,7 @@ impl Actor for JudgeActor {
                 state
                     .activity
                     .add("parse_failures", details.parse_failures as u64);
+                state.activity.mark(uid, Milestone::Judged);
                 if let Err(e) = state.sink.send_scored(ScoredGroup {
                     group,
                     rewards,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 
-use crate::activity::ActivityLog;
+use crate::activity::{ActivityLog, Milestone};
 use crate::device_worker::DeviceWorker;
 use crate::generator::GeneratorMsg;
 use crate::grpo::{group_advantages, grpo_loss, GrpoConfig};
@@ -95,6 +95,8 @@ pub struct StepStats {
     pub mean_response_tokens: f64,
     /// Largest (learner version − sample version) in the batch.
     pub max_staleness: u64,
+    /// Groups in the batch by staleness (learner version − sample version).
+    pub staleness_counts: std::collections::BTreeMap<u64, usize>,
     pub train_ms: f64,
     pub sync_ms: f64,
     pub sync_bytes: u64,
@@ -378,6 +380,7 @@ impl Actor for Learner {
         for scored in &batch {
             let staleness = version.saturating_sub(scored.group.policy_version);
             stats.max_staleness = stats.max_staleness.max(staleness);
+            *stats.staleness_counts.entry(staleness).or_default() += 1;
             if staleness > state.args.max_staleness || scored.group.policy_version > version {
                 stats.staleness_violations.push(format!(
                     "step {step}: sample from version {} at learner version {version} (η = {})",
@@ -451,6 +454,7 @@ impl Actor for Learner {
                 state.args.ledger.dropped(uid, "zero_variance");
             } else {
                 state.args.ledger.trained(uid);
+                state.args.activity.mark(uid, Milestone::Trained);
             }
         }
         stats.ledger = state.args.ledger.snapshot();
@@ -476,20 +480,7 @@ impl Actor for Learner {
             let (tensors, bytes) = state
                 .worker
                 .run(move |engine: &mut LearnerEngine| {
-                    let mut bytes = 0u64;
-                    let mut tensors: Vec<(String, Tensor)> = engine
-                        .policy
-                        .model
-                        .var_store()
-                        .variables()
-                        .into_iter()
-                        .map(|(name, t)| {
-                            bytes += (t.numel() * t.kind().elt_size_in_bytes()) as u64;
-                            (name, tch::no_grad(|| t.detach().to_device(device).copy()))
-                        })
-                        .collect();
-                    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-                    (tensors, bytes)
+                    crate::weight_sync::snapshot(engine.policy.model.var_store(), device)
                 })
                 .await?;
             let copy_ms = copy_started.elapsed().as_secs_f64() * 1e3;

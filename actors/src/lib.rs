@@ -31,4 +31,6 @@ pub mod rule_judge;
 pub mod scalar_rm_judge;
 pub mod schedule;
 pub mod sft;
+pub mod simulated;
 pub mod vl_engine;
+pub mod weight_sync;
