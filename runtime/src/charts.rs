@@ -172,3 +172,71 @@ pub fn line_charts(path: &Path, panels: &[LinePanel]) -> Result<()> {
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
+
+/// One bar of a Gantt chart: `row` busy with `kind` from `start` to `end` seconds.
+pub struct GanttBar {
+    pub row: usize,
+    pub kind: String,
+    pub start: f64,
+    pub end: f64,
+}
+
+/// A Gantt chart: one row per name (top to bottom), bars coloured by kind, time on the x axis.
+pub fn gantt(path: &Path, title: &str, rows: &[String], bars: &[GanttBar]) -> Result<()> {
+    ensure_font();
+    let height = (90 + 22 * rows.len().max(1)) as u32;
+    let root = BitMapBackend::new(path, (1400, height.max(240))).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let t_max = bars.iter().map(|b| b.end).fold(1e-9, f64::max);
+    let n = rows.len().max(1) as f64;
+    // The legend sits in a right-hand margin so that it never hides a bar.
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .margin_right(130)
+        .x_label_area_size(36)
+        .y_label_area_size(140)
+        .build_cartesian_2d(0.0..t_max, 0.0..n)
+        .map_err(|e| anyhow!("{e}"))?;
+    let labels = rows.to_vec();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(rows.len() * 2 + 1)
+        .y_label_formatter(&|y| {
+            let i = y.floor() as usize;
+            if (y - i as f64 - 0.5).abs() < 1e-6 && i < labels.len() {
+                labels[labels.len() - 1 - i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc("seconds since the run started")
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    let legend_x = chart.plotting_area().dim_in_pixel().0 as i32 + 10;
+    let mut kinds: Vec<&str> = bars.iter().map(|b| b.kind.as_str()).collect();
+    kinds.sort();
+    kinds.dedup();
+    for (k, kind) in kinds.iter().enumerate() {
+        let color = LINE_PALETTE[k % LINE_PALETTE.len()];
+        chart
+            .draw_series(bars.iter().filter(|b| b.kind == *kind).map(|b| {
+                let y = n - 1.0 - b.row as f64;
+                Rectangle::new([(b.start, y + 0.15), (b.end, y + 0.85)], color.filled())
+            }))
+            .map_err(|e| anyhow!("{e}"))?
+            .label(kind.to_string())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::Coordinate(legend_x, 0))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}

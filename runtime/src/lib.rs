@@ -4,6 +4,7 @@
 //! `init-model`) and the embedded world's data commands (`data generate`, `data show`). The actor topology runner (`grlhf run CONFIG`: placement, weight-sync
 //! wiring, telemetry, checkpoints) arrives with the runtime issue; see `../shared/DESIGN.md`.
 
+pub mod bench;
 pub mod charts;
 pub mod cuda_devices;
 pub mod data;
@@ -11,6 +12,7 @@ pub mod doctor;
 pub mod generate;
 pub mod inspect;
 pub mod loaded_model;
+pub mod machine;
 pub mod model_presets;
 pub mod pipeline;
 pub mod pipeline_config;

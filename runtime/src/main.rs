@@ -46,6 +46,29 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Measure async-RL throughput of a run config: bench.json / bench.md, a Perfetto trace and
+    /// Gantt chart, a sweep (sync vs async at each η, and the `[bench.sweep]` axes), a check of
+    /// the simulator against the real run, and simulated scale runs (`[bench] scale`).
+    Bench {
+        config: PathBuf,
+        /// Output directory (default: target/bench/<config name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Learner steps per run (default: `[bench] steps`, else the config's `steps`).
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Simulate every role with this cost model (a `profile.json` written by a real bench).
+        #[arg(long)]
+        simulate: Option<PathBuf>,
+        /// Measure the baseline only.
+        #[arg(long)]
+        no_sweep: bool,
+        /// Skip the simulated scale runs.
+        #[arg(long)]
+        no_scale: bool,
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Generative RLHF-V end to end: warm start (policy SFT, GRM SFT, score-only RM), stage 1
     /// (GRM trained by RL), stage 2 (policy RL per variant), evaluation and report.
     Pipeline {
@@ -375,6 +398,41 @@ fn run(cli: Cli) -> Result<()> {
             }
             let variants = grlhf::pipeline_config::Variant::ALL.to_vec();
             run_pipeline(parsed, config, stage, variants, sweep_n, no_progress)?;
+        }
+        Command::Bench {
+            config,
+            out,
+            steps,
+            simulate,
+            no_sweep,
+            no_scale,
+            no_progress,
+        } => {
+            let parsed = RunConfig::from_file(&config)?;
+            let out = out.unwrap_or_else(|| grlhf::bench::default_out(&config));
+            let output = grlhf::bench::bench(grlhf::bench::BenchRequest {
+                config: parsed,
+                config_path: config.clone(),
+                out: out.clone(),
+                steps,
+                simulate,
+                sweep: !no_sweep,
+                scale: !no_scale,
+                show_progress: !no_progress,
+            })?;
+            let b = &output.baseline;
+            println!(
+                "{}: {:.1} samples/s, step {:.3} s (ideal {:.3} s, efficiency {:.2}, bottleneck {}); {} sweep runs, {} scale runs; see {}/bench.md",
+                config.display(),
+                b.samples_per_s,
+                b.step_s,
+                b.ideal.overlap_step_s,
+                b.overlap_efficiency,
+                b.ideal.bottleneck,
+                output.sweep.len(),
+                output.scale.len(),
+                out.display()
+            );
         }
         Command::Run {
             config,

@@ -651,7 +651,7 @@ async fn run_topology(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn summarize(
+pub(crate) fn summarize(
     config: &RunConfig,
     steps: &[StepStats],
     ledger: &LedgerSnapshot,

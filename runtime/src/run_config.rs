@@ -246,6 +246,9 @@ pub struct RunConfig {
     pub evaluator: Option<EvaluatorConfig>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// `[bench]`: read by `grlhf bench` only (see `crate::bench::settings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bench: Option<crate::bench::settings::BenchSettings>,
 }
 
 fn policy_rl() -> Stage {
@@ -388,6 +391,13 @@ impl RunConfig {
         }
         if self.learner.micro_batch == 0 {
             bail!("learner.micro_batch = 0");
+        }
+        if let Some(problem) = self
+            .bench
+            .as_ref()
+            .and_then(|b| b.problems().into_iter().next())
+        {
+            bail!("{problem}");
         }
         if let Some(addr) = &self.telemetry.prometheus {
             let parsed: std::net::SocketAddr = addr

@@ -1,0 +1,365 @@
+//! `grlhf bench CONFIG`: async-RL throughput of a topology — where time goes, which role is the
+//! bottleneck, how far from the ideal the run is, and how it changes with the topology.
+//!
+//! ```text
+//! OUT/bench.json       everything below, machine-readable
+//! OUT/bench.md         the same as tables
+//! OUT/trace.json       the baseline run's timeline (Chrome / Perfetto trace events)
+//! OUT/timeline.png     … as a Gantt chart
+//! OUT/sweep.png        samples/s per sweep variant, with each variant's ideal bound
+//! OUT/scale.png        simulated throughput against actor count (with `[bench] scale`)
+//! OUT/profile.json     the cost model fitted to the baseline run (real runs)
+//! OUT/runs/<variant>/  each run's own run directory
+//! ```
+//!
+//! A real config loads models; a config with `[bench.simulate]` (or `--simulate PROFILE`) runs
+//! every role as a simulated actor with that cost model. Held-out evaluation is switched off:
+//! it is not part of the pipeline being measured.
+
+pub mod measure;
+pub mod profile;
+pub mod render;
+pub mod settings;
+pub mod simulated_run;
+pub mod sweep;
+pub mod timeline;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use grlhf_actors::registry::Registry;
+use grlhf_actors::simulated::CostModel;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::run::{run, RunOutcome};
+use crate::run_config::RunConfig;
+use measure::{measure, step_shape, BenchReport};
+use settings::BenchSettings;
+use simulated_run::{judge_count, run_simulated};
+
+/// What `grlhf bench` was asked to do.
+pub struct BenchRequest {
+    pub config: RunConfig,
+    pub config_path: PathBuf,
+    pub out: PathBuf,
+    /// Overrides `[bench] steps`.
+    pub steps: Option<u64>,
+    /// A cost-model file (`profile.json` of an earlier bench); overrides `[bench.simulate]`.
+    pub simulate: Option<PathBuf>,
+    pub sweep: bool,
+    pub scale: bool,
+    pub show_progress: bool,
+}
+
+/// The simulator replaying the baseline run from its fitted cost model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimulatorCheck {
+    pub real_samples_per_s: f64,
+    pub simulated_samples_per_s: f64,
+    /// simulated / real − 1.
+    pub relative_error: f64,
+    pub simulated: BenchReport,
+}
+
+/// One sweep variant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub label: String,
+    pub axis: String,
+    pub report: BenchReport,
+    /// This variant's samples/s over the sync run's.
+    pub over_sync: f64,
+    /// Sync and async rows: samples/s over the perfect-overlap throughput of the sync run's
+    /// stage times (measured with no stage competing for the machine).
+    pub of_sync_ideal: Option<f64>,
+}
+
+/// One simulated scale run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleRow {
+    pub actors: usize,
+    pub generators: usize,
+    pub judges: usize,
+    pub samples_per_s: f64,
+    /// The cost model's perfect-overlap throughput.
+    pub ideal_samples_per_s: f64,
+    pub bottleneck: String,
+    /// Measured step time over the cost model's perfect-overlap step time, minus 1.
+    pub runtime_overhead: f64,
+    /// The learner's busy share of the steady window.
+    pub learner_busy: f64,
+    /// The learner's measured stage time over the cost model's, minus 1: time the simulator's
+    /// own waiting adds (thread hand-off), not the runtime's.
+    pub learner_cost_overrun: f64,
+    /// The same topology with every cost zero: the runtime's own time per group.
+    pub zero_cost_us_per_group: f64,
+    /// Most groups in flight at once (taken and not yet trained).
+    pub peak_in_flight_groups: usize,
+    /// Resident-memory growth over the run divided by that peak: an upper estimate of the
+    /// memory one in-flight group costs (the allocator keeps what it freed).
+    pub bytes_per_in_flight_group: f64,
+}
+
+/// `bench.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchOutput {
+    pub machine: String,
+    pub config: String,
+    pub date: String,
+    pub baseline: BenchReport,
+    pub cost_model: Option<CostModel>,
+    pub simulator_check: Option<SimulatorCheck>,
+    pub sweep: Vec<SweepRow>,
+    pub scale: Vec<ScaleRow>,
+}
+
+fn progress(show: bool, steps: u64, label: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {prefix:>16} step {pos}/{len} [{bar:30}] ({elapsed})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+/// Runs one measured run: simulated when `cost` is given.
+fn run_one(
+    request: &BenchRequest,
+    label: &str,
+    mut config: RunConfig,
+    cost: Option<&CostModel>,
+    warmup: Option<u64>,
+) -> Result<(BenchReport, RunOutcome)> {
+    let slug: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    config.run_dir = request.out.join("runs").join(slug);
+    config.evaluator = None;
+    let warmup = warmup.unwrap_or((config.steps / 10).max(1));
+    let judges = judge_count(&config);
+    let outcome = match cost {
+        Some(cost) => {
+            let bar = progress(request.show_progress, config.steps, label);
+            let outcome = run_simulated(&config, cost, bar.clone());
+            bar.finish_and_clear();
+            outcome?
+        }
+        None => run(
+            config.clone(),
+            &request.config_path,
+            Registry::with_builtins(),
+            request.show_progress,
+        )?,
+    };
+    let report = measure(label, &config, &outcome, judges, warmup, cost);
+    if request.show_progress {
+        eprintln!(
+            "{label:>18}: {:8.1} samples/s  step {:.3} s  ideal {:.3} s  efficiency {:.2}  bottleneck {}",
+            report.samples_per_s,
+            report.step_s,
+            report.ideal.overlap_step_s,
+            report.overlap_efficiency,
+            report.ideal.bottleneck
+        );
+    }
+    Ok((report, outcome))
+}
+
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Runs the bench and writes its files; returns what `bench.json` holds.
+pub fn bench(request: BenchRequest) -> Result<BenchOutput> {
+    let settings: BenchSettings = request.config.bench.clone().unwrap_or_default();
+    let cost: Option<CostModel> = match &request.simulate {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the cost model {}", path.display()))?;
+            let cost: CostModel = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a cost model", path.display()))?;
+            Some(cost)
+        }
+        None => settings.simulate.clone(),
+    };
+    let mut base = request.config.clone();
+    if let Some(steps) = request.steps.or(settings.steps) {
+        if steps == 0 {
+            bail!("--steps / bench.steps must be at least 1");
+        }
+        base.steps = steps;
+    }
+    std::fs::create_dir_all(&request.out)
+        .with_context(|| format!("creating {}", request.out.display()))?;
+    let warmup = settings.warmup_steps;
+
+    let (baseline, outcome) = run_one(&request, "baseline", base.clone(), cost.as_ref(), warmup)?;
+    timeline::write_timeline(
+        &request.out,
+        &format!(
+            "{} — {} ({})",
+            request.config_path.display(),
+            baseline.mode,
+            if cost.is_some() { "simulated" } else { "real" }
+        ),
+        &outcome.activity.spans(),
+        &baseline.queue_depths,
+    )?;
+    let mut simulator_check = None;
+    let mut fitted = None;
+    if cost.is_none() {
+        let profile = profile::fit_cost_model(&base, &outcome);
+        std::fs::write(
+            request.out.join("profile.json"),
+            serde_json::to_string_pretty(&profile)?,
+        )?;
+        if settings.check_simulator {
+            let (simulated, _) = run_one(
+                &request,
+                "simulated replay",
+                base.clone(),
+                Some(&profile),
+                warmup,
+            )?;
+            simulator_check = Some(SimulatorCheck {
+                real_samples_per_s: baseline.samples_per_s,
+                simulated_samples_per_s: simulated.samples_per_s,
+                relative_error: simulated.samples_per_s / baseline.samples_per_s.max(1e-12) - 1.0,
+                simulated,
+            });
+        }
+        fitted = Some(profile);
+    }
+    drop(outcome);
+
+    let mut sweep = Vec::new();
+    if request.sweep {
+        let mut sync: Option<BenchReport> = None;
+        for (label, axis, config) in sweep::variants(&base, &settings.sweep) {
+            let (report, _) = run_one(&request, &label, config, cost.as_ref(), warmup)?;
+            let sync = sync.get_or_insert_with(|| report.clone());
+            let ideal = sync.ideal.ideal_samples_per_s;
+            sweep.push(SweepRow {
+                over_sync: report.samples_per_s / sync.samples_per_s.max(1e-12),
+                of_sync_ideal: (axis == "mode").then(|| report.samples_per_s / ideal),
+                label,
+                axis,
+                report,
+            });
+        }
+    }
+
+    let mut scale = Vec::new();
+    let scale_cost = cost.clone().or(fitted.clone());
+    if request.scale && !settings.scale.is_empty() {
+        let cost = scale_cost.as_ref().expect("a cost model: given or fitted");
+        let mut one = base.clone();
+        one.mode = crate::run_config::Mode::Async;
+        let unit = cost.stage_times(&step_shape(&one, 1));
+        for &actors in &settings.scale {
+            let (generators, judges) = sweep::scale_split(actors, unit.generate_s, unit.judge_s);
+            let mut config = one.clone();
+            config.generator.count = generators;
+            config.generator.devices = vec!["cpu".to_string()];
+            config.judges.truncate(1);
+            if let Some(j) = config.judges.first_mut() {
+                j.count = judges;
+            }
+            let before = resident_bytes();
+            let (report, outcome) = run_one(
+                &request,
+                &format!("scale {actors}"),
+                config.clone(),
+                Some(cost),
+                warmup,
+            )?;
+            let grown = resident_bytes().saturating_sub(before);
+            let peak = report
+                .queue_depths
+                .iter()
+                .map(|q| q.generating + q.awaiting_judge + q.awaiting_learner)
+                .max()
+                .unwrap_or(0);
+            drop(outcome);
+            let zero = CostModel {
+                generate_s_per_call: 0.0,
+                generate_s_per_token: 0.0,
+                judge_s_per_group: 0.0,
+                judge_s_per_pair: 0.0,
+                learn_s_per_step: 0.0,
+                learn_s_per_token: 0.0,
+                sync_s_per_subscriber: 0.0,
+                ..cost.clone()
+            };
+            let (zero_report, _) = run_one(
+                &request,
+                &format!("scale {actors} zero-cost"),
+                config.clone(),
+                Some(&zero),
+                warmup,
+            )?;
+            let analytic = report
+                .analytic
+                .clone()
+                .expect("simulated runs carry the analytic bound");
+            scale.push(ScaleRow {
+                actors,
+                generators,
+                judges,
+                samples_per_s: report.samples_per_s,
+                ideal_samples_per_s: analytic.ideal_samples_per_s,
+                bottleneck: analytic.bottleneck.clone(),
+                runtime_overhead: report.step_s / analytic.overlap_step_s - 1.0,
+                learner_busy: report.role_busy.get("learner").copied().unwrap_or(0.0),
+                learner_cost_overrun: report.ideal.stage_times.learn_s
+                    / analytic.stage_times.learn_s.max(1e-12)
+                    - 1.0,
+                zero_cost_us_per_group: zero_report.step_s / config.batch_groups as f64 * 1e6,
+                peak_in_flight_groups: peak,
+                bytes_per_in_flight_group: grown as f64 / peak.max(1) as f64,
+            });
+        }
+    }
+
+    let output = BenchOutput {
+        machine: crate::machine::machine_name(&base.learner.device),
+        config: request.config_path.display().to_string(),
+        date: render::today(),
+        baseline,
+        cost_model: cost.or(fitted),
+        simulator_check,
+        sweep,
+        scale,
+    };
+    std::fs::write(
+        request.out.join("bench.json"),
+        serde_json::to_string_pretty(&output)?,
+    )?;
+    std::fs::write(request.out.join("bench.md"), render::markdown(&output))?;
+    render::plots(&request.out, &output)?;
+    Ok(output)
+}
+
+/// Where `grlhf bench` writes by default: `target/bench/<config stem>`.
+pub fn default_out(config_path: &Path) -> PathBuf {
+    let stem = config_path
+        .file_stem()
+        .map_or("bench".into(), |s| s.to_string_lossy().to_string());
+    PathBuf::from("target/bench").join(stem)
+}

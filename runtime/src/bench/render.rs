@@ -1,0 +1,229 @@
+//! `bench.md` and the plots, from `bench.json`'s contents.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::measure::BenchReport;
+use super::BenchOutput;
+use crate::charts::{grouped_bars, line_charts, BarPanel, LinePanel};
+
+/// Today's date (UTC), for reports.
+pub fn today() -> String {
+    time::OffsetDateTime::now_utc().date().to_string()
+}
+
+fn report_table(reports: &[(&str, &BenchReport)]) -> String {
+    let mut out = String::from(
+        "| run | mode | η | G | J | n | B | samples/s | step s | ideal step s (overlap / lockstep) | efficiency | bottleneck | gen tok/s | judged groups/s | judged pairs/s | learner tok/s |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|\n",
+    );
+    for (label, r) in reports {
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} | {} | {} | {:.1} | {:.3} | {:.3} / {:.3} | {:.2} | {} | {:.0} | {:.1} | {:.1} | {:.0} |",
+            r.mode,
+            r.max_staleness,
+            r.generators,
+            r.judges,
+            r.group_size,
+            r.batch_groups,
+            r.samples_per_s,
+            r.step_s,
+            r.ideal.overlap_step_s,
+            r.ideal.lockstep_step_s,
+            r.overlap_efficiency,
+            r.ideal.bottleneck,
+            r.generated_tokens_per_s,
+            r.judged_groups_per_s,
+            r.judged_pairs_per_s,
+            r.learner_tokens_per_s,
+        );
+    }
+    out
+}
+
+/// `bench.md`.
+pub fn markdown(o: &BenchOutput) -> String {
+    let b = &o.baseline;
+    let mut md = format!(
+        "# grlhf bench — {}\n\nMachine: {}. Date: {}. {} run{}.\n\n",
+        o.config,
+        o.machine,
+        o.date,
+        if b.simulated { "Simulated" } else { "Real" },
+        if b.simulated {
+            " (cost model below; no model loaded)"
+        } else {
+            ""
+        }
+    );
+    md += "Throughputs are over the steady window (after the warm-up steps). Stage times are per learner step: a role's busy time per unit of work × B / instances. Ideal step = the slowest stage or the staleness window ((η + 1)·B groups in flight, each for at least a generation call + a judging + a learner step), under perfect overlap; or the stages' sum (lockstep); efficiency = measured samples/s ÷ perfect-overlap samples/s.\n\n## Baseline\n\n";
+    md += &report_table(&[("baseline", b)]);
+    let t = &b.ideal.stage_times;
+    let _ = write!(
+        md,
+        "\nStage times per step (measured): generate {:.3} s, judge {:.3} s, learn + publish {:.3} s; staleness window {:.3} s.",
+        t.generate_s, t.judge_s, t.learn_s, t.window_s
+    );
+    if let Some(a) = &b.analytic {
+        let t = &a.stage_times;
+        let _ = write!(
+            md,
+            " From the cost model: generate {:.3} s, judge {:.3} s, learn + publish {:.3} s, staleness window {:.3} s (overlap bound {:.3} s, lockstep {:.3} s).",
+            t.generate_s, t.judge_s, t.learn_s, t.window_s, a.overlap_step_s, a.lockstep_step_s
+        );
+    }
+    let bandwidth = if b.simulated {
+        "simulated".to_string()
+    } else {
+        format!("{:.2} GB/s", b.weight_sync_gb_per_s)
+    };
+    let _ = write!(
+        md,
+        "\n\nWeight publication (learner side, all subscribers): {:.2} ms per version, {} bytes ({bandwidth}). Ledger balanced: {}.\n\n",
+        b.weight_sync_ms, b.weight_sync_bytes, b.ledger_balanced
+    );
+    md += "| latency (s) | mean | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n";
+    for (name, p) in [
+        ("taken → trained", &b.latency_s),
+        ("generated → judged", &b.judge_wait_s),
+        ("judged → trained", &b.learner_wait_s),
+    ] {
+        let _ = writeln!(
+            md,
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            p.mean, p.p50, p.p90, p.p99, p.max
+        );
+    }
+    md += "\n| staleness | groups trained |\n|---:|---:|\n";
+    for (k, v) in &b.staleness_histogram {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    md += "\n| actor | busy | idle |\n|---|---:|---:|\n";
+    for (name, load) in b.actors.iter().take(40) {
+        let _ = writeln!(md, "| {name} | {:.2} | {:.2} |", load.busy, load.idle);
+    }
+    if b.actors.len() > 40 {
+        let _ = writeln!(md, "\n({} more actors in bench.json.)", b.actors.len() - 40);
+    }
+    md += "\nTimeline: `trace.json` (open at ui.perfetto.dev) and `timeline.png`.\n";
+    if let Some(c) = &o.simulator_check {
+        let _ = write!(
+            md,
+            "\n## Simulator check\n\nThe baseline replayed by simulated actors with the cost model fitted to it (`profile.json`): real {:.1} samples/s, simulated {:.1} samples/s, error {:+.1}%.\n",
+            c.real_samples_per_s,
+            c.simulated_samples_per_s,
+            c.relative_error * 100.0
+        );
+    }
+    if !o.sweep.is_empty() {
+        md += "\n## Sweep\n\nOne axis at a time from the config; `× sync` = samples/s over the sync run's.\n\n";
+        let rows: Vec<(&str, &BenchReport)> = o
+            .sweep
+            .iter()
+            .map(|r| (r.label.as_str(), &r.report))
+            .collect();
+        md += &report_table(&rows);
+        if let Some(sync) = o.sweep.first() {
+            let _ = write!(
+                md,
+                "\nThe sync run's stages, measured with nothing else running, bound what overlap can give: lockstep {:.3} s vs perfect overlap {:.3} s per step, an ideal speed-up of {:.2}× over lockstep. `of ideal` = samples/s ÷ that perfect-overlap throughput (sync and async rows; the other variants change the stages themselves, so their own `efficiency` column above is the one to read).\n",
+                sync.report.ideal.lockstep_step_s,
+                sync.report.ideal.overlap_step_s,
+                sync.report.ideal.lockstep_step_s / sync.report.ideal.overlap_step_s.max(1e-12)
+            );
+        }
+        md += "\n| run | × sync | of ideal |\n|---|---:|---:|\n";
+        for r in &o.sweep {
+            let of_ideal = r
+                .of_sync_ideal
+                .map_or("—".to_string(), |x| format!("{x:.2}"));
+            let _ = writeln!(md, "| {} | {:.2}× | {of_ideal} |", r.label, r.over_sync);
+        }
+        md += "\n![sweep](sweep.png)\n";
+    }
+    if !o.scale.is_empty() {
+        md += "\n## Scale (simulated actors)\n\n| actors | generators | judges | samples/s | ideal samples/s | bottleneck | step over ideal | learner busy | learner span over cost | zero-cost µs/group | peak groups in flight | bytes/in-flight group |\n|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n";
+        for r in &o.scale {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.1} | {:.1} | {} | {:+.2}% | {:.3} | {:+.2}% | {:.0} | {} | {:.0} |",
+                r.actors,
+                r.generators,
+                r.judges,
+                r.samples_per_s,
+                r.ideal_samples_per_s,
+                r.bottleneck,
+                r.runtime_overhead * 100.0,
+                r.learner_busy,
+                r.learner_cost_overrun * 100.0,
+                r.zero_cost_us_per_group,
+                r.peak_in_flight_groups,
+                r.bytes_per_in_flight_group
+            );
+        }
+        md += "\n`step over ideal`: measured step time over the cost model's perfect-overlap step, minus 1 — everything the run adds, including queueing where stages are nearly balanced. `learner span over cost`: how much longer the learner's busy spans were than the cost model says (the simulator's own sleep hand-off, not the runtime). With the learner the bottleneck, the runtime's own share is roughly the first minus the second.\n\n![scale](scale.png)\n";
+    }
+    if let Some(c) = &o.cost_model {
+        let _ = write!(
+            md,
+            "\n## Cost model\n\n```json\n{}\n```\n",
+            serde_json::to_string_pretty(c).unwrap_or_default()
+        );
+    }
+    md
+}
+
+/// `sweep.png` and `scale.png`.
+pub fn plots(dir: &Path, o: &BenchOutput) -> Result<()> {
+    if !o.sweep.is_empty() {
+        grouped_bars(
+            &dir.join("sweep.png"),
+            &[BarPanel {
+                title: format!("samples/s by variant ({})", o.machine),
+                groups: o.sweep.iter().map(|r| r.label.clone()).collect(),
+                series: vec![
+                    (
+                        "measured".into(),
+                        o.sweep.iter().map(|r| r.report.samples_per_s).collect(),
+                    ),
+                    (
+                        "ideal (perfect overlap)".into(),
+                        o.sweep
+                            .iter()
+                            .map(|r| r.report.ideal.ideal_samples_per_s)
+                            .collect(),
+                    ),
+                ],
+                y_label: "samples/s".into(),
+            }],
+        )?;
+    }
+    if !o.scale.is_empty() {
+        let points = |f: fn(&super::ScaleRow) -> f64| -> Vec<(f64, f64)> {
+            o.scale.iter().map(|r| (r.actors as f64, f(r))).collect()
+        };
+        line_charts(
+            &dir.join("scale.png"),
+            &[
+                LinePanel {
+                    title: "throughput against actor count (simulated)".into(),
+                    series: vec![
+                        ("measured".into(), points(|r| r.samples_per_s)),
+                        ("ideal".into(), points(|r| r.ideal_samples_per_s)),
+                    ],
+                    x_label: "actors".into(),
+                    y_label: "samples/s".into(),
+                },
+                LinePanel {
+                    title: "runtime overhead".into(),
+                    series: vec![("% of step".into(), points(|r| r.runtime_overhead * 100.0))],
+                    x_label: "actors".into(),
+                    y_label: "% over the ideal step".into(),
+                },
+            ],
+        )?;
+    }
+    Ok(())
+}
