@@ -97,10 +97,15 @@ impl Generator {
         }
         let start = state.args.activity.now();
         let version = update.version;
-        state
+        let update = state
             .worker
-            .run(move |engine: &mut VlEngine| apply_weights(engine, &update.tensors))
+            .run(move |engine: &mut VlEngine| {
+                apply_weights(engine, &update.tensors).map(|()| update)
+            })
             .await??;
+        if let Some(recycle) = update.recycle {
+            let _ = recycle.send(update.tensors);
+        }
         state
             .args
             .activity

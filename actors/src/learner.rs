@@ -173,7 +173,12 @@ pub struct LearnerState {
     args: LearnerArgs,
     worker: DeviceWorker<LearnerEngine>,
     version: Version,
+    /// Per subscriber: the channel its applied snapshots come back on, for reuse.
+    recycled: std::collections::HashMap<String, Recycle>,
 }
+
+type Snapshot = Vec<(String, Tensor)>;
+type Recycle = (flume::Sender<Snapshot>, flume::Receiver<Snapshot>);
 
 pub struct Learner;
 
@@ -343,6 +348,7 @@ impl Actor for Learner {
             args,
             worker,
             version: 0,
+            recycled: Default::default(),
         })
     }
 
@@ -477,10 +483,20 @@ impl Actor for Learner {
             }
             let device = subscriber.device;
             let copy_started = Instant::now();
+            let (recycle, returned) = state
+                .recycled
+                .entry(subscriber.name.clone())
+                .or_insert_with(flume::unbounded);
+            let reuse = returned.try_iter().last();
+            let recycle = recycle.clone();
             let (tensors, bytes) = state
                 .worker
                 .run(move |engine: &mut LearnerEngine| {
-                    crate::weight_sync::snapshot(engine.policy.model.var_store(), device)
+                    crate::weight_sync::snapshot_into(
+                        engine.policy.model.var_store(),
+                        device,
+                        reuse,
+                    )
                 })
                 .await?;
             let copy_ms = copy_started.elapsed().as_secs_f64() * 1e3;
@@ -490,6 +506,7 @@ impl Actor for Learner {
                 tensors,
                 bytes,
                 copy_ms,
+                recycle: Some(recycle),
             };
             if let Err(e) = (subscriber.send)(update) {
                 tracing::warn!(

@@ -102,6 +102,9 @@ pub struct WeightUpdate {
     /// Bytes copied and the copy's wall time (measured on the learner's side).
     pub bytes: u64,
     pub copy_ms: f64,
+    /// Where the receiver hands `tensors` back once applied, so the learner's next snapshot for
+    /// it copies into them instead of allocating (fresh CPU memory costs a page fault per page).
+    pub recycle: Option<flume::Sender<Vec<(String, tch::Tensor)>>>,
 }
 
 /// Pipeline control.

@@ -8,16 +8,42 @@ use tch::{Device, Tensor};
 
 /// Deep copies of every parameter of `vars` on `device`, sorted by name, and their total bytes.
 pub fn snapshot(vars: &VarStore, device: Device) -> (Vec<(String, Tensor)>, u64) {
-    let mut bytes = 0u64;
-    let mut tensors: Vec<(String, Tensor)> = vars
-        .variables()
-        .into_iter()
-        .map(|(name, t)| {
-            bytes += (t.numel() * t.kind().elt_size_in_bytes()) as u64;
-            (name, tch::no_grad(|| t.detach().to_device(device).copy()))
-        })
-        .collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    snapshot_into(vars, device, None)
+}
+
+/// As [`snapshot`], copying into `reuse` (an earlier snapshot handed back by its receiver) when
+/// it matches the parameters' names, shapes, kinds and device; otherwise allocating.
+pub fn snapshot_into(
+    vars: &VarStore,
+    device: Device,
+    reuse: Option<Vec<(String, Tensor)>>,
+) -> (Vec<(String, Tensor)>, u64) {
+    let mut variables: Vec<(String, Tensor)> = vars.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let bytes = variables
+        .iter()
+        .map(|(_, t)| (t.numel() * t.kind().elt_size_in_bytes()) as u64)
+        .sum();
+    let fits = |reuse: &[(String, Tensor)]| {
+        reuse.len() == variables.len()
+            && reuse.iter().zip(&variables).all(|((n, r), (m, v))| {
+                n == m && r.size() == v.size() && r.kind() == v.kind() && r.device() == device
+            })
+    };
+    let tensors = match reuse {
+        Some(mut reuse) if fits(&reuse) => {
+            tch::no_grad(|| {
+                for ((_, target), (_, source)) in reuse.iter_mut().zip(&variables) {
+                    target.copy_(source);
+                }
+            });
+            reuse
+        }
+        _ => variables
+            .into_iter()
+            .map(|(name, t)| (name, tch::no_grad(|| t.detach().to_device(device).copy())))
+            .collect(),
+    };
     (tensors, bytes)
 }
 

@@ -118,6 +118,7 @@ impl Actor for SimLearner {
                 tensors: Vec::new(),
                 bytes: state.args.cost.weight_bytes,
                 copy_ms,
+                recycle: None,
             };
             if let Err(e) = (subscriber.send)(update) {
                 tracing::warn!(
