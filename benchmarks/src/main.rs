@@ -6,7 +6,6 @@
 
 mod decode;
 mod report;
-mod rl;
 mod vision;
 
 use std::path::PathBuf;
@@ -93,18 +92,6 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         new_tokens: usize,
     },
-    /// Sync vs async GRPO on one config: samples/s, tokens/s, busy ratios, and the ideal
-    /// lockstep / perfect-overlap bounds from measured per-stage times (writes rl.json / rl.md /
-    /// rl.png).
-    Rl {
-        /// A `grlhf run` config; it is run once in each mode.
-        config: PathBuf,
-        /// Override the config's learner steps.
-        #[arg(long)]
-        steps: Option<u64>,
-        #[arg(long, default_value = "target/bench")]
-        out: PathBuf,
-    },
     /// Redraws vision.png from a vision.json written earlier (e.g. fetched from a GPU machine).
     VisionPlot {
         /// The vision.json to read.
@@ -116,12 +103,6 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Rl { config, steps, out } => {
-            let report = rl::measure(&config, &out, steps)?;
-            rl::write(&report, &out)?;
-            println!("{}", rl::table(&report));
-            println!("wrote {}/rl.{{json,md,png}}", out.display());
-        }
         Command::Vision {
             run,
             images,
