@@ -214,7 +214,6 @@ pub fn gantt(path: &Path, title: &str, rows: &[String], bars: &[GanttBar]) -> Re
         .x_desc("seconds since the run started")
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
-    let legend_x = chart.plotting_area().dim_in_pixel().0 as i32 + 10;
     let mut kinds: Vec<&str> = bars.iter().map(|b| b.kind.as_str()).collect();
     kinds.sort();
     kinds.dedup();
@@ -225,18 +224,18 @@ pub fn gantt(path: &Path, title: &str, rows: &[String], bars: &[GanttBar]) -> Re
                 let y = n - 1.0 - b.row as f64;
                 Rectangle::new([(b.start, y + 0.15), (b.end, y + 0.85)], color.filled())
             }))
-            .map_err(|e| anyhow!("{e}"))?
-            .label(kind.to_string())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::Coordinate(legend_x, 0))
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        // The legend, drawn by hand in the right-hand margin so it never hides a bar.
+        let (x, y) = (1400 - 120, 40 + 22 * k as i32);
+        root.draw(&Rectangle::new([(x, y), (x + 14, y + 14)], color.filled()))
+            .map_err(|e| anyhow!("{e}"))?;
+        root.draw(&Text::new(
+            kind.to_string(),
+            (x + 20, y),
+            ("sans-serif", 14),
+        ))
         .map_err(|e| anyhow!("{e}"))?;
+    }
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }

@@ -3,8 +3,9 @@
 //!
 //! Throughputs are taken over the **steady window** — from the end of the last warm-up step to
 //! the end of the last step — so start-up (model loading, the first generation) does not count.
-//! **Stage times** are per learner step: a role's busy time per unit of work it finished (per
-//! group for generators and judges, per step for the learner, weight publication included),
+//! **Stage times** are per learner step: a role's busy time in the steady window per unit of
+//! work it finished there (per group for generators and judges, per step for the learner,
+//! weight publication included),
 //! times the B groups of a step, divided by the role's instance count. The **ideal bounds** follow:
 //! lockstep = the sum of the stage times, perfect overlap = the slowest one — or the staleness
 //! window, when slower: at most (η + 1)·B groups are in flight, each for at least one generation
@@ -13,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use grlhf_actors::activity::{busy_seconds, GroupEvent, Milestone, Span};
+use grlhf_actors::activity::{busy_seconds, GroupEvent, Milestone};
 use grlhf_actors::simulated::{CostModel, StageTimes, StepShape};
 use serde::{Deserialize, Serialize};
 
@@ -150,14 +151,6 @@ fn role_of(actor: &str) -> &str {
     actor.split('-').next().unwrap_or(actor)
 }
 
-fn busy_of_role(spans: &[Span], role: &str, kinds: &[&str]) -> f64 {
-    spans
-        .iter()
-        .filter(|s| role_of(&s.actor) == role && kinds.contains(&s.kind.as_str()))
-        .map(|s| s.end - s.start)
-        .sum()
-}
-
 fn times(events: &[GroupEvent], milestone: Milestone) -> Vec<f64> {
     let mut t: Vec<f64> = events
         .iter()
@@ -197,24 +190,48 @@ pub fn step_shape(config: &RunConfig, judges: usize) -> StepShape {
     }
 }
 
-/// Measured stage times of a run (see the module docs).
-pub fn measured_stage_times(outcome: &RunOutcome, config: &RunConfig, judges: usize) -> StageTimes {
+/// Measured stage times of a run over the window `(t0, t1]` (see the module docs): busy time
+/// inside the window per unit of work finished inside it.
+pub fn measured_stage_times(
+    outcome: &RunOutcome,
+    config: &RunConfig,
+    judges: usize,
+    (t0, t1): (f64, f64),
+) -> StageTimes {
     let spans = outcome.activity.spans();
     let events = outcome.activity.events();
+    let inside = |t: f64| t > t0 && t <= t1;
+    let busy = |role: &str, kinds: &[&str]| -> f64 {
+        spans
+            .iter()
+            .filter(|s| role_of(&s.actor) == role && kinds.contains(&s.kind.as_str()))
+            .map(|s| (s.end.min(t1) - s.start.max(t0)).max(0.0))
+            .sum()
+    };
+    let finished = |m: Milestone| {
+        events
+            .iter()
+            .filter(|e| e.milestone == m && inside(e.time))
+            .count()
+            .max(1) as f64
+    };
     let b = config.batch_groups as f64;
-    let generated = times(&events, Milestone::Generated).len().max(1) as f64;
-    let judged = times(&events, Milestone::Judged).len().max(1) as f64;
-    let steps = outcome.steps.len().max(1) as f64;
-    let calls = spans
+    let steps = outcome
+        .steps
         .iter()
-        .filter(|s| role_of(&s.actor) == "generator" && s.kind == "generate")
+        .filter(|s| inside(s.time))
         .count()
         .max(1) as f64;
-    let learn_s = busy_of_role(&spans, "learner", &["train", "sync"]) / steps;
-    let judge_per_group = busy_of_role(&spans, "judge", &["judge"]) / judged;
-    let call_s = busy_of_role(&spans, "generator", &["generate"]) / calls;
+    let calls = spans
+        .iter()
+        .filter(|s| role_of(&s.actor) == "generator" && s.kind == "generate" && inside(s.end))
+        .count()
+        .max(1) as f64;
+    let learn_s = busy("learner", &["train", "sync"]) / steps;
+    let judge_per_group = busy("judge", &["judge"]) / finished(Milestone::Judged);
+    let call_s = busy("generator", &["generate"]) / calls;
     StageTimes {
-        generate_s: busy_of_role(&spans, "generator", &["generate", "sync"]) / generated * b
+        generate_s: busy("generator", &["generate", "sync"]) / finished(Milestone::Generated) * b
             / config.generator.count.max(1) as f64,
         judge_s: judge_per_group * b / judges.max(1) as f64,
         learn_s,
@@ -305,7 +322,7 @@ pub fn measure(
         .collect();
     let samples_per_step = (config.batch_groups * config.group_size) as f64;
     let ideal = IdealBound::new(
-        measured_stage_times(outcome, config, judges),
+        measured_stage_times(outcome, config, judges, (t0, t1)),
         samples_per_step,
     );
     let samples_per_s = samples as f64 / span;

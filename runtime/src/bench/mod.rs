@@ -6,6 +6,7 @@
 //! OUT/bench.md         the same as tables
 //! OUT/trace.json       the baseline run's timeline (Chrome / Perfetto trace events)
 //! OUT/timeline.png     … as a Gantt chart
+//! OUT/queues.png       the baseline's queue depths over time
 //! OUT/sweep.png        samples/s per sweep variant, with each variant's ideal bound
 //! OUT/scale.png        simulated throughput against actor count (with `[bench] scale`)
 //! OUT/profile.json     the cost model fitted to the baseline run (real runs)
@@ -71,7 +72,8 @@ pub struct SweepRow {
     /// This variant's samples/s over the sync run's.
     pub over_sync: f64,
     /// Sync and async rows: samples/s over the perfect-overlap throughput of the sync run's
-    /// stage times (measured with no stage competing for the machine).
+    /// stage times (measured with no stage competing for the machine; the staleness window
+    /// left out, as if η were large enough).
     pub of_sync_ideal: Option<f64>,
 }
 
@@ -192,8 +194,19 @@ pub fn bench(request: BenchRequest) -> Result<BenchOutput> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the cost model {}", path.display()))?;
-            let cost: CostModel = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a cost model", path.display()))?;
+            let parsed: Result<CostModel, _> =
+                serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text));
+            let cost = parsed.map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not a cost model: field `{}`: {}",
+                    path.display(),
+                    e.path(),
+                    e.inner()
+                )
+            })?;
+            if let Some(problem) = settings::cost_model_problems(&cost, "").first() {
+                bail!("{}: {problem}", path.display());
+            }
             Some(cost)
         }
         None => settings.simulate.clone(),
@@ -254,7 +267,9 @@ pub fn bench(request: BenchRequest) -> Result<BenchOutput> {
         for (label, axis, config) in sweep::variants(&base, &settings.sweep) {
             let (report, _) = run_one(&request, &label, config, cost.as_ref(), warmup)?;
             let sync = sync.get_or_insert_with(|| report.clone());
-            let ideal = sync.ideal.ideal_samples_per_s;
+            // Perfect overlap of the sync run's uncontended stages, with a wide enough window.
+            let ideal = (sync.batch_groups * sync.group_size) as f64
+                / sync.ideal.stage_times.stages_overlap_step_s().max(1e-12);
             sweep.push(SweepRow {
                 over_sync: report.samples_per_s / sync.samples_per_s.max(1e-12),
                 of_sync_ideal: (axis == "mode").then(|| report.samples_per_s / ideal),

@@ -128,10 +128,11 @@ pub fn markdown(o: &BenchOutput) -> String {
         if let Some(sync) = o.sweep.first() {
             let _ = write!(
                 md,
-                "\nThe sync run's stages, measured with nothing else running, bound what overlap can give: lockstep {:.3} s vs perfect overlap {:.3} s per step, an ideal speed-up of {:.2}× over lockstep. `of ideal` = samples/s ÷ that perfect-overlap throughput (sync and async rows; the other variants change the stages themselves, so their own `efficiency` column above is the one to read).\n",
+                "\nThe sync run's stages, measured with nothing else running, bound what overlap can give: lockstep {:.3} s vs perfect overlap of the stages {:.3} s per step (a wide enough staleness window assumed), an ideal speed-up of {:.2}× over lockstep. `of ideal` = samples/s ÷ that perfect-overlap throughput (sync and async rows; the other variants change the stages themselves, so their own `efficiency` column above is the one to read).\n",
                 sync.report.ideal.lockstep_step_s,
-                sync.report.ideal.overlap_step_s,
-                sync.report.ideal.lockstep_step_s / sync.report.ideal.overlap_step_s.max(1e-12)
+                sync.report.ideal.stage_times.stages_overlap_step_s(),
+                sync.report.ideal.lockstep_step_s
+                    / sync.report.ideal.stage_times.stages_overlap_step_s().max(1e-12)
             );
         }
         md += "\n| run | × sync | of ideal |\n|---|---:|---:|\n";
@@ -175,30 +176,57 @@ pub fn markdown(o: &BenchOutput) -> String {
     md
 }
 
-/// `sweep.png` and `scale.png`.
+/// `queues.png`, `sweep.png` and `scale.png`.
 pub fn plots(dir: &Path, o: &BenchOutput) -> Result<()> {
+    let q = &o.baseline.queue_depths;
+    let series = |f: fn(&super::measure::QueueSample) -> usize| -> Vec<(f64, f64)> {
+        q.iter().map(|s| (s.time, f(s) as f64)).collect()
+    };
+    line_charts(
+        &dir.join("queues.png"),
+        &[LinePanel {
+            title: "baseline: groups queued by stage".into(),
+            series: vec![
+                ("generating".into(), series(|s| s.generating)),
+                ("awaiting a judge".into(), series(|s| s.awaiting_judge)),
+                (
+                    "awaiting the learner".into(),
+                    series(|s| s.awaiting_learner),
+                ),
+            ],
+            x_label: "seconds since the run started".into(),
+            y_label: "groups".into(),
+        }],
+    )?;
     if !o.sweep.is_empty() {
-        grouped_bars(
-            &dir.join("sweep.png"),
-            &[BarPanel {
-                title: format!("samples/s by variant ({})", o.machine),
-                groups: o.sweep.iter().map(|r| r.label.clone()).collect(),
-                series: vec![
-                    (
-                        "measured".into(),
-                        o.sweep.iter().map(|r| r.report.samples_per_s).collect(),
-                    ),
-                    (
-                        "ideal (perfect overlap)".into(),
-                        o.sweep
-                            .iter()
-                            .map(|r| r.report.ideal.ideal_samples_per_s)
-                            .collect(),
-                    ),
-                ],
-                y_label: "samples/s".into(),
-            }],
-        )?;
+        // One panel per axis, so that labels stay readable.
+        let mut axes: Vec<&str> = o.sweep.iter().map(|r| r.axis.as_str()).collect();
+        axes.dedup();
+        let panels: Vec<BarPanel> = axes
+            .iter()
+            .map(|axis| {
+                let rows: Vec<&super::SweepRow> =
+                    o.sweep.iter().filter(|r| r.axis == *axis).collect();
+                BarPanel {
+                    title: format!("samples/s by {axis}"),
+                    groups: rows.iter().map(|r| r.label.clone()).collect(),
+                    series: vec![
+                        (
+                            "measured".into(),
+                            rows.iter().map(|r| r.report.samples_per_s).collect(),
+                        ),
+                        (
+                            "ideal (perfect overlap)".into(),
+                            rows.iter()
+                                .map(|r| r.report.ideal.ideal_samples_per_s)
+                                .collect(),
+                        ),
+                    ],
+                    y_label: "samples/s".into(),
+                }
+            })
+            .collect();
+        grouped_bars(&dir.join("sweep.png"), &panels)?;
     }
     if !o.scale.is_empty() {
         let points = |f: fn(&super::ScaleRow) -> f64| -> Vec<(f64, f64)> {
@@ -217,10 +245,19 @@ pub fn plots(dir: &Path, o: &BenchOutput) -> Result<()> {
                     y_label: "samples/s".into(),
                 },
                 LinePanel {
-                    title: "runtime overhead".into(),
-                    series: vec![("% of step".into(), points(|r| r.runtime_overhead * 100.0))],
+                    title: "gap to the ideal step".into(),
+                    series: vec![
+                        (
+                            "step over ideal".into(),
+                            points(|r| r.runtime_overhead * 100.0),
+                        ),
+                        (
+                            "learner span over cost (simulator)".into(),
+                            points(|r| r.learner_cost_overrun * 100.0),
+                        ),
+                    ],
                     x_label: "actors".into(),
-                    y_label: "% over the ideal step".into(),
+                    y_label: "%".into(),
                 },
             ],
         )?;

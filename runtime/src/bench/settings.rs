@@ -99,26 +99,33 @@ impl BenchSettings {
             );
         }
         if let Some(c) = &self.simulate {
-            let costs = [
-                ("generate_s_per_call", c.generate_s_per_call),
-                ("generate_s_per_token", c.generate_s_per_token),
-                ("judge_s_per_group", c.judge_s_per_group),
-                ("judge_s_per_pair", c.judge_s_per_pair),
-                ("learn_s_per_step", c.learn_s_per_step),
-                ("learn_s_per_token", c.learn_s_per_token),
-                ("sync_s_per_subscriber", c.sync_s_per_subscriber),
-            ];
-            for (key, v) in costs {
-                if !(v.is_finite() && v >= 0.0) {
-                    out.push(format!(
-                        "bench.simulate.{key} = {v}: a cost is a finite number of seconds ≥ 0"
-                    ));
-                }
-            }
-            if c.response_tokens == 0 {
-                out.push("bench.simulate.response_tokens must be at least 1".to_string());
-            }
+            out.extend(cost_model_problems(c, "bench.simulate."));
         }
         out
     }
+}
+
+/// Problems with a cost model's values, each naming its key (after `prefix`).
+pub fn cost_model_problems(c: &CostModel, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let costs = [
+        ("generate_s_per_call", c.generate_s_per_call),
+        ("generate_s_per_token", c.generate_s_per_token),
+        ("judge_s_per_group", c.judge_s_per_group),
+        ("judge_s_per_pair", c.judge_s_per_pair),
+        ("learn_s_per_step", c.learn_s_per_step),
+        ("learn_s_per_token", c.learn_s_per_token),
+        ("sync_s_per_subscriber", c.sync_s_per_subscriber),
+    ];
+    for (key, v) in costs {
+        if !(v.is_finite() && v >= 0.0) {
+            out.push(format!(
+                "{prefix}{key} = {v}: a cost is a finite number of seconds ≥ 0"
+            ));
+        }
+    }
+    if c.response_tokens == 0 {
+        out.push(format!("{prefix}response_tokens must be at least 1"));
+    }
+    out
 }
