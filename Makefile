@@ -2,7 +2,8 @@
 #
 #   make demo    set up, build, run the main job
 #   make test    set up, build, generate parity fixtures with transformers, run every test
-#   make bench   decode and vision throughput against transformers, sync vs async RL (target/bench/)
+#   make bench   decode and vision throughput against transformers; async-RL throughput
+#                (grlhf bench: real, simulated, scale) and criterion microbenchmarks (target/bench/)
 
 SHELL := /bin/bash
 PY := .venv/bin/python
@@ -37,7 +38,7 @@ demo: build
 bench: build
 	bash benchmarks/decode.sh
 	bash benchmarks/vision.sh
-	bash benchmarks/rl.sh
+	bash benchmarks/async.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
