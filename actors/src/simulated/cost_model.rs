@@ -88,10 +88,12 @@ impl StageTimes {
     /// Perfect overlap: the slowest stage sets the pace, unless the staleness window is
     /// slower still.
     pub fn overlap_step_s(&self) -> f64 {
-        self.generate_s
-            .max(self.judge_s)
-            .max(self.learn_s)
-            .max(self.window_s)
+        self.stages_overlap_step_s().max(self.window_s)
+    }
+
+    /// The slowest stage alone: perfect overlap with a staleness window wide enough.
+    pub fn stages_overlap_step_s(&self) -> f64 {
+        self.generate_s.max(self.judge_s).max(self.learn_s)
     }
 
     /// What sets the pace under perfect overlap.
