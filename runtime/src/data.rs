@@ -100,7 +100,7 @@ fn oracle_note(world: Option<&WorldKey>, response: &str) -> String {
 pub fn show(path: &Path, k: usize, skip_bad: bool) -> Result<()> {
     let options = LoadOptions {
         skip_bad,
-        skip_image_check: false,
+        ..LoadOptions::default()
     };
     let mut out = String::new();
     let skipped: Vec<BadLine> = match file_kind(path)? {

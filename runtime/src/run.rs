@@ -136,6 +136,8 @@ pub fn prompt_specs(config: &RunConfig) -> Result<(Vec<PromptSpec>, usize)> {
                 let options = LoadOptions {
                     skip_bad: config.data.skip_bad,
                     skip_image_check: false,
+                    image_root: config.data.image_root.clone(),
+                    allow_images_outside_root: config.data.allow_images_outside_root,
                 };
                 match config.stage {
                     Stage::PolicyRl => {

@@ -52,6 +52,12 @@ pub struct DataConfig {
     /// jsonl: skip bad lines (counted in the summary) instead of stopping.
     #[serde(default)]
     pub skip_bad: bool,
+    /// jsonl: the folder image paths must stay inside (default: the data file's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_root: Option<PathBuf>,
+    /// jsonl: let image paths leave the data root (`..`, absolute paths, links out of it).
+    #[serde(default)]
+    pub allow_images_outside_root: bool,
 }
 
 fn world() -> String {
@@ -69,6 +75,8 @@ impl Default for DataConfig {
             world_seed: None,
             path: None,
             skip_bad: false,
+            image_root: None,
+            allow_images_outside_root: false,
         }
     }
 }
@@ -375,6 +383,12 @@ impl RunConfig {
                 if self.data.world_size == 0 {
                     bail!("data.world_size = 0");
                 }
+            }
+            "jsonl" if self.data.image_root.as_ref().is_some_and(|r| !r.is_dir()) => {
+                bail!(
+                    "data.image_root: {} is not a directory",
+                    self.data.image_root.as_ref().unwrap().display()
+                );
             }
             "jsonl" => match &self.data.path {
                 None => bail!("data.path: the jsonl source needs a file"),

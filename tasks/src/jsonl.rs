@@ -2,7 +2,10 @@
 //! data in the same shape.
 //!
 //! Each line is one JSON object. Image paths are resolved relative to the file's folder and must
-//! exist. A bad line is an error that names `file:line` and the field; with
+//! exist, and may not leave the **data root** (the file's folder, or
+//! [`LoadOptions::image_root`]) — not by `..`, an absolute path or a symbolic link — unless
+//! [`LoadOptions::allow_images_outside_root`] says so: a dataset from elsewhere cannot make a
+//! run read arbitrary files. A bad line is an error that names `file:line` and the field; with
 //! [`LoadOptions::skip_bad`] bad lines are skipped and returned in [`Loaded::skipped`] so the caller
 //! can count and report them. Blank lines are allowed. Unknown fields are ignored (real exports
 //! carry many); a field of the wrong type never is.
@@ -54,13 +57,56 @@ impl fmt::Display for BadLine {
     }
 }
 
-/// How to treat bad lines.
-#[derive(Debug, Clone, Copy, Default)]
+/// How to treat bad lines and image paths.
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Skip bad lines (and report them) instead of failing on the first.
     pub skip_bad: bool,
     /// Do not check that image files exist (for tools that only read text).
     pub skip_image_check: bool,
+    /// The folder image paths must stay inside (default: the file's own folder).
+    pub image_root: Option<PathBuf>,
+    /// Let image paths leave the data root.
+    pub allow_images_outside_root: bool,
+}
+
+/// `path` made absolute with `..` and `.` resolved and symbolic links followed as far as the
+/// path exists (a file that does not exist yet is judged by where it would be).
+fn resolve(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut lexical = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                lexical.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    // Follow links through the longest prefix that exists.
+    let mut existing = lexical.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return lexical,
+        }
+    }
+    let mut resolved = existing
+        .canonicalize()
+        .unwrap_or_else(|_| existing.to_path_buf());
+    for name in rest.iter().rev() {
+        resolved.push(name);
+    }
+    resolved
 }
 
 /// Records read from a file, and the lines skipped.
@@ -138,6 +184,8 @@ struct Fields<'a> {
     line: usize,
     folder: &'a Path,
     check_images: bool,
+    /// The resolved data root, when image paths must stay inside it.
+    root: Option<&'a Path>,
 }
 
 fn brief(value: &Value) -> String {
@@ -207,6 +255,17 @@ impl Fields<'_> {
             return Err(self.bad(field, "empty path"));
         }
         let path = self.folder.join(&raw);
+        if let Some(root) = self.root {
+            if !resolve(&path).starts_with(root) {
+                return Err(self.bad(
+                    field,
+                    format!(
+                        "image path `{raw}` leaves the data root {} (set data.allow_images_outside_root = true to allow it)",
+                        root.display()
+                    ),
+                ));
+            }
+        }
         if self.check_images && !path.is_file() {
             return Err(self.bad(field, format!("image file {} not found", path.display())));
         }
@@ -249,7 +308,18 @@ fn load<T>(
         error,
     };
     let file = File::open(path).map_err(io)?;
-    let folder = path.parent().unwrap_or(Path::new("."));
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let root = match (&options.image_root, options.allow_images_outside_root) {
+        (_, true) => None,
+        (Some(root), false) => Some(root.canonicalize().map_err(|error| DataError::Io {
+            path: root.clone(),
+            error,
+        })?),
+        (None, false) => Some(resolve(folder)),
+    };
     let mut records = Vec::new();
     let mut skipped = Vec::new();
     for (index, line) in BufReader::new(file).split(b'\n').enumerate() {
@@ -270,6 +340,7 @@ fn load<T>(
                     line: line_number,
                     folder,
                     check_images: !options.skip_image_check,
+                    root: root.as_deref(),
                 }),
                 Ok(other) => Err(BadLine {
                     path: path.to_path_buf(),

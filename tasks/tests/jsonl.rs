@@ -33,7 +33,7 @@ fn loaders_round_trip_what_the_export_wrote() {
         let with_dir = |image: &Path| dir.join(image);
         match config.generate(file.split).unwrap() {
             SplitRecords::Prompts(expected) => {
-                let loaded = load_prompts(&path, options).unwrap();
+                let loaded = load_prompts(&path, options.clone()).unwrap();
                 assert!(loaded.skipped.is_empty());
                 assert_eq!(loaded.records.len(), file.records);
                 for (mut e, l) in expected.into_iter().zip(&loaded.records) {
@@ -42,7 +42,7 @@ fn loaders_round_trip_what_the_export_wrote() {
                 }
             }
             SplitRecords::Pairs(expected) => {
-                let loaded = load_pairs(&path, options).unwrap();
+                let loaded = load_pairs(&path, options.clone()).unwrap();
                 assert_eq!(loaded.records.len(), file.records);
                 for (mut e, l) in expected.into_iter().zip(&loaded.records) {
                     e.image = with_dir(&e.image);
@@ -50,7 +50,7 @@ fn loaders_round_trip_what_the_export_wrote() {
                 }
             }
             SplitRecords::Sft(expected) => {
-                let loaded = load_sft(&path, options).unwrap();
+                let loaded = load_sft(&path, options.clone()).unwrap();
                 assert_eq!(loaded.records.len(), file.records);
                 for (mut e, l) in expected.into_iter().zip(&loaded.records) {
                     e.image = with_dir(&e.image);
@@ -167,4 +167,61 @@ fn real_data_shapes_load_with_integer_ids_and_relative_images() {
     assert_eq!(loaded.records[0].image, tmp.path().join("imgs/x.jpg"));
     assert_eq!(loaded.records[1].reference.as_deref(), Some("Because."));
     assert!(loaded.records[0].world.is_none());
+}
+
+#[test]
+fn image_paths_may_not_leave_the_data_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("imgs")).unwrap();
+    std::fs::write(data.join("imgs/in.png"), b"png").unwrap();
+    std::fs::write(tmp.path().join("secret.png"), b"png").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(tmp.path().join("secret.png"), data.join("imgs/link.png")).unwrap();
+    let file = data.join("prompts.jsonl");
+    let line = |image: &str| format!("{{\"id\": 1, \"image\": {image:?}, \"question\": \"q\"}}\n");
+    let secret = tmp.path().join("secret.png").display().to_string();
+    let mut escapes = vec!["../secret.png", "imgs/../../secret.png", secret.as_str()];
+    if cfg!(unix) {
+        escapes.push("imgs/link.png"); // a link inside the root pointing out of it
+    }
+    for escape in escapes {
+        std::fs::write(&file, line(escape)).unwrap();
+        let error = load_prompts(&file, LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("prompts.jsonl:1: field `image`: image path")
+                && error.contains("leaves the data root")
+                && error.contains("allow_images_outside_root"),
+            "{escape}: {error}"
+        );
+        // Allowed when the config says so.
+        let allowed = LoadOptions {
+            allow_images_outside_root: true,
+            ..LoadOptions::default()
+        };
+        assert_eq!(load_prompts(&file, allowed).unwrap().records.len(), 1);
+    }
+    // Inside the root, `..` that stays inside is fine; a wider root admits the parent folder.
+    std::fs::write(&file, line("imgs/../imgs/in.png")).unwrap();
+    assert_eq!(
+        load_prompts(&file, LoadOptions::default())
+            .unwrap()
+            .records
+            .len(),
+        1
+    );
+    std::fs::write(&file, line("../secret.png")).unwrap();
+    let wider = LoadOptions {
+        image_root: Some(tmp.path().to_path_buf()),
+        ..LoadOptions::default()
+    };
+    assert_eq!(load_prompts(&file, wider).unwrap().records.len(), 1);
+    // Escaping paths are refused before the existence check: a missing file outside says so too.
+    std::fs::write(&file, line("../../nowhere/x.png")).unwrap();
+    let error = load_prompts(&file, LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("leaves the data root"), "{error}");
 }
