@@ -82,6 +82,23 @@ fn errors_name_the_file_and_the_field() {
             "clip",
         ),
         (GOOD.replace("steps = 2", "steps = \"two\""), "steps"),
+        // Absurd values: no responses, a negative η, a batch too large to ever fill.
+        (
+            GOOD.replace("group_size = 4", "group_size = 0"),
+            "group_size",
+        ),
+        (
+            GOOD.replace("steps = 2", "steps = 2\nmax_staleness = -1"),
+            "max_staleness",
+        ),
+        (
+            GOOD.replace("batch_groups = 2", "batch_groups = 18446744073709551616"),
+            "batch_groups",
+        ),
+        (
+            GOOD.replace("[model]", "[data]\nsource = \"jsonl\"\npath = \"p.jsonl\"\nimage_root = \"/no/such/root\"\n\n[model]"),
+            "data.image_root",
+        ),
     ];
     for (text, field) in cases {
         let message = error(&text);
@@ -134,4 +151,87 @@ fn an_unknown_judge_kind_is_refused_before_anything_starts() {
     .unwrap()
     .to_string();
     assert!(err.contains("judge[0]") && err.contains("weight"), "{err}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Any edit of a good config — a byte cut out, a line duplicated, a value swapped for
+    /// another — is either a valid config or an error naming the file; never a panic.
+    #[test]
+    fn the_config_loader_is_total(
+        cut in 0usize..GOOD.len(),
+        len in 0usize..12,
+        line in 0usize..16,
+        value in proptest::sample::select(vec![
+            "-1", "0", "1e309", "nan", "\"\"", "[]", "{}", "18446744073709551616", "true",
+            "\"cuda:99\"", "inf",
+        ]),
+    ) {
+        let end = (cut + len).min(GOOD.len());
+        let mut variants = Vec::new();
+        if GOOD.is_char_boundary(cut) && GOOD.is_char_boundary(end) {
+            variants.push(format!("{}{}", &GOOD[..cut], &GOOD[end..]));
+        }
+        let lines: Vec<&str> = GOOD.lines().collect();
+        let mut duplicated = lines.clone();
+        duplicated.insert(line % lines.len(), lines[line % lines.len()]);
+        variants.push(duplicated.join("\n"));
+        let mut swapped = lines.clone();
+        let target = line % lines.len();
+        let replaced;
+        if let Some((key, _)) = swapped[target].split_once(" = ") {
+            replaced = format!("{key} = {value}");
+            swapped[target] = &replaced;
+        }
+        variants.push(swapped.join("\n"));
+        for text in variants {
+            match RunConfig::from_toml(&text, Path::new("fuzz.toml")) {
+                Ok(config) => proptest::prop_assert!(config.group_size >= 2 && config.batch_groups >= 1),
+                Err(e) => proptest::prop_assert!(e.to_string().contains("fuzz.toml"), "{e}"),
+            }
+        }
+    }
+}
+
+/// The data root is enforced from the run config: `grlhf run` refuses a prompt file whose image
+/// leaves the file's folder before any model loads, naming the line and field, and
+/// `data.allow_images_outside_root` lets it through to the next check.
+#[test]
+fn a_run_config_keeps_dataset_images_inside_the_data_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let prompts = data.join("prompts.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"id\": 1, \"image\": \"../outside.png\", \"question\": \"what is it?\"}\n",
+    )
+    .unwrap();
+    let config = |allow: bool| {
+        let text = GOOD.replace(
+            "[model]",
+            &format!(
+                "[data]\nsource = \"jsonl\"\npath = {:?}\nallow_images_outside_root = {allow}\n\n[model]",
+                prompts.display().to_string()
+            ),
+        );
+        RunConfig::from_toml(&text, Path::new("data.toml")).unwrap()
+    };
+    let error = format!(
+        "{:#}",
+        grlhf::run::prompt_specs(&config(false)).unwrap_err()
+    );
+    assert!(
+        error.contains("prompts.jsonl:1: field `image`")
+            && error.contains("leaves the data root")
+            && error.contains("allow_images_outside_root"),
+        "{error}"
+    );
+    // Allowed, the path passes the root check and the (missing) file is what is reported.
+    let error = format!("{:#}", grlhf::run::prompt_specs(&config(true)).unwrap_err());
+    assert!(
+        error.contains("not found") && !error.contains("leaves the data root"),
+        "{error}"
+    );
 }

@@ -1,0 +1,97 @@
+//! The judge actor under a misbehaving judge: wrong reward counts, non-finite rewards and errors
+//! drop the group with a counted reason (`judge_error`) instead of passing garbage on or
+//! stopping the run, and the actor keeps judging afterwards.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use grlhf_actors::activity::ActivityLog;
+use grlhf_actors::judge::{Judge, JudgeActor, JudgeArgs, JudgeMsg};
+use grlhf_actors::ledger::Ledger;
+use grlhf_actors::protocol::{JudgeDetails, PromptItem, RolloutGroup, ScoredGroup, ScoredSink};
+use grlhf_actors::simulated::generator::simulated_rollouts;
+use ractor::Actor;
+
+/// Answers by uid: 0 → one reward for two responses, 1 → NaN, 2 → an error, else fine.
+struct Erratic;
+
+impl Judge for Erratic {
+    fn score(&mut self, group: &RolloutGroup) -> Result<(Vec<f32>, JudgeDetails), String> {
+        match group.prompt.uid {
+            0 => Ok((vec![1.0], JudgeDetails::default())),
+            1 => Ok((vec![f32::NAN, 0.0], JudgeDetails::default())),
+            2 => Err("the model fell over".into()),
+            _ => Ok((vec![1.0, 0.0], JudgeDetails::default())),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<u64>>);
+
+impl ScoredSink for Collect {
+    fn send_scored(&self, group: ScoredGroup) -> Result<(), String> {
+        self.0.lock().unwrap().push(group.group.prompt.uid);
+        Ok(())
+    }
+}
+
+fn group(uid: u64) -> RolloutGroup {
+    RolloutGroup {
+        prompt: Arc::new(PromptItem {
+            uid,
+            id: format!("p{uid}"),
+            question: "q".into(),
+            image: None,
+            reference: None,
+            world: None,
+            admitted_at: 0,
+        }),
+        system: String::new(),
+        user: "q".into(),
+        prompt_tokens: vec![1, 2],
+        rollouts: simulated_rollouts(2, 4, uid),
+        policy_version: 0,
+        generator: "g".into(),
+        generate_ms: 0.0,
+        temperature: 1.0,
+    }
+}
+
+#[tokio::test]
+async fn bad_judge_output_drops_the_group_with_a_counted_reason() {
+    let ledger = Ledger::new();
+    let sink = Arc::new(Collect::default());
+    let (judge, handle) = Actor::spawn(
+        None,
+        JudgeActor,
+        JudgeArgs {
+            name: "judge".into(),
+            build: Box::new(|| Ok(Box::new(Erratic) as Box<dyn Judge>)),
+            sink: sink.clone(),
+            activity: ActivityLog::new(),
+            ledger: ledger.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    for uid in 0..4 {
+        ledger.admit(uid, 0);
+        judge.cast(JudgeMsg::Group(group(uid))).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sink.0.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        *sink.0.lock().unwrap(),
+        vec![3],
+        "only the good group passes"
+    );
+    let snapshot = ledger.snapshot();
+    assert_eq!(snapshot.dropped_by_reason.get("judge_error"), Some(&3));
+    assert_eq!(snapshot.in_flight, 1);
+    assert!(snapshot.balances());
+    judge.stop(None);
+    handle.await.unwrap();
+}
