@@ -3,6 +3,7 @@
 //! [`crate::rule_judge::RuleJudge`] (a reward function of prompt, response and reference) and
 //! [`crate::grm_judge::GrmJudge`] (grouped comparison by a generative reward model).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,6 +24,26 @@ pub type JudgeBuilder = Box<dyn FnOnce() -> Result<Box<dyn Judge>, String> + Sen
 
 pub enum JudgeMsg {
     Group(RolloutGroup),
+    /// A group routed by a [`JudgePool`]: the slot counts it against this judge until the
+    /// message is done with (dropped), judged or not.
+    Queued(RolloutGroup, QueueSlot),
+}
+
+/// One group queued at a judge; dropping it takes the group off the judge's count.
+#[derive(Debug)]
+pub struct QueueSlot(Arc<AtomicUsize>);
+
+impl QueueSlot {
+    fn take(count: &Arc<AtomicUsize>) -> QueueSlot {
+        count.fetch_add(1, Ordering::AcqRel);
+        QueueSlot(count.clone())
+    }
+}
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 pub struct JudgeArgs {
@@ -69,7 +90,11 @@ impl Actor for JudgeActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let JudgeMsg::Group(group) = message;
+        // The slot, if any, is held until this message is handled.
+        let (group, _slot) = match message {
+            JudgeMsg::Group(group) => (group, None),
+            JudgeMsg::Queued(group, slot) => (group, Some(slot)),
+        };
         let start = state.activity.now();
         let started = Instant::now();
         let (group, result) = state
@@ -124,18 +149,42 @@ impl Actor for JudgeActor {
     }
 }
 
-/// Generators hand groups to judges through this (round-robin over a pool).
+/// Generators hand groups to judges through this: each group goes to the judge with the fewest
+/// groups queued or in progress (ties rotate), so a judge held up by a long group (GRM judging
+/// time grows with the responses' lengths) does not collect a queue while others idle, as it
+/// would under round-robin.
 pub struct JudgePool {
-    judges: Vec<ActorRef<JudgeMsg>>,
-    next: std::sync::atomic::AtomicUsize,
+    judges: Vec<(ActorRef<JudgeMsg>, Arc<AtomicUsize>)>,
+    next: AtomicUsize,
 }
 
 impl JudgePool {
     pub fn new(judges: Vec<ActorRef<JudgeMsg>>) -> JudgePool {
         JudgePool {
-            judges,
-            next: Default::default(),
+            judges: judges
+                .into_iter()
+                .map(|j| (j, Arc::new(AtomicUsize::new(0))))
+                .collect(),
+            next: AtomicUsize::new(0),
         }
+    }
+
+    /// Groups queued or in progress at each judge.
+    pub fn loads(&self) -> Vec<usize> {
+        self.judges
+            .iter()
+            .map(|(_, l)| l.load(Ordering::Acquire))
+            .collect()
+    }
+
+    /// The least-loaded judge, scanning from a rotating start so ties spread.
+    fn pick(&self) -> usize {
+        let n = self.judges.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n)
+            .map(|k| (start + k) % n)
+            .min_by_key(|&i| self.judges[i].1.load(Ordering::Acquire))
+            .expect("at least one judge")
     }
 }
 
@@ -144,9 +193,10 @@ impl GroupSink for JudgePool {
         if self.judges.is_empty() {
             return Err("no judges".to_string());
         }
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.judges.len();
-        self.judges[i]
-            .cast(JudgeMsg::Group(group))
+        let (judge, load) = &self.judges[self.pick()];
+        let slot = QueueSlot::take(load);
+        judge
+            .cast(JudgeMsg::Queued(group, slot))
             .map_err(|e| e.to_string())
     }
 }

@@ -1,6 +1,7 @@
 //! The judge actor under a misbehaving judge: wrong reward counts, non-finite rewards and errors
 //! drop the group with a counted reason (`judge_error`) instead of passing garbage on or
-//! stopping the run, and the actor keeps judging afterwards.
+//! stopping the run, and the actor keeps judging afterwards. And the judge pool's routing:
+//! groups go around a judge that is busy.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -94,4 +95,93 @@ async fn bad_judge_output_drops_the_group_with_a_counted_reason() {
     assert!(snapshot.balances());
     judge.stop(None);
     handle.await.unwrap();
+}
+
+/// Sleeps `ms` for group uid 0 and judges every other group at once.
+struct SlowOnFirst {
+    ms: u64,
+}
+
+impl Judge for SlowOnFirst {
+    fn score(&mut self, group: &RolloutGroup) -> Result<(Vec<f32>, JudgeDetails), String> {
+        if group.prompt.uid == 0 {
+            std::thread::sleep(Duration::from_millis(self.ms));
+        }
+        Ok((vec![1.0, 0.0], JudgeDetails::default()))
+    }
+}
+
+#[derive(Default)]
+struct ByJudge(Mutex<Vec<(u64, String)>>);
+
+impl ScoredSink for ByJudge {
+    fn send_scored(&self, group: ScoredGroup) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((group.group.prompt.uid, group.details.judge.clone()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_pool_routes_around_a_busy_judge() {
+    use grlhf_actors::judge::JudgePool;
+    use grlhf_actors::protocol::GroupSink;
+
+    let ledger = Ledger::new();
+    let sink = Arc::new(ByJudge::default());
+    let mut judges = Vec::new();
+    let mut handles = Vec::new();
+    for name in ["judge-a", "judge-b"] {
+        let (judge, handle) = Actor::spawn(
+            None,
+            JudgeActor,
+            JudgeArgs {
+                name: name.into(),
+                build: Box::new(|| Ok(Box::new(SlowOnFirst { ms: 1500 }) as Box<dyn Judge>)),
+                sink: sink.clone(),
+                activity: ActivityLog::new(),
+                ledger: ledger.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        judges.push(judge);
+        handles.push(handle);
+    }
+    let pool = JudgePool::new(judges.clone());
+    // The slow group occupies one judge; the quick ones, spaced out, all go to the other.
+    pool.send_group(group(0)).unwrap();
+    for uid in 1..6 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pool.send_group(group(uid)).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sink.0.lock().unwrap().len() < 6 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let scored = sink.0.lock().unwrap().clone();
+    assert_eq!(scored.len(), 6, "{scored:?}");
+    let slow = &scored.iter().find(|(uid, _)| *uid == 0).unwrap().1;
+    for (uid, judge) in &scored {
+        if *uid != 0 {
+            assert_ne!(
+                judge, slow,
+                "group {uid} queued behind the busy judge: {scored:?}"
+            );
+        }
+    }
+    // Every slot is given back once its message is handled.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while pool.loads() != vec![0, 0] && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pool.loads(), vec![0, 0]);
+    for judge in &judges {
+        judge.stop(None);
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
 }
