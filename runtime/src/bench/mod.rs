@@ -296,6 +296,17 @@ pub fn bench(request: BenchRequest) -> Result<BenchOutput> {
             if let Some(j) = config.judges.first_mut() {
                 j.count = judges;
             }
+            // Enough steps for about 8 s at the ideal pace, the first half as warm-up: a wide
+            // staleness window admits up to (η + 1)·B groups at the start, and the backlog that
+            // builds must drain before the rate is the steady one.
+            let ideal_step = cost
+                .stage_times(&step_shape(&config, judges))
+                .overlap_step_s();
+            config.steps = base
+                .steps
+                .max((8.0 / ideal_step.max(1e-6)).ceil() as u64)
+                .min(600);
+            let warmup = Some(warmup.unwrap_or(1).max(config.steps / 2));
             let before = resident_bytes();
             let (report, outcome) = run_one(
                 &request,
