@@ -58,6 +58,32 @@ impl Actor for Counter {
     }
 }
 
+/// Times `iters` groups sent through a fresh channel (from `make`: a send and a receive-and-drop
+/// half) to a receiver thread, in chunks whose payload is built before the clock starts.
+fn through_a_thread<S, R>(iters: u64, make: impl Fn() -> (S, R)) -> Duration
+where
+    S: FnMut(RolloutGroup),
+    R: FnMut() + Send + 'static,
+{
+    let mut total = Duration::ZERO;
+    for _ in 0..iters.div_ceil(CHUNK) {
+        let payload = groups(CHUNK);
+        let (mut send, mut receive) = make();
+        let receiver = std::thread::spawn(move || {
+            for _ in 0..CHUNK {
+                receive();
+            }
+        });
+        let start = Instant::now();
+        for g in payload {
+            send(g);
+        }
+        receiver.join().unwrap();
+        total += start.elapsed();
+    }
+    total.mul_f64(iters as f64 / (iters.div_ceil(CHUNK) * CHUNK) as f64)
+}
+
 fn bench_messaging(c: &mut Criterion) {
     let mut group = c.benchmark_group("message per rollout group (n=8 × 64 tokens)");
     group.throughput(Throughput::Elements(1));
@@ -90,45 +116,24 @@ fn bench_messaging(c: &mut Criterion) {
 
     group.bench_function("flume unbounded", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters.div_ceil(CHUNK) {
-                let payload = groups(CHUNK);
+            through_a_thread(iters, || {
                 let (tx, rx) = flume::unbounded::<RolloutGroup>();
-                let receiver = std::thread::spawn(move || {
-                    for _ in 0..CHUNK {
-                        drop(rx.recv().unwrap());
-                    }
-                });
-                let start = Instant::now();
-                for g in payload {
-                    tx.send(g).unwrap();
-                }
-                receiver.join().unwrap();
-                total += start.elapsed();
-            }
-            total.mul_f64(iters as f64 / (iters.div_ceil(CHUNK) * CHUNK) as f64)
+                (
+                    move |g| tx.send(g).unwrap(),
+                    move || drop(rx.recv().unwrap()),
+                )
+            })
         })
     });
-
     group.bench_function("crossbeam unbounded", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters.div_ceil(CHUNK) {
-                let payload = groups(CHUNK);
+            through_a_thread(iters, || {
                 let (tx, rx) = crossbeam_channel::unbounded::<RolloutGroup>();
-                let receiver = std::thread::spawn(move || {
-                    for _ in 0..CHUNK {
-                        drop(rx.recv().unwrap());
-                    }
-                });
-                let start = Instant::now();
-                for g in payload {
-                    tx.send(g).unwrap();
-                }
-                receiver.join().unwrap();
-                total += start.elapsed();
-            }
-            total.mul_f64(iters as f64 / (iters.div_ceil(CHUNK) * CHUNK) as f64)
+                (
+                    move |g| tx.send(g).unwrap(),
+                    move || drop(rx.recv().unwrap()),
+                )
+            })
         })
     });
     group.finish();
