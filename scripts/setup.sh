@@ -23,9 +23,11 @@ fi
 
 echo "setup: creating $VENV with $PINS (torch is ~4.6 GB; about a minute)" >&2
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
+# --no-cache-dir: torch and its CUDA wheels would otherwise stay a second time (~3 GB) in pip's
+# cache, on disks that CI machines keep small.
+"$VENV/bin/python" -m pip install --quiet --no-cache-dir --upgrade pip
 # shellcheck disable=SC2086
-"$VENV/bin/python" -m pip install --quiet $PINS
+"$VENV/bin/python" -m pip install --quiet --no-cache-dir $PINS
 "$VENV/bin/python" - <<'PY'
 import torch, transformers
 assert torch.__version__.startswith("2.11.0"), torch.__version__
