@@ -1,23 +1,31 @@
 //! The ledger of prompts: every admitted prompt ends as trained, dropped for a counted reason, or
 //! in flight at stop — `admitted = trained + dropped + in_flight`, always, and no prompt is
 //! trained twice.
+//!
+//! It also records which actor incarnation holds each prompt in flight (a generator from the
+//! moment it takes the prompt, then the judge its group is routed to), so a supervisor can hand
+//! a failed actor's prompts back to the source, and it saves and restores itself for
+//! checkpoints.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use ractor::ActorId;
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::Version;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum PromptState {
+/// Where one prompt stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptState {
     InFlight { admitted_at: Version },
     Trained,
-    Dropped,
+    Dropped { reason: String },
 }
 
 /// Counts at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerSnapshot {
     pub admitted: u64,
     pub trained: u64,
@@ -34,11 +42,29 @@ impl LedgerSnapshot {
     }
 }
 
-#[derive(Debug, Default)]
+/// Called with a uid dropped before it could be trained (see [`Ledger::on_replaceable_drop`]).
+pub type DropHook = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Drop reasons that do not call for a replacement prompt: the learner moved past the group
+/// (`stale`), or trained on its step without it (`zero_variance`).
+const NOT_REPLACED: [&str; 2] = ["stale", "zero_variance"];
+
+#[derive(Default)]
 struct Inner {
     prompts: HashMap<u64, PromptState>,
+    holders: HashMap<u64, ActorId>,
     snapshot: LedgerSnapshot,
     violations: Vec<String>,
+    on_drop: Option<DropHook>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("snapshot", &self.snapshot)
+            .field("violations", &self.violations)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Shared by the prompt source, buffer and learner (a mutex, not an actor: entries are tiny and
@@ -46,6 +72,19 @@ struct Inner {
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     inner: Arc<Mutex<Inner>>,
+}
+
+/// Moves one prompt from in flight to `to` in the counts.
+fn settle(s: &mut LedgerSnapshot, to: &PromptState) {
+    match to {
+        PromptState::InFlight { .. } => return,
+        PromptState::Trained => s.trained += 1,
+        PromptState::Dropped { reason } => {
+            s.dropped += 1;
+            *s.dropped_by_reason.entry(reason.clone()).or_default() += 1;
+        }
+    }
+    s.in_flight -= 1;
 }
 
 impl Ledger {
@@ -69,7 +108,7 @@ impl Ledger {
         inner.snapshot.in_flight += 1;
     }
 
-    fn finish(&self, uid: u64, to: PromptState, reason: Option<&str>) {
+    fn finish(&self, uid: u64, to: PromptState) {
         let mut inner = self.inner.lock().unwrap();
         match inner.prompts.get(&uid) {
             Some(PromptState::InFlight { .. }) => {}
@@ -79,26 +118,92 @@ impl Ledger {
                 return;
             }
         }
-        inner.prompts.insert(uid, to.clone());
-        let s = &mut inner.snapshot;
-        s.in_flight -= 1;
-        match to {
-            PromptState::Trained => s.trained += 1,
-            _ => {
-                s.dropped += 1;
-                *s.dropped_by_reason
-                    .entry(reason.unwrap_or("unknown").to_string())
-                    .or_default() += 1;
+        inner.holders.remove(&uid);
+        settle(&mut inner.snapshot, &to);
+        inner.prompts.insert(uid, to);
+    }
+
+    pub fn trained(&self, uid: u64) {
+        self.finish(uid, PromptState::Trained);
+    }
+
+    pub fn dropped(&self, uid: u64, reason: &str) {
+        let was_in_flight = matches!(
+            self.inner.lock().unwrap().prompts.get(&uid),
+            Some(PromptState::InFlight { .. })
+        );
+        self.finish(
+            uid,
+            PromptState::Dropped {
+                reason: reason.to_string(),
+            },
+        );
+        if was_in_flight && !NOT_REPLACED.contains(&reason) {
+            let hook = self.inner.lock().unwrap().on_drop.clone();
+            if let Some(hook) = hook {
+                hook(uid);
             }
         }
     }
 
-    pub fn trained(&self, uid: u64) {
-        self.finish(uid, PromptState::Trained, None);
+    /// Calls `hook` for every prompt dropped before it could be trained (a generation or judge
+    /// error, a skipped learner step): the prompt source admits a replacement, so a step is
+    /// never left waiting for a group that will not come.
+    pub fn on_replaceable_drop(&self, hook: DropHook) {
+        self.inner.lock().unwrap().on_drop = Some(hook);
     }
 
-    pub fn dropped(&self, uid: u64, reason: &str) {
-        self.finish(uid, PromptState::Dropped, Some(reason));
+    /// `holder` (an actor incarnation) now holds `uid`; ignored unless the prompt is in flight.
+    pub fn hold(&self, uid: u64, holder: ActorId) {
+        let mut inner = self.inner.lock().unwrap();
+        if matches!(inner.prompts.get(&uid), Some(PromptState::InFlight { .. })) {
+            inner.holders.insert(uid, holder);
+        }
+    }
+
+    /// No actor holds `uid` any more (it went past the judges).
+    pub fn unhold(&self, uid: u64) {
+        self.inner.lock().unwrap().holders.remove(&uid);
+    }
+
+    /// Takes back the in-flight prompts `holder` held (it failed): they are held by no one
+    /// until the source issues them again.
+    pub fn release_held_by(&self, holder: ActorId) -> Vec<u64> {
+        let mut inner = self.inner.lock().unwrap();
+        let mut uids: Vec<u64> = inner
+            .holders
+            .iter()
+            .filter(|(_, h)| **h == holder)
+            .map(|(&uid, _)| uid)
+            .collect();
+        uids.sort_unstable();
+        for uid in &uids {
+            inner.holders.remove(uid);
+        }
+        uids
+    }
+
+    /// Every prompt's state, by uid (for a checkpoint).
+    pub fn entries(&self) -> Vec<(u64, PromptState)> {
+        let inner = self.inner.lock().unwrap();
+        let mut v: Vec<(u64, PromptState)> =
+            inner.prompts.iter().map(|(&u, s)| (u, s.clone())).collect();
+        v.sort_by_key(|(u, _)| *u);
+        v
+    }
+
+    /// A ledger holding exactly `entries` (from a checkpoint), its counts recomputed.
+    pub fn restore(entries: Vec<(u64, PromptState)>) -> Ledger {
+        let mut inner = Inner::default();
+        for (uid, state) in entries {
+            inner.snapshot.admitted += 1;
+            inner.snapshot.in_flight += 1;
+            settle(&mut inner.snapshot, &state);
+            inner.prompts.insert(uid, state);
+        }
+        Ledger {
+            inner: Arc::new(Mutex::new(inner)),
+        }
     }
 
     pub fn snapshot(&self) -> LedgerSnapshot {

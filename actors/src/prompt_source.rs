@@ -2,13 +2,22 @@
 //! by learner version v, at most (η + v + 1)·B prompts admitted (B groups per learner step, η
 //! the staleness bound) — so stale work is not produced in the first place. With η = 0 this is
 //! lockstep: exactly B prompts per version.
+//!
+//! Prompts handed back (a failed actor's, or those in flight at a checkpoint) are issued again
+//! before any new one, under their original uid and admission version: admitted once, trained
+//! at most once. The source's position (order, cursor, epoch, next uid) saves and restores for
+//! checkpoints. A prompt dropped before it could be trained (a generation or judge error, a
+//! skipped learner step) is replaced by one more admission ([`PromptSourceMsg::Replace`]), so a
+//! step never waits for a group that will not come.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::ledger::Ledger;
 use crate::protocol::{Control, PromptItem, Version};
@@ -43,6 +52,28 @@ pub enum PromptSourceMsg {
     Control(Control),
     /// Prompts admitted so far.
     Admitted(RpcReplyPort<u64>),
+    /// Issue these admitted prompts again (their holder failed); they go out before new ones.
+    Requeue(Vec<u64>),
+    /// Admit this many prompts beyond the rule, to replace prompts dropped before training.
+    Replace(u64),
+    /// The source's position, for a checkpoint.
+    Snapshot(RpcReplyPort<SourceCheckpoint>),
+}
+
+/// Where the source stands: enough to continue the same prompt order after a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceCheckpoint {
+    pub order: Vec<usize>,
+    pub cursor: usize,
+    pub epoch: u64,
+    pub next_uid: u64,
+    pub admitted: u64,
+    pub version: Version,
+    /// Every admitted prompt's (uid, index in the prompt set, admission version).
+    pub issued: Vec<(u64, usize, Version)>,
+    /// Replacements granted so far (admitted beyond the rule).
+    #[serde(default)]
+    pub replacements: u64,
 }
 
 pub struct PromptSourceArgs {
@@ -51,6 +82,8 @@ pub struct PromptSourceArgs {
     pub max_staleness: u64,
     pub seed: u64,
     pub ledger: Ledger,
+    /// Continue from a checkpoint, issuing `requeue` (uids of `issued`) first.
+    pub resume: Option<(SourceCheckpoint, Vec<u64>)>,
 }
 
 pub struct PromptSourceState {
@@ -61,6 +94,10 @@ pub struct PromptSourceState {
     next_uid: u64,
     version: Version,
     admitted: u64,
+    /// uid → (index in the prompt set, admission version), for every admitted prompt.
+    issued: HashMap<u64, (usize, Version)>,
+    requeue: VecDeque<u64>,
+    replacements: u64,
     waiting: Vec<Waker>,
     draining: bool,
     paused: bool,
@@ -71,7 +108,11 @@ impl PromptSourceState {
         if self.draining || self.paused {
             return 0;
         }
-        let limit = (self.args.max_staleness + self.version + 1) * self.args.batch_groups as u64;
+        if !self.requeue.is_empty() {
+            return u64::MAX;
+        }
+        let limit = (self.args.max_staleness + self.version + 1) * self.args.batch_groups as u64
+            + self.replacements;
         limit.saturating_sub(self.admitted)
     }
 
@@ -84,7 +125,14 @@ impl PromptSourceState {
         }
     }
 
-    fn next_spec(&mut self) -> PromptSpec {
+    /// The next prompt to issue: a handed-back one, else a new admission.
+    fn next_item(&mut self) -> (Arc<PromptItem>, PromptSpec) {
+        while let Some(uid) = self.requeue.pop_front() {
+            if let Some(&(index, admitted_at)) = self.issued.get(&uid) {
+                return self.item(uid, index, admitted_at);
+            }
+            tracing::error!("prompt source: cannot re-issue unknown prompt {uid}");
+        }
         if self.cursor == self.order.len() {
             self.epoch += 1;
             self.cursor = 0;
@@ -92,10 +140,52 @@ impl PromptSourceState {
                 ChaCha8Rng::seed_from_u64(self.args.seed ^ self.epoch.wrapping_mul(0x9E37_79B9));
             self.order.shuffle(&mut rng);
         }
-        let spec = self.args.prompts[self.order[self.cursor]].clone();
+        let index = self.order[self.cursor];
         self.cursor += 1;
-        spec
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        self.admitted += 1;
+        self.args.ledger.admit(uid, self.version);
+        self.issued.insert(uid, (index, self.version));
+        self.item(uid, index, self.version)
     }
+
+    fn item(&self, uid: u64, index: usize, admitted_at: Version) -> (Arc<PromptItem>, PromptSpec) {
+        let spec = self.args.prompts[index].clone();
+        (prompt_item(uid, &spec, admitted_at), spec)
+    }
+
+    fn checkpoint(&self) -> SourceCheckpoint {
+        let mut issued: Vec<(u64, usize, Version)> = self
+            .issued
+            .iter()
+            .map(|(&uid, &(index, at))| (uid, index, at))
+            .collect();
+        issued.sort_unstable();
+        SourceCheckpoint {
+            order: self.order.clone(),
+            cursor: self.cursor,
+            epoch: self.epoch,
+            next_uid: self.next_uid,
+            admitted: self.admitted,
+            version: self.version,
+            issued,
+            replacements: self.replacements,
+        }
+    }
+}
+
+/// The prompt item the source issues for `spec` as `uid` (also rebuilt from a checkpoint).
+pub fn prompt_item(uid: u64, spec: &PromptSpec, admitted_at: Version) -> Arc<PromptItem> {
+    Arc::new(PromptItem {
+        uid,
+        id: spec.id.clone(),
+        question: spec.question.clone(),
+        image: spec.image.clone(),
+        reference: spec.reference.clone(),
+        world: spec.world.clone(),
+        admitted_at,
+    })
 }
 
 /// The actor (configuration lives in the arguments; the mutable part in the state).
@@ -114,20 +204,50 @@ impl Actor for PromptSource {
         if args.prompts.is_empty() {
             return Err("the prompt set is empty".into());
         }
-        let mut order: Vec<usize> = (0..args.prompts.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(args.seed));
-        Ok(PromptSourceState {
-            args,
-            order,
+        let mut state = PromptSourceState {
+            order: (0..args.prompts.len()).collect(),
             cursor: 0,
             epoch: 0,
             next_uid: 0,
             version: 0,
             admitted: 0,
+            issued: HashMap::new(),
+            requeue: VecDeque::new(),
+            replacements: 0,
             waiting: Vec::new(),
             draining: false,
             paused: false,
-        })
+            args,
+        };
+        state
+            .order
+            .shuffle(&mut ChaCha8Rng::seed_from_u64(state.args.seed));
+        if let Some((saved, requeue)) = state.args.resume.take() {
+            if saved.order.len() != state.args.prompts.len()
+                || saved.issued.iter().any(|&(_, i, _)| i >= saved.order.len())
+            {
+                return Err(format!(
+                    "the checkpoint's prompt set has {} prompts; this run's has {}",
+                    saved.order.len(),
+                    state.args.prompts.len()
+                )
+                .into());
+            }
+            state.order = saved.order;
+            state.cursor = saved.cursor;
+            state.epoch = saved.epoch;
+            state.next_uid = saved.next_uid;
+            state.admitted = saved.admitted;
+            state.version = saved.version;
+            state.replacements = saved.replacements;
+            state.issued = saved
+                .issued
+                .into_iter()
+                .map(|(uid, index, at)| (uid, (index, at)))
+                .collect();
+            state.requeue = requeue.into();
+        }
+        Ok(state)
     }
 
     async fn handle(
@@ -138,26 +258,12 @@ impl Actor for PromptSource {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             PromptSourceMsg::Take { max, waker, reply } => {
-                let count = (max as u64).min(state.allowance()) as usize;
-                let mut out = Vec::with_capacity(count);
-                for _ in 0..count {
-                    let spec = state.next_spec();
-                    let uid = state.next_uid;
-                    state.next_uid += 1;
-                    state.admitted += 1;
-                    state.args.ledger.admit(uid, state.version);
-                    let item = PromptItem {
-                        uid,
-                        id: spec.id.clone(),
-                        question: spec.question.clone(),
-                        image: spec.image.clone(),
-                        reference: spec.reference.clone(),
-                        world: spec.world.clone(),
-                        admitted_at: state.version,
-                    };
-                    out.push((Arc::new(item), spec));
+                let mut out = Vec::with_capacity(max);
+                // The allowance is re-read per item: re-issued prompts need none.
+                while out.len() < max && state.allowance() > 0 {
+                    out.push(state.next_item());
                 }
-                metrics::counter!("grlhf_prompts_admitted").increment(count as u64);
+                metrics::counter!("grlhf_prompts_issued").increment(out.len() as u64);
                 if out.is_empty() {
                     state.waiting.push(waker);
                 }
@@ -181,6 +287,18 @@ impl Actor for PromptSource {
             },
             PromptSourceMsg::Admitted(reply) => {
                 let _ = reply.send(state.admitted);
+            }
+            PromptSourceMsg::Requeue(uids) => {
+                metrics::counter!("grlhf_prompts_requeued").increment(uids.len() as u64);
+                state.requeue.extend(uids);
+                state.wake();
+            }
+            PromptSourceMsg::Replace(n) => {
+                state.replacements += n;
+                state.wake();
+            }
+            PromptSourceMsg::Snapshot(reply) => {
+                let _ = reply.send(state.checkpoint());
             }
         }
         Ok(())

@@ -32,7 +32,7 @@ pub struct PromptItem {
 }
 
 /// One sampled response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Rollout {
     /// Generated token ids (the stop token included when there is one).
     pub tokens: Vec<i64>,

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 
+use crate::checkpoint::SavedGroup;
 use crate::ledger::Ledger;
 use crate::protocol::{ScoredGroup, ScoredSink, Version};
 
@@ -26,6 +27,8 @@ pub enum BufferMsg {
         reply: RpcReplyPort<Vec<ScoredGroup>>,
     },
     Stats(RpcReplyPort<BufferStats>),
+    /// Copies of the buffered groups, for a checkpoint.
+    Snapshot(RpcReplyPort<Vec<SavedGroup>>),
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,6 +56,8 @@ pub struct BufferArgs {
     pub max_staleness: u64,
     pub stale_policy: StalePolicy,
     pub ledger: Ledger,
+    /// Groups restored from a checkpoint.
+    pub restore: Vec<ScoredGroup>,
 }
 
 pub struct BufferState {
@@ -140,9 +145,11 @@ impl Actor for ReplayBuffer {
         _myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let mut args = args;
+        let groups = std::mem::take(&mut args.restore).into();
         Ok(BufferState {
             args,
-            groups: VecDeque::new(),
+            groups,
             learner_version: 0,
             waiting: None,
             stats: BufferStats::default(),
@@ -177,6 +184,9 @@ impl Actor for ReplayBuffer {
                 let mut stats = state.stats.clone();
                 stats.buffered = state.groups.len();
                 let _ = reply.send(stats);
+            }
+            BufferMsg::Snapshot(reply) => {
+                let _ = reply.send(state.groups.iter().map(SavedGroup::from).collect());
             }
         }
         Ok(())

@@ -29,3 +29,54 @@ fn every_admitted_prompt_is_trained_dropped_or_in_flight() {
     assert_eq!(ledger.violations().len(), 3);
     assert_eq!(ledger.snapshot(), s);
 }
+
+#[test]
+fn a_restored_ledger_has_the_same_counts_and_still_refuses_training_twice() {
+    let ledger = Ledger::new();
+    for uid in 0..8 {
+        ledger.admit(uid, 0);
+    }
+    for uid in 0..4 {
+        ledger.trained(uid);
+    }
+    ledger.dropped(4, "stale");
+    let restored = Ledger::restore(ledger.entries());
+    assert_eq!(restored.snapshot(), ledger.snapshot());
+    assert!(restored.snapshot().balances());
+    restored.trained(2);
+    assert_eq!(
+        restored.violations().len(),
+        1,
+        "trained twice across a restore"
+    );
+    restored.trained(5);
+    assert!(restored.snapshot().balances());
+}
+
+#[test]
+fn a_failed_holder_gives_back_exactly_the_prompts_it_held_in_flight() {
+    let ledger = Ledger::new();
+    let (a, b) = (ractor::ActorId::Local(1), ractor::ActorId::Local(2));
+    for uid in 0..6 {
+        ledger.admit(uid, 0);
+    }
+    for uid in 0..3 {
+        ledger.hold(uid, a);
+    }
+    ledger.hold(3, b);
+    // uid 1 moved on to b (routed to a judge); uid 2 was trained; uid 0 went past the judges.
+    ledger.hold(1, b);
+    ledger.trained(2);
+    ledger.hold(4, a);
+    ledger.unhold(4);
+    assert_eq!(ledger.release_held_by(a), vec![0]);
+    assert_eq!(
+        ledger.release_held_by(a),
+        Vec::<u64>::new(),
+        "released twice"
+    );
+    assert_eq!(ledger.release_held_by(b), vec![1, 3]);
+    // A prompt no longer in flight cannot be held.
+    ledger.hold(2, a);
+    assert!(ledger.release_held_by(a).is_empty());
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use grlhf_actors::ledger::Ledger;
 use grlhf_actors::prompt_source::{
-    PromptSource, PromptSourceArgs, PromptSourceMsg, PromptSpec, Waker,
+    PromptSource, PromptSourceArgs, PromptSourceMsg, PromptSpec, SourceCheckpoint, Waker,
 };
 use grlhf_actors::protocol::Control;
 use ractor::{Actor, ActorRef};
@@ -54,6 +54,7 @@ async fn admission_follows_the_staleness_rule_and_wakes_waiting_generators() {
                 max_staleness: 1,
                 seed: 0,
                 ledger: ledger.clone(),
+                resume: None,
             },
         )
         .await
@@ -98,4 +99,102 @@ async fn admission_follows_the_staleness_rule_and_wakes_waiting_generators() {
     })
     .await
     .expect("the prompt source test timed out");
+}
+
+async fn take_uids(source: &ActorRef<PromptSourceMsg>, max: usize) -> Vec<(u64, String, u64)> {
+    let waker: Waker = Box::new(|| {});
+    ractor::call!(source, |reply| PromptSourceMsg::Take { max, waker, reply })
+        .unwrap()
+        .into_iter()
+        .map(|(item, spec)| (item.uid, spec.id, item.admitted_at))
+        .collect()
+}
+
+async fn spawn_source(
+    ledger: &Ledger,
+    resume: Option<(SourceCheckpoint, Vec<u64>)>,
+) -> ActorRef<PromptSourceMsg> {
+    Actor::spawn(
+        None,
+        PromptSource,
+        PromptSourceArgs {
+            prompts: specs(5),
+            batch_groups: 2,
+            max_staleness: 0,
+            seed: 3,
+            ledger: ledger.clone(),
+            resume,
+        },
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+#[tokio::test]
+async fn handed_back_prompts_go_out_first_under_their_uid_without_a_second_admission() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let ledger = Ledger::new();
+        let source = spawn_source(&ledger, None).await;
+        let first = take_uids(&source, 2).await;
+        assert_eq!(
+            take_uids(&source, 2).await,
+            vec![],
+            "lockstep: B = 2 per version"
+        );
+        // The holder of the first prompt failed: it goes out again, even with admission closed.
+        source
+            .cast(PromptSourceMsg::Requeue(vec![first[0].0]))
+            .unwrap();
+        assert_eq!(take_uids(&source, 2).await, vec![first[0].clone()]);
+        assert_eq!(ledger.snapshot().admitted, 2);
+        assert!(ledger.violations().is_empty());
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_resumed_source_continues_the_same_order_and_reissues_what_was_in_flight() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        // Uninterrupted: six versions' worth of prompts (the set of 5 wraps into epoch 1).
+        let ledger = Ledger::new();
+        let source = spawn_source(&ledger, None).await;
+        let mut straight = Vec::new();
+        for v in 0..6 {
+            source.cast(PromptSourceMsg::Version(v)).unwrap();
+            straight.extend(take_uids(&source, 2).await);
+        }
+        // Interrupted after version 2's prompts were issued; one of them was in flight.
+        let ledger = Ledger::new();
+        let source = spawn_source(&ledger, None).await;
+        let mut before = Vec::new();
+        for v in 0..3 {
+            source.cast(PromptSourceMsg::Version(v)).unwrap();
+            before.extend(take_uids(&source, 2).await);
+        }
+        let saved = ractor::call!(source, PromptSourceMsg::Snapshot).unwrap();
+        let in_flight = before[5].0;
+        let restored = Ledger::restore(ledger.entries());
+        let source = spawn_source(&restored, Some((saved, vec![in_flight]))).await;
+        let mut after = take_uids(&source, 2).await;
+        assert_eq!(
+            after,
+            vec![before[5].clone()],
+            "the in-flight prompt comes back first"
+        );
+        for v in 3..6 {
+            source.cast(PromptSourceMsg::Version(v)).unwrap();
+            after.extend(take_uids(&source, 2).await);
+        }
+        assert_eq!(
+            &after[1..],
+            &straight[6..],
+            "the order continues as if uninterrupted"
+        );
+        assert!(restored.violations().is_empty());
+        assert_eq!(restored.snapshot().admitted, 12);
+    })
+    .await
+    .unwrap();
 }

@@ -47,6 +47,7 @@ async fn buffer(
         max_staleness: eta,
         stale_policy: policy,
         ledger: ledger.clone(),
+        restore: Vec::new(),
     };
     Actor::spawn(None, ReplayBuffer, args).await.unwrap().0
 }

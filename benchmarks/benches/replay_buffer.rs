@@ -29,6 +29,7 @@ fn bench_buffer(c: &mut Criterion) {
                 max_staleness: 2,
                 stale_policy: StalePolicy::Drop,
                 ledger: ledger.clone(),
+                restore: Vec::new(),
             },
         ))
         .unwrap();
