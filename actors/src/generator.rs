@@ -2,6 +2,11 @@
 //! samples n responses per prompt in batches, and hands each group to its sink. Weight updates
 //! arrive as messages and are applied between batches — the copy itself was made on the
 //! learner's side into fresh tensors, so generation never waits for one to land.
+//!
+//! Each batch samples from a stream seeded by the generator's seed and the batch's first prompt
+//! uid, not by a running count, so a prompt issued again after a restart or a resume is sampled
+//! exactly as it would have been. A restarted generator takes no prompt until the learner's
+//! current weights have arrived.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,8 +56,12 @@ pub enum GeneratorMsg {
     Step,
     Weights(WeightUpdate),
     Stop,
+    /// Fail on purpose (fault injection): the next batch panics after taking its prompts, as a
+    /// generator crashing mid-generation would.
+    Fault,
 }
 
+#[derive(Clone)]
 pub struct GeneratorArgs {
     pub name: String,
     pub model_dir: std::path::PathBuf,
@@ -65,6 +74,11 @@ pub struct GeneratorArgs {
     pub sink: Arc<dyn GroupSink>,
     pub activity: ActivityLog,
     pub ledger: Ledger,
+    /// Weights (a safetensors file) to load over `model_dir`'s, at this version (a resume).
+    pub start_from: Option<(std::path::PathBuf, Version)>,
+    /// Take no prompt until a weight update arrives (a restart: the learner sends its current
+    /// weights).
+    pub await_weights: bool,
 }
 
 pub struct GeneratorState {
@@ -74,6 +88,8 @@ pub struct GeneratorState {
     pending: Option<WeightUpdate>,
     batches: u64,
     stopped: bool,
+    /// An injected fault is pending.
+    fault: bool,
 }
 
 pub struct Generator;
@@ -127,15 +143,28 @@ impl Actor for Generator {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let (dir, device, kind) = (args.model_dir.clone(), args.device, args.kind);
-        let worker = DeviceWorker::spawn(&args.name, move || VlEngine::load(&dir, device, kind))?;
-        myself.cast(GeneratorMsg::Step)?;
+        let start_from = args.start_from.clone();
+        let worker = DeviceWorker::spawn(&args.name, move || {
+            let mut engine = VlEngine::load(&dir, device, kind)?;
+            if let Some((weights, _)) = &start_from {
+                let tensors = tch::Tensor::read_safetensors(weights)
+                    .map_err(|e| format!("reading {}: {e}", weights.display()))?;
+                apply_weights(&mut engine, &tensors)
+                    .map_err(|e| format!("{}: {e}", weights.display()))?;
+            }
+            Ok(engine)
+        })?;
+        if !args.await_weights {
+            myself.cast(GeneratorMsg::Step)?;
+        }
         Ok(GeneratorState {
+            version: args.start_from.as_ref().map_or(0, |(_, v)| *v),
             args,
             worker,
-            version: 0,
             pending: None,
             batches: 0,
             stopped: false,
+            fault: false,
         })
     }
 
@@ -150,7 +179,12 @@ impl Actor for Generator {
                 metrics::histogram!("grlhf_weight_sync_ms").record(update.copy_ms);
                 // A newer update replaces one not yet applied (double buffering).
                 state.pending = Some(update);
+                if state.args.await_weights {
+                    state.args.await_weights = false;
+                    myself.cast(GeneratorMsg::Step)?;
+                }
             }
+            GeneratorMsg::Fault => state.fault = true,
             GeneratorMsg::Stop => {
                 state.stopped = true;
                 myself.stop(None);
@@ -174,7 +208,15 @@ impl Actor for Generator {
                     return Ok(()); // the waker brings us back
                 }
                 for (item, _) in &prompts {
+                    state.args.ledger.hold(item.uid, myself.get_id());
                     state.args.activity.mark(item.uid, Milestone::Taken);
+                }
+                if state.fault {
+                    panic!(
+                        "injected fault: generator {} fails holding {} prompts",
+                        state.args.name,
+                        prompts.len()
+                    );
                 }
                 let n = state.args.group_size;
                 let config = state.args.config.clone();
@@ -182,7 +224,7 @@ impl Actor for Generator {
                     .args
                     .seed
                     .wrapping_mul(1_000_003)
-                    .wrapping_add(state.batches);
+                    .wrapping_add(prompts[0].0.uid);
                 let version = state.version;
                 let started = Instant::now();
                 let start = state.args.activity.now();

@@ -4,7 +4,7 @@
 //! [`crate::grm_judge::GrmJudge`] (grouped comparison by a generative reward model).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -27,6 +27,9 @@ pub enum JudgeMsg {
     /// A group routed by a [`JudgePool`]: the slot counts it against this judge until the
     /// message is done with (dropped), judged or not.
     Queued(RolloutGroup, QueueSlot),
+    /// Fail on purpose (fault injection): the judge panics on its next group, losing that group
+    /// and its queue, as a crashing judge would.
+    Fault,
 }
 
 /// One group queued at a judge; dropping it takes the group off the judge's count.
@@ -60,6 +63,8 @@ pub struct JudgeState {
     sink: Arc<dyn ScoredSink>,
     activity: ActivityLog,
     ledger: Ledger,
+    /// An injected fault is pending.
+    fault: bool,
 }
 
 pub struct JudgeActor;
@@ -81,6 +86,7 @@ impl Actor for JudgeActor {
             sink: args.sink,
             activity: args.activity,
             ledger: args.ledger,
+            fault: false,
         })
     }
 
@@ -94,7 +100,14 @@ impl Actor for JudgeActor {
         let (group, _slot) = match message {
             JudgeMsg::Group(group) => (group, None),
             JudgeMsg::Queued(group, slot) => (group, Some(slot)),
+            JudgeMsg::Fault => {
+                state.fault = true;
+                return Ok(());
+            }
         };
+        if state.fault {
+            panic!("injected fault: judge {} fails", state.name);
+        }
         let start = state.activity.now();
         let started = Instant::now();
         let (group, result) = state
@@ -122,6 +135,8 @@ impl Actor for JudgeActor {
                     .activity
                     .add("parse_failures", details.parse_failures as u64);
                 state.activity.mark(uid, Milestone::Judged);
+                // Past the judge: a later failure of this judge must not re-issue the prompt.
+                state.ledger.unhold(uid);
                 if let Err(e) = state.sink.send_scored(ScoredGroup {
                     group,
                     rewards,
@@ -153,9 +168,13 @@ impl Actor for JudgeActor {
 /// groups queued or in progress (ties rotate), so a judge held up by a long group (GRM judging
 /// time grows with the responses' lengths) does not collect a queue while others idle, as it
 /// would under round-robin.
+///
+/// A supervisor swaps a restarted judge in with [`JudgePool::replace`]; a group whose judge is
+/// gone is routed to the next one. With a ledger, the pool records which judge holds each group.
 pub struct JudgePool {
-    judges: Vec<(ActorRef<JudgeMsg>, Arc<AtomicUsize>)>,
+    judges: Vec<(RwLock<ActorRef<JudgeMsg>>, Arc<AtomicUsize>)>,
     next: AtomicUsize,
+    ledger: Option<Ledger>,
 }
 
 impl JudgePool {
@@ -163,10 +182,17 @@ impl JudgePool {
         JudgePool {
             judges: judges
                 .into_iter()
-                .map(|j| (j, Arc::new(AtomicUsize::new(0))))
+                .map(|j| (RwLock::new(j), Arc::new(AtomicUsize::new(0))))
                 .collect(),
             next: AtomicUsize::new(0),
+            ledger: None,
         }
+    }
+
+    /// Records in `ledger` which judge holds each routed group (for restarts).
+    pub fn with_ledger(mut self, ledger: Ledger) -> JudgePool {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// Groups queued or in progress at each judge.
@@ -177,14 +203,26 @@ impl JudgePool {
             .collect()
     }
 
-    /// The least-loaded judge, scanning from a rotating start so ties spread.
-    fn pick(&self) -> usize {
+    /// The judges' current actors.
+    pub fn judges(&self) -> Vec<ActorRef<JudgeMsg>> {
+        self.judges
+            .iter()
+            .map(|(j, _)| j.read().unwrap().clone())
+            .collect()
+    }
+
+    /// Puts a restarted judge in place of judge `index`.
+    pub fn replace(&self, index: usize, judge: ActorRef<JudgeMsg>) {
+        *self.judges[index].0.write().unwrap() = judge;
+    }
+
+    /// Judges by load, least first, scanning from a rotating start so ties spread.
+    fn by_load(&self) -> Vec<usize> {
         let n = self.judges.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        (0..n)
-            .map(|k| (start + k) % n)
-            .min_by_key(|&i| self.judges[i].1.load(Ordering::Acquire))
-            .expect("at least one judge")
+        let mut order: Vec<usize> = (0..n).map(|k| (start + k) % n).collect();
+        order.sort_by_key(|&i| self.judges[i].1.load(Ordering::Acquire));
+        order
     }
 }
 
@@ -193,10 +231,24 @@ impl GroupSink for JudgePool {
         if self.judges.is_empty() {
             return Err("no judges".to_string());
         }
-        let (judge, load) = &self.judges[self.pick()];
-        let slot = QueueSlot::take(load);
-        judge
-            .cast(JudgeMsg::Queued(group, slot))
-            .map_err(|e| e.to_string())
+        let mut group = group;
+        let mut last_error = String::new();
+        for index in self.by_load() {
+            let (judge, load) = &self.judges[index];
+            let judge = judge.read().unwrap().clone();
+            if let Some(ledger) = &self.ledger {
+                ledger.hold(group.prompt.uid, judge.get_id());
+            }
+            let slot = QueueSlot::take(load);
+            match judge.cast(JudgeMsg::Queued(group, slot)) {
+                Ok(()) => return Ok(()),
+                Err(ractor::MessagingErr::SendErr(JudgeMsg::Queued(back, _))) => {
+                    last_error = format!("judge {} is gone", judge.get_id());
+                    group = back;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(format!("no judge took the group ({last_error})"))
     }
 }

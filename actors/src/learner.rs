@@ -6,16 +6,29 @@
 //! norm, take an AdamW step under a warm-up + cosine schedule, bump the version, and publish the
 //! weights to every generator (deep copies onto each generator's device) before telling the
 //! prompt source, so a generator always holds weights at least as new as its prompts' admission.
+//!
+//! A step whose loss or gradient is not finite (or that fails otherwise) is skipped: its prompts
+//! are dropped and counted, the weights and version stay, and after
+//! `learner.max_skipped_in_a_row` such steps in a row the run stops with an error. Every
+//! `checkpoint.every` steps, at the end and when the run is stopped, the learner writes a
+//! [`crate::checkpoint`] — after publishing the new weights and before telling the source, so in
+//! a synchronous run nothing is in flight at a checkpoint. The batch is requested from the
+//! buffer by a separate task, so the learner still answers a restarted generator's request for
+//! the current weights while it waits for data.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
+use std::sync::{Arc, Mutex};
+
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 
 use crate::activity::{ActivityLog, Milestone};
+use crate::adamw::{AdamW, AdamWConfig};
+use crate::checkpoint::{CheckpointState, RunShape};
 use crate::device_worker::DeviceWorker;
 use crate::generator::GeneratorMsg;
 use crate::grpo::{group_advantages, grpo_loss, GrpoConfig};
@@ -47,6 +60,8 @@ pub struct LearnerConfig {
     pub drop_zero_variance: bool,
     /// Keep a frozen reference for the KL term (needs `grpo.kl_beta > 0`).
     pub reference: bool,
+    /// Skipped steps (non-finite loss or gradient) in a row after which the run stops.
+    pub max_skipped_in_a_row: u64,
     pub grpo: GrpoConfig,
 }
 
@@ -72,13 +87,15 @@ impl Default for LearnerConfig {
             min_lr_ratio: 0.1,
             drop_zero_variance: false,
             reference: true,
+            max_skipped_in_a_row: 3,
             grpo: GrpoConfig::default(),
         }
     }
 }
 
 /// What one step did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StepStats {
     pub step: u64,
     /// The version after the step.
@@ -106,6 +123,10 @@ pub struct StepStats {
     pub staleness_violations: Vec<String>,
     /// The ledger right after this step's prompts were closed.
     pub ledger: crate::ledger::LedgerSnapshot,
+    /// Steps skipped so far (non-finite loss or gradient, or a failed step).
+    pub skipped_steps: u64,
+    /// The checkpoint written after this step, if one was.
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// A receiver of weight updates: a generator (every version) or an evaluator (every k-th).
@@ -138,9 +159,66 @@ impl WeightSubscriber {
 }
 
 pub enum LearnerMsg {
+    /// Ask the buffer for the next batch.
     Step,
-    /// Finish after the step in progress: write the final weights and stop (Ctrl-C).
+    /// The batch for the current version.
+    Batch(Vec<ScoredGroup>),
+    /// Finish after the step in progress: write the final weights and a checkpoint, and stop
+    /// (Ctrl-C).
     Finish,
+    /// Send the current weights to the named subscriber (it was restarted).
+    Resync(String),
+    /// Stop the run with this error, after a final checkpoint (a restart storm).
+    Abort(String),
+}
+
+/// Where and how often the learner writes checkpoints.
+#[derive(Debug, Clone)]
+pub struct CheckpointPlan {
+    pub dir: PathBuf,
+    /// Every this many steps (and at the end, on Ctrl-C and on an abort).
+    pub every: u64,
+    pub keep_last: usize,
+    /// What a resumed run must agree on.
+    pub shape: RunShape,
+}
+
+/// Faults the learner injects into itself (tests and soak runs; none by default).
+#[derive(Debug, Clone, Default)]
+pub struct LearnerFaults {
+    /// Step attempts (0-based, skipped ones included) whose loss is made NaN.
+    pub nan_loss_at: Vec<u64>,
+    /// Probability of a NaN loss at any step.
+    pub nan_loss_probability: f64,
+    /// Versions whose checkpoint write fails.
+    pub fail_checkpoint_at: Vec<Version>,
+    /// Probability that a checkpoint write fails.
+    pub fail_checkpoint_probability: f64,
+    /// Versions whose checkpoint is damaged right after it is written.
+    pub corrupt_checkpoint_at: Vec<Version>,
+    pub seed: u64,
+}
+
+/// Where the learner starts from when a run resumes.
+#[derive(Debug, Clone)]
+pub struct LearnerResume {
+    pub version: Version,
+    pub optimizer_steps: u64,
+    pub skipped_steps: u64,
+    pub weights: PathBuf,
+    pub optimizer: PathBuf,
+}
+
+/// How a learner ended, for the run (shared because an actor's stop reason is only a string).
+#[derive(Debug, Clone, Default)]
+pub struct LearnerOutcome {
+    /// Set when the run was stopped for an error (skipped steps in a row, a restart storm).
+    pub aborted: Option<String>,
+    pub checkpoints_written: u64,
+    pub checkpoint_failures: Vec<String>,
+    pub last_checkpoint: Option<PathBuf>,
+    pub skipped_steps: u64,
+    pub faults_injected: std::collections::BTreeMap<String, u64>,
 }
 
 pub struct LearnerArgs {
@@ -161,12 +239,16 @@ pub struct LearnerArgs {
     pub stats: flume::Sender<StepStats>,
     /// Where the final weights are written (optional).
     pub save_dir: Option<PathBuf>,
+    pub checkpoints: Option<CheckpointPlan>,
+    pub resume: Option<LearnerResume>,
+    pub faults: LearnerFaults,
+    pub outcome: Arc<Mutex<LearnerOutcome>>,
 }
 
 struct LearnerEngine {
     policy: VlEngine,
     reference: Option<VlEngine>,
-    optimizer: tch::nn::Optimizer,
+    optimizer: AdamW,
 }
 
 pub struct LearnerState {
@@ -175,6 +257,14 @@ pub struct LearnerState {
     version: Version,
     /// Per subscriber: the channel its applied snapshots come back on, for reuse.
     recycled: std::collections::HashMap<String, Recycle>,
+    /// A batch request is out.
+    awaiting_batch: bool,
+    skipped_in_a_row: u64,
+    skipped_steps: u64,
+    fault_rng: rand_chacha::ChaCha8Rng,
+    stopped: bool,
+    /// Statistics of the steps since the last checkpoint (they go into the next one).
+    recent_steps: Vec<StepStats>,
 }
 
 type Snapshot = Vec<(String, Tensor)>;
@@ -195,6 +285,168 @@ impl Learner {
         }
         Ok(())
     }
+
+    fn fault(state: &LearnerState, kind: &str) {
+        let mut outcome = state.args.outcome.lock().unwrap();
+        *outcome.faults_injected.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Writes a checkpoint of the current version. A failure is logged and counted; the run
+    /// goes on (the previous checkpoints are untouched).
+    async fn checkpoint(state: &mut LearnerState) -> Option<PathBuf> {
+        let plan = state.args.checkpoints.clone()?;
+        let version = state.version;
+        let faults = &state.args.faults;
+        let fail = faults.fail_checkpoint_at.contains(&version)
+            || (faults.fail_checkpoint_probability > 0.0
+                && state
+                    .fault_rng
+                    .random_bool(faults.fail_checkpoint_probability.min(1.0)));
+        let result = if fail {
+            Self::fault(state, "checkpoint_write_failure");
+            Err(format!(
+                "injected fault: checkpoint write at step {version} fails"
+            ))
+        } else {
+            Self::write_checkpoint(state, &plan).await
+        };
+        let mut outcome = state.args.outcome.lock().unwrap();
+        match result {
+            Ok(dir) => {
+                state.recent_steps.clear();
+                outcome.checkpoints_written += 1;
+                outcome.last_checkpoint = Some(dir.clone());
+                drop(outcome);
+                if state.args.faults.corrupt_checkpoint_at.contains(&version) {
+                    Self::fault(state, "corrupt_checkpoint");
+                    if let Err(e) = crate::checkpoint::corrupt(&dir) {
+                        tracing::error!("learner: could not corrupt {}: {e}", dir.display());
+                    }
+                }
+                Some(dir)
+            }
+            Err(e) => {
+                tracing::error!("learner: checkpoint at step {version} not written: {e}");
+                outcome.checkpoint_failures.push(e);
+                None
+            }
+        }
+    }
+
+    async fn write_checkpoint(
+        state: &mut LearnerState,
+        plan: &CheckpointPlan,
+    ) -> Result<PathBuf, String> {
+        let version = state.version;
+        std::fs::create_dir_all(&plan.dir)
+            .map_err(|e| format!("creating {}: {e}", plan.dir.display()))?;
+        let scratch = crate::checkpoint::scratch_dir(&plan.dir, version);
+        let _ = std::fs::remove_dir_all(&scratch);
+        let target = scratch.clone();
+        let optimizer_steps = state
+            .worker
+            .run(move |engine: &mut LearnerEngine| write_tensors(engine, &target))
+            .await
+            .and_then(|r| r)
+            .inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&scratch);
+            })?;
+        // Order matters (see CheckpointState::assemble): source, buffer, then ledger.
+        let source = ractor::call!(state.args.source, PromptSourceMsg::Snapshot)
+            .map_err(|e| format!("prompt source snapshot: {e}"))?;
+        let buffer = ractor::call!(state.args.buffer, BufferMsg::Snapshot)
+            .map_err(|e| format!("replay buffer snapshot: {e}"))?;
+        let ledger = state.args.ledger.entries();
+        let mut checkpoint = CheckpointState::assemble(
+            version,
+            optimizer_steps,
+            state.skipped_steps,
+            plan.shape.clone(),
+            source,
+            buffer,
+            ledger,
+        );
+        checkpoint.recent_steps = state.recent_steps.clone();
+        let (root, keep) = (plan.dir.clone(), plan.keep_last);
+        tokio::task::spawn_blocking(move || {
+            crate::checkpoint::finish(&root, &scratch, &checkpoint, keep)
+        })
+        .await
+        .map_err(|e| format!("checkpoint writer: {e}"))?
+    }
+
+    /// Final weights and checkpoint, then stop.
+    async fn finish(
+        myself: &ActorRef<LearnerMsg>,
+        state: &mut LearnerState,
+        reason: &str,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.stopped {
+            return Ok(());
+        }
+        state.stopped = true;
+        state.args.total_steps = state.version;
+        Self::save(state).await?;
+        let last = state.args.outcome.lock().unwrap().last_checkpoint.clone();
+        let already = last.is_some_and(|p| {
+            p.file_name().and_then(|n| n.to_str())
+                == Some(format!("step-{:06}", state.version).as_str())
+        });
+        if !already {
+            Self::checkpoint(state).await;
+        }
+        myself.stop(Some(reason.to_string()));
+        Ok(())
+    }
+
+    /// Sends the current weights to `subscriber` (fresh buffers: its old ones died with it).
+    async fn resync(state: &mut LearnerState, subscriber: &str) -> Result<(), ActorProcessingErr> {
+        let Some(index) = state
+            .args
+            .subscribers
+            .iter()
+            .position(|s| s.name == subscriber)
+        else {
+            tracing::warn!("learner: no weight subscriber named {subscriber}");
+            return Ok(());
+        };
+        let device = state.args.subscribers[index].device;
+        let started = Instant::now();
+        let (tensors, bytes) = state
+            .worker
+            .run(move |engine: &mut LearnerEngine| {
+                crate::weight_sync::snapshot(engine.policy.model.var_store(), device)
+            })
+            .await?;
+        let update = WeightUpdate {
+            version: state.version,
+            tensors,
+            bytes,
+            copy_ms: started.elapsed().as_secs_f64() * 1e3,
+            recycle: None,
+        };
+        if let Err(e) = (state.args.subscribers[index].send)(update) {
+            tracing::warn!("learner: {subscriber} did not take weights: {e}");
+        }
+        Ok(())
+    }
+
+    /// Requests the next batch; the answer comes back as [`LearnerMsg::Batch`].
+    fn request_batch(myself: &ActorRef<LearnerMsg>, state: &mut LearnerState) {
+        if state.awaiting_batch || state.stopped || state.version >= state.args.total_steps {
+            return;
+        }
+        state.awaiting_batch = true;
+        let (buffer, version, me) = (state.args.buffer.clone(), state.version, myself.clone());
+        tokio::spawn(async move {
+            let message = match ractor::call!(buffer, |reply| BufferMsg::Sample { version, reply })
+            {
+                Ok(batch) => LearnerMsg::Batch(batch),
+                Err(e) => LearnerMsg::Abort(format!("the replay buffer stopped answering: {e}")),
+            };
+            let _ = me.cast(message);
+        });
+    }
 }
 
 /// One training sequence.
@@ -212,9 +464,9 @@ fn train_step(
     sequences: Vec<Sequence>,
     config: &LearnerConfig,
     lr: f64,
+    inject_nan: bool,
 ) -> Result<(f64, f64, f64, f64), String> {
     let total_tokens: usize = sequences.iter().map(|s| s.response.len()).sum();
-    engine.optimizer.set_lr(lr);
     engine.optimizer.zero_grad();
     let (mut loss_sum, mut kl_sum, mut clip_sum) = (0.0, 0.0, 0.0);
     for chunk in sequences.chunks(config.micro_batch.max(1)) {
@@ -271,37 +523,61 @@ fn train_step(
             total_tokens as f64,
             &config.grpo,
         );
-        terms.loss.backward();
-        loss_sum += terms.loss.double_value(&[]);
+        let loss = if inject_nan {
+            terms.loss * f64::NAN
+        } else {
+            terms.loss
+        };
+        loss.backward();
+        loss_sum += loss.double_value(&[]);
         kl_sum += terms.kl;
         clip_sum += terms.clip_fraction;
     }
-    let grad_norm = grad_norm(&engine.policy);
-    if !grad_norm.is_finite() {
+    let grad_norm = engine.optimizer.grad_norm();
+    if !grad_norm.is_finite() || !loss_sum.is_finite() {
         engine.optimizer.zero_grad();
         return Err(format!(
-            "non-finite gradient norm ({grad_norm}); step skipped"
+            "non-finite loss ({loss_sum}) or gradient norm ({grad_norm})"
         ));
     }
     engine.optimizer.clip_grad_norm(config.grad_clip);
-    engine.optimizer.step();
+    engine.optimizer.step(lr);
     engine.optimizer.zero_grad();
     Ok((loss_sum, kl_sum, clip_sum, grad_norm))
 }
 
-fn grad_norm(engine: &VlEngine) -> f64 {
-    let mut total = 0.0;
-    for var in engine.model.var_store().trainable_variables() {
-        let grad = var.grad();
-        if grad.defined() {
-            total += grad
-                .to_kind(Kind::Double)
-                .pow_tensor_scalar(2)
-                .sum(Kind::Double)
-                .double_value(&[]);
-        }
-    }
-    total.sqrt()
+/// Writes the tensors of a checkpoint (weights, optimizer moments) into `scratch`.
+fn write_tensors(engine: &LearnerEngine, scratch: &std::path::Path) -> Result<u64, String> {
+    std::fs::create_dir_all(scratch).map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+    let mut weights: Vec<(String, Tensor)> = engine
+        .policy
+        .model
+        .var_store()
+        .variables()
+        .into_iter()
+        .collect();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    let path = scratch.join(crate::checkpoint::WEIGHTS);
+    Tensor::write_safetensors(&weights, &path)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let path = scratch.join(crate::checkpoint::OPTIMIZER);
+    Tensor::write_safetensors(&engine.optimizer.state_tensors(), &path)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(engine.optimizer.steps())
+}
+
+/// Loads a checkpoint's weights and optimizer moments into the engine.
+fn load_resume(engine: &mut LearnerEngine, resume: &LearnerResume) -> Result<(), String> {
+    let weights = Tensor::read_safetensors(&resume.weights)
+        .map_err(|e| format!("reading {}: {e}", resume.weights.display()))?;
+    crate::weight_sync::apply(engine.policy.model.var_store(), &weights)
+        .map_err(|e| format!("{}: {e}", resume.weights.display()))?;
+    let moments = Tensor::read_safetensors(&resume.optimizer)
+        .map_err(|e| format!("reading {}: {e}", resume.optimizer.display()))?;
+    engine
+        .optimizer
+        .load_state(&moments, resume.optimizer_steps)
+        .map_err(|e| format!("{}: {e}", resume.optimizer.display()))
 }
 
 impl Actor for Learner {
@@ -315,13 +591,14 @@ impl Actor for Learner {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let (dir, device, kind) = (args.model_dir.clone(), args.device, args.kind);
-        let (weight_decay, lr, with_reference) = (
+        let (weight_decay, with_reference) = (
             args.config.weight_decay,
-            args.config.lr,
             args.config.reference && args.config.grpo.kl_beta > 0.0,
         );
+        let resume = args.resume.clone();
         let worker = DeviceWorker::spawn(&args.name, move || {
             let policy = VlEngine::load(&dir, device, kind)?;
+            // The reference is the starting policy, also on resume.
             let reference = if with_reference {
                 let reference = VlEngine::load(&dir, device, kind)?;
                 for mut var in reference.model.var_store().trainable_variables() {
@@ -331,24 +608,39 @@ impl Actor for Learner {
             } else {
                 None
             };
-            let optimizer = tch::nn::AdamW {
-                wd: weight_decay,
-                ..Default::default()
-            }
-            .build(policy.model.var_store(), lr)
-            .map_err(|e| e.to_string())?;
-            Ok(LearnerEngine {
+            let optimizer = AdamW::new(
+                policy.model.var_store(),
+                AdamWConfig {
+                    weight_decay,
+                    ..Default::default()
+                },
+            );
+            let mut engine = LearnerEngine {
                 policy,
                 reference,
                 optimizer,
-            })
+            };
+            if let Some(resume) = &resume {
+                load_resume(&mut engine, resume)?;
+            }
+            Ok(engine)
         })?;
         myself.cast(LearnerMsg::Step)?;
+        let (version, skipped_steps) = args
+            .resume
+            .as_ref()
+            .map_or((0, 0), |r| (r.version, r.skipped_steps));
         Ok(LearnerState {
+            fault_rng: rand_chacha::ChaCha8Rng::seed_from_u64(args.faults.seed),
             args,
             worker,
-            version: 0,
+            version,
             recycled: Default::default(),
+            awaiting_batch: false,
+            skipped_in_a_row: 0,
+            skipped_steps,
+            stopped: false,
+            recent_steps: Vec::new(),
         })
     }
 
@@ -358,20 +650,30 @@ impl Actor for Learner {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let LearnerMsg::Finish = message {
-            state.args.total_steps = state.version;
-            Self::save(state).await?;
-            myself.stop(Some("finished early".to_string()));
-            return Ok(());
+        let batch = match message {
+            LearnerMsg::Step => {
+                if state.version >= state.args.total_steps {
+                    Self::finish(&myself, state, "done").await?;
+                } else {
+                    Self::request_batch(&myself, state);
+                }
+                return Ok(());
+            }
+            LearnerMsg::Finish => return Self::finish(&myself, state, "finished early").await,
+            LearnerMsg::Resync(name) => return Self::resync(state, &name).await,
+            LearnerMsg::Abort(reason) => {
+                tracing::error!("learner: stopping the run: {reason}");
+                state.args.outcome.lock().unwrap().aborted = Some(reason.clone());
+                return Self::finish(&myself, state, &reason).await;
+            }
+            LearnerMsg::Batch(batch) => batch,
+        };
+        state.awaiting_batch = false;
+        if state.stopped {
+            return Ok(()); // a batch that arrived after Finish stays in flight in the ledger
         }
         let step = state.version;
-        if step >= state.args.total_steps {
-            return Ok(());
-        }
         let version = state.version;
-        let batch: Vec<ScoredGroup> = ractor::call!(state.args.buffer, |reply| {
-            BufferMsg::Sample { version, reply }
-        })?;
         let start = state.args.activity.now();
         let started = Instant::now();
         let mut stats = StepStats {
@@ -436,24 +738,64 @@ impl Actor for Learner {
             .schedule()
             .at(step, state.args.total_steps);
         stats.lr = lr;
+        let faults = &state.args.faults;
+        let attempt = version + state.skipped_steps;
+        let inject_nan = faults.nan_loss_at.contains(&attempt)
+            || (faults.nan_loss_probability > 0.0
+                && state
+                    .fault_rng
+                    .random_bool(faults.nan_loss_probability.min(1.0)));
+        if inject_nan {
+            Self::fault(state, "nan_loss");
+        }
         let config = state.args.config.clone();
         let trained = if sequences.is_empty() {
             Ok((0.0, 0.0, 0.0, 0.0))
         } else {
             state
                 .worker
-                .run(move |engine: &mut LearnerEngine| train_step(engine, sequences, &config, lr))
+                .run(move |engine: &mut LearnerEngine| {
+                    train_step(engine, sequences, &config, lr, inject_nan)
+                })
                 .await?
         };
-        match trained {
-            Ok((loss, kl, clip, grad_norm)) => {
-                stats.loss = loss;
-                stats.kl = kl;
-                stats.clip_fraction = clip;
-                stats.grad_norm = grad_norm;
+        let (loss, kl, clip, grad_norm) = match trained {
+            Ok(values) => values,
+            Err(e) => {
+                // Skipped: the weights and version stay; the batch's prompts are closed as
+                // dropped so the ledger still balances.
+                state.skipped_steps += 1;
+                state.skipped_in_a_row += 1;
+                state.args.outcome.lock().unwrap().skipped_steps = state.skipped_steps;
+                metrics::counter!("grlhf_learner_skipped_steps").increment(1);
+                tracing::error!(
+                    "learner: step {step} skipped ({} in a row): {e}",
+                    state.skipped_in_a_row
+                );
+                for scored in &batch {
+                    state
+                        .args
+                        .ledger
+                        .dropped(scored.group.prompt.uid, "skipped_step");
+                }
+                let limit = state.args.config.max_skipped_in_a_row.max(1);
+                if state.skipped_in_a_row >= limit {
+                    myself.cast(LearnerMsg::Abort(format!(
+                        "{} learner steps in a row were skipped (learner.max_skipped_in_a_row = {limit}); last: {e}",
+                        state.skipped_in_a_row
+                    )))?;
+                } else {
+                    Self::request_batch(&myself, state);
+                }
+                return Ok(());
             }
-            Err(e) => tracing::error!("learner: {e}"),
-        }
+        };
+        state.skipped_in_a_row = 0;
+        stats.loss = loss;
+        stats.kl = kl;
+        stats.clip_fraction = clip;
+        stats.grad_norm = grad_norm;
+        stats.skipped_steps = state.skipped_steps;
         for scored in &batch {
             let uid = scored.group.prompt.uid;
             if dropped_zero_variance.contains(&uid) {
@@ -463,7 +805,6 @@ impl Actor for Learner {
                 state.args.activity.mark(uid, Milestone::Trained);
             }
         }
-        stats.ledger = state.args.ledger.snapshot();
         stats.train_ms = started.elapsed().as_secs_f64() * 1e3;
         state
             .args
@@ -522,6 +863,14 @@ impl Actor for Learner {
             sync_start,
             state.args.activity.now(),
         );
+        // The checkpoint comes before the source hears of the new version: in a synchronous
+        // run nothing is in flight at this point.
+        stats.ledger = state.args.ledger.snapshot();
+        state.recent_steps.push(stats.clone());
+        let every = state.args.checkpoints.as_ref().map_or(0, |c| c.every);
+        if last || (every > 0 && new_version % every == 0) {
+            stats.checkpoint = Self::checkpoint(state).await;
+        }
         state
             .args
             .source
@@ -531,10 +880,9 @@ impl Actor for Learner {
         let _ = state.args.stats.send(stats);
 
         if state.version < state.args.total_steps {
-            myself.cast(LearnerMsg::Step)?;
+            Self::request_batch(&myself, state);
         } else {
-            Self::save(state).await?;
-            myself.stop(Some("done".to_string()));
+            Self::finish(&myself, state, "done").await?;
         }
         Ok(())
     }

@@ -13,7 +13,9 @@
 //! user's own kinds do. This crate knows nothing of TOML: factories receive their table as JSON.
 
 pub mod activity;
+pub mod adamw;
 pub mod bradley_terry;
+pub mod checkpoint;
 pub mod device_worker;
 pub mod evaluator;
 pub mod generator;
@@ -32,5 +34,6 @@ pub mod scalar_rm_judge;
 pub mod schedule;
 pub mod sft;
 pub mod simulated;
+pub mod supervisor;
 pub mod vl_engine;
 pub mod weight_sync;

@@ -87,6 +87,7 @@ impl Actor for SimGenerator {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             GeneratorMsg::Weights(update) => state.pending = Some(update.version),
+            GeneratorMsg::Fault => panic!("injected fault: {} fails", state.args.name),
             GeneratorMsg::Stop => {
                 state.stopped = true;
                 myself.stop(None);
