@@ -1,14 +1,16 @@
 //! `grlhf`: the library behind the `grlhf` command.
 //!
-//! Today it holds the diagnostic and model commands (`doctor`, `inspect logits`, `generate`,
-//! `init-model`) and the embedded world's data commands (`data generate`, `data show`). The actor topology runner (`grlhf run CONFIG`: placement, weight-sync
-//! wiring, telemetry, checkpoints) arrives with the runtime issue; see `../shared/DESIGN.md`.
+//! It holds the actor topology runner (`grlhf run CONFIG [--resume RUN_DIR]`: placement,
+//! weight-sync wiring, supervision, checkpoints, fault injection, telemetry), the two-stage
+//! pipeline, the throughput bench, and the diagnostic, model and data commands; see
+//! `../shared/DESIGN.md`.
 
 pub mod bench;
 pub mod charts;
 pub mod cuda_devices;
 pub mod data;
 pub mod doctor;
+pub mod faults;
 pub mod generate;
 pub mod inspect;
 pub mod loaded_model;

@@ -45,6 +45,10 @@ enum Command {
         /// No progress bar (for logs and CI).
         #[arg(long)]
         no_progress: bool,
+        /// Continue the run in this directory from its newest checkpoint that verifies (the
+        /// config's `run_dir` is ignored; `steps` may be raised to train further).
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
     },
     /// Measure async-RL throughput of a run config: bench.json / bench.md, a Perfetto trace and
     /// Gantt chart, a sweep (sync vs async at each η, and the `[bench.sweep]` axes), a check of
@@ -437,10 +441,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run {
             config,
             no_progress,
+            resume,
         } => {
             let parsed = RunConfig::from_file(&config)?;
-            let outcome =
-                grlhf::run::run(parsed, &config, Registry::with_builtins(), !no_progress)?;
+            let registry = Registry::with_builtins();
+            let outcome = match resume {
+                Some(run_dir) => {
+                    grlhf::run::resume(parsed, &config, registry, !no_progress, &run_dir)?
+                }
+                None => grlhf::run::run(parsed, &config, registry, !no_progress)?,
+            };
             let s = &outcome.summary;
             println!(
                 "{} steps in {:.1} s ({:?}, η = {}): reward {:.3} → {:.3}; {:.1} samples/s, {:.0} tokens/s; \
@@ -461,6 +471,20 @@ fn run(cli: Cli) -> Result<()> {
             );
             if let (Some(first), Some(last)) = (s.eval_first, s.eval_last) {
                 println!("held-out evaluation: {first:.3} → {last:.3} (eval.jsonl)");
+            }
+            let r = &s.reliability;
+            if let Some(from) = &r.resumed_from {
+                println!("resumed from {}", from.display());
+            }
+            let restarts: u64 = r.restarts.values().sum();
+            if restarts > 0 || r.skipped_steps > 0 || !r.faults_injected.is_empty() {
+                println!(
+                    "faults injected {:?}; restarts {restarts}; prompts issued again {}; steps skipped {}; checkpoint failures {}",
+                    r.faults_injected,
+                    r.prompts_reissued,
+                    r.skipped_steps,
+                    r.checkpoint_failures.len()
+                );
             }
             println!("run directory: {}", outcome.run_dir.display());
         }

@@ -6,28 +6,46 @@
 //! RUN_DIR/metrics.jsonl   one line per learner step
 //! RUN_DIR/summary.json    throughput, busy ratios, staleness, ledger, rewards
 //! RUN_DIR/policy/         the final weights (with tokenizer and processor files)
+//! RUN_DIR/checkpoints/    the newest `checkpoint.keep_last` checkpoints (see
+//!                         grlhf_actors::checkpoint)
 //! ```
 //!
 //! Ctrl-C stops the learner after its current step; what was admitted but not trained is counted
-//! as in flight, and the summary and final weights are still written.
+//! as in flight, and the summary, final weights and a checkpoint are still written.
+//!
+//! `grlhf run CONFIG --resume RUN_DIR` continues from the newest checkpoint that verifies: the
+//! weights, AdamW's moments, the version, the prompt order and position, the ledger and the
+//! replay buffer come back; prompts that were in flight are issued again under their uid, so
+//! none is lost and none trained twice. Generators and judges run under a
+//! [`Supervisor`](grlhf_actors::supervisor) that restarts them when they fail.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use grlhf_actors::activity::{busy_seconds, overlap_seconds, ActivityLog};
+use grlhf_actors::checkpoint::{CheckpointState, RunShape};
 use grlhf_actors::evaluator::{EvalStats, Evaluator, EvaluatorArgs, EvaluatorMsg};
-use grlhf_actors::generator::{Generator, GeneratorArgs, GeneratorMsg};
-use grlhf_actors::judge::{JudgeActor, JudgeArgs, JudgePool};
-use grlhf_actors::learner::{Learner, LearnerArgs, StepStats, WeightSubscriber};
+use grlhf_actors::generator::{GeneratorArgs, GeneratorMsg};
+use grlhf_actors::judge::JudgePool;
+use grlhf_actors::learner::{
+    CheckpointPlan, Learner, LearnerArgs, LearnerOutcome, LearnerResume, StepStats,
+    WeightSubscriber,
+};
 use grlhf_actors::ledger::{Ledger, LedgerSnapshot};
-use grlhf_actors::prompt_source::{PromptSource, PromptSourceArgs, PromptSourceMsg, PromptSpec};
-use grlhf_actors::protocol::ScoredSink;
+use grlhf_actors::prompt_source::{
+    prompt_item, PromptSource, PromptSourceArgs, PromptSourceMsg, PromptSpec,
+};
+use grlhf_actors::protocol::{ScoredGroup, ScoredSink};
 use grlhf_actors::registry::{JudgeContext, Registry, StageContext};
 use grlhf_actors::replay_buffer::{BufferArgs, ReplayBuffer};
+use grlhf_actors::supervisor::{
+    JudgeSpec, RestartPolicy, Supervisor, SupervisorArgs, SupervisorMsg,
+};
 use grlhf_actors::vl_engine::{init_world_model, WorldModelSize};
 use grlhf_models::device::{parse_device, parse_dtype};
 use grlhf_models::image_processor::RgbImage;
@@ -83,6 +101,30 @@ pub struct Summary {
     pub eval_last: Option<f64>,
     pub eval_last_per_family: BTreeMap<String, f64>,
     pub interrupted: bool,
+    pub reliability: Reliability,
+}
+
+/// Faults met and survived, checkpoints and resumes (part of `summary.json`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Reliability {
+    /// The checkpoint this run continued from.
+    pub resumed_from: Option<PathBuf>,
+    /// Newer checkpoints that failed verification and were passed over on resume.
+    pub damaged_checkpoints_skipped: Vec<String>,
+    pub checkpoints_written: u64,
+    pub checkpoint_failures: Vec<String>,
+    pub last_checkpoint: Option<PathBuf>,
+    /// Learner steps skipped (non-finite loss or gradient), over the whole run.
+    pub skipped_steps: u64,
+    /// Restarts by actor name.
+    pub restarts: BTreeMap<String, u64>,
+    pub actor_failures: Vec<String>,
+    /// Prompts issued again: a failed actor's, and those in flight at the resumed checkpoint.
+    pub prompts_reissued: u64,
+    /// Injected faults by kind.
+    pub faults_injected: BTreeMap<String, u64>,
+    /// Why the run was stopped early with an error (a restart storm, skipped steps in a row).
+    pub aborted: Option<String>,
 }
 
 /// Everything a finished run leaves behind, for the caller (tests read the spans).
@@ -270,6 +312,123 @@ pub fn run(
     registry: Registry,
     show_progress: bool,
 ) -> Result<RunOutcome> {
+    run_or_resume(config, config_path, registry, show_progress, None)
+}
+
+/// Continues the run in `run_dir` from its newest checkpoint that verifies, to `config.steps`.
+pub fn resume(
+    mut config: RunConfig,
+    config_path: &Path,
+    registry: Registry,
+    show_progress: bool,
+    run_dir: &Path,
+) -> Result<RunOutcome> {
+    config.run_dir = run_dir.to_path_buf();
+    let root = run_dir.join("checkpoints");
+    let (dir, state, skipped) =
+        grlhf_actors::checkpoint::latest_valid(&root).map_err(|e| anyhow!("--resume: {e}"))?;
+    if state.version >= config.steps {
+        bail!(
+            "--resume: the checkpoint {} is at step {} and {}: steps = {}; raise steps to train further",
+            dir.display(),
+            state.version,
+            config_path.display(),
+            config.steps
+        );
+    }
+    run_or_resume(
+        config,
+        config_path,
+        registry,
+        show_progress,
+        Some(Resume {
+            dir,
+            state,
+            skipped,
+        }),
+    )
+}
+
+/// A checkpoint a run continues from.
+struct Resume {
+    dir: PathBuf,
+    state: CheckpointState,
+    /// Newer checkpoints that did not verify.
+    skipped: Vec<String>,
+}
+
+fn run_shape(config: &RunConfig, prompts: usize) -> RunShape {
+    RunShape {
+        prompts,
+        batch_groups: config.batch_groups,
+        group_size: config.group_size,
+        max_staleness: config.effective_staleness(),
+        seed: config.seed,
+    }
+}
+
+/// The first difference between the checkpoint's run and this one, naming the field.
+fn shape_mismatch(saved: &RunShape, now: &RunShape) -> Option<String> {
+    let fields = [
+        (
+            "the prompt set's size",
+            saved.prompts as u64,
+            now.prompts as u64,
+        ),
+        (
+            "batch_groups",
+            saved.batch_groups as u64,
+            now.batch_groups as u64,
+        ),
+        ("group_size", saved.group_size as u64, now.group_size as u64),
+        (
+            "max_staleness (η as used)",
+            saved.max_staleness,
+            now.max_staleness,
+        ),
+        ("seed", saved.seed, now.seed),
+    ];
+    fields
+        .iter()
+        .find(|(_, a, b)| a != b)
+        .map(|(field, a, b)| format!("{field} is {b}, but the checkpoint was written with {a}"))
+}
+
+/// The steps before the checkpoint at `version`: `metrics.jsonl`'s lines before it, completed
+/// from the checkpoint's own record of its latest steps (a process killed right after writing
+/// the checkpoint may not have logged them). The original file is kept as
+/// `metrics.before-resume-N.jsonl`: the resumed run trains the later steps again.
+fn metrics_before(run_dir: &Path, version: u64, recent: &[StepStats]) -> Result<Vec<StepStats>> {
+    let path = run_dir.join("metrics.jsonl");
+    let mut kept: BTreeMap<u64, StepStats> = BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let stats: StepStats = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a step record", path.display(), i + 1))?;
+            if stats.step < version {
+                kept.insert(stats.step, stats);
+            }
+        }
+        let backup = run_dir.join(format!("metrics.before-resume-{version}.jsonl"));
+        std::fs::copy(&path, &backup).with_context(|| format!("keeping {}", backup.display()))?;
+    }
+    for stats in recent.iter().filter(|s| s.step < version) {
+        kept.entry(stats.step).or_insert_with(|| stats.clone());
+    }
+    Ok(kept.into_values().collect())
+}
+
+fn run_or_resume(
+    config: RunConfig,
+    config_path: &Path,
+    registry: Registry,
+    show_progress: bool,
+    resume: Option<Resume>,
+) -> Result<RunOutcome> {
     std::fs::create_dir_all(&config.run_dir)
         .with_context(|| format!("creating {}", config.run_dir.display()))?;
     let resolved = toml::to_string_pretty(&config).context("serialising the resolved config")?;
@@ -304,6 +463,16 @@ pub fn run(
         })
         .collect::<Result<Vec<_>>>()?;
     let (specs, _skipped) = prompt_specs(&config)?;
+    if let Some(resume) = &resume {
+        if let Some(problem) = shape_mismatch(&resume.state.shape, &run_shape(&config, specs.len()))
+        {
+            bail!(
+                "--resume: {}: {problem} ({})",
+                config_path.display(),
+                resume.dir.display()
+            );
+        }
+    }
     let policy = policy_dir(&config)?;
     if let Some(addr) = &config.telemetry.prometheus {
         let addr: std::net::SocketAddr = addr.parse()?;
@@ -319,13 +488,14 @@ pub fn run(
     runtime.block_on(run_topology(
         config,
         config_path,
-        registry,
+        Arc::new(registry),
         specs,
         policy,
         kind,
         learner_device,
         generator_devices,
         show_progress,
+        resume,
     ))
 }
 
@@ -333,17 +503,78 @@ pub fn run(
 async fn run_topology(
     config: RunConfig,
     config_path: &Path,
-    registry: Registry,
+    registry: Arc<Registry>,
     specs: Vec<PromptSpec>,
     policy: PathBuf,
     kind: tch::Kind,
     learner_device: tch::Device,
     generator_devices: Vec<tch::Device>,
     show_progress: bool,
+    resume: Option<Resume>,
 ) -> Result<RunOutcome> {
-    let ledger = Ledger::new();
     let activity = ActivityLog::new();
     let eta = config.effective_staleness();
+    let shape = run_shape(&config, specs.len());
+    let mut reliability = Reliability::default();
+    // What a resumed run starts from: the ledger, the source's position, the buffer's groups.
+    let (ledger, source_resume, restored, learner_resume, mut steps) = match resume {
+        None => (Ledger::new(), None, Vec::new(), None, Vec::new()),
+        Some(Resume {
+            dir,
+            state,
+            skipped,
+        }) => {
+            let issued: BTreeMap<u64, (usize, u64)> = state
+                .source
+                .issued
+                .iter()
+                .map(|&(uid, index, at)| (uid, (index, at)))
+                .collect();
+            let restored = state
+                .buffer
+                .into_iter()
+                .map(|saved| {
+                    let &(index, at) = issued.get(&saved.uid).ok_or_else(|| {
+                        anyhow!(
+                            "{}: buffered prompt {} was never issued",
+                            dir.display(),
+                            saved.uid
+                        )
+                    })?;
+                    let item = prompt_item(saved.uid, &specs[index], at);
+                    Ok(saved.into_scored(item))
+                })
+                .collect::<Result<Vec<ScoredGroup>>>()?;
+            reliability.prompts_reissued += state.requeue.len() as u64;
+            reliability.resumed_from = Some(dir.clone());
+            reliability.damaged_checkpoints_skipped = skipped;
+            reliability.skipped_steps = state.skipped_steps;
+            let learner_resume = LearnerResume {
+                version: state.version,
+                optimizer_steps: state.optimizer_steps,
+                skipped_steps: state.skipped_steps,
+                weights: dir.join(grlhf_actors::checkpoint::WEIGHTS),
+                optimizer: dir.join(grlhf_actors::checkpoint::OPTIMIZER),
+            };
+            let steps = metrics_before(&config.run_dir, state.version, &state.recent_steps)?;
+            tracing::info!(
+                "resuming from {} (step {}; {} buffered groups, {} prompts issued again)",
+                dir.display(),
+                state.version,
+                restored.len(),
+                state.requeue.len()
+            );
+            (
+                Ledger::restore(state.ledger),
+                Some((state.source, state.requeue)),
+                restored,
+                Some(learner_resume),
+                steps,
+            )
+        }
+    };
+    let start_version = learner_resume.as_ref().map_or(0, |r| r.version);
+    let trained_at_start = ledger.snapshot().trained;
     let (source, source_handle) = Actor::spawn(
         None,
         PromptSource,
@@ -353,9 +584,15 @@ async fn run_topology(
             max_staleness: eta,
             seed: config.seed,
             ledger: ledger.clone(),
+            resume: source_resume,
         },
     )
-    .await?;
+    .await
+    .map_err(|e| anyhow!("starting the prompt source: {e}"))?;
+    let replace = source.clone();
+    ledger.on_replaceable_drop(Arc::new(move |_| {
+        let _ = replace.cast(PromptSourceMsg::Replace(1));
+    }));
     let (buffer, buffer_handle) = Actor::spawn(
         None,
         ReplayBuffer,
@@ -363,6 +600,20 @@ async fn run_topology(
             batch_groups: config.batch_groups,
             max_staleness: eta,
             stale_policy: config.stale_policy,
+            ledger: ledger.clone(),
+            restore: restored,
+        },
+    )
+    .await?;
+    let (supervisor, supervisor_handle) = Actor::spawn(
+        None,
+        Supervisor,
+        SupervisorArgs {
+            policy: RestartPolicy {
+                max_restarts: config.supervision.max_restarts,
+                window: Duration::from_secs_f64(config.supervision.window_s),
+            },
+            source: source.clone(),
             ledger: ledger.clone(),
         },
     )
@@ -388,20 +639,42 @@ async fn run_topology(
         })?;
     }
     let mut judges = Vec::new();
-    let mut handles = Vec::new();
     for (i, table) in config.judges.iter().enumerate() {
         let device = parse_device(&table.device).map_err(|e| anyhow!("judge[{i}].device: {e}"))?;
         for c in 0..table.count {
             let name = format!("judge-{i}-{c}");
-            let factory = registry.judge(&table.kind).expect("checked above");
-            let build = factory(JudgeContext {
-                name: name.clone(),
-                table: json_table(&table.settings)?,
-                device,
-                kind,
-                reward_model: config.model.reward_model.clone(),
-                seed: config.seed + c as u64,
-            })
+            let (registry, kind_name, settings) = (
+                registry.clone(),
+                table.kind.clone(),
+                json_table(&table.settings)?,
+            );
+            let (context_name, reward_model) = (name.clone(), config.model.reward_model.clone());
+            let seed = config.seed + c as u64;
+            // A judge's builder runs once, so a restart asks the factory again.
+            let rebuild = Arc::new(move || {
+                let factory = registry.judge(&kind_name).expect("checked above");
+                factory(JudgeContext {
+                    name: context_name.clone(),
+                    table: settings.clone(),
+                    device,
+                    kind,
+                    reward_model: reward_model.clone(),
+                    seed,
+                })
+            });
+            let spec = JudgeSpec {
+                name,
+                rebuild,
+                sink: sink.clone(),
+                activity: activity.clone(),
+                ledger: ledger.clone(),
+            };
+            let index = judges.len();
+            let judge = ractor::call!(supervisor, |reply| SupervisorMsg::Judge {
+                index,
+                spec,
+                reply
+            })?
             .map_err(|e| {
                 anyhow!(
                     "{}: judge[{i}] ({}): {e}",
@@ -409,57 +682,54 @@ async fn run_topology(
                     table.kind
                 )
             })?;
-            let (judge, handle) = Actor::spawn(
-                None,
-                JudgeActor,
-                JudgeArgs {
-                    name,
-                    build,
-                    sink: sink.clone(),
-                    activity: activity.clone(),
-                    ledger: ledger.clone(),
-                },
-            )
-            .await
-            .map_err(|e| anyhow!("starting judge[{i}]: {e}"))?;
             judges.push(judge);
-            handles.push(handle);
         }
     }
-    let pool = Arc::new(JudgePool::new(judges.clone()));
+    let pool = Arc::new(JudgePool::new(judges).with_ledger(ledger.clone()));
+    supervisor.cast(SupervisorMsg::Pool(pool.clone()))?;
     let mut generators = Vec::new();
-    let mut generator_handles = Vec::new();
+    let start_weights = learner_resume
+        .as_ref()
+        .map(|r| (r.weights.clone(), r.version));
     for (g, device) in generator_devices.iter().enumerate() {
-        let name = format!("generator-{g}");
-        let (generator, handle) = Actor::spawn(
-            None,
-            Generator,
-            GeneratorArgs {
-                name,
-                model_dir: policy.clone(),
-                device: *device,
-                kind,
-                group_size: config.group_size,
-                config: config.generator.sampling(),
-                seed: config.seed.wrapping_add(g as u64 * 7919),
-                source: source.clone(),
-                sink: pool.clone(),
-                activity: activity.clone(),
-                ledger: ledger.clone(),
-            },
-        )
-        .await
-        .map_err(|e| anyhow!("starting generator-{g}: {e}"))?;
-        generators.push((generator, *device));
-        generator_handles.push(handle);
+        let args = GeneratorArgs {
+            name: format!("generator-{g}"),
+            model_dir: policy.clone(),
+            device: *device,
+            kind,
+            group_size: config.group_size,
+            config: config.generator.sampling(),
+            seed: config.seed.wrapping_add(g as u64 * 7919),
+            source: source.clone(),
+            sink: pool.clone(),
+            activity: activity.clone(),
+            ledger: ledger.clone(),
+            start_from: start_weights.clone(),
+            await_weights: false,
+        };
+        let slot = ractor::call!(supervisor, |reply| SupervisorMsg::Generator { args, reply })?
+            .map_err(|e| anyhow!("starting generator-{g}: {e}"))?;
+        generators.push((slot, *device));
     }
     let (stats_tx, stats_rx) = flume::unbounded::<StepStats>();
     let (eval_tx, eval_rx) = flume::unbounded::<EvalStats>();
     let mut subscribers: Vec<WeightSubscriber> = generators
         .iter()
         .enumerate()
-        .map(|(g, (actor, device))| {
-            WeightSubscriber::generator(&format!("generator-{g}"), actor.clone(), *device)
+        .map(|(g, (slot, device))| {
+            let slot = slot.clone();
+            WeightSubscriber {
+                name: format!("generator-{g}"),
+                device: *device,
+                every: 1,
+                // Through the slot: a restarted generator gets the next update.
+                send: Box::new(move |update| {
+                    let actor = slot.read().unwrap().clone();
+                    actor
+                        .cast(GeneratorMsg::Weights(update))
+                        .map_err(|e| e.to_string())
+                }),
+            }
         })
         .collect();
     let mut evaluator_handle = None;
@@ -497,6 +767,7 @@ async fn run_topology(
         evaluator_handle = Some((evaluator, handle));
     }
     drop(eval_tx);
+    let outcome = Arc::new(Mutex::new(LearnerOutcome::default()));
     let (learner, learner_handle) = Actor::spawn(
         None,
         Learner,
@@ -515,10 +786,30 @@ async fn run_topology(
             activity: activity.clone(),
             stats: stats_tx,
             save_dir: Some(config.run_dir.join("policy")),
+            checkpoints: Some(CheckpointPlan {
+                dir: config.run_dir.join("checkpoints"),
+                every: config.checkpoint.every,
+                keep_last: config.checkpoint.keep_last,
+                shape,
+            }),
+            resume: learner_resume,
+            faults: config.faults.learner(config.seed),
+            outcome: outcome.clone(),
         },
     )
     .await
     .map_err(|e| anyhow!("starting the learner: {e}"))?;
+    supervisor.cast(SupervisorMsg::Learner(learner.clone()))?;
+    let stop_killing = Arc::new(AtomicBool::new(false));
+    let kills = crate::faults::KillCounts::default();
+    let killer = crate::faults::spawn_killer(
+        &config.faults,
+        config.seed,
+        generators.iter().map(|(slot, _)| slot.clone()).collect(),
+        pool.clone(),
+        stop_killing.clone(),
+        kills.clone(),
+    );
 
     let bar = if show_progress {
         ProgressBar::new(config.steps)
@@ -530,10 +821,13 @@ async fn run_topology(
             .expect("a valid template")
             .progress_chars("=> "),
     );
+    bar.set_position(start_version);
     let metrics_path = config.run_dir.join("metrics.jsonl");
     let mut metrics_file = std::fs::File::create(&metrics_path)
         .with_context(|| format!("creating {}", metrics_path.display()))?;
-    let mut steps: Vec<StepStats> = Vec::new();
+    for stats in &steps {
+        writeln!(metrics_file, "{}", serde_json::to_string(stats)?)?;
+    }
     let mut interrupted = false;
     loop {
         tokio::select! {
@@ -548,7 +842,7 @@ async fn run_topology(
             },
             _ = tokio::signal::ctrl_c() => {
                 interrupted = true;
-                tracing::warn!("interrupted: finishing the current step, then writing the final weights");
+                tracing::warn!("interrupted: finishing the current step, then writing the final weights and a checkpoint");
                 let _ = learner.cast(grlhf_actors::learner::LearnerMsg::Finish);
                 // Record the steps that still complete.
                 while let Ok(stats) = stats_rx.recv_async().await {
@@ -564,23 +858,32 @@ async fn run_topology(
     }
     bar.finish_and_clear();
     let _ = learner_handle.await;
+    stop_killing.store(true, Ordering::Release);
+    if let Some(killer) = killer {
+        killer.abort();
+    }
     let end = activity.now();
+    let learner_outcome = outcome.lock().unwrap().clone();
     // The learner sent its last weights to the evaluator; collect every evaluation, then stop it.
     let mut evals: Vec<EvalStats> = Vec::new();
     if let Some((evaluator, handle)) = evaluator_handle {
         let eval_path = config.run_dir.join("eval.jsonl");
         let mut eval_file = std::fs::File::create(&eval_path)
             .with_context(|| format!("creating {}", eval_path.display()))?;
-        let expected = config
-            .evaluator
-            .as_ref()
-            .map_or(0, |e| 1 + config.steps.div_ceil(e.every.max(1)) as usize);
-        while evals.len() < expected {
+        // The start, then every `every`-th version after it and the last.
+        let every = config.evaluator.as_ref().map_or(1, |e| e.every.max(1));
+        let expected = 1
+            + (start_version + 1..=config.steps)
+                .filter(|v| v % every == 0 || *v == config.steps)
+                .count();
+        let aborted = learner_outcome.aborted.is_some();
+        while evals.len() < expected && !aborted {
             match tokio::time::timeout(Duration::from_secs(600), eval_rx.recv_async()).await {
                 Ok(Ok(stats)) => {
                     writeln!(eval_file, "{}", serde_json::to_string(&stats)?)?;
                     evals.push(stats);
-                    if interrupted && evals.last().map(|e| e.version) == Some(steps.len() as u64) {
+                    let last = steps.last().map_or(start_version, |s| s.version);
+                    if interrupted && evals.last().map(|e| e.version) == Some(last) {
                         break;
                     }
                 }
@@ -590,32 +893,43 @@ async fn run_topology(
         evaluator.stop(None);
         let _ = tokio::time::timeout(Duration::from_secs(600), handle).await;
     }
-    // Drain: admit nothing more, stop generators and judges; what they hold stays in flight.
+    // Drain: restart nothing, admit nothing more, stop generators and judges; what they hold
+    // stays in flight.
+    supervisor.cast(SupervisorMsg::Draining)?;
     source.cast(PromptSourceMsg::Control(
         grlhf_actors::protocol::Control::Drain,
     ))?;
-    for (generator, _) in &generators {
+    let generator_actors: Vec<_> = generators
+        .iter()
+        .map(|(slot, _)| slot.read().unwrap().clone())
+        .collect();
+    for generator in &generator_actors {
         let _ = generator.cast(GeneratorMsg::Stop);
     }
     // Generators finish their batch first, so judges still take what they send.
-    for handle in generator_handles {
-        let _ = tokio::time::timeout(Duration::from_secs(120), handle).await;
+    for generator in &generator_actors {
+        let _ = generator
+            .get_cell()
+            .wait(Some(Duration::from_secs(120)))
+            .await;
     }
-    for judge in &judges {
-        judge.stop(None);
+    for judge in pool.judges() {
+        let _ = judge
+            .stop_and_wait(None, Some(Duration::from_secs(120)))
+            .await;
     }
-    for handle in handles {
-        let _ = tokio::time::timeout(Duration::from_secs(120), handle).await;
-    }
+    let report = ractor::call!(supervisor, SupervisorMsg::Report).unwrap_or_default();
+    supervisor.stop(None);
+    let _ = supervisor_handle.await;
     let buffer_stats = ractor::call!(buffer, grlhf_actors::replay_buffer::BufferMsg::Stats).ok();
     buffer.stop(None);
     source.stop(None);
     let _ = buffer_handle.await;
     let _ = source_handle.await;
-    if steps.len() < config.steps as usize && !interrupted {
+    let reached = steps.last().map_or(start_version, |s| s.version);
+    if reached < config.steps && !interrupted && learner_outcome.aborted.is_none() {
         bail!(
-            "the learner stopped after {} of {} steps (see the log above)",
-            steps.len(),
+            "the learner stopped after {reached} of {} steps (see the log above)",
             config.steps
         );
     }
@@ -625,24 +939,51 @@ async fn run_topology(
             std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
         }
     }
+    let ledger_now = ledger.snapshot();
     let mut summary = summarize(
         &config,
         &steps,
-        &ledger.snapshot(),
+        &ledger_now,
         ledger.violations(),
         &activity,
         end,
         interrupted,
         buffer_stats.map(|s| s.max_staleness_served),
     );
+    // This process's throughput: the prompts trained since it started.
+    summary.samples_per_s =
+        (ledger_now.trained - trained_at_start) as f64 * config.group_size as f64 / end.max(1e-9);
     summary.eval_first = evals.first().map(|e| e.mean);
     summary.eval_last = evals.last().map(|e| e.mean);
     summary.eval_last_per_family = evals
         .last()
         .map(|e| e.per_family.clone())
         .unwrap_or_default();
+    reliability.checkpoints_written = learner_outcome.checkpoints_written;
+    reliability.checkpoint_failures = learner_outcome.checkpoint_failures.clone();
+    reliability.last_checkpoint = learner_outcome.last_checkpoint.clone();
+    reliability.skipped_steps = reliability.skipped_steps.max(learner_outcome.skipped_steps);
+    reliability.restarts = report.restarts;
+    reliability.actor_failures = report.failures;
+    reliability.prompts_reissued += report.requeued;
+    reliability.faults_injected = learner_outcome.faults_injected.clone();
+    for (kind, count) in kills.lock().unwrap().iter() {
+        *reliability.faults_injected.entry(kind.clone()).or_default() += count;
+    }
+    reliability.aborted = learner_outcome.aborted.clone();
+    summary.reliability = reliability;
     let text = serde_json::to_string_pretty(&summary)?;
     std::fs::write(config.run_dir.join("summary.json"), text)?;
+    if let Some(reason) = &learner_outcome.aborted {
+        bail!(
+            "the run was stopped after step {reached}: {reason}; the final checkpoint is {} (resume with --resume {})",
+            learner_outcome
+                .last_checkpoint
+                .as_ref()
+                .map_or("not written".to_string(), |p| p.display().to_string()),
+            config.run_dir.display()
+        );
+    }
     Ok(RunOutcome {
         summary,
         steps,
@@ -724,5 +1065,6 @@ pub(crate) fn summarize(
         eval_last: None,
         eval_last_per_family: BTreeMap::new(),
         interrupted,
+        reliability: Reliability::default(),
     }
 }

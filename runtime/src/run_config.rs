@@ -211,6 +211,45 @@ pub struct TelemetryConfig {
     pub prometheus: Option<String>,
 }
 
+/// `[checkpoint]`: what a run keeps so it can resume (`grlhf run CONFIG --resume RUN_DIR`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// A checkpoint every this many learner steps; 0: only at the end, on Ctrl-C and when the
+    /// run is stopped for an error.
+    pub every: u64,
+    /// How many of the newest checkpoints to keep (at least 1).
+    pub keep_last: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            every: 10,
+            keep_last: 2,
+        }
+    }
+}
+
+/// `[supervision]`: restarts of failed generators and judges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionConfig {
+    /// More actor failures than this within `window_s` (a restart storm) stop the run with an
+    /// error and a final checkpoint.
+    pub max_restarts: usize,
+    pub window_s: f64,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            max_restarts: 5,
+            window_s: 60.0,
+        }
+    }
+}
+
 /// A whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -254,6 +293,13 @@ pub struct RunConfig {
     pub evaluator: Option<EvaluatorConfig>,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    #[serde(default)]
+    pub supervision: SupervisionConfig,
+    /// `[faults]`: injected failures (off by default; see `crate::faults`).
+    #[serde(default)]
+    pub faults: crate::faults::FaultsConfig,
     /// `[bench]`: read by `grlhf bench` only (see `crate::bench::settings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bench: Option<crate::bench::settings::BenchSettings>,
@@ -405,6 +451,16 @@ impl RunConfig {
         }
         if self.learner.micro_batch == 0 {
             bail!("learner.micro_batch = 0");
+        }
+        if self.checkpoint.keep_last == 0 {
+            bail!("checkpoint.keep_last = 0: keep at least one checkpoint");
+        }
+        let window = self.supervision.window_s;
+        if !(window > 0.0 && window.is_finite()) {
+            bail!("supervision.window_s = {window}: must be positive");
+        }
+        if let Some(problem) = self.faults.problem() {
+            bail!("{problem}");
         }
         if let Some(problem) = self
             .bench

@@ -68,6 +68,7 @@ async fn topology(config: &RunConfig, cost: &CostModel, bar: ProgressBar) -> Res
             max_staleness: eta,
             seed: config.seed,
             ledger: ledger.clone(),
+            resume: None,
         },
     )
     .await?;
@@ -79,6 +80,7 @@ async fn topology(config: &RunConfig, cost: &CostModel, bar: ProgressBar) -> Res
             max_staleness: eta,
             stale_policy: config.stale_policy,
             ledger: ledger.clone(),
+            restore: Vec::new(),
         },
     )
     .await?;
