@@ -255,8 +255,8 @@ pub struct LearnerState {
     args: LearnerArgs,
     worker: DeviceWorker<LearnerEngine>,
     version: Version,
-    /// Per subscriber: the channel its applied snapshots come back on, for reuse.
-    recycled: std::collections::HashMap<String, Recycle>,
+    /// Per subscriber (by index): the channel its applied snapshots come back on, for reuse.
+    recycled: std::collections::HashMap<usize, Recycle>,
     /// A batch request is out.
     awaiting_batch: bool,
     skipped_in_a_row: u64,
@@ -818,16 +818,13 @@ impl Actor for Learner {
         let sync_started = Instant::now();
         let new_version = state.version;
         let last = new_version >= state.args.total_steps;
-        for subscriber in &state.args.subscribers {
+        for (index, subscriber) in state.args.subscribers.iter().enumerate() {
             if new_version % subscriber.every.max(1) != 0 && !last {
                 continue;
             }
             let device = subscriber.device;
             let copy_started = Instant::now();
-            let (recycle, returned) = state
-                .recycled
-                .entry(subscriber.name.clone())
-                .or_insert_with(flume::unbounded);
+            let (recycle, returned) = state.recycled.entry(index).or_insert_with(flume::unbounded);
             let reuse = returned.try_iter().last();
             let recycle = recycle.clone();
             let (tensors, bytes) = state

@@ -76,13 +76,12 @@ pub struct SupervisionReport {
 }
 
 pub enum SupervisorMsg {
-    /// Start a generator under supervision; its actor goes into `slot`.
+    /// Start a generator under supervision; the reply is the slot its current actor is in.
     Generator {
         args: GeneratorArgs,
         reply: RpcReplyPort<Result<ActorSlot<GeneratorMsg>, String>>,
     },
-    /// Start judge `index` of `pool` under supervision (the pool is built with placeholders,
-    /// or with a judge to replace).
+    /// Start judge `index` under supervision (the pool, once given, gets its restarts).
     Judge {
         index: usize,
         spec: JudgeSpec,
@@ -214,6 +213,9 @@ impl Supervisor {
         }
         let restarted = match child {
             Child::Generator { mut args, slot } => {
+                // The resync brings the current weights; the checkpoint a resumed run started
+                // from may have been pruned since.
+                args.start_from = None;
                 args.await_weights = true;
                 let started = Self::start(myself, state, Child::Generator { args, slot }).await;
                 if started.is_ok() {

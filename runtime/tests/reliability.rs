@@ -232,7 +232,11 @@ fn a_resumed_sync_run_reproduces_the_uninterrupted_losses() {
     }
     // (A step whose groups all got equal rewards trains nothing; most do train.)
     assert!(
-        resumed.steps[3..].iter().filter(|s| s.grad_norm > 0.1).count() >= 2,
+        resumed.steps[3..]
+            .iter()
+            .filter(|s| s.grad_norm > 0.1)
+            .count()
+            >= 2,
         "the compared steps trained nothing"
     );
     // The final weights agree too.
@@ -404,4 +408,27 @@ fn bad_resumes_are_refused_naming_the_problem() {
         err.contains("batch_groups is 3, but the checkpoint was written with 4"),
         "{err}"
     );
+}
+
+#[test]
+fn a_generator_restarted_in_a_resumed_run_needs_no_pruned_checkpoint() {
+    // Found by the soak run: a restarted generator reloaded the checkpoint its run had resumed
+    // from, which keep_last had deleted since.
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().join("run");
+    let keep_one = "[checkpoint]\nevery = 1\nkeep_last = 1\n";
+    run_text(&config_text(&run_dir, "async", 3, keep_one)).unwrap();
+    let extra = format!(
+        "{keep_one}\n[faults]\nkill_every_s = 0.2\nkill = [\"generator\"]\nseed = 3\n\n[supervision]\nmax_restarts = 1000\n"
+    );
+    let resumed = resume_text(&config_text(&run_dir, "async", 16, &extra), &run_dir).unwrap();
+    let r = &resumed.summary.reliability;
+    assert!(!checkpoint::step_dir(&run_dir.join("checkpoints"), 3).exists());
+    assert!(
+        r.restarts.values().sum::<u64>() >= 1,
+        "{:?}",
+        r.faults_injected
+    );
+    assert!(r.aborted.is_none());
+    check_nothing_lost(&run_dir, 16, 4);
 }

@@ -146,6 +146,9 @@ fn run_one(
         .collect();
     config.run_dir = request.out.join("runs").join(slug);
     config.evaluator = None;
+    // Periodic checkpoints would land inside the measured window; the final one (after the
+    // last step) stays.
+    config.checkpoint.every = 0;
     let warmup = warmup.unwrap_or((config.steps / 10).max(1));
     let judges = judge_count(&config);
     let outcome = match cost {
