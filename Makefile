@@ -4,12 +4,14 @@
 #   make test    set up, build, generate parity fixtures with transformers, run every test
 #   make bench   decode and vision throughput against transformers; async-RL throughput
 #                (grlhf bench: real, simulated, scale) and criterion microbenchmarks (target/bench/)
+#   make soak    a few minutes of training with faults injected, a SIGKILL and a resume; reports
+#                what was trained, injected, restarted and lost (runs/soak/soak-report.md)
 
 SHELL := /bin/bash
 PY := .venv/bin/python
 CARGO ?= cargo
 
-.PHONY: all setup build fixtures test demo bench lint clean
+.PHONY: all setup build fixtures test demo bench soak lint clean
 
 all: demo
 
@@ -39,6 +41,9 @@ bench: build
 	bash benchmarks/decode.sh
 	bash benchmarks/vision.sh
 	bash benchmarks/async.sh
+
+soak: build
+	bash scripts/soak.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
