@@ -223,13 +223,16 @@ impl Actor for PromptSource {
             .order
             .shuffle(&mut ChaCha8Rng::seed_from_u64(state.args.seed));
         if let Some((saved, requeue)) = state.args.resume.take() {
-            if saved.order.len() != state.args.prompts.len()
-                || saved.issued.iter().any(|&(_, i, _)| i >= saved.order.len())
+            let n = state.args.prompts.len();
+            if saved.order.len() != n
+                || saved.cursor > n
+                || saved.order.iter().any(|&i| i >= n)
+                || saved.issued.iter().any(|&(_, i, _)| i >= n)
             {
                 return Err(format!(
-                    "the checkpoint's prompt set has {} prompts; this run's has {}",
+                    "the checkpoint's prompt order ({} entries, cursor {}) does not fit this run's {n} prompts",
                     saved.order.len(),
-                    state.args.prompts.len()
+                    saved.cursor
                 )
                 .into());
             }

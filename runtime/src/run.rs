@@ -541,7 +541,14 @@ async fn run_topology(
                             saved.uid
                         )
                     })?;
-                    let item = prompt_item(saved.uid, &specs[index], at);
+                    let spec = specs.get(index).ok_or_else(|| {
+                        anyhow!(
+                            "{}: prompt {} has no place {index} in the prompt set",
+                            dir.display(),
+                            saved.uid
+                        )
+                    })?;
+                    let item = prompt_item(saved.uid, spec, at);
                     Ok(saved.into_scored(item))
                 })
                 .collect::<Result<Vec<ScoredGroup>>>()?;

@@ -408,6 +408,22 @@ fn bad_resumes_are_refused_naming_the_problem() {
         err.contains("batch_groups is 3, but the checkpoint was written with 4"),
         "{err}"
     );
+    // A checkpoint edited by hand (its manifest redone, so the checksums pass) whose prompt
+    // order points past the prompt set: refused, not a panic.
+    let root = run_dir.join("checkpoints");
+    let (dir, mut state, _) = checkpoint::latest_valid(&root).unwrap();
+    state.source.order[0] = 9_999;
+    let scratch = checkpoint::scratch_dir(&root, state.version);
+    std::fs::create_dir_all(&scratch).unwrap();
+    for file in [checkpoint::WEIGHTS, checkpoint::OPTIMIZER] {
+        std::fs::copy(dir.join(file), scratch.join(file)).unwrap();
+    }
+    checkpoint::finish(&root, &scratch, &state, 2).unwrap();
+    let err = resume_text(&config_text(&run_dir, "sync", 4, ""), &run_dir)
+        .map(|_| ())
+        .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("does not fit this run's 64 prompts"), "{err}");
 }
 
 #[test]
