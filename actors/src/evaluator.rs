@@ -3,7 +3,7 @@
 //! It holds its own policy replica (on its device thread), receives weights like a generator —
 //! every `every` learner steps — and answers each held-out prompt greedily. Built-in metrics:
 //! the embedded world's oracle (0–10 → 0–1, per family) and word F1 with the reference. It
-//! evaluates the starting weights (version 0) when it starts.
+//! evaluates the starting weights (version 0, or a resumed checkpoint's) when it starts.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -67,6 +67,8 @@ pub struct EvaluatorArgs {
     pub batch: usize,
     pub activity: ActivityLog,
     pub results: flume::Sender<EvalStats>,
+    /// Weights (a safetensors file) to load over `model_dir`'s, at this version (a resume).
+    pub start_from: Option<(std::path::PathBuf, Version)>,
 }
 
 pub struct EvaluatorState {
@@ -199,9 +201,17 @@ impl Actor for Evaluator {
             return Err("the evaluator has no prompts".into());
         }
         let (dir, device, kind) = (args.model_dir.clone(), args.device, args.kind);
-        let worker = DeviceWorker::spawn(&args.name, move || VlEngine::load(&dir, device, kind))?;
+        let start_from = args.start_from.clone();
+        let worker = DeviceWorker::spawn(&args.name, move || {
+            let engine = VlEngine::load(&dir, device, kind)?;
+            if let Some((weights, _)) = &start_from {
+                crate::weight_sync::apply_file(engine.model.var_store(), weights)?;
+            }
+            Ok(engine)
+        })?;
+        let version = args.start_from.as_ref().map_or(0, |(_, v)| *v);
         let mut state = EvaluatorState { args, worker };
-        Self::evaluate(&mut state, 0).await?;
+        Self::evaluate(&mut state, version).await?;
         Ok(state)
     }
 

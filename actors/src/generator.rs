@@ -145,12 +145,9 @@ impl Actor for Generator {
         let (dir, device, kind) = (args.model_dir.clone(), args.device, args.kind);
         let start_from = args.start_from.clone();
         let worker = DeviceWorker::spawn(&args.name, move || {
-            let mut engine = VlEngine::load(&dir, device, kind)?;
+            let engine = VlEngine::load(&dir, device, kind)?;
             if let Some((weights, _)) = &start_from {
-                let tensors = tch::Tensor::read_safetensors(weights)
-                    .map_err(|e| format!("reading {}: {e}", weights.display()))?;
-                apply_weights(&mut engine, &tensors)
-                    .map_err(|e| format!("{}: {e}", weights.display()))?;
+                crate::weight_sync::apply_file(engine.model.var_store(), weights)?;
             }
             Ok(engine)
         })?;

@@ -568,10 +568,7 @@ fn write_tensors(engine: &LearnerEngine, scratch: &std::path::Path) -> Result<u6
 
 /// Loads a checkpoint's weights and optimizer moments into the engine.
 fn load_resume(engine: &mut LearnerEngine, resume: &LearnerResume) -> Result<(), String> {
-    let weights = Tensor::read_safetensors(&resume.weights)
-        .map_err(|e| format!("reading {}: {e}", resume.weights.display()))?;
-    crate::weight_sync::apply(engine.policy.model.var_store(), &weights)
-        .map_err(|e| format!("{}: {e}", resume.weights.display()))?;
+    crate::weight_sync::apply_file(engine.policy.model.var_store(), &resume.weights)?;
     let moments = Tensor::read_safetensors(&resume.optimizer)
         .map_err(|e| format!("reading {}: {e}", resume.optimizer.display()))?;
     engine

@@ -63,3 +63,10 @@ pub fn apply(vars: &VarStore, tensors: &[(String, Tensor)]) -> Result<(), String
         Ok(())
     })
 }
+
+/// Copies the tensors of a safetensors file (a checkpoint's weights) into `vars` in place.
+pub fn apply_file(vars: &VarStore, path: &std::path::Path) -> Result<(), String> {
+    let tensors =
+        Tensor::read_safetensors(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    apply(vars, &tensors).map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -756,6 +756,7 @@ async fn run_topology(
                 batch: eval.batch,
                 activity: activity.clone(),
                 results: eval_tx.clone(),
+                start_from: start_weights.clone(),
             },
         )
         .await

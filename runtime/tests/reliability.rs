@@ -354,7 +354,7 @@ fn a_nan_loss_skips_the_step_and_too_many_in_a_row_stop_the_run() {
 fn checkpoint_faults_failed_writes_go_on_and_a_damaged_newest_is_passed_over() {
     let tmp = tempfile::tempdir().unwrap();
     let run_dir = tmp.path().join("run");
-    let extra = "[checkpoint]\nevery = 1\nkeep_last = 10\n\n[faults]\nfail_checkpoint_steps = [2]\ncorrupt_checkpoint_steps = [4]\n";
+    let extra = "[checkpoint]\nevery = 1\nkeep_last = 10\n\n[faults]\nfail_checkpoint_steps = [2]\ncorrupt_checkpoint_steps = [4]\n\n[evaluator]\nevery = 2\nmetric = \"reference_overlap\"\nprompts_per_family = 1\nmax_new_tokens = 4\n";
     let outcome = run_text(&config_text(&run_dir, "sync", 4, extra)).unwrap();
     let r = &outcome.summary.reliability;
     assert_eq!(
@@ -377,6 +377,9 @@ fn checkpoint_faults_failed_writes_go_on_and_a_damaged_newest_is_passed_over() {
     assert_eq!(r.damaged_checkpoints_skipped.len(), 1);
     assert!(r.damaged_checkpoints_skipped[0].contains("checksum mismatch"));
     assert_eq!(metric_steps(&run_dir), (0..6).collect::<Vec<_>>());
+    // The evaluator starts from the checkpoint's weights and version, then every 2nd and the last.
+    let versions: Vec<u64> = resumed.evals.iter().map(|e| e.version).collect();
+    assert_eq!(versions, vec![3, 4, 6]);
     assert!(run_dir.join("metrics.before-resume-3.jsonl").exists());
 }
 
