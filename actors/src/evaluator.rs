@@ -203,11 +203,8 @@ impl Actor for Evaluator {
         let (dir, device, kind) = (args.model_dir.clone(), args.device, args.kind);
         let start_from = args.start_from.clone();
         let worker = DeviceWorker::spawn(&args.name, move || {
-            let engine = VlEngine::load(&dir, device, kind)?;
-            if let Some((weights, _)) = &start_from {
-                crate::weight_sync::apply_file(engine.model.var_store(), weights)?;
-            }
-            Ok(engine)
+            let weights = start_from.as_ref().map(|(path, _)| path.as_path());
+            VlEngine::load_with(&dir, device, kind, weights)
         })?;
         let version = args.start_from.as_ref().map_or(0, |(_, v)| *v);
         let mut state = EvaluatorState { args, worker };

@@ -61,6 +61,21 @@ impl VlEngine {
         })
     }
 
+    /// [`VlEngine::load`], then the parameters of `weights` (a checkpoint's safetensors file)
+    /// over the directory's, when given.
+    pub fn load_with(
+        dir: &Path,
+        device: Device,
+        kind: Kind,
+        weights: Option<&Path>,
+    ) -> Result<VlEngine, String> {
+        let engine = VlEngine::load(dir, device, kind)?;
+        if let Some(weights) = weights {
+            crate::weight_sync::apply_file(engine.model.var_store(), weights)?;
+        }
+        Ok(engine)
+    }
+
     /// Chat-formats (system, user) with the image placeholder in `user`, tokenises, and expands
     /// the placeholder to the image's token count.
     pub fn encode(
