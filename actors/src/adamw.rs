@@ -86,26 +86,35 @@ impl AdamW {
         }
     }
 
-    /// The global L2 norm of the gradients (in f64).
+    /// The global L2 norm of the gradients (in f64; one device sync, not one per parameter).
     pub fn grad_norm(&self) -> f64 {
-        let mut total = 0.0;
+        let mut total: Option<Tensor> = None;
         for slot in &self.slots {
             let grad = slot.param.grad();
             if grad.defined() {
-                total += grad
+                let squares = grad
                     .to_kind(Kind::Double)
                     .pow_tensor_scalar(2)
-                    .sum(Kind::Double)
-                    .double_value(&[]);
+                    .sum(Kind::Double);
+                total = Some(match total {
+                    Some(sum) => sum + squares,
+                    None => squares,
+                });
             }
         }
-        total.sqrt()
+        total.map_or(0.0, |t| t.double_value(&[])).sqrt()
     }
 
     /// Scales the gradients so their global norm is at most `max_norm` (as
     /// `torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
         let norm = self.grad_norm();
+        self.clip_to(norm, max_norm);
+        norm
+    }
+
+    /// [`AdamW::clip_grad_norm`] with the gradients' norm already known.
+    pub fn clip_to(&mut self, norm: f64, max_norm: f64) {
         let coefficient = max_norm / (norm + 1e-6);
         if coefficient < 1.0 {
             tch::no_grad(|| {
@@ -117,7 +126,6 @@ impl AdamW {
                 }
             });
         }
-        norm
     }
 
     /// One AdamW update at learning rate `lr`.

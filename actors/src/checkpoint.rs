@@ -140,6 +140,13 @@ impl CheckpointState {
             .into_iter()
             .filter(|(uid, _)| *uid < source.next_uid)
             .collect();
+        // Only prompts still in flight can be issued again or sit in the buffer.
+        let in_flight: std::collections::HashSet<u64> = ledger
+            .iter()
+            .filter(|(_, s)| matches!(s, PromptState::InFlight { .. }))
+            .map(|(uid, _)| *uid)
+            .collect();
+        source.issued.retain(|(uid, _, _)| in_flight.contains(uid));
         let buffered: std::collections::HashSet<u64> = buffer.iter().map(|g| g.uid).collect();
         let requeue = ledger
             .iter()

@@ -265,6 +265,8 @@ pub struct LearnerState {
     stopped: bool,
     /// Statistics of the steps since the last checkpoint (they go into the next one).
     recent_steps: Vec<StepStats>,
+    /// The version of the newest checkpoint written.
+    checkpointed: Option<Version>,
 }
 
 type Snapshot = Vec<(String, Tensor)>;
@@ -314,6 +316,7 @@ impl Learner {
         match result {
             Ok(dir) => {
                 state.recent_steps.clear();
+                state.checkpointed = Some(version);
                 outcome.checkpoints_written += 1;
                 outcome.last_checkpoint = Some(dir.clone());
                 drop(outcome);
@@ -387,12 +390,7 @@ impl Learner {
         state.stopped = true;
         state.args.total_steps = state.version;
         Self::save(state).await?;
-        let last = state.args.outcome.lock().unwrap().last_checkpoint.clone();
-        let already = last.is_some_and(|p| {
-            p.file_name().and_then(|n| n.to_str())
-                == Some(format!("step-{:06}", state.version).as_str())
-        });
-        if !already {
+        if state.checkpointed != Some(state.version) {
             Self::checkpoint(state).await;
         }
         myself.stop(Some(reason.to_string()));
@@ -540,7 +538,7 @@ fn train_step(
             "non-finite loss ({loss_sum}) or gradient norm ({grad_norm})"
         ));
     }
-    engine.optimizer.clip_grad_norm(config.grad_clip);
+    engine.optimizer.clip_to(grad_norm, config.grad_clip);
     engine.optimizer.step(lr);
     engine.optimizer.zero_grad();
     Ok((loss_sum, kl_sum, clip_sum, grad_norm))
@@ -638,6 +636,7 @@ impl Actor for Learner {
             skipped_steps,
             stopped: false,
             recent_steps: Vec::new(),
+            checkpointed: None,
         })
     }
 
@@ -860,7 +859,9 @@ impl Actor for Learner {
         // The checkpoint comes before the source hears of the new version: in a synchronous
         // run nothing is in flight at this point.
         stats.ledger = state.args.ledger.snapshot();
-        state.recent_steps.push(stats.clone());
+        if state.args.checkpoints.is_some() {
+            state.recent_steps.push(stats.clone());
+        }
         let every = state.args.checkpoints.as_ref().map_or(0, |c| c.every);
         if last || (every > 0 && new_version % every == 0) {
             stats.checkpoint = Self::checkpoint(state).await;

@@ -108,37 +108,35 @@ impl Ledger {
         inner.snapshot.in_flight += 1;
     }
 
-    fn finish(&self, uid: u64, to: PromptState) {
+    /// Moves `uid` out of flight; false (and a recorded violation) if it was not in flight.
+    fn finish(&self, uid: u64, to: PromptState) -> bool {
         let mut inner = self.inner.lock().unwrap();
         match inner.prompts.get(&uid) {
             Some(PromptState::InFlight { .. }) => {}
             other => {
                 let v = format!("prompt {uid} finished as {to:?} from {other:?}");
                 inner.violations.push(v);
-                return;
+                return false;
             }
         }
         inner.holders.remove(&uid);
         settle(&mut inner.snapshot, &to);
         inner.prompts.insert(uid, to);
+        true
     }
 
     pub fn trained(&self, uid: u64) {
-        self.finish(uid, PromptState::Trained);
+        let _ = self.finish(uid, PromptState::Trained);
     }
 
     pub fn dropped(&self, uid: u64, reason: &str) {
-        let was_in_flight = matches!(
-            self.inner.lock().unwrap().prompts.get(&uid),
-            Some(PromptState::InFlight { .. })
-        );
-        self.finish(
+        let dropped = self.finish(
             uid,
             PromptState::Dropped {
                 reason: reason.to_string(),
             },
         );
-        if was_in_flight && !NOT_REPLACED.contains(&reason) {
+        if dropped && !NOT_REPLACED.contains(&reason) {
             let hook = self.inner.lock().unwrap().on_drop.clone();
             if let Some(hook) = hook {
                 hook(uid);

@@ -69,7 +69,8 @@ pub struct SourceCheckpoint {
     pub next_uid: u64,
     pub admitted: u64,
     pub version: Version,
-    /// Every admitted prompt's (uid, index in the prompt set, admission version).
+    /// Admitted prompts' (uid, index in the prompt set, admission version); a checkpoint keeps
+    /// only those still in flight.
     pub issued: Vec<(u64, usize, Version)>,
     /// Replacements granted so far (admitted beyond the rule).
     #[serde(default)]
