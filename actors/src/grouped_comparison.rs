@@ -5,7 +5,10 @@
 //! when compared with j (and `scores[j][i]` from the same judgment). The paper's rule is the mean
 //! of the scores a response received; Borda count and ranked pairs are there for comparison.
 //! Incomplete responses (no stop token) are left out of every comparison and get 0; a pair
-//! whose judgment did not parse contributes nothing.
+//! whose judgment did not parse contributes nothing. A finished response left with no usable
+//! comparison (the only finished one in its group, or every judgment of it failed to parse) gets
+//! [`NO_COMPARISON_REWARD`], the middle of the scale: nothing was learned about it, and it must
+//! still rank above the unfinished responses, which get 0.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +36,10 @@ pub enum PairOrder {
     /// Every unordered pair once: n(n−1)/2 judgments.
     Unordered,
 }
+
+/// The reward of a finished response that no usable judgment compared with another: the middle
+/// of the 0–1 scale (a neutral score), above the 0 that unfinished responses get.
+pub const NO_COMPARISON_REWARD: f32 = 0.5;
 
 /// The pairs (i, j) to judge among `n` responses, skipping excluded ones.
 pub fn pairs(n: usize, order: PairOrder, included: &[bool]) -> Vec<(usize, usize)> {
@@ -73,7 +80,7 @@ pub fn aggregate(scores: &[Vec<Option<f32>>], included: &[bool], rule: Aggregati
                     .filter_map(|j| scores[i][j])
                     .collect();
                 if got.is_empty() {
-                    0.0
+                    NO_COMPARISON_REWARD
                 } else {
                     // Scores are 1–10; rewards are 0–1.
                     (got.iter().sum::<f32>() / got.len() as f32 - 1.0) / 9.0
@@ -99,7 +106,7 @@ pub fn aggregate(scores: &[Vec<Option<f32>>], included: &[bool], rule: Aggregati
                     })
                     .collect();
                 if results.is_empty() {
-                    0.0
+                    NO_COMPARISON_REWARD
                 } else {
                     results.iter().sum::<f32>() / results.len() as f32
                 }
@@ -152,6 +159,12 @@ fn ranked_pairs(
         .map(|i| {
             if !included[i] {
                 return 0.0;
+            }
+            let compared = members
+                .iter()
+                .any(|&j| j != i && margin(i, j).is_some());
+            if !compared {
+                return NO_COMPARISON_REWARD;
             }
             members
                 .iter()

@@ -1,6 +1,8 @@
 //! Grouped comparison: pairs judged, incomplete responses left out, and each aggregation rule.
 
-use grlhf_actors::grouped_comparison::{aggregate, pairs, Aggregation, PairOrder};
+use grlhf_actors::grouped_comparison::{
+    aggregate, pairs, Aggregation, PairOrder, NO_COMPARISON_REWARD,
+};
 
 fn matrix(n: usize, f: impl Fn(usize, usize) -> Option<f32>) -> Vec<Vec<Option<f32>>> {
     (0..n)
@@ -35,10 +37,47 @@ fn mean_rule_is_the_mean_score_received_scaled_to_unit() {
     scores[0][2] = None;
     let r = aggregate(&scores, &[true, true, false], Aggregation::Mean);
     assert_eq!(r, vec![1.0, 1.0, 0.0]);
-    let none = matrix(2, |_, _| None);
+}
+
+#[test]
+fn a_finished_response_with_no_usable_comparison_is_neutral_and_ranks_above_unfinished_ones() {
+    for rule in [
+        Aggregation::Mean,
+        Aggregation::Borda,
+        Aggregation::RankedPairs,
+    ] {
+        // Every judgment failed to parse: no evidence, so the middle of the scale for both.
+        let none = matrix(2, |_, _| None);
+        assert_eq!(
+            aggregate(&none, &[true; 2], rule),
+            vec![NO_COMPARISON_REWARD; 2],
+            "{rule:?}"
+        );
+        // The only finished response in its group: above the unfinished ones, which get 0.
+        let scores = matrix(3, |_, _| Some(7.0));
+        let r = aggregate(&scores, &[false, true, false], rule);
+        assert_eq!(r, vec![0.0, NO_COMPARISON_REWARD, 0.0], "{rule:?}");
+        // Response 2's judgments all failed to parse while 0 and 1 were compared: 2 is neutral,
+        // 0 and 1 keep the rewards their comparison gave, and nothing ties with the unfinished 3.
+        let mut scores = matrix(4, |i, _| Some(if i == 0 { 9.0 } else { 3.0 }));
+        for k in 0..4 {
+            scores[2][k] = None;
+            scores[k][2] = None;
+        }
+        let r = aggregate(&scores, &[true, true, true, false], rule);
+        assert_eq!(r[2], NO_COMPARISON_REWARD, "{rule:?}");
+        assert_eq!(r[3], 0.0, "{rule:?}");
+        assert!(r[0] > r[1], "{rule:?}: {r:?}");
+    }
+    // The Mean rule on that last group, by hand: 0 got 9 → (9−1)/9, 1 got 3 → (3−1)/9.
+    let mut scores = matrix(4, |i, _| Some(if i == 0 { 9.0 } else { 3.0 }));
+    for k in 0..4 {
+        scores[2][k] = None;
+        scores[k][2] = None;
+    }
     assert_eq!(
-        aggregate(&none, &[true; 2], Aggregation::Mean),
-        vec![0.0, 0.0]
+        aggregate(&scores, &[true, true, true, false], Aggregation::Mean),
+        vec![8.0 / 9.0, 2.0 / 9.0, NO_COMPARISON_REWARD, 0.0]
     );
 }
 
