@@ -17,6 +17,17 @@ pub struct AdamWConfig {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// Decay every parameter, as `torch.optim.AdamW` over one parameter group does. Off by
+    /// default: norms, biases and embeddings are not decayed (see [`is_decayed`]).
+    pub decay_all: bool,
+}
+
+/// Whether weight decay applies to parameter `name` of shape `shape` (unless `decay_all`):
+/// matrices and kernels are decayed; biases and norm scales (one dimension) and embeddings are
+/// not — pulling a norm's gain or a token's embedding towards zero is a regulariser nobody
+/// wants (the usual two parameter groups of transformer training).
+pub fn is_decayed(name: &str, shape: &[i64]) -> bool {
+    shape.len() >= 2 && !name.contains("embed")
 }
 
 impl Default for AdamWConfig {
@@ -26,12 +37,15 @@ impl Default for AdamWConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.01,
+            decay_all: false,
         }
     }
 }
 
 struct Slot {
     name: String,
+    /// Weight decay applies to this parameter.
+    decayed: bool,
     param: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
@@ -59,6 +73,7 @@ impl AdamW {
         let slots = named
             .into_iter()
             .map(|(name, param)| Slot {
+                decayed: config.decay_all || is_decayed(&name, &param.size()),
                 exp_avg: param.zeros_like().detach(),
                 exp_avg_sq: param.zeros_like().detach(),
                 name,
@@ -141,7 +156,9 @@ impl AdamW {
                 if !grad.defined() {
                     continue;
                 }
-                let _ = slot.param.g_mul_scalar_(1.0 - lr * c.weight_decay);
+                if slot.decayed {
+                    let _ = slot.param.g_mul_scalar_(1.0 - lr * c.weight_decay);
+                }
                 let _ = slot.exp_avg.lerp_(&grad, 1.0 - c.beta1);
                 let _ = slot
                     .exp_avg_sq

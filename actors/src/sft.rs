@@ -12,9 +12,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tch::nn::OptimizerConfig;
 use tch::Kind;
 
+use crate::adamw::{AdamW, AdamWConfig};
 use crate::schedule::LrSchedule;
 use crate::vl_engine::{EncodedPrompt, VlEngine};
 
@@ -86,12 +86,14 @@ pub fn train_sft(
                 .map_err(|err| format!("example {i}: {err}"))?,
         );
     }
-    let mut optimizer = tch::nn::AdamW {
-        wd: config.weight_decay,
-        ..Default::default()
-    }
-    .build(engine.model.var_store(), config.lr)
-    .map_err(|e| e.to_string())?;
+    // grlhf's AdamW: no weight decay on norms, biases and embeddings (tch's decays them all).
+    let mut optimizer = AdamW::new(
+        engine.model.var_store(),
+        AdamWConfig {
+            weight_decay: config.weight_decay,
+            ..Default::default()
+        },
+    );
     let schedule = LrSchedule {
         lr: config.lr,
         warmup_steps: config.warmup_steps,
@@ -125,14 +127,13 @@ pub fn train_sft(
         let refs: Vec<&EncodedPrompt> = encoded.iter().collect();
         let responses: Vec<Vec<i64>> = batch.iter().map(|&i| answers[i].clone()).collect();
         let lr = schedule.at(step, config.steps);
-        optimizer.set_lr(lr);
         optimizer.zero_grad();
         let out = engine.logprobs(&refs, &responses, 1.0)?;
         let tokens = out.mask.sum(Kind::Float);
         let loss = -(out.logprobs * &out.mask).sum(Kind::Float) / &tokens;
         loss.backward();
         optimizer.clip_grad_norm(config.grad_clip);
-        optimizer.step();
+        optimizer.step(lr);
         let stats = SftStats {
             step,
             loss: loss.double_value(&[]),

@@ -56,6 +56,8 @@ fn adamw_matches_tch() {
         &vs,
         AdamWConfig {
             weight_decay: 0.05,
+            // tch's AdamW decays every parameter (one group); compare like with like.
+            decay_all: true,
             ..Default::default()
         },
     );
@@ -148,4 +150,28 @@ fn gradient_clipping_scales_to_the_limit_like_torch() {
     assert!(before > 0.5);
     let after = opt.grad_norm();
     assert!((after - 0.5).abs() < 1e-4, "{after}");
+}
+
+#[test]
+fn weight_decay_skips_biases_norms_and_embeddings() {
+    use grlhf_actors::adamw::is_decayed;
+    assert!(is_decayed("model.layers.0.mlp.up_proj.weight", &[256, 128]));
+    assert!(!is_decayed("model.layers.0.mlp.up_proj.bias", &[256]));
+    assert!(!is_decayed("model.norm.weight", &[128]));
+    assert!(!is_decayed("model.embed_tokens.weight", &[375, 128]));
+    // With zero gradients only the decay moves a parameter: the matrix shrinks, the bias stays.
+    let _serial = serial();
+    let (vs, w, b) = model(0);
+    let (w0, b0) = (w.copy(), b.copy());
+    let mut opt = AdamW::new(
+        &vs,
+        AdamWConfig {
+            weight_decay: 0.5,
+            ..Default::default()
+        },
+    );
+    (w.sum(Kind::Float) * 0.0 + b.sum(Kind::Float) * 0.0).backward();
+    opt.step(0.1);
+    assert!(max_difference(&w, &(&w0 * 0.95)) < 1e-7);
+    assert_eq!(max_difference(&b, &b0), 0.0);
 }
