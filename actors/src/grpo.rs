@@ -13,6 +13,17 @@
 //! With `is_cap = C` the decoupled form is used instead (for stale samples): the proximal
 //! policy is the learner's current one, the behaviour correction `min(exp(logp − logp_behaviour),
 //! C)` is a detached weight, and the clip applies to the ratio against the proximal policy.
+//!
+//! **Top-p and top-k.** Generators record `logp_behaviour` from the temperature-scaled but
+//! *unfiltered* distribution, and the learner computes `logp` the same way. This is deliberate:
+//! both sides then describe the same policy, so the ratio is exactly 1 on-policy. Recording the
+//! filtered (renormalised) log-prob instead would make the on-policy ratio `Z` — the kept mass,
+//! below 1 and different at every token — so the clip would cut the gradient of negative-advantage
+//! tokens wherever `Z < 1 − ε`, a worse bias. What remains is the usual one (verl, OpenRLHF and
+//! TRL accept it too): samples come from the truncated distribution, so the objective is that of
+//! the unfiltered policy evaluated on a sampler that never proposes the tail. Exact correction
+//! would need the learner to apply the same filter to its own logits. RL configs therefore leave
+//! `top_p` and `top_k` unset (every shipped config does); the run warns when one is set.
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};

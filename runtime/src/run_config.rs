@@ -391,6 +391,14 @@ impl RunConfig {
                 self.generator.temperature
             );
         }
+        if self.generator.top_p.is_some() || self.generator.top_k.is_some() {
+            // Allowed, but the importance ratio then ignores the filter (actors/src/grpo.rs).
+            tracing::warn!(
+                "generator.top_p / top_k set: behaviour and learner log-probs come from the \
+                 unfiltered distribution, so the ratio ignores the truncation (see grpo.rs); \
+                 RL normally leaves both unset"
+            );
+        }
         if self.generator.devices.is_empty()
             || (self.generator.devices.len() != 1
                 && self.generator.devices.len() != self.generator.count)
