@@ -181,15 +181,23 @@ impl VlEngine {
 }
 
 /// Sizes of a fresh world model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WorldModelSize {
     pub hidden: i64,
     pub layers: i64,
     pub heads: i64,
     pub vision_depth: i64,
+    /// The vision tower's width before the merger.
+    pub vision_embed_dim: i64,
+    /// RoPE base. The world's images are 3×3 merged tokens: with the usual 10⁴ and head size 32,
+    /// M-RoPE's height and width sections turn by 0.0002–0.1 rad per grid cell, so the language
+    /// model can barely tell cells apart; a base of 3 turns them by 0.4–0.8 rad.
+    pub rope_theta: f64,
 }
 
 impl WorldModelSize {
+    /// Known presets: `tiny` (tests and quick checks) and `small` (the smallest size measured to
+    /// copy words from the question and use the image; docs/world.md).
     pub fn preset(name: &str) -> Result<WorldModelSize, String> {
         match name {
             "tiny" => Ok(WorldModelSize {
@@ -197,18 +205,40 @@ impl WorldModelSize {
                 layers: 2,
                 heads: 4,
                 vision_depth: 1,
+                vision_embed_dim: 32,
+                rope_theta: 3.0,
             }),
             "small" => Ok(WorldModelSize {
                 hidden: 128,
                 layers: 4,
                 heads: 4,
                 vision_depth: 2,
+                vision_embed_dim: 64,
+                rope_theta: 3.0,
             }),
             other => Err(format!(
                 "unknown world model preset `{other}` (known: tiny, small)"
             )),
         }
     }
+}
+
+/// The image processor of a world model: Qwen2-VL's, with two world-specific settings.
+///
+/// - `image_mean` is the scene background, so background patches normalise to zero (with CLIP's
+///   mean the background becomes +1.7 in every channel and a from-scratch vision tower collapses
+///   to one constant token within ~50 steps);
+/// - `max_pixels` 84² turns the 112 px scenes into 84 px ones: 6×6 patches, 3×3 merged tokens,
+///   one token per grid cell.
+pub fn world_processor_config() -> serde_json::Value {
+    let mean = grlhf_tasks::render::BACKGROUND_RGB.map(|c| c as f64 / 255.0);
+    json!({
+        "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+        "min_pixels": 56 * 56, "max_pixels": 84 * 84,
+        "image_mean": mean,
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "rescale_factor": 0.00392156862745098
+    })
 }
 
 /// Writes a random Qwen2-VL with the embedded world's tokenizer to `dir`.
@@ -235,11 +265,11 @@ pub fn init_world_model(dir: &Path, size: WorldModelSize, seed: i64) -> Result<(
             "tie_word_embeddings": true,
             "bos_token_id": id("<|endoftext|>"),
             "eos_token_id": id("<|im_end|>"),
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [t, rest - rest / 2, rest / 2]}
+            "rope_parameters": {"rope_type": "default", "rope_theta": size.rope_theta, "mrope_section": [t, rest - rest / 2, rest / 2]}
         },
         "vision_config": {
             "depth": size.vision_depth,
-            "embed_dim": 32,
+            "embed_dim": size.vision_embed_dim,
             "hidden_size": size.hidden,
             "num_heads": 2,
             "mlp_ratio": 2.0,
@@ -257,14 +287,7 @@ pub fn init_world_model(dir: &Path, size: WorldModelSize, seed: i64) -> Result<(
     let model = Qwen2VlForConditionalGeneration::new(&parsed, Device::Cpu, Kind::Float)
         .map_err(|e| e.to_string())?;
     model.save(dir).map_err(|e| e.to_string())?;
-    // 112×112 scenes stay 112×112 (4×4 merged tokens): bounds around the world's image size.
-    let processor = json!({
-        "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
-        "min_pixels": 56 * 56, "max_pixels": 224 * 224,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "rescale_factor": 0.00392156862745098
-    });
+    let processor = world_processor_config();
     std::fs::write(
         dir.join("preprocessor_config.json"),
         serde_json::to_string_pretty(&processor).unwrap(),

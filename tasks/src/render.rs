@@ -12,7 +12,12 @@ use imageproc::rect::Rect;
 
 use crate::scene::{Scene, SceneObject, Shape};
 
-const BACKGROUND: Rgb<u8> = Rgb([236, 236, 232]);
+/// The scene background. It covers about 93% of every image, so a world model's image processor
+/// normalises with it as its mean: background patches then map to zero and the vision tower's
+/// signal sits in the objects (with CLIP's mean every patch is nearly the same constant, and a
+/// from-scratch vision tower collapses to one token — see docs/world.md).
+pub const BACKGROUND_RGB: [u8; 3] = [236, 236, 232];
+const BACKGROUND: Rgb<u8> = Rgb(BACKGROUND_RGB);
 /// The bright core drawn inside a flame, so flames read as fire whatever their colour.
 const FLAME_CORE: Rgb<u8> = Rgb([255, 245, 170]);
 
@@ -23,6 +28,11 @@ pub fn render(scene: &Scene) -> RgbImage {
         draw_object(&mut image, object);
     }
     image
+}
+
+/// A scene-sized image of background only: what a blind twin sees in place of every image.
+pub fn render_blank(width: u32, height: u32) -> RgbImage {
+    RgbImage::from_pixel(width, height, BACKGROUND)
 }
 
 /// The scene as PNG bytes (deterministic: the same scene gives the same bytes).
