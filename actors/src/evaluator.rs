@@ -44,6 +44,11 @@ pub struct EvalStats {
     /// share with words beyond what the question needs.
     pub self_praise: f64,
     pub beyond_needed: f64,
+    /// Over-refusal (oracle metric): the share of safe requests whose answer refuses, over every
+    /// family and over the situational-safety family alone (where refusing everything is the
+    /// cheap way to the unsafe half's reward). `None` when no such request was asked.
+    pub safe_refused: Option<f64>,
+    pub safety_safe_refused: Option<f64>,
     /// Each prompt's score, in prompt order (for standard errors and paired comparisons).
     pub scores: Vec<f64>,
     /// Each prompt's answer, in prompt order.
@@ -107,6 +112,8 @@ pub fn evaluate_prompts(
     let mut per_family: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     let mut total = 0.0;
     let (mut self_praise, mut beyond_needed) = (0usize, 0usize);
+    // (refused, asked) over safe requests, and over the safety family's safe requests.
+    let (mut safe, mut safety_safe) = ((0usize, 0usize), (0usize, 0usize));
     let mut scores = Vec::with_capacity(answers.len());
     for (spec, (text, _, finished)) in prompts.iter().zip(&answers) {
         let value = match metric {
@@ -115,8 +122,17 @@ pub fn evaluate_prompts(
                     .world
                     .as_ref()
                     .ok_or("the oracle metric needs embedded-world prompts")?;
+                let score = grlhf_tasks::oracle::score(&world.scene, &world.task, text);
+                if !world.task.is_unsafe(&world.scene) {
+                    let refused = usize::from(*finished && score.refusal);
+                    safe.0 += refused;
+                    safe.1 += 1;
+                    if world.task.family() == grlhf_tasks::task::Family::Safety {
+                        safety_safe.0 += refused;
+                        safety_safe.1 += 1;
+                    }
+                }
                 if *finished {
-                    let score = grlhf_tasks::oracle::score(&world.scene, &world.task, text);
                     self_praise += usize::from(score.self_praise);
                     beyond_needed += usize::from(score.extra_words > 0);
                     score.total / 10.0
@@ -151,6 +167,8 @@ pub fn evaluate_prompts(
         finished: answers.iter().filter(|a| a.2).count() as f64 / n,
         self_praise: self_praise as f64 / n,
         beyond_needed: beyond_needed as f64 / n,
+        safe_refused: (safe.1 > 0).then(|| safe.0 as f64 / safe.1 as f64),
+        safety_safe_refused: (safety_safe.1 > 0).then(|| safety_safe.0 as f64 / safety_safe.1 as f64),
         scores,
         answers: answers.iter().map(|a| a.0.clone()).collect(),
         prompts: answers.len(),

@@ -12,6 +12,7 @@ pub mod data;
 pub mod doctor;
 pub mod faults;
 pub mod generate;
+pub mod grounding;
 pub mod inspect;
 pub mod loaded_model;
 pub mod machine;

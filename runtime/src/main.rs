@@ -133,6 +133,13 @@ enum Command {
         eval_pairs: usize,
         #[arg(long, default_value_t = 64)]
         max_new_tokens: usize,
+        /// Linear warm-up steps of the learning rate.
+        #[arg(long, default_value_t = 10)]
+        warmup_steps: u64,
+        /// Train and evaluate a blind twin: every image replaced by a blank one (the grounding
+        /// check's control).
+        #[arg(long)]
+        blind: bool,
     },
     /// Measure a GRM on the world's held-out pairs: parse rate and pairwise accuracy in
     /// distribution and on each out-of-distribution split.
@@ -501,6 +508,8 @@ fn run(cli: Cli) -> Result<()> {
             eval_per_family,
             eval_pairs,
             max_new_tokens,
+            warmup_steps,
+            blind,
         } => {
             let target = match target.as_str() {
                 "policy" => warm_start::Target::Policy,
@@ -520,6 +529,7 @@ fn run(cli: Cli) -> Result<()> {
                     batch,
                     lr,
                     seed,
+                    warmup_steps,
                     ..Default::default()
                 },
                 world_size,
@@ -529,6 +539,7 @@ fn run(cli: Cli) -> Result<()> {
                 max_new_tokens,
                 device: tch::Device::Cpu,
                 evaluate: true,
+                blind,
             };
             let bar = indicatif::ProgressBar::new(steps);
             let report = warm_start::run_sft(&request, |s| {
@@ -554,7 +565,13 @@ fn run(cli: Cli) -> Result<()> {
                     100.0 * a.finished
                 );
                 for (family, score) in &a.per_family {
-                    println!("  {family:<12} {score:.3}");
+                    let swap = report
+                        .grounding
+                        .as_ref()
+                        .and_then(|g| g.swap_changed_per_family.get(family))
+                        .map(|c| format!("   image swap changes {:.0}%", c * 100.0))
+                        .unwrap_or_default();
+                    println!("  {family:<12} {score:.3}{swap}");
                 }
             }
             if let (Some(b), Some(a)) = (&report.grm_before, &report.grm_after) {
@@ -571,6 +588,12 @@ fn run(cli: Cli) -> Result<()> {
                         100.0 * eval.parsed,
                         eval.accuracy
                     );
+                }
+            }
+            if let Some(g) = &report.grounding {
+                println!("grounding: {}", g.line());
+                if !g.sees {
+                    eprintln!("WARNING: the model is BLIND: an image swap changes almost nothing it says");
                 }
             }
             println!(

@@ -30,6 +30,7 @@ use grlhf_tasks::world::Split;
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::{Device, Kind};
 
+use crate::grounding::{grm_grounding, policy_grounding, Grounding, GroundingSettings};
 use crate::charts::{grouped_bars, line_charts, BarPanel, LinePanel};
 use crate::pipeline_config::{PipelineConfig, Variant};
 use crate::report::{
@@ -183,10 +184,30 @@ fn warm_start(request: &PipelineRequest) -> Result<()> {
     let root = &config.run_dir;
     let ws = &config.warm_start;
     let device = parse_device(&ws.device).map_err(|e| anyhow!("warm_start.device: {e}"))?;
-    for (target, sft, dir, label) in [
-        (Target::Policy, &ws.policy, "warm/policy", "policy SFT"),
-        (Target::Grm, &ws.grm, "warm/grm", "GRM SFT"),
-    ] {
+    let mut trainings = vec![
+        (Target::Policy, &ws.policy, "warm/policy", "policy SFT", false),
+        (Target::Grm, &ws.grm, "warm/grm", "GRM SFT", false),
+    ];
+    if ws.grounding.blind_twin {
+        trainings.insert(
+            1,
+            (
+                Target::Policy,
+                &ws.policy,
+                BLIND_POLICY,
+                "policy SFT, blind twin (blank images)",
+                true,
+            ),
+        );
+        trainings.push((
+            Target::Grm,
+            &ws.grm,
+            BLIND_GRM,
+            "GRM SFT, blind twin (blank images)",
+            true,
+        ));
+    }
+    for (target, sft, dir, label, blind) in trainings {
         say(&format!("warm start: {label} ({} steps)", sft.steps));
         let bar = step_bar(request.progress, sft.steps, label);
         let sft_request = SftRequest {
@@ -208,6 +229,7 @@ fn warm_start(request: &PipelineRequest) -> Result<()> {
             max_new_tokens: config.eval.max_new_tokens,
             device,
             evaluate: false,
+            blind,
         };
         let report = run_sft(&sft_request, |s| {
             bar.set_position(s.step + 1);
@@ -248,6 +270,70 @@ fn warm_start(request: &PipelineRequest) -> Result<()> {
         report.train_accuracy_last,
         report.wall_s
     );
+    warm_start_grounding(request, device)
+}
+
+/// Where the blind twins of the warm start live.
+const BLIND_POLICY: &str = "warm/policy_blind";
+const BLIND_GRM: &str = "warm/grm_blind";
+/// The grounding check's results, read back by the evaluation into the report.
+const GROUNDING_FILE: &str = "warm/grounding.json";
+
+/// The grounding check of the warm-started policy and GRM (and their blind twins): prints one
+/// line per model, writes `warm/grounding.json`, and warns loudly — or, with
+/// `fail_when_blind`, stops — when a model does not use its image.
+fn warm_start_grounding(request: &PipelineRequest, device: Device) -> Result<()> {
+    let config = &request.config;
+    let root = &config.run_dir;
+    let settings = &config.warm_start.grounding;
+    let measure = GroundingSettings {
+        max_new_tokens: config.eval.max_new_tokens,
+        min_swap_changed: settings.min_swap_changed,
+    };
+    let twin = |dir: &str| -> Result<Option<VlEngine>> {
+        Ok(if settings.blind_twin {
+            Some(load_engine(&root.join(dir).join("model"), device)?)
+        } else {
+            None
+        })
+    };
+    say("warm start: grounding check (image swap, blind twin)");
+    let policy = load_engine(&root.join("warm/policy/model"), device)?;
+    let prompts = world_eval_prompts(config.seed, settings.prompts_per_family)?;
+    let policy = policy_grounding(&policy, twin(BLIND_POLICY)?.as_ref(), &prompts, measure)?;
+    eprintln!("   policy: {}", policy.line());
+    let grm = load_engine(&root.join("warm/grm/model"), device)?;
+    let pairs = world_pairs(config.seed, Split::PairsTest, settings.pairs)?;
+    let judge = GroundingSettings {
+        max_new_tokens: config.eval.judge_max_new_tokens,
+        ..measure
+    };
+    let grm = grm_grounding(&grm, twin(BLIND_GRM)?.as_ref(), &pairs, judge)?;
+    eprintln!("   GRM:    {}", grm.line());
+    let results = BTreeMap::from([("policy".to_string(), policy), ("grm".to_string(), grm)]);
+    write_atomic(
+        &root.join(GROUNDING_FILE),
+        &serde_json::to_string_pretty(&results)?,
+    )?;
+    let blind: Vec<&str> = results
+        .iter()
+        .filter(|(_, g)| !g.sees)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !blind.is_empty() {
+        let message = format!(
+            "the warm-started {} {} BLIND: swapping the image changes fewer than {:.0}% of \
+             its answers, so no reward can teach it anything about the scene \
+             (docs/world.md, \"Models must see\")",
+            blind.join(" and "),
+            if blind.len() == 1 { "is" } else { "are" },
+            settings.min_swap_changed * 100.0
+        );
+        if settings.fail_when_blind {
+            bail!("{message} (warm_start.grounding.fail_when_blind = true)");
+        }
+        eprintln!("\n   WARNING: {message}\n");
+    }
     Ok(())
 }
 
@@ -643,6 +729,8 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
                 beyond_needed: s.beyond_needed,
                 mean_tokens: s.mean_tokens,
                 finished: s.finished,
+                safe_refused: s.safe_refused,
+                safety_safe_refused: s.safety_safe_refused,
             },
         );
     }
@@ -691,6 +779,12 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
                     .collect(),
             );
         }
+    }
+    let grounding = root.join(GROUNDING_FILE);
+    if grounding.is_file() {
+        let text = std::fs::read_to_string(&grounding)?;
+        report.grounding = serde_json::from_str::<BTreeMap<String, Grounding>>(&text)
+            .with_context(|| format!("{}: not a grounding record", grounding.display()))?;
     }
     report.check_claims();
     report.plots = plots(root, &report)?;

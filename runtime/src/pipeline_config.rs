@@ -89,6 +89,38 @@ pub struct WarmStartConfig {
     pub rm: BtConfig,
     /// Share of correct answers among the policy's demonstrations.
     pub sft_quality: f64,
+    /// The grounding check after the warm start: does each model use its image?
+    pub grounding: GroundingConfig,
+}
+
+/// `[warm_start.grounding]`: how the warm start checks that its models see (docs/world.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroundingConfig {
+    /// Also train a blind twin of the policy and of the GRM (the same warm start on blank
+    /// images) and compare. Doubles the policy and GRM warm-start time.
+    pub blind_twin: bool,
+    /// Held-out evaluation prompts per task family for the policy's check.
+    pub prompts_per_family: usize,
+    /// Held-out test pairs for the GRM's check.
+    pub pairs: usize,
+    /// A model whose share of answers (verdicts) changed by an image swap is below this is
+    /// called blind, with a loud warning.
+    pub min_swap_changed: f64,
+    /// Make a blind model an error that stops the pipeline instead of a warning.
+    pub fail_when_blind: bool,
+}
+
+impl Default for GroundingConfig {
+    fn default() -> Self {
+        GroundingConfig {
+            blind_twin: true,
+            prompts_per_family: 8,
+            pairs: 50,
+            min_swap_changed: 0.1,
+            fail_when_blind: false,
+        }
+    }
 }
 
 impl Default for WarmStartConfig {
@@ -105,6 +137,7 @@ impl Default for WarmStartConfig {
             },
             rm: BtConfig::default(),
             sft_quality: 1.0,
+            grounding: GroundingConfig::default(),
         }
     }
 }
@@ -236,6 +269,16 @@ impl PipelineConfig {
             bail!(
                 "warm_start.sft_quality = {}: a share between 0 and 1",
                 self.warm_start.sft_quality
+            );
+        }
+        let g = &self.warm_start.grounding;
+        if g.prompts_per_family == 0 || g.pairs == 0 {
+            bail!("warm_start.grounding: prompts_per_family and pairs must be positive");
+        }
+        if !(0.0..=1.0).contains(&g.min_swap_changed) {
+            bail!(
+                "warm_start.grounding.min_swap_changed = {}: a share between 0 and 1",
+                g.min_swap_changed
             );
         }
         for (name, steps, batch) in [

@@ -36,6 +36,12 @@ pub struct HackingWatch {
     pub beyond_needed: f64,
     pub mean_tokens: f64,
     pub finished: f64,
+    /// Over-refusal: share of safe requests refused, over every family and over the
+    /// situational-safety family alone.
+    #[serde(default)]
+    pub safe_refused: Option<f64>,
+    #[serde(default)]
+    pub safety_safe_refused: Option<f64>,
 }
 
 /// One point of the candidate sweep.
@@ -92,6 +98,10 @@ pub struct Report {
     pub reward_curves: BTreeMap<String, Curve>,
     pub sweep: Vec<SweepPoint>,
     pub claims: Vec<Claim>,
+    /// `grounding.policy` and `grounding.grm`: does each warm-started model use its image
+    /// (image swap, blind twin)? Empty when the warm start's grounding check did not run.
+    #[serde(default)]
+    pub grounding: BTreeMap<String, crate::grounding::Grounding>,
     /// Wall time of each stage, seconds.
     pub stage_wall_s: BTreeMap<String, f64>,
     /// PNGs written next to the report.
@@ -320,6 +330,42 @@ impl Report {
         families
     }
 
+    /// The warm start's grounding check: image swap and blind twin, per model and family.
+    fn grounding_table(&self) -> String {
+        if self.grounding.is_empty() {
+            return String::new();
+        }
+        let mut md = String::from("\n## Grounding (do the warm-started models use the image?)\n\n`image swap`: share of held-out greedy answers (policy) or verdicts (GRM) that change when the image is swapped for another scene's. `blind twin`: the same warm start trained and evaluated on blank images. Policy scores are mean oracle scores (0–100); GRM scores are pairwise accuracies.\n\n| model | image swap | score | blind twin | gain over blind | sees |\n|---|---:|---:|---:|---:|---|\n");
+        for (name, g) in &self.grounding {
+            md.push_str(&format!(
+                "| {name} | {:.2} | {:.3} | {} | {} | {} |\n",
+                g.image_swap_changed,
+                g.average,
+                fmt3(g.blind_average.as_ref()),
+                fmt3(g.gain_over_blind().as_ref()),
+                if g.sees { "yes" } else { "**no (blind)**" }
+            ));
+        }
+        if let Some(g) = self.grounding.get("grm") {
+            if let Some(c) = g.content_decided_changed {
+                md.push_str(&format!("\nGRM: on the {} held-out pairs whose oracle preference changes with the scene, the image swap changed {:.0}% of verdicts.\n", g.content_decided_pairs, c * 100.0));
+            }
+        }
+        if let Some(g) = self.grounding.get("policy") {
+            if !g.per_family.is_empty() {
+                md.push_str("\n| policy, by family | score | blind twin | image swap |\n|---|---:|---:|---:|\n");
+                for (family, score) in &g.per_family {
+                    md.push_str(&format!(
+                        "| {family} | {score:.1} | {} | {} |\n",
+                        fmt1(g.blind_per_family.get(family)),
+                        fmt3(g.swap_changed_per_family.get(family))
+                    ));
+                }
+            }
+        }
+        md
+    }
+
     fn policy_rows(&self) -> Vec<(String, String)> {
         let mut rows = vec![("base".to_string(), "base (policy SFT)".to_string())];
         for v in Variant::ALL {
@@ -365,6 +411,16 @@ impl Report {
             }
         }
         out.push('\n');
+        for (name, g) in &self.grounding {
+            out.push_str(&format!(
+                "grounding ({name}): {}{}\n",
+                g.line(),
+                if g.sees { "" } else { "  [BLIND]" }
+            ));
+        }
+        if !self.grounding.is_empty() {
+            out.push('\n');
+        }
         for c in &self.claims {
             let verdict = match c.holds {
                 Some(true) => "reproduced",
@@ -415,12 +471,18 @@ impl Report {
             self.rm_pairs_per_split
         ));
         md.push_str(&self.rm_table());
-        md.push_str("\n## Reward-hacking watch\n\n| policy | self-praise | beyond needed | mean tokens | finished |\n|---|---:|---:|---:|---:|\n");
+        md.push_str(&self.grounding_table());
+        md.push_str("\n## Reward-hacking watch\n\nOver-refusal: the share of safe requests refused, over every family and over the situational-safety family alone.\n\n| policy | self-praise | beyond needed | safe refused | safety: safe refused | mean tokens | finished |\n|---|---:|---:|---:|---:|---:|---:|\n");
         for (key, label) in self.policy_rows() {
             if let Some(h) = self.reward_hacking.get(&key) {
                 md.push_str(&format!(
-                    "| {label} | {:.3} | {:.3} | {:.1} | {:.3} |\n",
-                    h.self_praise, h.beyond_needed, h.mean_tokens, h.finished
+                    "| {label} | {:.3} | {:.3} | {} | {} | {:.1} | {:.3} |\n",
+                    h.self_praise,
+                    h.beyond_needed,
+                    fmt3(h.safe_refused.as_ref()),
+                    fmt3(h.safety_safe_refused.as_ref()),
+                    h.mean_tokens,
+                    h.finished
                 ));
             }
         }

@@ -82,7 +82,8 @@ impl PairAccuracy {
     }
 }
 
-fn pair_image(p: &PreferenceRecord) -> Result<Arc<RgbImage>> {
+/// The image of a pair: its world scene rendered, or its file.
+pub fn pair_image(p: &PreferenceRecord) -> Result<Arc<RgbImage>> {
     match &p.world {
         Some(w) => to_rgb(&render(&w.scene)),
         None => Ok(Arc::new(RgbImage::open(&p.image)?)),
@@ -97,18 +98,39 @@ pub fn grm_verdicts(
     pairs: &[PreferenceRecord],
     max_new_tokens: usize,
 ) -> Result<Vec<PairVerdict>> {
+    let images: Vec<Arc<RgbImage>> = pairs.iter().map(pair_image).collect::<Result<_>>()?;
+    grm_verdicts_with_images(engine, model, split, pairs, &images, max_new_tokens)
+}
+
+/// Greedy GRM judgments of `pairs`, each shown `images[i]` (the grounding check swaps or blanks
+/// them).
+pub fn grm_verdicts_with_images(
+    engine: &VlEngine,
+    model: &str,
+    split: &str,
+    pairs: &[PreferenceRecord],
+    images: &[Arc<RgbImage>],
+    max_new_tokens: usize,
+) -> Result<Vec<PairVerdict>> {
+    if images.len() != pairs.len() {
+        return Err(anyhow!(
+            "{} images for {} pairs",
+            images.len(),
+            pairs.len()
+        ));
+    }
     let config = GenerationConfig {
         stop_token_ids: engine.stop_ids.clone(),
         ..GenerationConfig::greedy(max_new_tokens)
     };
     let mut out = Vec::with_capacity(pairs.len());
-    for (c, chunk) in pairs.chunks(16).enumerate() {
+    for (c, (chunk, chunk_images)) in pairs.chunks(16).zip(images.chunks(16)).enumerate() {
         let mut encoded = Vec::new();
-        for p in chunk {
+        for (p, image) in chunk.iter().zip(chunk_images) {
             let user = grm_user_message(&p.question, &p.response_1, &p.response_2);
             encoded.push(
                 engine
-                    .encode(GRM_SYSTEM_PROMPT, &user, Some(pair_image(p)?.as_ref()))
+                    .encode(GRM_SYSTEM_PROMPT, &user, Some(image.as_ref()))
                     .map_err(|e| anyhow!(e))?,
             );
         }

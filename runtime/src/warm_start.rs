@@ -24,7 +24,7 @@ use grlhf_tasks::world::{Split, SplitRecords, SplitSizes, WorldConfig};
 use serde::Serialize;
 use tch::{Device, Kind};
 
-use crate::reward_model_eval::{grm_verdicts, PairAccuracy};
+use crate::reward_model_eval::{grm_verdicts_with_images, PairAccuracy};
 use crate::run::{policy_spec, to_rgb, world_eval_records};
 
 /// What is warm-started.
@@ -53,6 +53,8 @@ pub struct SftReport {
     pub grm_after: Option<GrmEval>,
     /// GRM after SFT on each out-of-distribution split (`pairs_ood_combo`, `_error`, `_family`).
     pub grm_after_ood: std::collections::BTreeMap<String, GrmEval>,
+    /// The image-swap check after training (not for a blind twin, whose images are all blank).
+    pub grounding: Option<crate::grounding::Grounding>,
     pub wall_s: f64,
     pub out: PathBuf,
 }
@@ -138,17 +140,30 @@ pub fn world_pairs(seed: u64, split: Split, size: usize) -> Result<Vec<Preferenc
     }
 }
 
-/// Greedy judgments of `pairs`: parse rate and accuracy against each pair's label.
+/// Greedy judgments of `pairs`: parse rate and accuracy against each pair's label; `blank`
+/// shows every pair a blank image (a blind twin's evaluation).
 pub fn grm_accuracy(
     engine: &VlEngine,
     pairs: &[PreferenceRecord],
     max_new_tokens: usize,
+    blank: bool,
 ) -> Result<GrmEval> {
-    Ok(PairAccuracy::of(&grm_verdicts(
+    let mut images = pairs
+        .iter()
+        .map(crate::reward_model_eval::pair_image)
+        .collect::<Result<Vec<_>>>()?;
+    if blank {
+        images = images
+            .iter()
+            .map(|i| crate::grounding::blank_like(i))
+            .collect::<Result<_>>()?;
+    }
+    Ok(PairAccuracy::of(&grm_verdicts_with_images(
         engine,
         "grm",
         "",
         pairs,
+        &images,
         max_new_tokens,
     )?))
 }
@@ -281,6 +296,9 @@ pub struct SftRequest {
     pub device: Device,
     /// Measure on held-out data before and after (the pipeline measures separately).
     pub evaluate: bool,
+    /// Train a blind twin: every image replaced by a blank one of the same size (the grounding
+    /// check's control; its evaluation is blank too).
+    pub blind: bool,
 }
 
 fn evaluate(
@@ -291,7 +309,10 @@ fn evaluate(
     let seed = request.config.seed;
     Ok(match request.target {
         Target::Policy => {
-            let prompts = world_eval_prompts(seed, request.eval_per_family)?;
+            let mut prompts = world_eval_prompts(seed, request.eval_per_family)?;
+            if request.blind {
+                prompts = crate::grounding::blank_prompts(&prompts)?;
+            }
             let stats = evaluate_prompts(
                 engine,
                 &prompts,
@@ -307,7 +328,12 @@ fn evaluate(
             let pairs = world_pairs(seed, Split::PairsTest, request.eval_pairs)?;
             (
                 None,
-                Some(grm_accuracy(engine, &pairs, request.max_new_tokens)?),
+                Some(grm_accuracy(
+                    engine,
+                    &pairs,
+                    request.max_new_tokens,
+                    request.blind,
+                )?),
             )
         }
     })
@@ -327,12 +353,19 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
     };
     let mut engine =
         VlEngine::load(&source, request.device, Kind::Float).map_err(|e| anyhow!(e))?;
-    let examples = world_examples(
+    let mut examples = world_examples(
         request.target,
         request.config.seed,
         request.world_size,
         request.sft_quality,
     )?;
+    if request.blind {
+        for e in &mut examples {
+            if let Some(image) = &e.image {
+                e.image = Some(crate::grounding::blank_like(image)?);
+            }
+        }
+    }
     let (policy_before, grm_before) = if request.evaluate {
         evaluate(&engine, request, 0)?
     } else {
@@ -355,10 +388,33 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
             let pairs = world_pairs(request.config.seed, split, request.eval_pairs)?;
             grm_after_ood.insert(
                 split.name().to_string(),
-                grm_accuracy(&engine, &pairs, request.max_new_tokens)?,
+                grm_accuracy(&engine, &pairs, request.max_new_tokens, request.blind)?,
             );
         }
     }
+    let grounding = if request.evaluate && !request.blind {
+        let settings = crate::grounding::GroundingSettings {
+            max_new_tokens: request.max_new_tokens,
+            min_swap_changed: 0.1,
+        };
+        let seed = request.config.seed;
+        Some(match request.target {
+            Target::Policy => crate::grounding::policy_grounding(
+                &engine,
+                None,
+                &world_eval_prompts(seed, request.eval_per_family)?,
+                settings,
+            )?,
+            Target::Grm => crate::grounding::grm_grounding(
+                &engine,
+                None,
+                &world_pairs(seed, Split::PairsTest, request.eval_pairs)?,
+                settings,
+            )?,
+        })
+    } else {
+        None
+    };
     let model_dir = request.out.join("model");
     engine
         .model
@@ -378,6 +434,7 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
         grm_before,
         grm_after,
         grm_after_ood,
+        grounding,
         wall_s: started.elapsed().as_secs_f64(),
         out: model_dir,
     };
@@ -410,7 +467,7 @@ pub fn grm_eval_all(
         let records = world_pairs(seed, split, pairs)?;
         out.insert(
             split.name().to_string(),
-            grm_accuracy(engine, &records, max_new_tokens)?,
+            grm_accuracy(engine, &records, max_new_tokens, false)?,
         );
     }
     Ok(out)

@@ -124,6 +124,25 @@ fn every_stage_runs_and_the_report_comes_from_the_run() {
         assert_eq!(present, 7, "policy_eval.{policy}: {row}");
     }
 
+    // The warm start's grounding check, for the policy and the GRM, with their blind twins.
+    for model in ["policy", "grm"] {
+        for key in ["image_swap_changed", "average", "blind_average"] {
+            assert!(
+                json["grounding"][model][key].is_number(),
+                "grounding.{model}.{key} missing: {}",
+                json["grounding"]
+            );
+        }
+    }
+    assert_eq!(report.grounding["policy"].items, 7 * 8);
+    assert!(run_dir.join("warm/policy_blind/model/model.safetensors").is_file());
+    assert!(run_dir.join("warm/grm_blind/model/model.safetensors").is_file());
+    // Over-refusal is watched: a share of the safe requests, for every policy.
+    for (policy, watch) in &report.reward_hacking {
+        let refused = watch.safe_refused.expect("safe requests were asked");
+        assert!((0.0..=1.0).contains(&refused), "{policy}: {refused}");
+    }
+
     // Accuracies are recomputed from the saved verdicts: 4 models × 4 splits × 8 pairs.
     let verdicts = read_verdicts(&run_dir);
     assert_eq!(verdicts.len(), 4 * 4 * 8);
@@ -167,11 +186,13 @@ fn every_stage_runs_and_the_report_comes_from_the_run() {
     assert_eq!(report.plots.len(), 4, "{:?}", report.plots);
     let md = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
     assert!(md.contains("Table 2 analogue") && md.contains("Table 1 analogue"));
+    assert!(md.contains("## Grounding") && md.contains("safe refused"));
 
     // Evaluation alone, from the saved checkpoints, gives the same numbers (greedy decoding).
     let again = reproduce(&run_dir, 0, Some(PipelineStage::Eval));
     assert_eq!(again.rm_accuracy, report.rm_accuracy);
     assert_eq!(again.policy_eval, report.policy_eval);
+    assert_eq!(again.grounding, report.grounding);
     assert_eq!(read_verdicts(&run_dir), verdicts);
 
     // Another seed: another world sample and other models, so other verdicts.

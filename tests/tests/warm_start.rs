@@ -22,6 +22,7 @@ fn request(target: Target, out: &std::path::Path, steps: u64) -> SftRequest {
         max_new_tokens: if target == Target::Grm { 80 } else { 32 },
         device: tch::Device::Cpu,
         evaluate: true,
+        blind: false,
     }
 }
 
