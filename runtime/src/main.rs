@@ -98,6 +98,10 @@ enum Command {
         /// Run one stage alone from saved checkpoints: warm-start, stage1, stage2 or eval.
         #[arg(long)]
         stage: Option<String>,
+        /// Run the whole reproduction once per seed (in RUN_DIR/seed-N), then report every
+        /// number as mean ± SE across seeds and judge each claim across them (seeds.md).
+        #[arg(long, value_delimiter = ',')]
+        seeds: Vec<u64>,
         #[arg(long)]
         no_progress: bool,
     },
@@ -396,6 +400,7 @@ fn run(cli: Cli) -> Result<()> {
             config,
             sweep_n,
             stage,
+            seeds,
             no_progress,
         } => {
             let parsed = grlhf::pipeline_config::PipelineConfig::from_file(&config)?;
@@ -408,7 +413,11 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("--sweep-n {n}: need at least 2 candidates per prompt");
             }
             let variants = grlhf::pipeline_config::Variant::ALL.to_vec();
-            run_pipeline(parsed, config, stage, variants, sweep_n, no_progress)?;
+            if seeds.is_empty() {
+                run_pipeline(parsed, config, stage, variants, sweep_n, no_progress)?;
+            } else {
+                reproduce_seeds(parsed, config, stage, &seeds, sweep_n, no_progress)?;
+            }
         }
         Command::Bench {
             config,
@@ -658,6 +667,69 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `reproduce --seeds`: the whole reproduction once per seed, then the across-seed report.
+fn reproduce_seeds(
+    config: grlhf::pipeline_config::PipelineConfig,
+    config_path: PathBuf,
+    stage: Option<String>,
+    seeds: &[u64],
+    sweep_n: Vec<usize>,
+    no_progress: bool,
+) -> Result<()> {
+    use grlhf::seeds::{aggregate, seed_dir};
+    let mut unique = seeds.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    anyhow::ensure!(
+        unique.len() == seeds.len(),
+        "--seeds {seeds:?}: a seed is listed twice"
+    );
+    let root = config.run_dir.clone();
+    let mut reports = Vec::new();
+    let mut runs = Vec::new();
+    for &seed in seeds {
+        let dir = seed_dir(&root, seed);
+        eprintln!("==> seed {seed} ({})", dir.display());
+        let mut per_seed = config.clone();
+        per_seed.seed = seed;
+        per_seed.run_dir = dir.clone();
+        run_pipeline(
+            per_seed,
+            config_path.clone(),
+            stage.clone(),
+            grlhf::pipeline_config::Variant::ALL.to_vec(),
+            sweep_n.clone(),
+            no_progress,
+        )?;
+        let path = dir.join("report.json");
+        if !path.is_file() {
+            eprintln!(
+                "seed {seed} has no report yet ({}): the across-seed report needs every seed evaluated",
+                path.display()
+            );
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&path)?;
+        reports.push(
+            serde_json::from_str::<grlhf::report::Report>(&text)
+                .with_context(|| format!("{}: not a pipeline report", path.display()))?,
+        );
+        runs.push(dir);
+    }
+    let across = aggregate(seeds, &reports, runs);
+    std::fs::write(
+        root.join("seeds.json"),
+        serde_json::to_string_pretty(&across)?,
+    )?;
+    std::fs::write(
+        root.join("seeds.md"),
+        across.markdown("Generative RLHF-V reproduction across seeds"),
+    )?;
+    println!("\n{}", across.terminal_summary());
+    println!("report: {}", root.join("seeds.md").display());
     Ok(())
 }
 
