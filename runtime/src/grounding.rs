@@ -228,9 +228,12 @@ fn winner(v: &PairVerdict) -> Option<u8> {
     }
 }
 
-/// The oracle's preference between a pair's responses judged against `scene`: 1, 2 or 0 (tie).
+/// The oracle's preference between a pair's responses judged against `scene`: 1, 2 or 0 (tie);
+/// `None` when the question does not apply to that scene (it names a cell or object the scene
+/// lacks), so the oracle has no answer to compare with.
 fn oracle_winner(p: &PreferenceRecord, scene: &grlhf_tasks::scene::Scene) -> Option<u8> {
     let w = p.world.as_ref()?;
+    w.task.validate(scene).ok()?;
     let s1 = grlhf_tasks::oracle::score(scene, &w.task, &p.response_1).total;
     let s2 = grlhf_tasks::oracle::score(scene, &w.task, &p.response_2).total;
     Some(if s1 > s2 {
@@ -267,8 +270,11 @@ pub fn grm_grounding(
     for (i, p) in pairs.iter().enumerate() {
         let other = pairs[partner[i]].world.as_ref().map(|w| &w.scene);
         if let (Some(own), Some(other)) = (p.world.as_ref().map(|w| &w.scene), other) {
-            if oracle_winner(p, own) != oracle_winner(p, other) {
-                decided.push(i);
+            // Only pairs the oracle can judge against both scenes, whose order the scene flips.
+            if let (Some(a), Some(b)) = (oracle_winner(p, own), oracle_winner(p, other)) {
+                if a != b {
+                    decided.push(i);
+                }
             }
         }
     }

@@ -75,9 +75,14 @@ fn grm_judge_compares_every_ordered_pair_of_complete_responses() {
     let mut judge = GrmJudge::new(engine, config);
     let (rewards, details) = judge.score(&group(&[true, true, true, true])).unwrap();
     assert_eq!(details.judgments, 12, "n(n−1) judgments for n = 4");
-    // An untrained GRM writes no box: every judgment fails to parse, every reward is 0.
+    // An untrained GRM writes no box: every judgment fails to parse, so no response was
+    // compared and each gets the neutral reward (issue 14: it used to be 0, the unfinished
+    // responses' reward).
     assert_eq!(details.parse_failures, 12);
-    assert_eq!(rewards, vec![0.0; 4]);
+    assert_eq!(
+        rewards,
+        vec![grlhf_actors::grouped_comparison::NO_COMPARISON_REWARD; 4]
+    );
     let pairwise = details.pairwise.unwrap();
     assert_eq!((pairwise.len(), pairwise[0].len()), (4, 4));
 
