@@ -318,12 +318,12 @@ fn warm_start_grounding(request: &PipelineRequest, device: Device) -> Result<()>
     let blind: Vec<&str> = results
         .iter()
         .filter(|(_, g)| !g.sees)
-        .map(|(name, _)| name.as_str())
+        .map(|(name, _)| if name == "grm" { "GRM" } else { "policy" })
         .collect();
     if !blind.is_empty() {
         let message = format!(
             "the warm-started {} {} BLIND: swapping the image changes fewer than {:.0}% of \
-             its answers, so no reward can teach it anything about the scene \
+             its answers (verdicts), so no reward can teach it anything about the scene \
              (docs/world.md, \"Models must see\")",
             blind.join(" and "),
             if blind.len() == 1 { "is" } else { "are" },

@@ -337,12 +337,20 @@ impl Report {
         }
         let mut md = String::from("\n## Grounding (do the warm-started models use the image?)\n\n`image swap`: share of held-out greedy answers (policy) or verdicts (GRM) that change when the image is swapped for another scene's. `blind twin`: the same warm start trained and evaluated on blank images. Policy scores are mean oracle scores (0–100); GRM scores are pairwise accuracies.\n\n| model | image swap | score | blind twin | gain over blind | sees |\n|---|---:|---:|---:|---:|---|\n");
         for (name, g) in &self.grounding {
+            // Oracle scores (0–100) with one decimal, accuracies (0–1) with three.
+            let digits = if g.metric == crate::grounding::POLICY_METRIC {
+                1
+            } else {
+                3
+            };
+            let show = |x: Option<f64>| x.map_or("—".to_string(), |v| format!("{v:.digits$}"));
             md.push_str(&format!(
-                "| {name} | {:.2} | {:.3} | {} | {} | {} |\n",
+                "| {name} | {:.2} | {:.digits$} | {} | {} | {} |\n",
                 g.image_swap_changed,
                 g.average,
-                fmt3(g.blind_average.as_ref()),
-                fmt3(g.gain_over_blind().as_ref()),
+                show(g.blind_average),
+                g.gain_over_blind()
+                    .map_or("—".to_string(), |v| format!("{v:+.digits$}")),
                 if g.sees { "yes" } else { "**no (blind)**" }
             ));
         }
