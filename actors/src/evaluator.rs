@@ -168,7 +168,8 @@ pub fn evaluate_prompts(
         self_praise: self_praise as f64 / n,
         beyond_needed: beyond_needed as f64 / n,
         safe_refused: (safe.1 > 0).then(|| safe.0 as f64 / safe.1 as f64),
-        safety_safe_refused: (safety_safe.1 > 0).then(|| safety_safe.0 as f64 / safety_safe.1 as f64),
+        safety_safe_refused: (safety_safe.1 > 0)
+            .then(|| safety_safe.0 as f64 / safety_safe.1 as f64),
         scores,
         answers: answers.iter().map(|a| a.0.clone()).collect(),
         prompts: answers.len(),

@@ -160,9 +160,7 @@ fn ranked_pairs(
             if !included[i] {
                 return 0.0;
             }
-            let compared = members
-                .iter()
-                .any(|&j| j != i && margin(i, j).is_some());
+            let compared = members.iter().any(|&j| j != i && margin(i, j).is_some());
             if !compared {
                 return NO_COMPARISON_REWARD;
             }

@@ -195,7 +195,8 @@ pub fn policy_grounding(
         Some(twin) => Some(eval(twin, &blank_prompts(prompts)?)?),
         None => None,
     };
-    let percent = |m: &BTreeMap<String, f64>| m.iter().map(|(k, v)| (k.clone(), v * 100.0)).collect();
+    let percent =
+        |m: &BTreeMap<String, f64>| m.iter().map(|(k, v)| (k.clone(), v * 100.0)).collect();
     let image_swap_changed = changed_share(&seen.answers, &swapped.answers);
     Ok(Grounding {
         image_swap_changed,
@@ -284,8 +285,10 @@ pub fn grm_grounding(
         .count();
     let blind = match blind_twin {
         Some(twin) => {
-            let blank: Vec<Arc<RgbImage>> =
-                images.iter().map(|i| blank_like(i)).collect::<Result<_>>()?;
+            let blank: Vec<Arc<RgbImage>> = images
+                .iter()
+                .map(|i| blank_like(i))
+                .collect::<Result<_>>()?;
             Some(PairAccuracy::of(&judge(twin, &blank)?).accuracy)
         }
         None => None,
@@ -321,7 +324,10 @@ mod tests {
 
     #[test]
     fn changed_share_counts_differing_positions() {
-        assert_eq!(changed_share(&["a", "b", "c", "d"], &["a", "x", "c", "y"]), 0.5);
+        assert_eq!(
+            changed_share(&["a", "b", "c", "d"], &["a", "x", "c", "y"]),
+            0.5
+        );
         assert_eq!(changed_share::<u8>(&[], &[]), 0.0);
     }
 }

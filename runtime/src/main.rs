@@ -602,7 +602,9 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(g) = &report.grounding {
                 println!("grounding: {}", g.line());
                 if !g.sees {
-                    eprintln!("WARNING: the model is BLIND: an image swap changes almost nothing it says");
+                    eprintln!(
+                        "WARNING: the model is BLIND: an image swap changes almost nothing it says"
+                    );
                 }
             }
             println!(

@@ -30,8 +30,8 @@ use grlhf_tasks::world::Split;
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::{Device, Kind};
 
-use crate::grounding::{grm_grounding, policy_grounding, Grounding, GroundingSettings};
 use crate::charts::{grouped_bars, line_charts, BarPanel, LinePanel};
+use crate::grounding::{grm_grounding, policy_grounding, Grounding, GroundingSettings};
 use crate::pipeline_config::{PipelineConfig, Variant};
 use crate::report::{
     paired_standard_error, standard_error, HackingWatch, Report, SweepPoint, REWARD_MODELS, SPLITS,
@@ -185,7 +185,13 @@ fn warm_start(request: &PipelineRequest) -> Result<()> {
     let ws = &config.warm_start;
     let device = parse_device(&ws.device).map_err(|e| anyhow!("warm_start.device: {e}"))?;
     let mut trainings = vec![
-        (Target::Policy, &ws.policy, "warm/policy", "policy SFT", false),
+        (
+            Target::Policy,
+            &ws.policy,
+            "warm/policy",
+            "policy SFT",
+            false,
+        ),
         (Target::Grm, &ws.grm, "warm/grm", "GRM SFT", false),
     ];
     if ws.grounding.blind_twin {

@@ -450,25 +450,11 @@ impl Report {
     /// `report.md`.
     pub fn markdown(&self, title: &str) -> String {
         let mut md = format!("# {title}\n\nSeed {}. Every number below was measured by this run; `report.json` holds them all.\n\n", self.seed);
-        md.push_str(
-            "## Claims\n\n| claim | result | beyond 2 SE | evidence |\n|---|---|---|---|\n",
-        );
-        for c in &self.claims {
-            let verdict = match c.holds {
-                Some(true) => "reproduced",
-                Some(false) => "**not reproduced**",
-                None => "not measured",
-            };
-            let noise = match c.beyond_noise {
-                Some(true) => "yes",
-                Some(false) => "no (within noise)",
-                None => "not tested",
-            };
-            md.push_str(&format!(
-                "| ({}) {} | {verdict} | {noise} | {} |\n",
-                c.id, c.statement, c.evidence
-            ));
-        }
+        md.push_str("## Claims\n\n");
+        md.push_str(&claims_table(
+            &self.claims,
+            ("reproduced", "**not reproduced**"),
+        ));
         md.push_str(&format!(
             "\n## Policies (Table 2 analogue)\n\nMean oracle score (0–100) on {} held-out prompts, greedy answers; Δ against the base policy (after SFT, before RL).\n\n",
             self.eval_prompts
@@ -528,6 +514,28 @@ impl Report {
         }
         md
     }
+}
+
+/// Claims as a Markdown table; `verdicts` words a claim that holds and one that does not.
+pub fn claims_table(claims: &[Claim], verdicts: (&str, &str)) -> String {
+    let mut md = String::from("| claim | result | beyond 2 SE | evidence |\n|---|---|---|---|\n");
+    for c in claims {
+        let verdict = match c.holds {
+            Some(true) => verdicts.0,
+            Some(false) => verdicts.1,
+            None => "not measured",
+        };
+        let noise = match c.beyond_noise {
+            Some(true) => "yes",
+            Some(false) => "no (within noise)",
+            None => "not tested",
+        };
+        md.push_str(&format!(
+            "| ({}) {} | {verdict} | {noise} | {} |\n",
+            c.id, c.statement, c.evidence
+        ));
+    }
+    md
 }
 
 fn not_measured(id: &str, statement: &str) -> Claim {

@@ -113,11 +113,7 @@ pub fn grm_verdicts_with_images(
     max_new_tokens: usize,
 ) -> Result<Vec<PairVerdict>> {
     if images.len() != pairs.len() {
-        return Err(anyhow!(
-            "{} images for {} pairs",
-            images.len(),
-            pairs.len()
-        ));
+        return Err(anyhow!("{} images for {} pairs", images.len(), pairs.len()));
     }
     let config = GenerationConfig {
         stop_token_ids: engine.stop_ids.clone(),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::pipeline_config::Variant;
-use crate::report::{slope, standard_error, Claim, Report, SPLITS};
+use crate::report::{claims_table, slope, standard_error, Claim, Report, SPLITS};
 
 /// A number's spread across seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,25 +236,10 @@ impl SeedsReport {
     pub fn markdown(&self, title: &str) -> String {
         let seeds: Vec<String> = self.seeds.iter().map(|s| s.to_string()).collect();
         let mut md = format!(
-            "# {title}\n\nSeeds {} — every cell is the mean ± standard error across seeds; `seeds.json` holds every number with its per-seed values, and each seed's own report is in `seed-N/`.\n\n## Claims across seeds\n\n| claim | result | beyond 2 SE | evidence |\n|---|---|---|---|\n",
+            "# {title}\n\nSeeds {} — every cell is the mean ± standard error across seeds; `seeds.json` holds every number with its per-seed values, and each seed's own report is in `seed-N/`.\n\n## Claims across seeds\n\n",
             seeds.join(", ")
         );
-        for c in &self.claims {
-            let verdict = match c.holds {
-                Some(true) => "holds",
-                Some(false) => "**does not hold**",
-                None => "not measured",
-            };
-            let noise = match c.beyond_noise {
-                Some(true) => "yes",
-                Some(false) => "no (within noise)",
-                None => "not tested",
-            };
-            md.push_str(&format!(
-                "| ({}) {} | {verdict} | {noise} | {} |\n",
-                c.id, c.statement, c.evidence
-            ));
-        }
+        md.push_str(&claims_table(&self.claims, ("holds", "**does not hold**")));
         md.push_str("\n## Policies: held-out oracle score (0–100)\n\n| policy | average | Δ vs base |\n|---|---:|---:|\n");
         let mut policies: Vec<&str> = vec!["base"];
         policies.extend(Variant::ALL.iter().map(|v| v.name()));
@@ -275,10 +260,7 @@ impl SeedsReport {
         md.push_str(&"---:|".repeat(SPLITS.len()));
         md.push('\n');
         for model in ["score_only_rm", "grm", "grm_sft", "grm_rl"] {
-            if self
-                .get(&format!("rm_accuracy.{model}.in_dist"))
-                .is_none()
-            {
+            if self.get(&format!("rm_accuracy.{model}.in_dist")).is_none() {
                 continue;
             }
             md.push_str(&format!("| {model} |"));
@@ -324,10 +306,7 @@ impl SeedsReport {
 
     /// The claims and the policy averages for the terminal.
     pub fn terminal_summary(&self) -> String {
-        let mut out = format!(
-            "across seeds {:?} (mean ± SE):\n",
-            self.seeds
-        );
+        let mut out = format!("across seeds {:?} (mean ± SE):\n", self.seeds);
         for p in std::iter::once("base").chain(Variant::ALL.iter().map(|v| v.name())) {
             if let Some(avg) = self.get(&format!("policy_eval.{p}.average")) {
                 out.push_str(&format!(

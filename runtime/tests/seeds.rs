@@ -20,7 +20,11 @@ fn report(seed: u64, base: f64, full: f64, rm: f64, rl_ood: f64, sft_ood: f64) -
     );
     r.policy_gain.insert("grm_rl_grouped".into(), full);
     r.policy_gain.insert("rm_grpo".into(), rm);
-    for (model, ood) in [("grm_rl", rl_ood), ("grm_sft", sft_ood), ("score_only_rm", 0.5)] {
+    for (model, ood) in [
+        ("grm_rl", rl_ood),
+        ("grm_sft", sft_ood),
+        ("score_only_rm", 0.5),
+    ] {
         r.rm_accuracy.insert(
             model.into(),
             BTreeMap::from([
@@ -79,7 +83,9 @@ fn every_number_is_averaged_across_seeds_with_its_standard_error() {
     assert!((a.numbers["grounding.policy.image_swap_changed"].mean - 0.2).abs() < 1e-12);
     assert_eq!(a.numbers["grounding.policy.blind_average"].mean, 45.0);
     assert_eq!(a.numbers["sweep.grm_rl_grouped.n4.gain"].mean, 5.0);
-    assert!(!flatten(&reports[0]).keys().any(|k| k.starts_with("policy_scores")));
+    assert!(!flatten(&reports[0])
+        .keys()
+        .any(|k| k.starts_with("policy_scores")));
     assert!(!a.numbers.contains_key("seed"));
 
     let claim = |id: &str| a.claims.iter().find(|c| c.id == id).unwrap();

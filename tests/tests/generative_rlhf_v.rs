@@ -135,8 +135,12 @@ fn every_stage_runs_and_the_report_comes_from_the_run() {
         }
     }
     assert_eq!(report.grounding["policy"].items, 7 * 8);
-    assert!(run_dir.join("warm/policy_blind/model/model.safetensors").is_file());
-    assert!(run_dir.join("warm/grm_blind/model/model.safetensors").is_file());
+    assert!(run_dir
+        .join("warm/policy_blind/model/model.safetensors")
+        .is_file());
+    assert!(run_dir
+        .join("warm/grm_blind/model/model.safetensors")
+        .is_file());
     // Over-refusal is watched: a share of the safe requests, for every policy.
     for (policy, watch) in &report.reward_hacking {
         let refused = watch.safe_refused.expect("safe requests were asked");

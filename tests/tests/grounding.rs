@@ -16,7 +16,6 @@ fn processor() -> ImageProcessorConfig {
     serde_json::from_value(world_processor_config()).unwrap()
 }
 
-
 #[test]
 fn the_world_processor_maps_the_background_to_zero_and_a_scene_to_one_token_per_cell() {
     let config = processor();
@@ -63,8 +62,7 @@ fn a_warm_started_policy_sees_and_the_same_policy_with_its_vision_cut_is_called_
 
     // Cut the vision path: the merger's output projection to zero, so every image arrives as the
     // same (zero) tokens. Answers can no longer depend on the image.
-    let mut engine =
-        VlEngine::load(&report.out, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let mut engine = VlEngine::load(&report.out, tch::Device::Cpu, tch::Kind::Float).unwrap();
     tch::no_grad(|| {
         for (name, mut tensor) in engine.model.var_store_mut().variables() {
             if name.contains("merger.mlp.2") {
@@ -83,12 +81,15 @@ fn a_warm_started_policy_sees_and_the_same_policy_with_its_vision_cut_is_called_
 
     // As a blind twin, the cut model is evaluated on blank images: its score is its own, and
     // what the seeing policy gains over it is reported.
-    let seeing_engine =
-        VlEngine::load(&report.out, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let seeing_engine = VlEngine::load(&report.out, tch::Device::Cpu, tch::Kind::Float).unwrap();
     let with_twin = policy_grounding(&seeing_engine, Some(&engine), &prompts, settings).unwrap();
-    let twin = policy_grounding(&engine, None, &blank_prompts(&prompts).unwrap(), settings).unwrap();
+    let twin =
+        policy_grounding(&engine, None, &blank_prompts(&prompts).unwrap(), settings).unwrap();
     assert_eq!(with_twin.blind_average, Some(twin.average));
     assert_eq!(with_twin.average, seeing.average);
-    assert_eq!(with_twin.gain_over_blind(), Some(seeing.average - twin.average));
+    assert_eq!(
+        with_twin.gain_over_blind(),
+        Some(seeing.average - twin.average)
+    );
     assert_eq!(with_twin.blind_per_family.len(), 7);
 }
