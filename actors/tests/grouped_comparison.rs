@@ -14,6 +14,15 @@ fn matrix(n: usize, f: impl Fn(usize, usize) -> Option<f32>) -> Vec<Vec<Option<f
         .collect()
 }
 
+/// `scores` with every judgment involving response `r` unparsed.
+fn without_judgments_of(r: usize, mut scores: Vec<Vec<Option<f32>>>) -> Vec<Vec<Option<f32>>> {
+    for row in scores.iter_mut() {
+        row[r] = None;
+    }
+    scores[r].iter_mut().for_each(|s| *s = None);
+    scores
+}
+
 #[test]
 fn ordered_pairs_cover_both_orders_and_skip_incomplete_responses() {
     let all = [true; 4];
@@ -59,22 +68,15 @@ fn a_finished_response_with_no_usable_comparison_is_neutral_and_ranks_above_unfi
         assert_eq!(r, vec![0.0, NO_COMPARISON_REWARD, 0.0], "{rule:?}");
         // Response 2's judgments all failed to parse while 0 and 1 were compared: 2 is neutral,
         // 0 and 1 keep the rewards their comparison gave, and nothing ties with the unfinished 3.
-        let mut scores = matrix(4, |i, _| Some(if i == 0 { 9.0 } else { 3.0 }));
-        for k in 0..4 {
-            scores[2][k] = None;
-            scores[k][2] = None;
-        }
+        let scores =
+            without_judgments_of(2, matrix(4, |i, _| Some(if i == 0 { 9.0 } else { 3.0 })));
         let r = aggregate(&scores, &[true, true, true, false], rule);
         assert_eq!(r[2], NO_COMPARISON_REWARD, "{rule:?}");
         assert_eq!(r[3], 0.0, "{rule:?}");
         assert!(r[0] > r[1], "{rule:?}: {r:?}");
     }
     // The Mean rule on that last group, by hand: 0 got 9 → (9−1)/9, 1 got 3 → (3−1)/9.
-    let mut scores = matrix(4, |i, _| Some(if i == 0 { 9.0 } else { 3.0 }));
-    for k in 0..4 {
-        scores[2][k] = None;
-        scores[k][2] = None;
-    }
+    let scores = without_judgments_of(2, matrix(4, |i, _| Some(if i == 0 { 9.0 } else { 3.0 })));
     assert_eq!(
         aggregate(&scores, &[true, true, true, false], Aggregation::Mean),
         vec![8.0 / 9.0, 2.0 / 9.0, NO_COMPARISON_REWARD, 0.0]
