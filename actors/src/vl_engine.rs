@@ -251,6 +251,9 @@ pub fn init_world_model(dir: &Path, size: WorldModelSize, seed: i64) -> Result<(
     let rest = half - t;
     let config = json!({
         "architectures": ["Qwen2VLForConditionalGeneration"],
+        // transformers ≥ 5 reads these at the top level and checks types strictly
+        // (`mlp_ratio` an integer): written so, the directory loads there as it is.
+        "tie_word_embeddings": true,
         "image_token_id": id("<|image_pad|>"),
         "vision_start_token_id": id("<|vision_start|>"),
         "text_config": {
@@ -272,7 +275,7 @@ pub fn init_world_model(dir: &Path, size: WorldModelSize, seed: i64) -> Result<(
             "embed_dim": size.vision_embed_dim,
             "hidden_size": size.hidden,
             "num_heads": 2,
-            "mlp_ratio": 2.0,
+            "mlp_ratio": 2,
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2

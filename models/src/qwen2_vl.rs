@@ -28,6 +28,17 @@ use crate::mrope::{batch_position_ids, rope_index, MropePositions};
 use crate::qwen2::{init_like_transformers, linear_no_bias, PositionIds, Qwen2Model, RmsNorm};
 use crate::weights::{self, LoadOptions};
 
+/// Writes a whole number as an integer: Hugging Face configs spell `mlp_ratio` as `4`, and
+/// transformers ≥ 5 refuses a saved `4.0` (its config fields are type-checked), so a directory
+/// grlhf saves would not load there.
+fn whole_as_integer<S: serde::Serializer>(x: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        s.serialize_i64(*x as i64)
+    } else {
+        s.serialize_f64(*x)
+    }
+}
+
 /// `vision_config` of a Qwen2-VL or Qwen2.5-VL checkpoint. The two name their widths
 /// differently (see [`VisionConfig::embed_dim`], [`VisionConfig::out_dim`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,7 +57,7 @@ pub struct VisionConfig {
     pub intermediate_size: Option<i64>,
     #[serde(default = "quick_gelu")]
     pub hidden_act: String,
-    #[serde(default = "four")]
+    #[serde(default = "four", serialize_with = "whole_as_integer")]
     pub mlp_ratio: f64,
     pub num_heads: i64,
     #[serde(default = "three")]

@@ -93,3 +93,73 @@ fn a_warm_started_policy_sees_and_the_same_policy_with_its_vision_cut_is_called_
     );
     assert_eq!(with_twin.blind_per_family.len(), 7);
 }
+
+/// A world model as grlhf writes it loads in `transformers` as it is, and both sides agree on the
+/// world processor's pixels and on the vision tower's image tokens for a rendered scene.
+#[test]
+fn transformers_loads_a_world_model_and_agrees_on_its_image_tokens() {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run `make setup`",
+        python.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let size = grlhf_actors::vl_engine::WorldModelSize::preset("tiny").unwrap();
+    grlhf_actors::vl_engine::init_world_model(tmp.path(), size, 0).unwrap();
+    let record = grlhf::run::world_eval_records(0, 1).unwrap().remove(0);
+    let scene = &record.world.as_ref().unwrap().scene;
+    let png = tmp.path().join("scene.png");
+    std::fs::write(&png, grlhf_tasks::render::render_png(scene)).unwrap();
+
+    let engine = VlEngine::load(tmp.path(), tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let image = grlhf_models::image_processor::RgbImage::open(&png).unwrap();
+    let processed = preprocess(&[image], &engine.processor).unwrap();
+    let tokens = engine
+        .model
+        .encode_images(&processed.pixel_values, &processed.image_grid_thw)
+        .unwrap();
+    let ours: Vec<f32> = Vec::try_from(tokens.flatten(0, -1)).unwrap();
+    let pixels: Vec<f32> = Vec::try_from(processed.pixel_values.flatten(0, -1)).unwrap();
+
+    let script = r#"
+import json, sys, torch
+from PIL import Image
+from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
+model = Qwen2VLForConditionalGeneration.from_pretrained(sys.argv[1], dtype=torch.float32).eval()
+batch = Qwen2VLImageProcessor.from_pretrained(sys.argv[1])(images=[Image.open(sys.argv[2]).convert("RGB")], return_tensors="pt")
+with torch.no_grad():
+    out = model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"])
+out = getattr(out, "pooler_output", out)
+print(json.dumps({"grid": batch["image_grid_thw"].tolist(), "pixels": batch["pixel_values"].flatten().tolist(), "tokens": out.flatten().tolist()}))
+"#;
+    let run = std::process::Command::new(&python)
+        .args([
+            "-c",
+            script,
+            tmp.path().to_str().unwrap(),
+            png.to_str().unwrap(),
+        ])
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let theirs: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(theirs["grid"], serde_json::json!([[1, 6, 6]]));
+    let max_diff = |a: &[f32], b: &serde_json::Value| {
+        let b: Vec<f32> = serde_json::from_value(b.clone()).unwrap();
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let pixel_diff = max_diff(&pixels, &theirs["pixels"]);
+    assert!(pixel_diff < 1e-4, "pixels differ by {pixel_diff}");
+    let token_diff = max_diff(&ours, &theirs["tokens"]);
+    assert!(token_diff < 1e-4, "image tokens differ by {token_diff}");
+}
