@@ -38,6 +38,10 @@ pub struct SftConfig {
     pub weight_decay: f64,
     pub grad_clip: f64,
     pub seed: u64,
+    /// Keep the vision tower's blocks and patch embedding at their initial weights and train
+    /// only the merger and the language model. A linear probe found that a random tower's cell
+    /// tokens encode colour and shape better than SFT leaves them (docs/world.md).
+    pub freeze_vision_tower: bool,
 }
 
 impl Default for SftConfig {
@@ -50,6 +54,7 @@ impl Default for SftConfig {
             weight_decay: 0.01,
             grad_clip: 1.0,
             seed: 0,
+            freeze_vision_tower: false,
         }
     }
 }
@@ -85,6 +90,13 @@ pub fn train_sft(
                 .response_tokens(&e.answer)
                 .map_err(|err| format!("example {i}: {err}"))?,
         );
+    }
+    if config.freeze_vision_tower {
+        for (name, mut var) in engine.model.var_store().variables() {
+            if name.starts_with("visual.") && !name.starts_with("visual.merger.") {
+                let _ = var.requires_grad_(false);
+            }
+        }
     }
     // grlhf's AdamW: no weight decay on norms, biases and embeddings (tch's decays them all).
     let mut optimizer = AdamW::new(

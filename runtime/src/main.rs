@@ -144,6 +144,10 @@ enum Command {
         /// check's control).
         #[arg(long)]
         blind: bool,
+        /// Train only the vision merger and the language model; the vision tower keeps its
+        /// initial weights.
+        #[arg(long)]
+        freeze_vision_tower: bool,
     },
     /// Measure a GRM on the world's held-out pairs: parse rate and pairwise accuracy in
     /// distribution and on each out-of-distribution split.
@@ -519,6 +523,7 @@ fn run(cli: Cli) -> Result<()> {
             max_new_tokens,
             warmup_steps,
             blind,
+            freeze_vision_tower,
         } => {
             let target = match target.as_str() {
                 "policy" => warm_start::Target::Policy,
@@ -539,6 +544,7 @@ fn run(cli: Cli) -> Result<()> {
                     lr,
                     seed,
                     warmup_steps,
+                    freeze_vision_tower,
                     ..Default::default()
                 },
                 world_size,

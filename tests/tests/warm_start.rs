@@ -62,3 +62,39 @@ fn grm_sft_learns_the_judgment_format_and_beats_chance() {
         after.accuracy
     );
 }
+
+#[test]
+fn a_frozen_vision_tower_keeps_its_weights_while_the_merger_and_language_model_train() {
+    use grlhf::warm_start::world_examples;
+    use grlhf_actors::sft::train_sft;
+    use grlhf_actors::vl_engine::{init_world_model, VlEngine, WorldModelSize};
+    let tmp = tempfile::tempdir().unwrap();
+    init_world_model(tmp.path(), WorldModelSize::preset("tiny").unwrap(), 0).unwrap();
+    let mut engine = VlEngine::load(tmp.path(), tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let before: std::collections::HashMap<String, tch::Tensor> = engine
+        .model
+        .var_store()
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.copy()))
+        .collect();
+    let examples = world_examples(Target::Policy, 0, 16, 1.0).unwrap();
+    let config = SftConfig {
+        steps: 3,
+        batch: 4,
+        freeze_vision_tower: true,
+        ..SftConfig::default()
+    };
+    train_sft(&mut engine, &examples, &config, |_| {}).unwrap();
+    let mut frozen = 0;
+    for (name, now) in engine.model.var_store().variables() {
+        let moved = (&now - &before[&name]).abs().max().double_value(&[]) > 0.0;
+        if name.starts_with("visual.") && !name.starts_with("visual.merger.") {
+            assert!(!moved, "{name} trained though the tower is frozen");
+            frozen += 1;
+        } else if name.starts_with("visual.merger.mlp") || name.contains("q_proj.weight") {
+            assert!(moved, "{name} did not train");
+        }
+    }
+    assert!(frozen >= 5, "no vision-tower parameter was checked");
+}
