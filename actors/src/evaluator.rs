@@ -122,9 +122,10 @@ pub fn evaluate_prompts(
                     .world
                     .as_ref()
                     .ok_or("the oracle metric needs embedded-world prompts")?;
-                let score = grlhf_tasks::oracle::score(&world.scene, &world.task, text);
+                let score =
+                    finished.then(|| grlhf_tasks::oracle::score(&world.scene, &world.task, text));
                 if !world.task.is_unsafe(&world.scene) {
-                    let refused = usize::from(*finished && score.refusal);
+                    let refused = usize::from(score.as_ref().is_some_and(|s| s.refusal));
                     safe.0 += refused;
                     safe.1 += 1;
                     if world.task.family() == grlhf_tasks::task::Family::Safety {
@@ -132,12 +133,13 @@ pub fn evaluate_prompts(
                         safety_safe.1 += 1;
                     }
                 }
-                if *finished {
-                    self_praise += usize::from(score.self_praise);
-                    beyond_needed += usize::from(score.extra_words > 0);
-                    score.total / 10.0
-                } else {
-                    0.0
+                match score {
+                    Some(score) => {
+                        self_praise += usize::from(score.self_praise);
+                        beyond_needed += usize::from(score.extra_words > 0);
+                        score.total / 10.0
+                    }
+                    None => 0.0,
                 }
             }
             EvalMetric::ReferenceOverlap => {

@@ -103,6 +103,11 @@ pub fn blank_like(image: &RgbImage) -> Result<Arc<RgbImage>> {
     to_rgb(&render_blank(image.width, image.height))
 }
 
+/// Blank images of the sizes of `images`.
+pub fn blank_images(images: &[Arc<RgbImage>]) -> Result<Vec<Arc<RgbImage>>> {
+    images.iter().map(|i| blank_like(i)).collect()
+}
+
 /// `prompts` with every image replaced by a blank one of the same size (the same image tokens).
 pub fn blank_prompts(prompts: &[PromptSpec]) -> Result<Vec<PromptSpec>> {
     prompts
@@ -284,13 +289,7 @@ pub fn grm_grounding(
         .filter(|&&i| seen_winners[i] != swapped_winners[i])
         .count();
     let blind = match blind_twin {
-        Some(twin) => {
-            let blank: Vec<Arc<RgbImage>> = images
-                .iter()
-                .map(|i| blank_like(i))
-                .collect::<Result<_>>()?;
-            Some(PairAccuracy::of(&judge(twin, &blank)?).accuracy)
-        }
+        Some(twin) => Some(PairAccuracy::of(&judge(twin, &blank_images(&images)?)?).accuracy),
         None => None,
     };
     let image_swap_changed = changed_share(&seen_winners, &swapped_winners);

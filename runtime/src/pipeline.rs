@@ -184,7 +184,7 @@ fn warm_start(request: &PipelineRequest) -> Result<()> {
     let root = &config.run_dir;
     let ws = &config.warm_start;
     let device = parse_device(&ws.device).map_err(|e| anyhow!("warm_start.device: {e}"))?;
-    let mut trainings = vec![
+    let trainings = [
         (
             Target::Policy,
             &ws.policy,
@@ -192,28 +192,26 @@ fn warm_start(request: &PipelineRequest) -> Result<()> {
             "policy SFT",
             false,
         ),
+        (
+            Target::Policy,
+            &ws.policy,
+            BLIND_POLICY,
+            "policy SFT, blind twin (blank images)",
+            true,
+        ),
         (Target::Grm, &ws.grm, "warm/grm", "GRM SFT", false),
-    ];
-    if ws.grounding.blind_twin {
-        trainings.insert(
-            1,
-            (
-                Target::Policy,
-                &ws.policy,
-                BLIND_POLICY,
-                "policy SFT, blind twin (blank images)",
-                true,
-            ),
-        );
-        trainings.push((
+        (
             Target::Grm,
             &ws.grm,
             BLIND_GRM,
             "GRM SFT, blind twin (blank images)",
             true,
-        ));
-    }
-    for (target, sft, dir, label, blind) in trainings {
+        ),
+    ];
+    let wanted = trainings
+        .into_iter()
+        .filter(|&(.., blind)| !blind || ws.grounding.blind_twin);
+    for (target, sft, dir, label, blind) in wanted {
         say(&format!("warm start: {label} ({} steps)", sft.steps));
         let bar = step_bar(request.progress, sft.steps, label);
         let sft_request = SftRequest {

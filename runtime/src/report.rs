@@ -108,7 +108,8 @@ pub struct Report {
     pub plots: Vec<String>,
 }
 
-fn mean_ood(accuracy: &BTreeMap<String, f64>) -> Option<f64> {
+/// Mean accuracy over the out-of-distribution splits (`None` unless all were measured).
+pub fn mean_ood(accuracy: &BTreeMap<String, f64>) -> Option<f64> {
     let values: Vec<f64> = SPLITS[1..]
         .iter()
         .filter_map(|(_, k)| accuracy.get(*k).copied())

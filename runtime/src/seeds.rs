@@ -107,12 +107,7 @@ pub fn flatten(report: &Report) -> BTreeMap<String, f64> {
 }
 
 fn mean_ood(report: &Report, model: &str) -> Option<f64> {
-    let acc = report.rm_accuracy.get(model)?;
-    let values: Vec<f64> = SPLITS[1..]
-        .iter()
-        .filter_map(|(_, k)| acc.get(*k).copied())
-        .collect();
-    (values.len() == SPLITS.len() - 1).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    crate::report::mean_ood(report.rm_accuracy.get(model)?)
 }
 
 /// A claim judged on per-seed differences (`None` for a seed that did not measure it).

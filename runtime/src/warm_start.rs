@@ -153,10 +153,7 @@ pub fn grm_accuracy(
         .map(crate::reward_model_eval::pair_image)
         .collect::<Result<Vec<_>>>()?;
     if blank {
-        images = images
-            .iter()
-            .map(|i| crate::grounding::blank_like(i))
-            .collect::<Result<_>>()?;
+        images = crate::grounding::blank_images(&images)?;
     }
     Ok(PairAccuracy::of(&grm_verdicts_with_images(
         engine,
@@ -395,7 +392,7 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
     let grounding = if request.evaluate && !request.blind {
         let settings = crate::grounding::GroundingSettings {
             max_new_tokens: request.max_new_tokens,
-            min_swap_changed: 0.1,
+            min_swap_changed: crate::pipeline_config::GroundingConfig::default().min_swap_changed,
         };
         let seed = request.config.seed;
         Some(match request.target {
