@@ -105,10 +105,13 @@ fn async_run_on_simulated_actors_matches_its_cost_model() {
         0.05,
         "generator busy ratio",
     );
+    // 10% here: a judge call costs only 7.5 ms, so the actor's fixed hand-off to its device
+    // thread (~0.3–0.5 ms, not in the cost model) is 4–7% of it; at 5% this failed in 2 of ~6
+    // runs on the 2-core machine with nothing else running.
     within(
         report.actors["judge-0-0"].busy,
         0.030 / 0.080,
-        0.05,
+        0.10,
         "judge busy ratio",
     );
     // Stage times measured from the spans are the cost model's, and so are the bounds.
