@@ -83,6 +83,10 @@ enum Command {
         /// Stage-2 variants (comma-separated; default: the config's `variants`).
         #[arg(long, value_delimiter = ',')]
         variants: Vec<String>,
+        /// Run the pipeline once per seed (in RUN_DIR/seed-N), then report every number as
+        /// mean ± SE across seeds and judge each claim across them (seeds.md).
+        #[arg(long, value_delimiter = ',')]
+        seeds: Vec<u64>,
         #[arg(long)]
         no_progress: bool,
     },
@@ -135,6 +139,10 @@ enum Command {
         eval_per_family: usize,
         #[arg(long, default_value_t = 100)]
         eval_pairs: usize,
+        /// The held-out set measured before and after: `validation` (choose settings here) or
+        /// `evaluation` (report; also measures the GRM's out-of-distribution splits).
+        #[arg(long, default_value = "validation")]
+        eval_split: grlhf_tasks::world::HeldOut,
         #[arg(long, default_value_t = 64)]
         max_new_tokens: usize,
         /// Linear warm-up steps of the learning rate.
@@ -383,6 +391,7 @@ fn run(cli: Cli) -> Result<()> {
             config,
             stage,
             variants,
+            seeds,
             no_progress,
         } => {
             let parsed = grlhf::pipeline_config::PipelineConfig::from_file(&config)?;
@@ -398,7 +407,11 @@ fn run(cli: Cli) -> Result<()> {
                     })
                     .collect::<Result<Vec<_>>>()?
             };
-            run_pipeline(parsed, config, stage, variants, vec![], no_progress)?;
+            if seeds.is_empty() {
+                run_pipeline(parsed, config, stage, variants, vec![], no_progress)?;
+            } else {
+                reproduce_seeds(parsed, config, stage, &seeds, variants, vec![], no_progress)?;
+            }
         }
         Command::Reproduce {
             config,
@@ -420,7 +433,15 @@ fn run(cli: Cli) -> Result<()> {
             if seeds.is_empty() {
                 run_pipeline(parsed, config, stage, variants, sweep_n, no_progress)?;
             } else {
-                reproduce_seeds(parsed, config, stage, &seeds, sweep_n, no_progress)?;
+                reproduce_seeds(
+                    parsed,
+                    config,
+                    stage,
+                    &seeds,
+                    variants,
+                    sweep_n,
+                    no_progress,
+                )?;
             }
         }
         Command::Bench {
@@ -520,6 +541,7 @@ fn run(cli: Cli) -> Result<()> {
             sft_quality,
             eval_per_family,
             eval_pairs,
+            eval_split,
             max_new_tokens,
             warmup_steps,
             blind,
@@ -551,6 +573,7 @@ fn run(cli: Cli) -> Result<()> {
                 sft_quality,
                 eval_per_family,
                 eval_pairs,
+                eval_split,
                 max_new_tokens,
                 device: tch::Device::Cpu,
                 evaluate: true,
@@ -678,12 +701,14 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// `reproduce --seeds`: the whole reproduction once per seed, then the across-seed report.
+/// `reproduce --seeds` and `pipeline --seeds`: the whole pipeline once per seed (with these
+/// stage-2 variants), then the across-seed report.
 fn reproduce_seeds(
     config: grlhf::pipeline_config::PipelineConfig,
     config_path: PathBuf,
     stage: Option<String>,
     seeds: &[u64],
+    variants: Vec<grlhf::pipeline_config::Variant>,
     sweep_n: Vec<usize>,
     no_progress: bool,
 ) -> Result<()> {
@@ -708,7 +733,7 @@ fn reproduce_seeds(
             per_seed,
             config_path.clone(),
             stage.clone(),
-            grlhf::pipeline_config::Variant::ALL.to_vec(),
+            variants.clone(),
             sweep_n.clone(),
             no_progress,
         )?;

@@ -229,6 +229,7 @@ fn warm_start(request: &PipelineRequest) -> Result<()> {
                 1.0
             },
             eval_per_family: 1,
+            eval_split: grlhf_tasks::world::HeldOut::Validation,
             eval_pairs: 1,
             max_new_tokens: config.eval.max_new_tokens,
             device,
@@ -349,6 +350,11 @@ fn run_stage(
     config
         .validate_checkpoints()
         .with_context(|| format!("{}", request.config_path.display()))?;
+    let held_out = config
+        .evaluator
+        .as_ref()
+        .map(|e| e.split.to_string())
+        .unwrap_or_default();
     let outcome = run(config, &request.config_path, registry(), request.progress)?;
     let s = &outcome.summary;
     eprintln!(
@@ -358,7 +364,8 @@ fn run_stage(
         s.learner_steps,
         s.wall_s,
         match (s.eval_first, s.eval_last) {
-            (Some(a), Some(b)) => format!("; held-out oracle {:.1} → {:.1}", a * 100.0, b * 100.0),
+            (Some(a), Some(b)) =>
+                format!("; {held_out} oracle {:.1} → {:.1}", a * 100.0, b * 100.0),
             _ => String::new(),
         }
     );
@@ -885,7 +892,7 @@ fn plots(root: &Path, report: &Report) -> Result<Vec<String>> {
             &dir.join("eval_curves.png"),
             &[
                 LinePanel {
-                    title: "held-out oracle score during stage 2".into(),
+                    title: "validation oracle score during stage 2".into(),
                     series: report.eval_curves.clone().into_iter().collect(),
                     x_label: "policy version".into(),
                     y_label: "oracle score (0-100)".into(),

@@ -55,7 +55,7 @@ use grlhf_tasks::grm_format::{
 use grlhf_tasks::jsonl::{load_pairs, load_prompts, LoadOptions};
 use grlhf_tasks::records::{PreferenceRecord, PromptRecord};
 use grlhf_tasks::render::render;
-use grlhf_tasks::world::{Split, SplitRecords, SplitSizes, WorldConfig};
+use grlhf_tasks::world::{HeldOut, Split, SplitRecords, SplitSizes, WorldConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use ractor::Actor;
 use rand::{Rng, SeedableRng};
@@ -249,6 +249,16 @@ pub fn policy_spec(p: PromptRecord, system: &str) -> Result<PromptSpec> {
 
 /// The world's held-out evaluation prompts (balanced over the seven families).
 pub fn world_eval_records(seed: u64, per_family: usize) -> Result<Vec<PromptRecord>> {
+    world_held_out_records(seed, HeldOut::Evaluation, per_family)
+}
+
+/// The world's held-out prompts of one set, validation or evaluation (balanced over the seven
+/// families; the two never share a scene with its question).
+pub fn world_held_out_records(
+    seed: u64,
+    held_out: HeldOut,
+    per_family: usize,
+) -> Result<Vec<PromptRecord>> {
     let world = WorldConfig {
         seed,
         sizes: SplitSizes {
@@ -258,11 +268,11 @@ pub fn world_eval_records(seed: u64, per_family: usize) -> Result<Vec<PromptReco
         ..WorldConfig::default()
     };
     match world
-        .generate(Split::PromptsEval)
-        .map_err(|e| anyhow!("evaluation prompts: {e}"))?
+        .generate(held_out.prompts())
+        .map_err(|e| anyhow!("{held_out} prompts: {e}"))?
     {
         SplitRecords::Prompts(p) => Ok(p),
-        _ => unreachable!("the evaluation split holds prompts"),
+        _ => unreachable!("a held-out prompt split holds prompts"),
     }
 }
 
@@ -277,8 +287,9 @@ fn eval_specs(
         .unwrap_or_else(|| POLICY_SYSTEM_PROMPT.to_string());
     let records = match &eval.path {
         Some(path) => load_prompts(path, LoadOptions::default())?.records,
-        None => world_eval_records(
+        None => world_held_out_records(
             config.data.world_seed.unwrap_or(config.seed),
+            eval.split,
             eval.prompts_per_family,
         )?,
     };

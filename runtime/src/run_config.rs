@@ -180,8 +180,11 @@ pub struct EvaluatorConfig {
     pub device: String,
     /// `oracle` (world prompts) or `reference_overlap`.
     pub metric: grlhf_actors::evaluator::EvalMetric,
-    /// world: held-out prompts per family (from the world's evaluation split).
+    /// world: held-out prompts per family.
     pub prompts_per_family: usize,
+    /// world: `validation` (default; the curve settings are chosen on) or `evaluation` (the
+    /// split the final report measures on; choosing settings from it overfits the report).
+    pub split: grlhf_tasks::world::HeldOut,
     /// jsonl: a held-out prompt file instead of the world.
     pub path: Option<PathBuf>,
     pub max_new_tokens: usize,
@@ -195,6 +198,7 @@ impl Default for EvaluatorConfig {
             device: "cpu".to_string(),
             metric: grlhf_actors::evaluator::EvalMetric::Oracle,
             prompts_per_family: 8,
+            split: grlhf_tasks::world::HeldOut::Validation,
             path: None,
             max_new_tokens: 16,
             batch: 16,

@@ -20,12 +20,12 @@ use grlhf_tasks::grm_format::{
 };
 use grlhf_tasks::records::{PreferenceRecord, WorldKey};
 use grlhf_tasks::render::render;
-use grlhf_tasks::world::{Split, SplitRecords, SplitSizes, WorldConfig};
+use grlhf_tasks::world::{HeldOut, Split, SplitRecords, SplitSizes, WorldConfig};
 use serde::Serialize;
 use tch::{Device, Kind};
 
 use crate::reward_model_eval::{grm_verdicts_with_images, PairAccuracy};
-use crate::run::{policy_spec, to_rgb, world_eval_records};
+use crate::run::{policy_spec, to_rgb, world_held_out_records};
 
 /// What is warm-started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -118,7 +118,16 @@ pub fn world_examples(
 
 /// The world's evaluation prompts as policy requests.
 pub fn world_eval_prompts(seed: u64, per_family: usize) -> Result<Vec<PromptSpec>> {
-    world_eval_records(seed, per_family)?
+    world_held_out_prompts(seed, HeldOut::Evaluation, per_family)
+}
+
+/// The world's validation or evaluation prompts, rendered into policy requests.
+pub fn world_held_out_prompts(
+    seed: u64,
+    held_out: HeldOut,
+    per_family: usize,
+) -> Result<Vec<PromptSpec>> {
+    world_held_out_records(seed, held_out, per_family)?
         .into_iter()
         .map(|p| policy_spec(p, POLICY_SYSTEM_PROMPT))
         .collect()
@@ -289,6 +298,8 @@ pub struct SftRequest {
     pub sft_quality: f64,
     pub eval_per_family: usize,
     pub eval_pairs: usize,
+    /// The held-out set measured before and after: `validation` when choosing settings.
+    pub eval_split: HeldOut,
     pub max_new_tokens: usize,
     pub device: Device,
     /// Measure on held-out data before and after (the pipeline measures separately).
@@ -306,7 +317,8 @@ fn evaluate(
     let seed = request.config.seed;
     Ok(match request.target {
         Target::Policy => {
-            let mut prompts = world_eval_prompts(seed, request.eval_per_family)?;
+            let mut prompts =
+                world_held_out_prompts(seed, request.eval_split, request.eval_per_family)?;
             if request.blind {
                 prompts = crate::grounding::blank_prompts(&prompts)?;
             }
@@ -322,7 +334,7 @@ fn evaluate(
             (Some(stats), None)
         }
         Target::Grm => {
-            let pairs = world_pairs(seed, Split::PairsTest, request.eval_pairs)?;
+            let pairs = world_pairs(seed, request.eval_split.pairs(), request.eval_pairs)?;
             (
                 None,
                 Some(grm_accuracy(
@@ -376,7 +388,12 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
         (None, None)
     };
     let mut grm_after_ood = std::collections::BTreeMap::new();
-    if request.target == Target::Grm && request.evaluate {
+    // The out-of-distribution splits have no validation counterpart: they are measured only when
+    // the run reports on the evaluation sets.
+    if request.target == Target::Grm
+        && request.evaluate
+        && request.eval_split == HeldOut::Evaluation
+    {
         for split in [
             Split::PairsOodCombo,
             Split::PairsOodError,
@@ -399,13 +416,13 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
             Target::Policy => crate::grounding::policy_grounding(
                 &engine,
                 None,
-                &world_eval_prompts(seed, request.eval_per_family)?,
+                &world_held_out_prompts(seed, request.eval_split, request.eval_per_family)?,
                 settings,
             )?,
             Target::Grm => crate::grounding::grm_grounding(
                 &engine,
                 None,
-                &world_pairs(seed, Split::PairsTest, request.eval_pairs)?,
+                &world_pairs(seed, request.eval_split.pairs(), request.eval_pairs)?,
                 settings,
             )?,
         })

@@ -15,10 +15,20 @@
 //! | `pairs_ood_combo` | ≥ 1 held-out combination    | all but held-out| all but held-out          | oracle      |
 //! | `pairs_ood_error` | no held-out combination     | all but held-out| one side held-out         | oracle      |
 //! | `pairs_ood_family`| no held-out combination     | only held-out   | all but held-out          | oracle      |
+//! | `prompts_val`     | any                         | all, balanced   | —                         | —           |
+//! | `pairs_val`       | no held-out combination     | all but held-out| all but held-out          | oracle      |
 //!
 //! Reward models train on `pairs_train` / `sft_grm` only. Test splits carry the oracle's order
 //! (no label noise): the world can afford perfect labels where it measures.
+//!
+//! The validation splits are where settings are chosen (learning rates, steps, the stage-2
+//! evaluator's curve); the evaluation splits only measure. A validation record never repeats the
+//! (scene, question) of an evaluation record: `prompts_val` is drawn apart from `prompts_eval`,
+//! `pairs_val` apart from `pairs_test`, up to [`VAL_GUARD`] evaluation records (or the whole
+//! evaluation split, if it is larger), so a validation set does not change when an evaluation
+//! set is resized below that bound.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -164,10 +174,14 @@ pub enum Split {
     PairsOodCombo,
     PairsOodError,
     PairsOodFamily,
+    PromptsVal,
+    PairsVal,
 }
 
 impl Split {
-    pub const ALL: [Split; 9] = [
+    /// Every split. New splits go at the end: a split's position keys its random streams, so
+    /// reordering would change every record.
+    pub const ALL: [Split; 11] = [
         Split::PromptsTrain,
         Split::PromptsEval,
         Split::SftPolicy,
@@ -177,6 +191,8 @@ impl Split {
         Split::PairsOodCombo,
         Split::PairsOodError,
         Split::PairsOodFamily,
+        Split::PromptsVal,
+        Split::PairsVal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -190,6 +206,17 @@ impl Split {
             Split::PairsOodCombo => "pairs_ood_combo",
             Split::PairsOodError => "pairs_ood_error",
             Split::PairsOodFamily => "pairs_ood_family",
+            Split::PromptsVal => "prompts_val",
+            Split::PairsVal => "pairs_val",
+        }
+    }
+
+    /// The evaluation split a validation split is kept apart from.
+    pub fn kept_apart_from(self) -> Option<Split> {
+        match self {
+            Split::PromptsVal => Some(Split::PromptsEval),
+            Split::PairsVal => Some(Split::PairsTest),
+            _ => None,
         }
     }
 
@@ -200,6 +227,54 @@ impl Split {
     /// A stable number per split, used to key its random streams.
     fn code(self) -> u64 {
         Split::ALL.iter().position(|&s| s == self).unwrap() as u64 + 1
+    }
+}
+
+/// Which held-out set a measurement uses: `validation` where settings are chosen, `evaluation`
+/// where results are reported (and nothing is chosen).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeldOut {
+    #[default]
+    Validation,
+    Evaluation,
+}
+
+impl HeldOut {
+    /// The prompt split of this held-out set.
+    pub fn prompts(self) -> Split {
+        match self {
+            HeldOut::Validation => Split::PromptsVal,
+            HeldOut::Evaluation => Split::PromptsEval,
+        }
+    }
+
+    /// The in-distribution preference-pair split of this held-out set.
+    pub fn pairs(self) -> Split {
+        match self {
+            HeldOut::Validation => Split::PairsVal,
+            HeldOut::Evaluation => Split::PairsTest,
+        }
+    }
+}
+
+impl fmt::Display for HeldOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HeldOut::Validation => "validation",
+            HeldOut::Evaluation => "evaluation",
+        })
+    }
+}
+
+impl FromStr for HeldOut {
+    type Err = String;
+    fn from_str(s: &str) -> Result<HeldOut, String> {
+        match s {
+            "validation" => Ok(HeldOut::Validation),
+            "evaluation" => Ok(HeldOut::Evaluation),
+            other => Err(format!("`{other}`: use validation or evaluation")),
+        }
     }
 }
 
@@ -224,6 +299,9 @@ impl SplitRecords {
         self.len() == 0
     }
 }
+
+/// A validation split is kept apart from at least this many records of its evaluation split.
+pub const VAL_GUARD: usize = 2048;
 
 /// Give up on a record after this many scene draws (never reached with valid configs: every
 /// family can be asked about most scenes).
@@ -290,7 +368,9 @@ impl WorldConfig {
     /// The families a split holds.
     pub fn families_of(&self, split: Split) -> Vec<Family> {
         match split {
-            Split::PromptsTrain | Split::PromptsEval | Split::SftPolicy => Family::ALL.to_vec(),
+            Split::PromptsTrain | Split::PromptsEval | Split::PromptsVal | Split::SftPolicy => {
+                Family::ALL.to_vec()
+            }
             Split::PairsOodFamily => self.held_out_family.into_iter().collect(),
             _ => self.train_families(),
         }
@@ -300,14 +380,15 @@ impl WorldConfig {
         let s = &self.sizes;
         match split {
             Split::PromptsTrain => s.train_prompts,
-            Split::PromptsEval => s.eval_prompts_per_family * Family::ALL.len(),
+            Split::PromptsEval | Split::PromptsVal => s.eval_prompts_per_family * Family::ALL.len(),
             Split::SftPolicy => s.policy_sft,
             Split::PairsTrain => s.train_pairs,
             Split::SftGrm => s.grm_sft,
             Split::PairsTest
             | Split::PairsOodCombo
             | Split::PairsOodError
-            | Split::PairsOodFamily => s.test_pairs,
+            | Split::PairsOodFamily
+            | Split::PairsVal => s.test_pairs,
         }
     }
 
@@ -327,6 +408,10 @@ impl WorldConfig {
         if families.is_empty() {
             return Err(format!("split {} has no family to draw from", split.name()));
         }
+        let apart = match split.kept_apart_from() {
+            Some(evaluation) => self.evaluation_keys(evaluation)?,
+            None => HashSet::new(),
+        };
         let mut prompts = Vec::new();
         let mut pairs = Vec::new();
         let mut sft = Vec::new();
@@ -335,7 +420,10 @@ impl WorldConfig {
             let id = format!("{}-{index:06}", split.name());
             let mut rng = self.record_rng(split, index);
             let record = (0..MAX_ATTEMPTS)
-                .find_map(|_| self.draw(split, family, &id, &mut rng))
+                .find_map(|_| {
+                    self.draw(split, family, &id, &mut rng)
+                        .filter(|r| apart.is_empty() || !apart.contains(&r.key()))
+                })
                 .ok_or_else(|| {
                     format!(
                         "could not draw record {id} ({family}) in {MAX_ATTEMPTS} tries; \
@@ -349,9 +437,31 @@ impl WorldConfig {
             }
         }
         Ok(match split {
-            Split::PromptsTrain | Split::PromptsEval => SplitRecords::Prompts(prompts),
+            Split::PromptsTrain | Split::PromptsEval | Split::PromptsVal => {
+                SplitRecords::Prompts(prompts)
+            }
             Split::SftPolicy => SplitRecords::Sft(sft),
             _ => SplitRecords::Pairs(pairs),
+        })
+    }
+
+    /// The (scene, question) keys of the first `max(size, VAL_GUARD)` records of an evaluation
+    /// split, which its validation split must not repeat.
+    fn evaluation_keys(&self, evaluation: Split) -> Result<HashSet<String>, String> {
+        let mut guard = self.clone();
+        let sizes = &mut guard.sizes;
+        match evaluation {
+            Split::PromptsEval => {
+                sizes.eval_prompts_per_family = sizes
+                    .eval_prompts_per_family
+                    .max(VAL_GUARD.div_ceil(Family::ALL.len()))
+            }
+            _ => sizes.test_pairs = sizes.test_pairs.max(VAL_GUARD),
+        }
+        Ok(match guard.generate(evaluation)? {
+            SplitRecords::Prompts(r) => r.into_iter().map(|r| Drawn::Prompt(r).key()).collect(),
+            SplitRecords::Pairs(r) => r.into_iter().map(|r| Drawn::Pair(r).key()).collect(),
+            SplitRecords::Sft(r) => r.into_iter().map(|r| Drawn::Sft(r).key()).collect(),
         })
     }
 
@@ -359,7 +469,9 @@ impl WorldConfig {
     fn draw(&self, split: Split, family: Family, id: &str, rng: &mut ChaCha8Rng) -> Option<Drawn> {
         let combos = self.combos();
         let (rule, focus): (ComboRule<'_>, &[(Colour, Shape)]) = match split {
-            Split::PromptsTrain | Split::PromptsEval | Split::SftPolicy => (ComboRule::Any, &[]),
+            Split::PromptsTrain | Split::PromptsEval | Split::PromptsVal | Split::SftPolicy => {
+                (ComboRule::Any, &[])
+            }
             Split::PairsOodCombo => (ComboRule::RequireOneOf(&combos), &combos),
             _ => (ComboRule::Exclude(&combos), &[]),
         };
@@ -397,14 +509,16 @@ impl WorldConfig {
         let image = std::path::PathBuf::from(format!("images/{id}.png"));
         let question = task.question();
         match split {
-            Split::PromptsTrain | Split::PromptsEval => Some(Drawn::Prompt(PromptRecord {
-                id: id.to_string(),
-                image,
-                question,
-                reference: Some(task.reference_answer(&scene)),
-                family: Some(family),
-                world: Some(key(scene, task, vec![], None)),
-            })),
+            Split::PromptsTrain | Split::PromptsEval | Split::PromptsVal => {
+                Some(Drawn::Prompt(PromptRecord {
+                    id: id.to_string(),
+                    image,
+                    question,
+                    reference: Some(task.reference_answer(&scene)),
+                    family: Some(family),
+                    world: Some(key(scene, task, vec![], None)),
+                }))
+            }
             Split::SftPolicy => {
                 let pool = candidates(&scene, &task, rng);
                 let styles = self.train_styles();
@@ -468,6 +582,21 @@ enum Drawn {
     Prompt(PromptRecord),
     Pair(PreferenceRecord),
     Sft(SftRecord),
+}
+
+impl Drawn {
+    /// What makes two records the same item: the scene and the question.
+    fn key(&self) -> String {
+        let (question, world) = match self {
+            Drawn::Prompt(r) => (&r.question, &r.world),
+            Drawn::Pair(r) => (&r.question, &r.world),
+            Drawn::Sft(r) => (&r.question, &r.world),
+        };
+        let scene = world
+            .as_ref()
+            .map(|w| serde_json::to_string(&w.scene).expect("a scene serialises"));
+        format!("{question}\u{1f}{}", scene.unwrap_or_default())
+    }
 }
 
 fn key(

@@ -113,7 +113,11 @@ fn every_split_holds_its_families_and_excludes_what_it_holds_out() {
                 .filter(|s| config.held_out_styles.contains(s))
                 .count();
             match split {
-                Split::PairsTrain | Split::SftGrm | Split::PairsTest | Split::PairsOodFamily => {
+                Split::PairsTrain
+                | Split::SftGrm
+                | Split::PairsTest
+                | Split::PairsOodFamily
+                | Split::PairsVal => {
                     assert!(!has_combo, "{split:?} shows a held-out combination");
                     assert_eq!(held_styles, 0, "{split:?} uses a held-out style");
                 }
@@ -129,7 +133,7 @@ fn every_split_holds_its_families_and_excludes_what_it_holds_out() {
                     assert_eq!(held_styles, 1, "each ood_error pair has one held-out side");
                 }
                 Split::SftPolicy => assert_eq!(held_styles, 0),
-                Split::PromptsTrain | Split::PromptsEval => {}
+                Split::PromptsTrain | Split::PromptsEval | Split::PromptsVal => {}
             }
             if matches!(
                 split,
@@ -138,18 +142,98 @@ fn every_split_holds_its_families_and_excludes_what_it_holds_out() {
                     | Split::PairsTest
                     | Split::PairsOodCombo
                     | Split::PairsOodError
+                    | Split::PairsVal
             ) {
                 assert_ne!(*family, held_family);
             }
         }
     }
-    // Policy evaluation sets are balanced across families.
-    if let SplitRecords::Prompts(eval) = config.generate(Split::PromptsEval).unwrap() {
+    // Policy evaluation and validation sets are balanced across families.
+    for split in [Split::PromptsEval, Split::PromptsVal] {
+        let SplitRecords::Prompts(records) = config.generate(split).unwrap() else {
+            panic!("{split:?} holds prompts");
+        };
         for family in Family::ALL {
-            let n = eval.iter().filter(|r| r.family == Some(family)).count();
-            assert_eq!(n, config.sizes.eval_prompts_per_family, "{family}");
+            let n = records.iter().filter(|r| r.family == Some(family)).count();
+            assert_eq!(
+                n, config.sizes.eval_prompts_per_family,
+                "{split:?} {family}"
+            );
         }
     }
+}
+
+/// (scene, question) of every record of a split.
+fn items(config: &WorldConfig, split: Split) -> Vec<(String, String)> {
+    let key = |q: &str, w: &Option<grlhf_tasks::records::WorldKey>| {
+        let scene = serde_json::to_string(&w.as_ref().unwrap().scene).unwrap();
+        (q.to_string(), scene)
+    };
+    match config.generate(split).unwrap() {
+        SplitRecords::Prompts(r) => r.iter().map(|r| key(&r.question, &r.world)).collect(),
+        SplitRecords::Pairs(r) => r.iter().map(|r| key(&r.question, &r.world)).collect(),
+        SplitRecords::Sft(r) => r.iter().map(|r| key(&r.question, &r.world)).collect(),
+    }
+}
+
+#[test]
+fn validation_never_repeats_an_evaluation_item() {
+    // A small world (one or two objects per scene) makes chance repeats common, so the guard has
+    // something to keep apart; the evaluation splits here are larger than the guard, which must
+    // then cover all of them.
+    let scene = grlhf_tasks::scene::SceneConfig {
+        min_objects: 1,
+        max_objects: 2,
+        ..Default::default()
+    };
+    let config = WorldConfig {
+        seed: 11,
+        scene,
+        sizes: SplitSizes {
+            train_prompts: 2800,
+            train_pairs: 2500,
+            eval_prompts_per_family: 400,
+            test_pairs: 2500,
+            ..SplitSizes::scaled(28)
+        },
+        ..WorldConfig::default()
+    };
+    for (val, eval, unguarded) in [
+        (Split::PromptsVal, Split::PromptsEval, Split::PromptsTrain),
+        (Split::PairsVal, Split::PairsTest, Split::PairsTrain),
+    ] {
+        let evaluation: BTreeSet<_> = items(&config, eval).into_iter().collect();
+        let repeats = |split: Split| {
+            items(&config, split)
+                .iter()
+                .filter(|item| evaluation.contains(item))
+                .count()
+        };
+        // A training split, drawn the same way but without a guard, does repeat evaluation
+        // items in this world: the assertion below could fail.
+        assert!(
+            repeats(unguarded) > 0,
+            "{unguarded:?} never repeats {eval:?}"
+        );
+        assert_eq!(items(&config, val).len(), config.size_of(val));
+        assert_eq!(repeats(val), 0, "{val:?} repeats items of {eval:?}");
+    }
+}
+
+#[test]
+fn validation_does_not_move_when_evaluation_is_resized_below_the_guard() {
+    let small = config(9, 56);
+    let large = WorldConfig {
+        sizes: SplitSizes {
+            eval_prompts_per_family: 100,
+            ..small.sizes.clone()
+        },
+        ..small.clone()
+    };
+    let a = items(&small, Split::PromptsVal);
+    let b = items(&large, Split::PromptsVal);
+    assert_eq!(a[..], b[..a.len()]);
+    assert_ne!(a, items(&small, Split::PromptsEval)[..a.len()].to_vec());
 }
 
 #[test]

@@ -36,6 +36,21 @@ fn the_good_config_parses() {
 }
 
 #[test]
+fn the_evaluator_reads_the_validation_split_unless_told_otherwise() {
+    use grlhf_tasks::world::HeldOut;
+    let with = |table: &str| {
+        let text = GOOD.replace("[model]", &format!("[evaluator]\n{table}\n\n[model]"));
+        RunConfig::from_toml(&text, Path::new("e.toml"))
+            .unwrap()
+            .evaluator
+            .unwrap()
+            .split
+    };
+    assert_eq!(with("every = 5"), HeldOut::Validation);
+    assert_eq!(with("split = \"evaluation\""), HeldOut::Evaluation);
+}
+
+#[test]
 fn errors_name_the_file_and_the_field() {
     let cases: Vec<(String, &str)> = vec![
         (
@@ -98,6 +113,10 @@ fn errors_name_the_file_and_the_field() {
         (
             GOOD.replace("[model]", "[data]\nsource = \"jsonl\"\npath = \"p.jsonl\"\nimage_root = \"/no/such/root\"\n\n[model]"),
             "data.image_root",
+        ),
+        (
+            GOOD.replace("[model]", "[evaluator]\nsplit = \"test\"\n\n[model]"),
+            "split",
         ),
     ];
     for (text, field) in cases {

@@ -48,6 +48,7 @@ fn a_warm_started_policy_sees_and_the_same_policy_with_its_vision_cut_is_called_
         eval_per_family: 4,
         eval_pairs: 1,
         max_new_tokens: 32,
+        eval_split: grlhf_tasks::world::HeldOut::Evaluation,
         device: tch::Device::Cpu,
         evaluate: true,
         blind: false,

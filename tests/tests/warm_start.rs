@@ -20,6 +20,7 @@ fn request(target: Target, out: &std::path::Path, steps: u64) -> SftRequest {
         eval_pairs: 60,
         // Judgments run to ~60 tokens; answers to ~25.
         max_new_tokens: if target == Target::Grm { 80 } else { 32 },
+        eval_split: grlhf_tasks::world::HeldOut::Evaluation,
         device: tch::Device::Cpu,
         evaluate: true,
         blind: false,
