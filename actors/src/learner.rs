@@ -51,7 +51,8 @@ pub struct LearnerConfig {
     pub weight_decay: f64,
     /// Peak learning rate (AdamW).
     pub lr: f64,
-    /// Linear warm-up steps.
+    /// Linear warm-up steps (default 10: Adam's first steps, with near-zero second moments, are
+    /// the largest, and GRPO's first groups the noisiest).
     pub warmup_steps: u64,
     /// The learning rate at the last step, as a fraction of `lr` (cosine decay).
     pub min_lr_ratio: f64,
@@ -83,7 +84,7 @@ impl Default for LearnerConfig {
             grad_clip: 1.0,
             weight_decay: 0.01,
             lr: 1e-4,
-            warmup_steps: 0,
+            warmup_steps: 10,
             min_lr_ratio: 0.1,
             drop_zero_variance: false,
             reference: true,
