@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Choose stage-2 RL settings against an lr≈0 control, on the world's validation split.
+"""Choose RL settings against an lr≈0 control, on the world's validation split.
 
 A rising training reward is not evidence that RL learned: an lr≈0 control shows the same rise
 (sampling noise, the reward's own drift). This script runs GRPO on the hidden oracle's score
@@ -9,6 +9,13 @@ Evaluation sets are never touched, so settings chosen here do not overfit the re
 
     .venv/bin/python scripts/choose_rl_settings.py --policy runs/demo/warm/policy/model \\
         --out runs/choose-rl --seeds 0,1,2
+
+With `--stage grm-rl` it does the same for stage 1: GRPO of a warm-started GRM on preference
+pairs (reward: the preferred response gets the higher boxed score), measured by pairwise
+accuracy on the validation pairs (`grlhf eval-grm --split validation`), ×100.
+
+    .venv/bin/python scripts/choose_rl_settings.py --stage grm-rl \\
+        --policy runs/demo/warm/grm/model --out runs/choose-grm-rl --seeds 0,1,2
 
 Writes OUT/choose.json (every run's numbers) and OUT/choose.md (the table docs/reproduction.md
 quotes). A candidate is `name:key=value,...`; keys: lr, warmup, kl, temperature, groups, steps.
@@ -42,6 +49,42 @@ DEFAULTS = {
     "groups": 8,
     "steps": 60,
 }
+
+GRM_CONFIG = """# written by scripts/choose_rl_settings.py: candidate {name}, seed {seed}
+mode = "async"
+stage = "grm-rl"
+steps = {steps}
+seed = {seed}
+run_dir = "{run_dir}"
+max_staleness = 1
+group_size = 8
+batch_groups = {groups}
+
+[data]
+source = "world"
+world_size = {world_size}
+world_seed = {world_seed}
+
+[model]
+policy = "{policy}"
+
+[generator]
+batch_prompts = 4
+max_new_tokens = 80
+temperature = {temperature}
+
+[[judge]]
+kind = "rule_judge"
+rule = "grm_preference"
+
+[learner]
+lr = {lr}
+warmup_steps = {warmup}
+micro_batch = 16
+
+[learner.grpo]
+kl_beta = {kl}
+"""
 
 CONFIG = """# written by scripts/choose_rl_settings.py: candidate {name}, seed {seed}
 mode = "async"
@@ -110,9 +153,36 @@ def mean_se(xs):
     return m, math.sqrt(var / len(xs))
 
 
+def validation_accuracy(args, model):
+    """Pairwise accuracy (×100) of a GRM on the validation pairs."""
+    out = subprocess.run(
+        [args.grlhf, "eval-grm", "--model", model, "--seed", str(args.world_seed),
+         "--split", "validation", "--pairs", str(args.pairs), "--json"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out)["pairs_val"]["accuracy"] * 100
+
+
+def grm_result(args, name, values, seed, run_dir, summary):
+    cache = os.path.join(run_dir, "validation.json")
+    if not os.path.exists(cache):
+        json.dump({"after": validation_accuracy(args, os.path.join(run_dir, "policy"))},
+                  open(cache, "w"))
+    return {
+        "candidate": name,
+        "seed": seed,
+        "settings": values,
+        "after": json.load(open(cache))["after"],
+        "per_family": {},
+        "safe_refused": None,
+        "safety_safe_refused": None,
+        "wall_s": summary.get("wall_s"),
+    }
+
+
 def without_safety(run):
     scores = [v for family, v in run["per_family"].items() if family != "safety"]
-    return sum(scores) / len(scores)
+    return sum(scores) / len(scores) if scores else float("nan")
 
 
 def run_one(args, name, values, seed):
@@ -121,9 +191,10 @@ def run_one(args, name, values, seed):
     if not os.path.exists(done):
         os.makedirs(run_dir, exist_ok=True)
         config = os.path.join(args.out, f"{name}-s{seed}.toml")
+        template = GRM_CONFIG if args.stage == "grm-rl" else CONFIG
         with open(config, "w") as f:
             f.write(
-                CONFIG.format(
+                template.format(
                     name=name,
                     seed=seed,
                     run_dir=run_dir,
@@ -142,9 +213,11 @@ def run_one(args, name, values, seed):
         if rc != 0:
             sys.exit(f"{name} seed {seed}: grlhf run failed (rc {rc}); see {run_dir}.log")
         print(f"  {name} seed {seed}: {time.time() - start:.0f} s", flush=True)
+    summary = json.load(open(done))
+    if args.stage == "grm-rl":
+        return grm_result(args, name, values, seed, run_dir, summary)
     evals = [json.loads(line) for line in open(os.path.join(run_dir, "eval.jsonl"))]
     first, last = evals[0], evals[-1]
-    summary = json.load(open(done))
     return {
         "candidate": name,
         "seed": seed,
@@ -161,7 +234,11 @@ def run_one(args, name, values, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grlhf", default="target/release/grlhf")
-    parser.add_argument("--policy", required=True, help="the warm-started policy checkpoint")
+    parser.add_argument("--stage", choices=["policy-rl", "grm-rl"], default="policy-rl",
+                        help="stage 2 (policy-rl, judged by the oracle) or stage 1 (grm-rl)")
+    parser.add_argument("--policy", required=True,
+                        help="the warm-started checkpoint: the policy, or the GRM for grm-rl")
+    parser.add_argument("--pairs", type=int, default=100, help="grm-rl: validation pairs")
     parser.add_argument("--out", required=True)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--world-seed", type=int, default=0, help="the world the policy was warm-started on")
@@ -211,10 +288,14 @@ def main():
         )
     json.dump({"seeds": seeds, "control": control, "runs": rows, "table": table},
               open(os.path.join(args.out, "choose.json"), "w"), indent=2)
+    measure = (
+        f"Validation pairwise accuracy (×100, {args.pairs} pairs, greedy judgments) after stage 1"
+        if args.stage == "grm-rl"
+        else f"Validation oracle score (0–100, {args.per_family} prompts per family, greedy) after "
+        f"stage 2 with the oracle's reward"
+    )
     lines = [
-        f"Validation oracle score (0–100, {args.per_family} prompts per family, greedy) after "
-        f"stage 2 with the oracle's reward, over seeds {args.seeds}; Δ is paired by seed against "
-        f"`{control}`.",
+        f"{measure}, over seeds {args.seeds}; Δ is paired by seed against `{control}`.",
         "",
         "| candidate | lr | warm-up | kl_beta | temperature | groups/step | steps | after (mean ± SE) | Δ vs control | beyond 2 SE | Δ without safety | safe refused (all / safety family) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
@@ -226,8 +307,12 @@ def main():
             f"{v['groups']} | {v['steps']} | {t['validation_after']:.1f} ± {t['validation_after_se']:.1f} | "
             f"{t['delta_vs_control']:+.1f} ± {t['delta_vs_control_se']:.1f} | "
             f"{'yes' if t['beyond_2se'] else 'no'} | "
-            f"{t['delta_without_safety']:+.1f} ± {t['delta_without_safety_se']:.1f} | "
-            f"{t['safe_refused']:.2f} / {t['safety_safe_refused']:.2f} |"
+            + (
+                "— | — |"
+                if args.stage == "grm-rl"
+                else f"{t['delta_without_safety']:+.1f} ± {t['delta_without_safety_se']:.1f} | "
+                f"{t['safe_refused']:.2f} / {t['safety_safe_refused']:.2f} |"
+            )
         )
     text = "\n".join(lines) + "\n"
     open(os.path.join(args.out, "choose.md"), "w").write(text)

@@ -168,6 +168,10 @@ enum Command {
         pairs: usize,
         #[arg(long, default_value_t = 80)]
         max_new_tokens: usize,
+        /// `evaluation` (the test pairs and the three out-of-distribution splits) or
+        /// `validation` (the validation pairs, where settings are chosen).
+        #[arg(long, default_value = "evaluation")]
+        split: grlhf_tasks::world::HeldOut,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -647,12 +651,13 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             pairs,
             max_new_tokens,
+            split,
             json,
         } => {
             let engine =
                 grlhf_actors::vl_engine::VlEngine::load(&model, tch::Device::Cpu, tch::Kind::Float)
                     .map_err(|e| anyhow::anyhow!(e))?;
-            let results = warm_start::grm_eval_all(&engine, seed, pairs, max_new_tokens)?;
+            let results = warm_start::grm_eval_all(&engine, seed, split, pairs, max_new_tokens)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
             } else {

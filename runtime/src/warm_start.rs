@@ -464,20 +464,26 @@ pub fn model_dir(out: &Path) -> PathBuf {
     out.join("model")
 }
 
-/// Held-out judging quality of a GRM on the test split and every OOD split.
+/// A GRM's parse rate and pairwise accuracy on the world's held-out pairs: the validation pairs
+/// (where settings are chosen), or the test pairs and the three out-of-distribution splits.
 pub fn grm_eval_all(
     engine: &VlEngine,
     seed: u64,
+    held_out: HeldOut,
     pairs: usize,
     max_new_tokens: usize,
 ) -> Result<std::collections::BTreeMap<String, GrmEval>> {
+    let splits: &[Split] = match held_out {
+        HeldOut::Validation => &[Split::PairsVal],
+        HeldOut::Evaluation => &[
+            Split::PairsTest,
+            Split::PairsOodCombo,
+            Split::PairsOodError,
+            Split::PairsOodFamily,
+        ],
+    };
     let mut out = std::collections::BTreeMap::new();
-    for split in [
-        Split::PairsTest,
-        Split::PairsOodCombo,
-        Split::PairsOodError,
-        Split::PairsOodFamily,
-    ] {
+    for &split in splits {
         let records = world_pairs(seed, split, pairs)?;
         out.insert(
             split.name().to_string(),
