@@ -22,7 +22,8 @@ fn loaders_round_trip_what_the_export_wrote() {
         calls += 1;
     })
     .unwrap();
-    assert_eq!(manifest.files.len(), 9);
+    // Every split, the two validation splits included.
+    assert_eq!(manifest.files.len(), 11);
     assert_eq!(
         calls,
         manifest.files.iter().map(|f| f.records).sum::<usize>()
