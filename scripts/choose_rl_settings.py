@@ -50,50 +50,17 @@ DEFAULTS = {
     "steps": 60,
 }
 
-GRM_CONFIG = """# written by scripts/choose_rl_settings.py: candidate {name}, seed {seed}
-mode = "async"
-stage = "grm-rl"
-steps = {steps}
-seed = {seed}
-run_dir = "{run_dir}"
-max_staleness = 1
-group_size = 8
-batch_groups = {groups}
-
-[data]
-source = "world"
-world_size = {world_size}
-world_seed = {world_seed}
-
-[model]
-policy = "{policy}"
-
-[generator]
-batch_prompts = 4
-max_new_tokens = 80
-temperature = {temperature}
-
-[[judge]]
-kind = "rule_judge"
-rule = "grm_preference"
-
-[learner]
-lr = {lr}
-warmup_steps = {warmup}
-micro_batch = 16
-
-[learner.grpo]
-kl_beta = {kl}
-"""
-
+# One config for both stages; STAGES fills in what differs (stage 2: n = 5 answers judged by the
+# oracle, evaluated on validation prompts as it trains; stage 1: k = 8 judgments per pair,
+# rewarded when they prefer the preferred response, measured afterwards by eval-grm).
 CONFIG = """# written by scripts/choose_rl_settings.py: candidate {name}, seed {seed}
 mode = "async"
-stage = "policy-rl"
+stage = "{stage}"
 steps = {steps}
 seed = {seed}
 run_dir = "{run_dir}"
 max_staleness = 1
-group_size = 5
+group_size = {group_size}
 batch_groups = {groups}
 
 [data]
@@ -106,27 +73,34 @@ policy = "{policy}"
 
 [generator]
 batch_prompts = 4
-max_new_tokens = 40
+max_new_tokens = {max_new_tokens}
 temperature = {temperature}
 
 [[judge]]
 kind = "rule_judge"
-rule = "oracle"
+rule = "{rule}"
 
 [learner]
 lr = {lr}
 warmup_steps = {warmup}
-micro_batch = 20
+micro_batch = {micro_batch}
 
 [learner.grpo]
 kl_beta = {kl}
+{evaluator}"""
 
+EVALUATOR = """
 [evaluator]
 every = {steps}
 split = "validation"
 prompts_per_family = {per_family}
 max_new_tokens = 40
 """
+
+STAGES = {
+    "policy-rl": {"group_size": 5, "max_new_tokens": 40, "rule": "oracle", "micro_batch": 20},
+    "grm-rl": {"group_size": 8, "max_new_tokens": 80, "rule": "grm_preference", "micro_batch": 16},
+}
 
 
 def parse_candidate(text):
@@ -191,10 +165,15 @@ def run_one(args, name, values, seed):
     if not os.path.exists(done):
         os.makedirs(run_dir, exist_ok=True)
         config = os.path.join(args.out, f"{name}-s{seed}.toml")
-        template = GRM_CONFIG if args.stage == "grm-rl" else CONFIG
+        evaluator = "" if args.stage == "grm-rl" else EVALUATOR.format(
+            steps=values["steps"], per_family=args.per_family
+        )
         with open(config, "w") as f:
             f.write(
-                template.format(
+                CONFIG.format(
+                    stage=args.stage,
+                    evaluator=evaluator,
+                    **STAGES[args.stage],
                     name=name,
                     seed=seed,
                     run_dir=run_dir,
