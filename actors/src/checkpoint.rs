@@ -25,66 +25,15 @@ use sha2::{Digest, Sha256};
 
 use crate::ledger::PromptState;
 use crate::prompt_source::SourceCheckpoint;
-use crate::protocol::{JudgeDetails, PromptItem, Rollout, RolloutGroup, ScoredGroup, Version};
+use crate::protocol::Version;
+// The buffer owns its saved form; re-exported because a checkpoint is where users meet it.
+pub use crate::replay_buffer::SavedGroup;
 
 pub const WEIGHTS: &str = "weights.safetensors";
 pub const OPTIMIZER: &str = "optimizer.safetensors";
 pub const STATE: &str = "state.json";
 pub const MANIFEST: &str = "manifest.json";
 const FORMAT: u32 = 1;
-
-/// A scored group as saved: the prompt by uid (the source knows its place in the prompt set).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SavedGroup {
-    pub uid: u64,
-    pub system: String,
-    pub user: String,
-    pub prompt_tokens: Vec<i64>,
-    pub rollouts: Vec<Rollout>,
-    pub policy_version: Version,
-    pub generator: String,
-    pub generate_ms: f64,
-    pub temperature: f64,
-    pub rewards: Vec<f32>,
-}
-
-impl From<&ScoredGroup> for SavedGroup {
-    fn from(g: &ScoredGroup) -> SavedGroup {
-        SavedGroup {
-            uid: g.group.prompt.uid,
-            system: g.group.system.clone(),
-            user: g.group.user.clone(),
-            prompt_tokens: g.group.prompt_tokens.clone(),
-            rollouts: g.group.rollouts.clone(),
-            policy_version: g.group.policy_version,
-            generator: g.group.generator.clone(),
-            generate_ms: g.group.generate_ms,
-            temperature: g.group.temperature,
-            rewards: g.rewards.clone(),
-        }
-    }
-}
-
-impl SavedGroup {
-    /// The group again, around its prompt.
-    pub fn into_scored(self, prompt: std::sync::Arc<PromptItem>) -> ScoredGroup {
-        ScoredGroup {
-            group: RolloutGroup {
-                prompt,
-                system: self.system,
-                user: self.user,
-                prompt_tokens: self.prompt_tokens,
-                rollouts: self.rollouts,
-                policy_version: self.policy_version,
-                generator: self.generator,
-                generate_ms: self.generate_ms,
-                temperature: self.temperature,
-            },
-            rewards: self.rewards,
-            details: JudgeDetails::default(),
-        }
-    }
-}
 
 /// What must match between the run that wrote a checkpoint and the run resuming it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,7 +64,7 @@ pub struct CheckpointState {
     /// The statistics of the steps since the previous checkpoint: a process killed right after
     /// this one may not have written them to `metrics.jsonl` yet.
     #[serde(default)]
-    pub recent_steps: Vec<crate::learner::StepStats>,
+    pub recent_steps: Vec<crate::step_stats::StepStats>,
 }
 
 impl CheckpointState {

@@ -244,7 +244,7 @@ impl Actor for Evaluator {
         state
             .worker
             .run(move |engine: &mut VlEngine| {
-                crate::generator::apply_weights(engine, &update.tensors)
+                crate::weight_sync::apply(engine.model.var_store(), &update.tensors)
             })
             .await??;
         Self::evaluate(state, version).await

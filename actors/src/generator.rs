@@ -1,4 +1,4 @@
-//! The generator: owns a policy replica on its device thread, takes prompts from the source,
+//! The generator: drives a [`RolloutEngine`] on its device thread, takes prompts from the source,
 //! samples n responses per prompt in batches, and hands each group to its sink. Weight updates
 //! arrive as messages and are applied between batches — the copy itself was made on the
 //! learner's side into fresh tensors, so generation never waits for one to land.
@@ -6,50 +6,22 @@
 //! Each batch samples from a stream seeded by the generator's seed and the batch's first prompt
 //! uid, not by a running count, so a prompt issued again after a restart or a resume is sampled
 //! exactly as it would have been. A restarted generator takes no prompt until the learner's
-//! current weights have arrived.
+//! current weights have arrived. The protocol here is the same for every engine: real and
+//! simulated generators differ only in the engine they are given.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use grlhf_models::generation::GenerationConfig;
-use grlhf_models::sampling::SamplingParams;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::{Deserialize, Serialize};
-use tch::{Device, Kind};
+use tch::Device;
 
 use crate::activity::{ActivityLog, Milestone};
 use crate::device_worker::DeviceWorker;
-use crate::ledger::Ledger;
-use crate::prompt_source::PromptSourceMsg;
-use crate::protocol::{GroupSink, Rollout, RolloutGroup, Version, WeightUpdate};
-use crate::vl_engine::VlEngine;
-
-/// Sampling settings of a generator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GeneratorConfig {
-    /// Prompts per generation batch (each sampled `group_size` times).
-    pub batch_prompts: usize,
-    pub max_new_tokens: usize,
-    pub temperature: f64,
-    pub top_p: Option<f64>,
-    pub top_k: Option<i64>,
-}
-
-impl Default for GeneratorConfig {
-    fn default() -> Self {
-        GeneratorConfig {
-            batch_prompts: 2,
-            max_new_tokens: 16,
-            temperature: 1.0,
-            top_p: None,
-            top_k: None,
-        }
-    }
-}
-
-/// The prompt's token ids and its n rollouts, as a generation batch returns them.
-type GeneratedGroup = (Vec<i64>, Vec<Rollout>);
+use crate::ledger::{DropReason, Ledger};
+use crate::prompt_source::{PromptSourceMsg, PromptSpec};
+use crate::protocol::{GroupSink, PromptItem, RolloutGroup, Version, WeightUpdate};
+pub use crate::rollout_engine::GeneratorConfig;
+use crate::rollout_engine::{GeneratedGroup, RolloutEngine, RolloutEngineBuilder};
 
 pub enum GeneratorMsg {
     /// Take prompts and generate one batch (sent to itself, and by the source's waker).
@@ -64,9 +36,10 @@ pub enum GeneratorMsg {
 #[derive(Clone)]
 pub struct GeneratorArgs {
     pub name: String,
-    pub model_dir: std::path::PathBuf,
+    /// Builds the engine on the generator's device thread (again on a restart).
+    pub engine: RolloutEngineBuilder,
+    /// Where the engine runs: weight updates are copied onto this device.
     pub device: Device,
-    pub kind: Kind,
     pub group_size: usize,
     pub config: GeneratorConfig,
     pub seed: u64,
@@ -74,7 +47,7 @@ pub struct GeneratorArgs {
     pub sink: Arc<dyn GroupSink>,
     pub activity: ActivityLog,
     pub ledger: Ledger,
-    /// Weights (a safetensors file) to load over `model_dir`'s, at this version (a resume).
+    /// Weights (a safetensors file) to load over the engine's own, at this version (a resume).
     pub start_from: Option<(std::path::PathBuf, Version)>,
     /// Take no prompt until a weight update arrives (a restart: the learner sends its current
     /// weights).
@@ -83,7 +56,7 @@ pub struct GeneratorArgs {
 
 pub struct GeneratorState {
     args: GeneratorArgs,
-    worker: DeviceWorker<VlEngine>,
+    worker: DeviceWorker<Box<dyn RolloutEngine>>,
     version: Version,
     pending: Option<WeightUpdate>,
     batches: u64,
@@ -92,15 +65,10 @@ pub struct GeneratorState {
     fault: bool,
 }
 
-pub struct Generator;
+/// Prompts a batch took, with the specs the engine reads.
+type Taken = Vec<(Arc<PromptItem>, PromptSpec)>;
 
-/// Copies `tensors` into the engine's parameters in place (names must match).
-pub fn apply_weights(
-    engine: &mut VlEngine,
-    tensors: &[(String, tch::Tensor)],
-) -> Result<(), String> {
-    crate::weight_sync::apply(engine.model.var_store(), tensors)
-}
+pub struct Generator;
 
 impl Generator {
     async fn apply_pending(state: &mut GeneratorState) -> Result<(), ActorProcessingErr> {
@@ -115,8 +83,8 @@ impl Generator {
         let version = update.version;
         let update = state
             .worker
-            .run(move |engine: &mut VlEngine| {
-                apply_weights(engine, &update.tensors).map(|()| update)
+            .run(move |engine: &mut Box<dyn RolloutEngine>| {
+                engine.apply_weights(&update.tensors).map(|()| update)
             })
             .await??;
         if let Some(recycle) = update.recycle {
@@ -128,6 +96,138 @@ impl Generator {
             .record(&state.args.name, "sync", start, state.args.activity.now());
         state.version = version;
         state.args.activity.note_version(&state.args.name, version);
+        Ok(())
+    }
+
+    /// Up to `batch_prompts` prompts from the source, held in the ledger by this generator.
+    /// Empty when none is admissible now: the waker brings the generator back.
+    async fn take(
+        myself: &ActorRef<GeneratorMsg>,
+        // `&mut`: the state holds tensors (not `Sync`), and this borrow lives across an await.
+        state: &mut GeneratorState,
+    ) -> Result<Taken, ActorProcessingErr> {
+        let me = myself.clone();
+        let waker: crate::prompt_source::Waker = Box::new(move || {
+            let _ = me.cast(GeneratorMsg::Step);
+        });
+        let max = state.args.config.batch_prompts;
+        let prompts = ractor::call!(state.args.source, |reply| PromptSourceMsg::Take {
+            max,
+            waker,
+            reply
+        })?;
+        for (item, _) in &prompts {
+            state.args.ledger.hold(item.uid, myself.get_id());
+            state.args.activity.mark(item.uid, Milestone::Taken);
+        }
+        Ok(prompts)
+    }
+
+    /// Runs one batch on the engine; records the time spent.
+    async fn generate(
+        state: &mut GeneratorState,
+        prompts: &Taken,
+    ) -> Result<(Result<Vec<GeneratedGroup>, String>, f64), ActorProcessingErr> {
+        let n = state.args.group_size;
+        let config = state.args.config.clone();
+        let seed = state
+            .args
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(prompts[0].0.uid);
+        let specs: Vec<PromptSpec> = prompts.iter().map(|(_, s)| s.clone()).collect();
+        let started = Instant::now();
+        let start = state.args.activity.now();
+        let result = state
+            .worker
+            .run(move |engine: &mut Box<dyn RolloutEngine>| {
+                engine.generate(&specs, n, &config, seed)
+            })
+            .await?;
+        let end = state.args.activity.now();
+        state
+            .args
+            .activity
+            .record(&state.args.name, "generate", start, end);
+        state.batches += 1;
+        Ok((result, started.elapsed().as_secs_f64() * 1e3))
+    }
+
+    /// Hands each group to the sink; a refused group is dropped and counted.
+    fn hand_on(
+        state: &GeneratorState,
+        prompts: Taken,
+        groups: Vec<GeneratedGroup>,
+        version: Version,
+        generate_ms: f64,
+    ) {
+        let args = &state.args;
+        let tokens: usize = groups
+            .iter()
+            .flat_map(|g| g.1.iter())
+            .map(|r| r.tokens.len())
+            .sum();
+        metrics::counter!("grlhf_generated_tokens").increment(tokens as u64);
+        args.activity.add("generated_tokens", tokens as u64);
+        args.activity
+            .add("generated_samples", (groups.len() * args.group_size) as u64);
+        for ((item, spec), (prompt_tokens, rollouts)) in prompts.into_iter().zip(groups) {
+            let group = RolloutGroup {
+                prompt: item,
+                system: spec.system,
+                user: spec.user,
+                prompt_tokens,
+                rollouts,
+                policy_version: version,
+                generator: args.name.clone(),
+                generate_ms,
+                temperature: args.config.temperature,
+            };
+            let uid = group.prompt.uid;
+            args.activity.mark(uid, Milestone::Generated);
+            if let Err(e) = args.sink.send_group(group) {
+                tracing::warn!("generator {}: sink refused a group: {e}", args.name);
+                args.ledger.dropped(uid, DropReason::SinkClosed);
+            }
+        }
+    }
+
+    /// One batch: apply pending weights, take prompts, generate, hand the groups on.
+    async fn step(
+        myself: &ActorRef<GeneratorMsg>,
+        state: &mut GeneratorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.stopped {
+            return Ok(());
+        }
+        Self::apply_pending(state).await?;
+        let prompts = Self::take(myself, state).await?;
+        if prompts.is_empty() {
+            return Ok(()); // the waker brings us back
+        }
+        if state.fault {
+            panic!(
+                "injected fault: generator {} fails holding {} prompts",
+                state.args.name,
+                prompts.len()
+            );
+        }
+        let version = state.version;
+        match Self::generate(state, &prompts).await? {
+            (Ok(groups), generate_ms) => {
+                Self::hand_on(state, prompts, groups, version, generate_ms)
+            }
+            (Err(e), _) => {
+                tracing::error!("generator {}: generation failed: {e}", state.args.name);
+                for (item, _) in prompts {
+                    state
+                        .args
+                        .ledger
+                        .dropped(item.uid, DropReason::GenerationError);
+                }
+            }
+        }
+        myself.cast(GeneratorMsg::Step)?;
         Ok(())
     }
 }
@@ -142,11 +242,9 @@ impl Actor for Generator {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (dir, device, kind) = (args.model_dir.clone(), args.device, args.kind);
-        let start_from = args.start_from.clone();
+        let (build, start_from) = (args.engine.clone(), args.start_from.clone());
         let worker = DeviceWorker::spawn(&args.name, move || {
-            let weights = start_from.as_ref().map(|(path, _)| path.as_path());
-            VlEngine::load_with(&dir, device, kind, weights)
+            build(start_from.as_ref().map(|(path, _)| path.as_path()))
         })?;
         if !args.await_weights {
             myself.cast(GeneratorMsg::Step)?;
@@ -183,140 +281,7 @@ impl Actor for Generator {
                 state.stopped = true;
                 myself.stop(None);
             }
-            GeneratorMsg::Step => {
-                if state.stopped {
-                    return Ok(());
-                }
-                Self::apply_pending(state).await?;
-                let me = myself.clone();
-                let waker: crate::prompt_source::Waker = Box::new(move || {
-                    let _ = me.cast(GeneratorMsg::Step);
-                });
-                let max = state.args.config.batch_prompts;
-                let prompts = ractor::call!(state.args.source, |reply| PromptSourceMsg::Take {
-                    max,
-                    waker,
-                    reply
-                })?;
-                if prompts.is_empty() {
-                    return Ok(()); // the waker brings us back
-                }
-                for (item, _) in &prompts {
-                    state.args.ledger.hold(item.uid, myself.get_id());
-                    state.args.activity.mark(item.uid, Milestone::Taken);
-                }
-                if state.fault {
-                    panic!(
-                        "injected fault: generator {} fails holding {} prompts",
-                        state.args.name,
-                        prompts.len()
-                    );
-                }
-                let n = state.args.group_size;
-                let config = state.args.config.clone();
-                let seed = state
-                    .args
-                    .seed
-                    .wrapping_mul(1_000_003)
-                    .wrapping_add(prompts[0].0.uid);
-                let version = state.version;
-                let started = Instant::now();
-                let start = state.args.activity.now();
-                let specs: Vec<_> = prompts.iter().map(|(_, s)| s.clone()).collect();
-                let result = state
-                    .worker
-                    .run(
-                        move |engine: &mut VlEngine| -> Result<Vec<GeneratedGroup>, String> {
-                            let encoded = specs
-                                .iter()
-                                .map(|s| engine.encode(&s.system, &s.user, s.image.as_deref()))
-                                .collect::<Result<Vec<_>, _>>()?;
-                            let batch: Vec<_> = encoded
-                                .iter()
-                                .flat_map(|e| std::iter::repeat_n(e, n))
-                                .collect();
-                            let generation = GenerationConfig {
-                                max_new_tokens: config.max_new_tokens,
-                                sampling: SamplingParams {
-                                    temperature: config.temperature,
-                                    top_k: config.top_k,
-                                    top_p: config.top_p,
-                                },
-                                stop_token_ids: engine.stop_ids.clone(),
-                                seed,
-                            };
-                            let sequences = engine.generate(&batch, &generation)?;
-                            let mut out = Vec::new();
-                            for (i, e) in encoded.iter().enumerate() {
-                                let rollouts = sequences[i * n..(i + 1) * n]
-                                    .iter()
-                                    .map(|s| Rollout {
-                                        text: engine.decode(&s.tokens),
-                                        tokens: s.tokens.clone(),
-                                        logprobs: s.logprobs.clone(),
-                                        finish_reason: s.finish_reason,
-                                    })
-                                    .collect();
-                                out.push((e.prompt.tokens.clone(), rollouts));
-                            }
-                            Ok(out)
-                        },
-                    )
-                    .await?;
-                let end = state.args.activity.now();
-                state
-                    .args
-                    .activity
-                    .record(&state.args.name, "generate", start, end);
-                state.batches += 1;
-                let generate_ms = started.elapsed().as_secs_f64() * 1e3;
-                match result {
-                    Ok(groups) => {
-                        let tokens: usize = groups
-                            .iter()
-                            .flat_map(|g| g.1.iter())
-                            .map(|r| r.tokens.len())
-                            .sum();
-                        metrics::counter!("grlhf_generated_tokens").increment(tokens as u64);
-                        state.args.activity.add("generated_tokens", tokens as u64);
-                        state
-                            .args
-                            .activity
-                            .add("generated_samples", (groups.len() * n) as u64);
-                        for ((item, spec), (prompt_tokens, rollouts)) in
-                            prompts.into_iter().zip(groups)
-                        {
-                            let group = RolloutGroup {
-                                prompt: item,
-                                system: spec.system,
-                                user: spec.user,
-                                prompt_tokens,
-                                rollouts,
-                                policy_version: version,
-                                generator: state.args.name.clone(),
-                                generate_ms,
-                                temperature: state.args.config.temperature,
-                            };
-                            let uid = group.prompt.uid;
-                            state.args.activity.mark(uid, Milestone::Generated);
-                            if let Err(e) = state.args.sink.send_group(group) {
-                                tracing::warn!(
-                                    "generator {}: sink refused a group: {e}",
-                                    state.args.name
-                                );
-                                state.args.ledger.dropped(uid, "sink_closed");
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!("generator {}: generation failed: {e}", state.args.name);
-                        for (item, _) in prompts {
-                            state.args.ledger.dropped(item.uid, "generation_error");
-                        }
-                    }
-                }
-                myself.cast(GeneratorMsg::Step)?;
-            }
+            GeneratorMsg::Step => Self::step(&myself, state).await?,
         }
         Ok(())
     }

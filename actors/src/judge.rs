@@ -11,7 +11,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::activity::{ActivityLog, Milestone};
 use crate::device_worker::DeviceWorker;
-use crate::ledger::Ledger;
+use crate::ledger::{DropReason, Ledger};
 use crate::protocol::{GroupSink, JudgeDetails, RolloutGroup, ScoredGroup, ScoredSink};
 
 /// Scores groups; runs on the judge's device thread (so it may own a model).
@@ -143,7 +143,7 @@ impl Actor for JudgeActor {
                     details,
                 }) {
                     tracing::warn!("judge {}: sink refused a group: {e}", state.name);
-                    state.ledger.dropped(uid, "sink_closed");
+                    state.ledger.dropped(uid, DropReason::SinkClosed);
                 }
             }
             Ok((rewards, _)) => {
@@ -153,11 +153,11 @@ impl Actor for JudgeActor {
                     rewards.len(),
                     group.rollouts.len()
                 );
-                state.ledger.dropped(uid, "judge_error");
+                state.ledger.dropped(uid, DropReason::JudgeError);
             }
             Err(e) => {
                 tracing::error!("judge {}: {e}", state.name);
-                state.ledger.dropped(uid, "judge_error");
+                state.ledger.dropped(uid, DropReason::JudgeError);
             }
         }
         Ok(())
@@ -217,11 +217,20 @@ impl JudgePool {
     }
 
     /// Judges by load, least first, scanning from a rotating start so ties spread.
-    fn by_load(&self) -> Vec<usize> {
+    ///
+    /// The loads are read once, into a snapshot, and the snapshot is sorted: other threads
+    /// change the counters while we route, and a sort whose keys move under it has no total
+    /// order (std's sort panics on that).
+    pub fn by_load(&self) -> Vec<usize> {
         let n = self.judges.len();
+        if n == 0 {
+            return Vec::new();
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let loads = self.loads();
         let mut order: Vec<usize> = (0..n).map(|k| (start + k) % n).collect();
-        order.sort_by_key(|&i| self.judges[i].1.load(Ordering::Acquire));
+        // Stable: among equal loads the rotation decides.
+        order.sort_by_key(|&i| loads[i]);
         order
     }
 }

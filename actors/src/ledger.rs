@@ -21,7 +21,80 @@ use crate::protocol::Version;
 pub enum PromptState {
     InFlight { admitted_at: Version },
     Trained,
-    Dropped { reason: String },
+    Dropped { reason: DropReason },
+}
+
+/// Why a prompt left the pipeline untrained. Saved and reported by its name (`stale`,
+/// `judge_error`, …), so checkpoints and summaries read as before; a user's own stage may drop
+/// for a reason of its own ([`DropReason::Other`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum DropReason {
+    /// Older than η versions when the learner reached it.
+    Stale,
+    /// Every response got the same reward, and `drop_zero_variance` is on.
+    ZeroVariance,
+    /// Its learner step was skipped (a non-finite loss or gradient).
+    SkippedStep,
+    /// The next stage was gone (the run is stopping).
+    SinkClosed,
+    /// The judge failed or gave unusable rewards.
+    JudgeError,
+    /// Generation failed.
+    GenerationError,
+    Other(String),
+}
+
+impl DropReason {
+    pub fn as_str(&self) -> &str {
+        match self {
+            DropReason::Stale => "stale",
+            DropReason::ZeroVariance => "zero_variance",
+            DropReason::SkippedStep => "skipped_step",
+            DropReason::SinkClosed => "sink_closed",
+            DropReason::JudgeError => "judge_error",
+            DropReason::GenerationError => "generation_error",
+            DropReason::Other(reason) => reason,
+        }
+    }
+
+    /// Whether the source admits another prompt in its place. Not when the learner moved past
+    /// the group (`stale`) or trained its step without it (`zero_variance`).
+    pub fn wants_replacement(&self) -> bool {
+        !matches!(self, DropReason::Stale | DropReason::ZeroVariance)
+    }
+}
+
+impl From<&str> for DropReason {
+    fn from(reason: &str) -> DropReason {
+        match reason {
+            "stale" => DropReason::Stale,
+            "zero_variance" => DropReason::ZeroVariance,
+            "skipped_step" => DropReason::SkippedStep,
+            "sink_closed" => DropReason::SinkClosed,
+            "judge_error" => DropReason::JudgeError,
+            "generation_error" => DropReason::GenerationError,
+            other => DropReason::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<String> for DropReason {
+    fn from(reason: String) -> DropReason {
+        DropReason::from(reason.as_str())
+    }
+}
+
+impl From<DropReason> for String {
+    fn from(reason: DropReason) -> String {
+        reason.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Counts at one moment.
@@ -44,10 +117,6 @@ impl LedgerSnapshot {
 
 /// Called with a uid dropped before it could be trained (see [`Ledger::on_replaceable_drop`]).
 pub type DropHook = Arc<dyn Fn(u64) + Send + Sync>;
-
-/// Drop reasons that do not call for a replacement prompt: the learner moved past the group
-/// (`stale`), or trained on its step without it (`zero_variance`).
-const NOT_REPLACED: [&str; 2] = ["stale", "zero_variance"];
 
 #[derive(Default)]
 struct Inner {
@@ -81,7 +150,7 @@ fn settle(s: &mut LedgerSnapshot, to: &PromptState) {
         PromptState::Trained => s.trained += 1,
         PromptState::Dropped { reason } => {
             s.dropped += 1;
-            *s.dropped_by_reason.entry(reason.clone()).or_default() += 1;
+            *s.dropped_by_reason.entry(reason.to_string()).or_default() += 1;
         }
     }
     s.in_flight -= 1;
@@ -129,14 +198,11 @@ impl Ledger {
         let _ = self.finish(uid, PromptState::Trained);
     }
 
-    pub fn dropped(&self, uid: u64, reason: &str) {
-        let dropped = self.finish(
-            uid,
-            PromptState::Dropped {
-                reason: reason.to_string(),
-            },
-        );
-        if dropped && !NOT_REPLACED.contains(&reason) {
+    pub fn dropped(&self, uid: u64, reason: impl Into<DropReason>) {
+        let reason = reason.into();
+        let replace = reason.wants_replacement();
+        let dropped = self.finish(uid, PromptState::Dropped { reason });
+        if dropped && replace {
             let hook = self.inner.lock().unwrap().on_drop.clone();
             if let Some(hook) = hook {
                 hook(uid);

@@ -6,8 +6,11 @@
 //!      └──────────────── version ──────────────┴──────── weights (versioned) ◀── Learner ◀┘
 //! ```
 //!
-//! Every model-owning actor (generator, judge, learner) keeps its model on a dedicated OS thread
-//! ([`device_worker`]) and awaits it, so tokio's workers never block on a forward pass. Stages
+//! Every model-owning actor (generator, judge, learner) keeps its engine on a dedicated OS thread
+//! ([`device_worker`]) and awaits it, so tokio's workers never block on a forward pass. The
+//! actors own the protocol; the engines behind [`rollout_engine::RolloutEngine`],
+//! [`judge::Judge`] and [`train_engine::TrainEngine`] own the models — real ones, or the
+//! [`simulated`] ones a benchmark puts in their place. Stages
 //! hand work on through the [`protocol::GroupSink`] / [`protocol::ScoredSink`] traits, and the
 //! [`registry`] maps configuration kinds to factories — the built-ins register exactly as a
 //! user's own kinds do. This crate knows nothing of TOML: factories receive their table as JSON.
@@ -24,16 +27,20 @@ pub mod grouped_comparison;
 pub mod grpo;
 pub mod judge;
 pub mod learner;
+pub mod learner_config;
 pub mod ledger;
 pub mod prompt_source;
 pub mod protocol;
 pub mod registry;
 pub mod replay_buffer;
+pub mod rollout_engine;
 pub mod rule_judge;
 pub mod scalar_rm_judge;
 pub mod schedule;
 pub mod sft;
 pub mod simulated;
+pub mod step_stats;
 pub mod supervisor;
+pub mod train_engine;
 pub mod vl_engine;
 pub mod weight_sync;

@@ -13,11 +13,65 @@
 use std::collections::VecDeque;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::SavedGroup;
-use crate::ledger::Ledger;
-use crate::protocol::{ScoredGroup, ScoredSink, Version};
+use crate::ledger::{DropReason, Ledger};
+use crate::protocol::{
+    JudgeDetails, PromptItem, Rollout, RolloutGroup, ScoredGroup, ScoredSink, Version,
+};
+
+/// A scored group as saved: the prompt by uid (the source knows its place in the prompt set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedGroup {
+    pub uid: u64,
+    pub system: String,
+    pub user: String,
+    pub prompt_tokens: Vec<i64>,
+    pub rollouts: Vec<Rollout>,
+    pub policy_version: Version,
+    pub generator: String,
+    pub generate_ms: f64,
+    pub temperature: f64,
+    pub rewards: Vec<f32>,
+}
+
+impl From<&ScoredGroup> for SavedGroup {
+    fn from(g: &ScoredGroup) -> SavedGroup {
+        SavedGroup {
+            uid: g.group.prompt.uid,
+            system: g.group.system.clone(),
+            user: g.group.user.clone(),
+            prompt_tokens: g.group.prompt_tokens.clone(),
+            rollouts: g.group.rollouts.clone(),
+            policy_version: g.group.policy_version,
+            generator: g.group.generator.clone(),
+            generate_ms: g.group.generate_ms,
+            temperature: g.group.temperature,
+            rewards: g.rewards.clone(),
+        }
+    }
+}
+
+impl SavedGroup {
+    /// The group again, around its prompt.
+    pub fn into_scored(self, prompt: std::sync::Arc<PromptItem>) -> ScoredGroup {
+        ScoredGroup {
+            group: RolloutGroup {
+                prompt,
+                system: self.system,
+                user: self.user,
+                prompt_tokens: self.prompt_tokens,
+                rollouts: self.rollouts,
+                policy_version: self.policy_version,
+                generator: self.generator,
+                generate_ms: self.generate_ms,
+                temperature: self.temperature,
+            },
+            rewards: self.rewards,
+            details: JudgeDetails::default(),
+        }
+    }
+}
 
 pub enum BufferMsg {
     Scored(Box<ScoredGroup>),
@@ -41,7 +95,7 @@ pub struct BufferStats {
 }
 
 /// What happens to groups that would exceed the staleness bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StalePolicy {
     /// Serve what is there; drop (and count) groups that went stale.
@@ -81,7 +135,9 @@ impl BufferState {
             });
         self.groups = keep;
         for g in stale {
-            self.args.ledger.dropped(g.group.prompt.uid, "stale");
+            self.args
+                .ledger
+                .dropped(g.group.prompt.uid, DropReason::Stale);
         }
         let dropped = before - self.groups.len();
         self.stats.dropped_stale += dropped as u64;
@@ -168,7 +224,10 @@ impl Actor for ReplayBuffer {
                 state.stats.received += 1;
                 if state.is_stale(&group) {
                     state.stats.dropped_stale += 1;
-                    state.args.ledger.dropped(group.group.prompt.uid, "stale");
+                    state
+                        .args
+                        .ledger
+                        .dropped(group.group.prompt.uid, DropReason::Stale);
                 } else {
                     state.groups.push_back(group);
                 }

@@ -185,3 +185,86 @@ async fn the_pool_routes_around_a_busy_judge() {
         handle.await.unwrap();
     }
 }
+
+/// Scores at once; many of them make the pool's load counters change all the time.
+struct Instant0;
+
+impl Judge for Instant0 {
+    fn score(&mut self, group: &RolloutGroup) -> Result<(Vec<f32>, JudgeDetails), String> {
+        Ok((vec![0.5; group.rollouts.len()], JudgeDetails::default()))
+    }
+}
+
+/// Routing while other threads route and judges finish: the loads change under every routing
+/// decision. Sorting by counters that are re-read during the sort has no total order, and std's
+/// sort panics on that (it did in `grlhf bench` at 64 actors and more).
+#[test]
+fn routing_survives_loads_changing_from_other_threads() {
+    use grlhf_actors::judge::JudgePool;
+    use grlhf_actors::protocol::GroupSink;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (senders, per_sender, judges_n) = (6u64, 3000u64, 64);
+    let ledger = Ledger::new();
+    let sink = Arc::new(Collect::default());
+    let (judges, handles): (Vec<_>, Vec<_>) = runtime.block_on(async {
+        let mut spawned = Vec::new();
+        for j in 0..judges_n {
+            spawned.push(
+                Actor::spawn(
+                    None,
+                    JudgeActor,
+                    JudgeArgs {
+                        name: format!("judge-{j}"),
+                        build: Box::new(|| Ok(Box::new(Instant0) as Box<dyn Judge>)),
+                        sink: sink.clone(),
+                        activity: ActivityLog::new(),
+                        ledger: ledger.clone(),
+                    },
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        spawned.into_iter().unzip()
+    });
+    let pool = Arc::new(JudgePool::new(judges.clone()));
+    let threads: Vec<_> = (0..senders)
+        .map(|s| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                for k in 0..per_sender {
+                    pool.send_group(group(s * per_sender + k)).unwrap();
+                    let order = pool.by_load();
+                    assert_eq!(order.len(), 64);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("a routing thread panicked");
+    }
+    runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while sink.0.lock().unwrap().len() < (senders * per_sender) as usize
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for judge in &judges {
+            judge.stop(None);
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    });
+    assert_eq!(
+        sink.0.lock().unwrap().len(),
+        (senders * per_sender) as usize
+    );
+    assert!(pool.loads().iter().all(|&l| l == 0), "{:?}", pool.loads());
+}

@@ -1,9 +1,10 @@
 //! `grlhf`: the library behind the `grlhf` command.
 //!
-//! It holds the actor topology runner (`grlhf run CONFIG [--resume RUN_DIR]`: placement,
-//! weight-sync wiring, supervision, checkpoints, fault injection, telemetry), the two-stage
-//! pipeline, the throughput bench, and the diagnostic, model and data commands; see
-//! `../shared/DESIGN.md`.
+//! It holds the topology builder ([`topology`]: one plan of roles and engines, spawned, driven,
+//! drained and summarised, for real and simulated runs alike), `grlhf run CONFIG [--resume
+//! RUN_DIR]` (placement, weight-sync wiring, supervision, checkpoints, fault injection,
+//! telemetry), the two-stage pipeline, the throughput bench, and the diagnostic, model and data
+//! commands. The architecture is described in `docs/architecture.md`.
 
 pub mod bench;
 pub mod charts;
@@ -25,4 +26,5 @@ pub mod run;
 pub mod run_config;
 pub mod seeds;
 pub mod token_list;
+pub mod topology;
 pub mod warm_start;

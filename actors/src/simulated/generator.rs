@@ -1,39 +1,17 @@
-//! A generator that holds no model: it takes prompts from the real prompt source, spends the
-//! cost model's generation time, and hands groups of n token-sized rollouts to the judges —
-//! the same messages, admission and weight handling as [`crate::generator::Generator`].
+//! A rollout engine that holds no model: it spends the cost model's generation time on the
+//! generator's device thread and returns n token-sized rollouts per prompt. The real
+//! [`crate::generator::Generator`] drives it, so simulated generators take, hold and hand on
+//! prompts, and apply weights, exactly as real ones do.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grlhf_models::generation::FinishReason;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tch::Tensor;
 
-use crate::activity::{ActivityLog, Milestone};
-use crate::generator::GeneratorMsg;
-use crate::ledger::Ledger;
-use crate::prompt_source::{PromptSourceMsg, Waker};
-use crate::protocol::{GroupSink, Rollout, RolloutGroup, Version};
+use crate::prompt_source::PromptSpec;
+use crate::protocol::Rollout;
+use crate::rollout_engine::{GeneratedGroup, GeneratorConfig, RolloutEngine};
 use crate::simulated::CostModel;
-
-pub struct SimGeneratorArgs {
-    pub name: String,
-    pub cost: CostModel,
-    pub group_size: usize,
-    pub batch_prompts: usize,
-    pub source: ActorRef<PromptSourceMsg>,
-    pub sink: Arc<dyn GroupSink>,
-    pub activity: ActivityLog,
-    pub ledger: Ledger,
-}
-
-pub struct SimGeneratorState {
-    args: SimGeneratorArgs,
-    version: Version,
-    pending: Option<Version>,
-    stopped: bool,
-}
-
-pub struct SimGenerator;
 
 /// n rollouts of `tokens` tokens each, sized like real ones (ids, log-probs and text).
 pub fn simulated_rollouts(n: usize, tokens: usize, seed: u64) -> Vec<Rollout> {
@@ -47,109 +25,42 @@ pub fn simulated_rollouts(n: usize, tokens: usize, seed: u64) -> Vec<Rollout> {
         .collect()
 }
 
-/// Waits until `seconds` after `from` (a deadline, so time spent around the wait is not added).
-/// The wait is an OS-thread sleep on tokio's blocking pool: tokio's own timer rounds up to whole
-/// milliseconds, which would add several percent to costs of tens of milliseconds.
-pub async fn spend(from: std::time::Instant, seconds: f64) {
+/// Sleeps until `seconds` after `from` (a deadline, so time spent around the wait is not added).
+/// Simulated engines run on their own device threads, so an OS sleep is exact to well under a
+/// millisecond, where tokio's timer would round up to whole milliseconds.
+pub fn spend(from: Instant, seconds: f64) {
     if seconds > 0.0 {
         let deadline = from + Duration::from_secs_f64(seconds);
-        let _ = tokio::task::spawn_blocking(move || {
-            std::thread::sleep(deadline.saturating_duration_since(std::time::Instant::now()))
-        })
-        .await;
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
     }
 }
 
-impl Actor for SimGenerator {
-    type Msg = GeneratorMsg;
-    type State = SimGeneratorState;
-    type Arguments = SimGeneratorArgs;
+/// Generation that costs what the cost model says.
+pub struct SimRolloutEngine {
+    pub cost: CostModel,
+}
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        myself.cast(GeneratorMsg::Step)?;
-        Ok(SimGeneratorState {
-            args,
-            version: 0,
-            pending: None,
-            stopped: false,
-        })
+impl RolloutEngine for SimRolloutEngine {
+    fn generate(
+        &mut self,
+        prompts: &[PromptSpec],
+        n: usize,
+        _config: &GeneratorConfig,
+        seed: u64,
+    ) -> Result<Vec<GeneratedGroup>, String> {
+        let started = Instant::now();
+        let groups = (0..prompts.len() as u64)
+            .map(|k| {
+                let rollouts = simulated_rollouts(n, self.cost.response_tokens, seed + k);
+                (vec![0; 32], rollouts)
+            })
+            .collect();
+        spend(started, self.cost.generate_s(prompts.len(), n));
+        Ok(groups)
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match message {
-            GeneratorMsg::Weights(update) => state.pending = Some(update.version),
-            GeneratorMsg::Fault => panic!("injected fault: {} fails", state.args.name),
-            GeneratorMsg::Stop => {
-                state.stopped = true;
-                myself.stop(None);
-            }
-            GeneratorMsg::Step => {
-                if state.stopped {
-                    return Ok(());
-                }
-                if let Some(version) = state.pending.take() {
-                    if version > state.version {
-                        state.version = version;
-                        state.args.activity.note_version(&state.args.name, version);
-                    }
-                }
-                let me = myself.clone();
-                let waker: Waker = Box::new(move || {
-                    let _ = me.cast(GeneratorMsg::Step);
-                });
-                let max = state.args.batch_prompts;
-                let prompts = ractor::call!(state.args.source, |reply| PromptSourceMsg::Take {
-                    max,
-                    waker,
-                    reply
-                })?;
-                if prompts.is_empty() {
-                    return Ok(());
-                }
-                let activity = &state.args.activity;
-                for (item, _) in &prompts {
-                    activity.mark(item.uid, Milestone::Taken);
-                }
-                let n = state.args.group_size;
-                let started = std::time::Instant::now();
-                let start = activity.now();
-                spend(started, state.args.cost.generate_s(prompts.len(), n)).await;
-                let end = activity.now();
-                activity.record(&state.args.name, "generate", start, end);
-                let tokens = prompts.len() * n * state.args.cost.response_tokens;
-                activity.add("generated_tokens", tokens as u64);
-                activity.add("generated_samples", (prompts.len() * n) as u64);
-                for (item, spec) in prompts {
-                    let uid = item.uid;
-                    let group = RolloutGroup {
-                        rollouts: simulated_rollouts(n, state.args.cost.response_tokens, uid),
-                        prompt: item,
-                        system: spec.system,
-                        user: spec.user,
-                        prompt_tokens: vec![0; 32],
-                        policy_version: state.version,
-                        generator: state.args.name.clone(),
-                        generate_ms: (end - start) * 1e3,
-                        temperature: 1.0,
-                    };
-                    activity.mark(uid, Milestone::Generated);
-                    if let Err(e) = state.args.sink.send_group(group) {
-                        tracing::warn!("{}: sink refused a group: {e}", state.args.name);
-                        state.args.ledger.dropped(uid, "sink_closed");
-                    }
-                }
-                myself.cast(GeneratorMsg::Step)?;
-            }
-        }
+    /// Simulated updates carry no tensors: the copy's cost was spent on the learner's side.
+    fn apply_weights(&mut self, _tensors: &[(String, Tensor)]) -> Result<(), String> {
         Ok(())
     }
 }

@@ -1,9 +1,9 @@
-//! Simulated actors: a generator, a judge and a learner that speak the real protocol with the
-//! real prompt source, judge actor, replay buffer, ledger and activity log, but hold no model —
-//! each spends the time a [`CostModel`] gives it. With them the runtime itself (admission,
-//! staleness control, mailboxes, batching, weight publication) is benchmarked at the scale of
-//! hundreds of accelerators on one machine, and the benchmark's accounting is checked against
-//! costs known in advance.
+//! Simulated engines: a rollout engine, a judge and a train engine that hold no model — each
+//! spends the time a [`CostModel`] gives it. The real generator, judge and learner actors drive
+//! them, with the real prompt source, replay buffer, ledger, supervisor and activity log, so the
+//! runtime itself (admission, staleness control, mailboxes, batching, weight publication,
+//! supervision) is benchmarked at the scale of hundreds of accelerators on one machine, and the
+//! benchmark's accounting is checked against costs known in advance.
 
 pub mod cost_model;
 pub mod generator;

@@ -1,0 +1,285 @@
+//! The engine a learner drives: the one interface between the learner actor's protocol (batches
+//! from the buffer, staleness checks, skipped steps, the ledger, publishing versions,
+//! checkpoints) and whatever trains. [`GrpoTrainer`] is the real one — a Qwen2-VL policy, its
+//! frozen reference and AdamW; the simulated engine
+//! ([`crate::simulated::learner::SimTrainEngine`]) spends a cost model's time instead. Like
+//! AReaL's `TrainEngine`, the actor knows nothing of models.
+//!
+//! An engine lives on the learner's device thread ([`crate::device_worker`]); its builder runs
+//! there.
+
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::adamw::{AdamW, AdamWConfig};
+use crate::grpo::grpo_loss;
+use crate::learner_config::LearnerConfig;
+use crate::prompt_source::PromptSpec;
+use crate::protocol::Version;
+use crate::vl_engine::{EncodedPrompt, VlEngine};
+
+/// Named tensors: a copy of the weights, as published to a subscriber.
+pub type Snapshot = Vec<(String, Tensor)>;
+
+/// One training sequence: a prompt, one of its responses, the log-probs it was sampled with and
+/// its advantage.
+pub struct Sequence {
+    pub spec: PromptSpec,
+    pub prompt_tokens: Vec<i64>,
+    pub response: Vec<i64>,
+    pub behaviour: Vec<f32>,
+    pub advantage: f32,
+    pub temperature: f64,
+}
+
+/// What one optimiser step measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepLosses {
+    pub loss: f64,
+    pub kl: f64,
+    pub clip_fraction: f64,
+    pub grad_norm: f64,
+}
+
+/// Where the learner starts from when a run resumes.
+#[derive(Debug, Clone)]
+pub struct LearnerResume {
+    pub version: Version,
+    pub optimizer_steps: u64,
+    pub skipped_steps: u64,
+    pub weights: PathBuf,
+    pub optimizer: PathBuf,
+}
+
+/// Trains on sequences and hands out its weights.
+pub trait TrainEngine {
+    /// One optimiser step over `sequences` at learning rate `lr`. An error (a non-finite loss or
+    /// gradient among them) leaves the weights as they were: the learner skips the step.
+    /// `inject_nan` makes the loss NaN (fault injection).
+    fn train_step(
+        &mut self,
+        sequences: Vec<Sequence>,
+        config: &LearnerConfig,
+        lr: f64,
+        inject_nan: bool,
+    ) -> Result<StepLosses, String>;
+
+    /// A copy of the weights on `device` and its size in bytes, into `reuse`'s buffers where
+    /// they fit (a subscriber gives its applied copy back).
+    fn snapshot(&mut self, device: Device, reuse: Option<Snapshot>) -> (Snapshot, u64);
+
+    /// Writes the final weights (a model directory).
+    fn save(&self, dir: &Path) -> Result<(), String>;
+
+    /// Writes the checkpoint's tensor files into `scratch`; returns the optimiser's step count.
+    fn write_checkpoint(&self, scratch: &Path) -> Result<u64, String>;
+
+    /// Loads a checkpoint's weights and optimiser state.
+    fn load_resume(&mut self, resume: &LearnerResume) -> Result<(), String>;
+}
+
+/// Builds the learner's engine on its device thread.
+pub type TrainEngineBuilder = Box<dyn FnOnce() -> Result<Box<dyn TrainEngine>, String> + Send>;
+
+/// The real engine: GRPO on a Qwen2-VL policy with a frozen reference for the KL term.
+pub struct GrpoTrainer {
+    policy: VlEngine,
+    reference: Option<VlEngine>,
+    optimizer: AdamW,
+}
+
+impl GrpoTrainer {
+    /// Loads the policy (and, when the KL term needs it, a frozen reference: the starting
+    /// policy, also on resume) from `model_dir`.
+    pub fn load(
+        model_dir: &Path,
+        device: Device,
+        kind: Kind,
+        config: &LearnerConfig,
+    ) -> Result<GrpoTrainer, String> {
+        let policy = VlEngine::load(model_dir, device, kind)?;
+        let reference = if config.reference && config.grpo.kl_beta > 0.0 {
+            let reference = VlEngine::load(model_dir, device, kind)?;
+            for mut var in reference.model.var_store().trainable_variables() {
+                let _ = var.requires_grad_(false);
+            }
+            Some(reference)
+        } else {
+            None
+        };
+        let optimizer = AdamW::new(
+            policy.model.var_store(),
+            AdamWConfig {
+                weight_decay: config.weight_decay,
+                ..Default::default()
+            },
+        );
+        Ok(GrpoTrainer {
+            policy,
+            reference,
+            optimizer,
+        })
+    }
+
+    /// A builder for [`crate::learner::LearnerArgs::engine`], resuming from `resume` if given.
+    pub fn builder(
+        model_dir: PathBuf,
+        device: Device,
+        kind: Kind,
+        config: LearnerConfig,
+        resume: Option<LearnerResume>,
+    ) -> TrainEngineBuilder {
+        Box::new(move || {
+            let mut engine = GrpoTrainer::load(&model_dir, device, kind, &config)?;
+            if let Some(resume) = &resume {
+                engine.load_resume(resume)?;
+            }
+            Ok(Box::new(engine) as Box<dyn TrainEngine>)
+        })
+    }
+
+    /// Loss terms of one micro-batch, with gradients accumulated.
+    fn micro_batch(
+        &mut self,
+        chunk: &[Sequence],
+        config: &LearnerConfig,
+        total_tokens: usize,
+        inject_nan: bool,
+    ) -> Result<StepLosses, String> {
+        let encoded: Vec<EncodedPrompt> = chunk
+            .iter()
+            .map(|s| {
+                self.policy
+                    .encode(&s.spec.system, &s.spec.user, s.spec.image.as_deref())
+            })
+            .collect::<Result<_, _>>()?;
+        for (e, s) in encoded.iter().zip(chunk) {
+            if e.prompt.tokens != s.prompt_tokens {
+                return Err(format!(
+                    "prompt {} re-encodes differently on the learner",
+                    s.spec.id
+                ));
+            }
+        }
+        let refs: Vec<&EncodedPrompt> = encoded.iter().collect();
+        let responses: Vec<Vec<i64>> = chunk.iter().map(|s| s.response.clone()).collect();
+        let temperature = chunk[0].temperature.max(1e-6);
+        let current = self.policy.logprobs(&refs, &responses, temperature)?;
+        let width = current.logprobs.size()[1];
+        let device = current.logprobs.device();
+        let padded = |rows: Vec<Vec<f32>>| -> Tensor {
+            let flat: Vec<f32> = rows
+                .into_iter()
+                .flat_map(|mut r| {
+                    r.resize(width as usize, 0.0);
+                    r
+                })
+                .collect();
+            Tensor::from_slice(&flat)
+                .view([chunk.len() as i64, width])
+                .to_device(device)
+        };
+        let behaviour = padded(chunk.iter().map(|s| s.behaviour.clone()).collect());
+        let reference = match &self.reference {
+            Some(reference) if config.grpo.kl_beta > 0.0 => {
+                Some(tch::no_grad(|| reference.logprobs(&refs, &responses, temperature))?.logprobs)
+            }
+            _ => None,
+        };
+        let advantages =
+            Tensor::from_slice(&chunk.iter().map(|s| s.advantage).collect::<Vec<f32>>())
+                .to_device(device);
+        let terms = grpo_loss(
+            &current.logprobs,
+            &behaviour,
+            reference.as_ref(),
+            &advantages,
+            &current.mask,
+            total_tokens as f64,
+            &config.grpo,
+        );
+        let loss = if inject_nan {
+            terms.loss * f64::NAN
+        } else {
+            terms.loss
+        };
+        loss.backward();
+        Ok(StepLosses {
+            loss: loss.double_value(&[]),
+            kl: terms.kl,
+            clip_fraction: terms.clip_fraction,
+            grad_norm: 0.0,
+        })
+    }
+}
+
+impl TrainEngine for GrpoTrainer {
+    fn train_step(
+        &mut self,
+        sequences: Vec<Sequence>,
+        config: &LearnerConfig,
+        lr: f64,
+        inject_nan: bool,
+    ) -> Result<StepLosses, String> {
+        let total_tokens: usize = sequences.iter().map(|s| s.response.len()).sum();
+        self.optimizer.zero_grad();
+        let mut sum = StepLosses::default();
+        for chunk in sequences.chunks(config.micro_batch.max(1)) {
+            let terms = self.micro_batch(chunk, config, total_tokens, inject_nan)?;
+            sum.loss += terms.loss;
+            sum.kl += terms.kl;
+            sum.clip_fraction += terms.clip_fraction;
+        }
+        let grad_norm = self.optimizer.grad_norm();
+        if !grad_norm.is_finite() || !sum.loss.is_finite() {
+            self.optimizer.zero_grad();
+            return Err(format!(
+                "non-finite loss ({}) or gradient norm ({grad_norm})",
+                sum.loss
+            ));
+        }
+        self.optimizer.clip_to(grad_norm, config.grad_clip);
+        self.optimizer.step(lr);
+        self.optimizer.zero_grad();
+        sum.grad_norm = grad_norm;
+        Ok(sum)
+    }
+
+    fn snapshot(&mut self, device: Device, reuse: Option<Snapshot>) -> (Snapshot, u64) {
+        crate::weight_sync::snapshot_into(self.policy.model.var_store(), device, reuse)
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), String> {
+        self.policy.model.save(dir).map_err(|e| e.to_string())
+    }
+
+    fn write_checkpoint(&self, scratch: &Path) -> Result<u64, String> {
+        std::fs::create_dir_all(scratch)
+            .map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+        let mut weights: Vec<(String, Tensor)> = self
+            .policy
+            .model
+            .var_store()
+            .variables()
+            .into_iter()
+            .collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        let path = scratch.join(crate::checkpoint::WEIGHTS);
+        Tensor::write_safetensors(&weights, &path)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        let path = scratch.join(crate::checkpoint::OPTIMIZER);
+        Tensor::write_safetensors(&self.optimizer.state_tensors(), &path)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        Ok(self.optimizer.steps())
+    }
+
+    fn load_resume(&mut self, resume: &LearnerResume) -> Result<(), String> {
+        crate::weight_sync::apply_file(self.policy.model.var_store(), &resume.weights)?;
+        let moments = Tensor::read_safetensors(&resume.optimizer)
+            .map_err(|e| format!("reading {}: {e}", resume.optimizer.display()))?;
+        self.optimizer
+            .load_state(&moments, resume.optimizer_steps)
+            .map_err(|e| format!("{}: {e}", resume.optimizer.display()))
+    }
+}

@@ -1,0 +1,211 @@
+//! The plan of a real run: every role of a run config, with Qwen2-VL engines for generators and
+//! learner, and the registry's factories for judges and post-judge stages.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use grlhf_actors::learner::{CheckpointPlan, LearnerConfig};
+use grlhf_actors::prompt_source::PromptSpec;
+use grlhf_actors::registry::{JudgeContext, Registry};
+use grlhf_actors::rollout_engine::vl_rollout_engine;
+use grlhf_actors::train_engine::GrpoTrainer;
+use grlhf_models::device::parse_device;
+use tch::{Device, Kind};
+
+use super::plan::{
+    EvaluatorPlan, GeneratorPlan, JudgePlan, LearnerPlan, Placement, StagePlan, TopologyPlan,
+};
+use crate::run_config::RunConfig;
+
+/// Every device a config names, parsed (errors name the field).
+pub struct Devices {
+    pub learner: Device,
+    pub generators: Vec<Device>,
+    /// Per `[[judge]]` table.
+    pub judges: Vec<Device>,
+    pub evaluator: Option<Device>,
+}
+
+impl Devices {
+    pub fn parse(config: &RunConfig) -> Result<Devices> {
+        let learner =
+            parse_device(&config.learner.device).map_err(|e| anyhow!("learner.device: {e}"))?;
+        let generators = (0..config.generator.count)
+            .map(|i| {
+                parse_device(config.generator.device_of(i))
+                    .map_err(|e| anyhow!("generator.devices: {e}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let judges = config
+            .judges
+            .iter()
+            .enumerate()
+            .map(|(i, t)| parse_device(&t.device).map_err(|e| anyhow!("judge[{i}].device: {e}")))
+            .collect::<Result<Vec<_>>>()?;
+        let evaluator = match &config.evaluator {
+            Some(eval) => {
+                Some(parse_device(&eval.device).map_err(|e| anyhow!("evaluator.device: {e}"))?)
+            }
+            None => None,
+        };
+        Ok(Devices {
+            learner,
+            generators,
+            judges,
+            evaluator,
+        })
+    }
+}
+
+fn json_table(table: &toml::Table) -> Result<serde_json::Value> {
+    use anyhow::Context;
+    serde_json::to_value(table).context("converting a TOML table")
+}
+
+/// What a real run needs beyond its config.
+pub struct RealRun<'a> {
+    pub config: &'a RunConfig,
+    /// Names the config file in errors.
+    pub config_path: &'a Path,
+    pub registry: Arc<Registry>,
+    pub prompts: Vec<PromptSpec>,
+    /// The policy checkpoint every generator, the learner and the evaluator start from.
+    pub policy: PathBuf,
+    pub kind: Kind,
+    pub devices: Devices,
+    /// Held-out prompts for the evaluator (with `[evaluator]`).
+    pub eval_prompts: Vec<PromptSpec>,
+    /// What a resumed run must agree on (written into every checkpoint).
+    pub shape: grlhf_actors::checkpoint::RunShape,
+}
+
+/// The plan of `run`'s config.
+pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
+    let RealRun {
+        config,
+        config_path,
+        registry,
+        prompts,
+        policy,
+        kind,
+        devices,
+        eval_prompts,
+        shape,
+    } = run;
+    let stages = config
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Ok(StagePlan {
+                kind: t.kind.clone(),
+                table: json_table(&t.settings)?,
+                label: format!("{}: post_judge[{i}] ({})", config_path.display(), t.kind),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let judges = judge_plans(config, config_path, &registry, &devices.judges, kind)?;
+    let generators = devices
+        .generators
+        .iter()
+        .enumerate()
+        .map(|(g, &device)| GeneratorPlan {
+            name: format!("generator-{g}"),
+            placement: Placement::Local(device),
+            engine: vl_rollout_engine(policy.clone(), device, kind),
+            config: config.generator.sampling(),
+            seed: config.seed.wrapping_add(g as u64 * 7919),
+        })
+        .collect();
+    let learner = learner_plan(config, &policy, devices.learner, kind, shape);
+    let evaluator = match (&config.evaluator, devices.evaluator) {
+        (Some(eval), Some(device)) => Some(EvaluatorPlan {
+            placement: Placement::Local(device),
+            model_dir: policy.clone(),
+            kind,
+            prompts: eval_prompts,
+            metric: eval.metric,
+            max_new_tokens: eval.max_new_tokens,
+            batch: eval.batch,
+            every: eval.every,
+        }),
+        _ => None,
+    };
+    let mut plan = TopologyPlan::new(config, prompts, judges, generators, learner);
+    plan.registry = registry;
+    plan.stages = stages;
+    plan.evaluator = evaluator;
+    plan.faults = config.faults.clone();
+    Ok(plan)
+}
+
+/// Judges of every `[[judge]]` table, `count` each; a restart asks the registry's factory again.
+fn judge_plans(
+    config: &RunConfig,
+    config_path: &Path,
+    registry: &Arc<Registry>,
+    devices: &[Device],
+    kind: Kind,
+) -> Result<Vec<JudgePlan>> {
+    let mut plans = Vec::new();
+    for (i, table) in config.judges.iter().enumerate() {
+        let device = devices[i];
+        for c in 0..table.count {
+            let name = format!("judge-{i}-{c}");
+            let (registry, kind_name, settings) = (
+                registry.clone(),
+                table.kind.clone(),
+                json_table(&table.settings)?,
+            );
+            let (context_name, reward_model) = (name.clone(), config.model.reward_model.clone());
+            let seed = config.seed + c as u64;
+            plans.push(JudgePlan {
+                name,
+                placement: Placement::Local(device),
+                rebuild: Arc::new(move || {
+                    let factory = registry
+                        .judge(&kind_name)
+                        .ok_or_else(|| format!("no judge kind `{kind_name}`"))?;
+                    factory(JudgeContext {
+                        name: context_name.clone(),
+                        table: settings.clone(),
+                        device,
+                        kind,
+                        reward_model: reward_model.clone(),
+                        seed,
+                    })
+                }),
+                label: format!("{}: judge[{i}] ({})", config_path.display(), table.kind),
+            });
+        }
+    }
+    Ok(plans)
+}
+
+fn learner_plan(
+    config: &RunConfig,
+    policy: &Path,
+    device: Device,
+    kind: Kind,
+    shape: grlhf_actors::checkpoint::RunShape,
+) -> LearnerPlan {
+    let (model_dir, learner_config): (PathBuf, LearnerConfig) =
+        (policy.to_path_buf(), config.learner.clone());
+    let engine_config = learner_config.clone();
+    LearnerPlan {
+        placement: Placement::Local(device),
+        engine: Box::new(move |resume| {
+            GrpoTrainer::builder(model_dir, device, kind, engine_config, resume)()
+        }),
+        config: learner_config,
+        save_dir: Some(config.run_dir.join("policy")),
+        checkpoints: Some(CheckpointPlan {
+            dir: config.run_dir.join("checkpoints"),
+            every: config.checkpoint.every,
+            keep_last: config.checkpoint.keep_last,
+            shape,
+        }),
+        faults: config.faults.learner(config.seed),
+    }
+}
