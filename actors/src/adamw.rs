@@ -7,6 +7,7 @@
 //! variables of a var store in name order; `adamw_matches_tch` in the tests checks it against
 //! tch's own AdamW.
 
+use crate::error::ActorError;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
@@ -189,15 +190,19 @@ impl AdamW {
 
     /// Restores moments written by [`AdamW::state_tensors`] and the step count; every moment
     /// must be present with its parameter's shape.
-    pub fn load_state(&mut self, tensors: &[(String, Tensor)], steps: u64) -> Result<(), String> {
+    pub fn load_state(
+        &mut self,
+        tensors: &[(String, Tensor)],
+        steps: u64,
+    ) -> Result<(), ActorError> {
         let by_name: std::collections::HashMap<&str, &Tensor> =
             tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
         if by_name.len() != 2 * self.slots.len() {
-            return Err(format!(
+            return Err(ActorError::Weights(format!(
                 "optimizer state has {} tensors; the model needs {}",
                 by_name.len(),
                 2 * self.slots.len()
-            ));
+            )));
         }
         tch::no_grad(|| {
             for slot in &mut self.slots {
@@ -206,15 +211,15 @@ impl AdamW {
                     (EXP_AVG_SQ, &mut slot.exp_avg_sq),
                 ] {
                     let key = format!("{prefix}{}", slot.name);
-                    let source = by_name
-                        .get(key.as_str())
-                        .ok_or_else(|| format!("optimizer state lacks {key}"))?;
+                    let source = by_name.get(key.as_str()).ok_or_else(|| {
+                        ActorError::Weights(format!("optimizer state lacks {key}"))
+                    })?;
                     if source.size() != target.size() {
-                        return Err(format!(
+                        return Err(ActorError::Weights(format!(
                             "optimizer state {key} has shape {:?}; the parameter has {:?}",
                             source.size(),
                             target.size()
-                        ));
+                        )));
                     }
                     target.copy_(source);
                 }

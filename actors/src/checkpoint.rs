@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::error::ActorError;
 use crate::ledger::PromptState;
 use crate::prompt_source::SourceCheckpoint;
 use crate::protocol::Version;
@@ -157,8 +158,15 @@ fn sha256_of(path: &Path) -> std::io::Result<(u64, String)> {
     Ok((bytes, format!("{:x}", hasher.finalize())))
 }
 
-fn io_context<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> String + 'a {
-    move |e| format!("{what} {}: {e}", path.display())
+fn io_context<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ActorError + 'a {
+    move |e| ActorError::io(what, path, e)
+}
+
+fn damaged(message: String) -> ActorError {
+    ActorError::Checkpoint(message)
 }
 
 /// Completes a checkpoint whose tensor files are already in `scratch`: writes `state.json`,
@@ -170,10 +178,11 @@ pub fn finish(
     scratch: &Path,
     state: &CheckpointState,
     keep_last: usize,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, ActorError> {
     let result = (|| {
         let state_path = scratch.join(STATE);
-        let text = serde_json::to_vec(state).map_err(|e| format!("serialising state: {e}"))?;
+        let text = serde_json::to_vec(state)
+            .map_err(|e| ActorError::Checkpoint(format!("serialising state: {e}")))?;
         std::fs::write(&state_path, text).map_err(io_context("writing", &state_path))?;
         let mut files = Vec::new();
         for name in [WEIGHTS, OPTIMIZER, STATE] {
@@ -240,46 +249,46 @@ fn prune(root: &Path, keep_last: usize) {
 }
 
 /// Checks every file of the checkpoint in `dir` against its manifest and reads its state.
-pub fn verify(dir: &Path) -> Result<CheckpointState, String> {
+pub fn verify(dir: &Path) -> Result<CheckpointState, ActorError> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read(&path).map_err(io_context("reading", &path))?;
     let manifest: Manifest =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&text).map_err(|e| damaged(format!("{}: {e}", path.display())))?;
     for name in [WEIGHTS, OPTIMIZER, STATE] {
         let entry = manifest
             .files
             .iter()
             .find(|f| f.file == name)
-            .ok_or_else(|| format!("{}: no entry for {name}", path.display()))?;
+            .ok_or_else(|| damaged(format!("{}: no entry for {name}", path.display())))?;
         let file = dir.join(name);
         let (bytes, sha256) = sha256_of(&file).map_err(io_context("hashing", &file))?;
         if bytes != entry.bytes || sha256 != entry.sha256 {
-            return Err(format!(
+            return Err(damaged(format!(
                 "{}: checksum mismatch ({bytes} bytes, sha256 {sha256}; the manifest says {} bytes, {})",
                 file.display(),
                 entry.bytes,
                 entry.sha256
-            ));
+            )));
         }
     }
     let path = dir.join(STATE);
     let text = std::fs::read(&path).map_err(io_context("reading", &path))?;
     let state: CheckpointState =
-        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&text).map_err(|e| damaged(format!("{}: {e}", path.display())))?;
     if state.format != FORMAT || state.version != manifest.version {
-        return Err(format!(
+        return Err(damaged(format!(
             "{}: format {} version {} (expected format {FORMAT}, version {})",
             path.display(),
             state.format,
             state.version,
             manifest.version
-        ));
+        )));
     }
     Ok(state)
 }
 
 /// The newest checkpoint under `root` that verifies, and the ones skipped on the way (with why).
-pub fn latest_valid(root: &Path) -> Result<(PathBuf, CheckpointState, Vec<String>), String> {
+pub fn latest_valid(root: &Path) -> Result<(PathBuf, CheckpointState, Vec<String>), ActorError> {
     let mut skipped = Vec::new();
     for (_, dir) in list(root) {
         match verify(&dir) {
@@ -289,11 +298,11 @@ pub fn latest_valid(root: &Path) -> Result<(PathBuf, CheckpointState, Vec<String
                     "checkpoint {} is unusable, trying an older one: {e}",
                     dir.display()
                 );
-                skipped.push(e);
+                skipped.push(e.to_string());
             }
         }
     }
-    Err(if skipped.is_empty() {
+    Err(damaged(if skipped.is_empty() {
         format!("no checkpoint under {}", root.display())
     } else {
         format!(
@@ -302,11 +311,11 @@ pub fn latest_valid(root: &Path) -> Result<(PathBuf, CheckpointState, Vec<String
             skipped.len(),
             skipped.join("; ")
         )
-    })
+    }))
 }
 
 /// Damages the checkpoint in `dir` (fault injection): flips bytes in the middle of its weights.
-pub fn corrupt(dir: &Path) -> Result<(), String> {
+pub fn corrupt(dir: &Path) -> Result<(), ActorError> {
     let path = dir.join(WEIGHTS);
     let mut bytes = std::fs::read(&path).map_err(io_context("reading", &path))?;
     let middle = bytes.len() / 2;

@@ -8,6 +8,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::JoinHandle;
 
+use crate::error::ActorError;
+
 type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
 
 /// A thread owning a value of type `S` (a model and its companions).
@@ -19,12 +21,12 @@ pub struct DeviceWorker<S> {
 
 impl<S: 'static> DeviceWorker<S> {
     /// Starts the thread and builds its state there with `init`; returns once `init` is done.
-    pub fn spawn(
+    pub fn spawn<E: Into<ActorError> + 'static>(
         name: &str,
-        init: impl FnOnce() -> Result<S, String> + Send + 'static,
-    ) -> Result<DeviceWorker<S>, String> {
+        init: impl FnOnce() -> Result<S, E> + Send + 'static,
+    ) -> Result<DeviceWorker<S>, ActorError> {
         let (jobs, queue) = flume::unbounded::<Job<S>>();
-        let (ready_tx, ready_rx) = flume::bounded::<Result<(), String>>(1);
+        let (ready_tx, ready_rx) = flume::bounded::<Result<(), ActorError>>(1);
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
@@ -34,11 +36,11 @@ impl<S: 'static> DeviceWorker<S> {
                         state
                     }
                     Ok(Err(e)) => {
-                        let _ = ready_tx.send(Err(e));
+                        let _ = ready_tx.send(Err(e.into()));
                         return;
                     }
                     Err(panic) => {
-                        let _ = ready_tx.send(Err(panic_message(&panic)));
+                        let _ = ready_tx.send(Err(ActorError::Thread(panic_message(&panic))));
                         return;
                     }
                 };
@@ -46,10 +48,10 @@ impl<S: 'static> DeviceWorker<S> {
                     job(&mut state);
                 }
             })
-            .map_err(|e| format!("starting thread {name}: {e}"))?;
+            .map_err(|e| ActorError::Thread(format!("starting thread {name}: {e}")))?;
         ready_rx
             .recv()
-            .map_err(|_| format!("thread {name} ended during start-up"))??;
+            .map_err(|_| ActorError::Thread(format!("thread {name} ended during start-up")))??;
         Ok(DeviceWorker {
             jobs: Some(jobs),
             thread: Some(thread),
@@ -61,7 +63,7 @@ impl<S: 'static> DeviceWorker<S> {
     pub async fn run<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut S) -> R + Send + 'static,
-    ) -> Result<R, String> {
+    ) -> Result<R, ActorError> {
         let (tx, rx) = flume::bounded::<Result<R, String>>(1);
         let wrapped: Job<S> = Box::new(move |state: &mut S| {
             let result =
@@ -72,11 +74,11 @@ impl<S: 'static> DeviceWorker<S> {
             .as_ref()
             .expect("jobs are open until drop")
             .send(wrapped)
-            .map_err(|_| format!("thread {} has stopped", self.name))?;
+            .map_err(|_| ActorError::Thread(format!("thread {} has stopped", self.name)))?;
         rx.recv_async()
             .await
-            .map_err(|_| format!("thread {} dropped a job", self.name))?
-            .map_err(|panic| format!("thread {} panicked: {panic}", self.name))
+            .map_err(|_| ActorError::Thread(format!("thread {} dropped a job", self.name)))?
+            .map_err(|panic| ActorError::Thread(format!("thread {} panicked: {panic}", self.name)))
     }
 }
 

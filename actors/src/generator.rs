@@ -17,6 +17,7 @@ use tch::Device;
 
 use crate::activity::{ActivityLog, Milestone};
 use crate::device_worker::DeviceWorker;
+use crate::error::ActorError;
 use crate::ledger::{DropReason, Ledger};
 use crate::prompt_source::{PromptSourceMsg, PromptSpec};
 use crate::protocol::{GroupSink, PromptItem, RolloutGroup, Version, WeightUpdate};
@@ -127,7 +128,7 @@ impl Generator {
     async fn generate(
         state: &mut GeneratorState,
         prompts: &Taken,
-    ) -> Result<(Result<Vec<GeneratedGroup>, String>, f64), ActorProcessingErr> {
+    ) -> Result<(Result<Vec<GeneratedGroup>, ActorError>, f64), ActorProcessingErr> {
         let n = state.args.group_size;
         let config = state.args.config.clone();
         let seed = state

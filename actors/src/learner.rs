@@ -28,6 +28,7 @@ use tch::Device;
 use crate::activity::{ActivityLog, Milestone};
 use crate::checkpoint::{CheckpointState, RunShape};
 use crate::device_worker::DeviceWorker;
+use crate::error::ActorError;
 use crate::generator::GeneratorMsg;
 use crate::grpo::group_advantages;
 pub use crate::learner_config::LearnerConfig;
@@ -196,9 +197,9 @@ impl Learner {
                     .random_bool(faults.fail_checkpoint_probability.min(1.0)));
         let result = if fail {
             Self::fault(state, "checkpoint_write_failure");
-            Err(format!(
+            Err(ActorError::Checkpoint(format!(
                 "injected fault: checkpoint write at step {version} fails"
-            ))
+            )))
         } else {
             Self::write_checkpoint(state, &plan).await
         };
@@ -220,7 +221,7 @@ impl Learner {
             }
             Err(e) => {
                 tracing::error!("learner: checkpoint at step {version} not written: {e}");
-                outcome.checkpoint_failures.push(e);
+                outcome.checkpoint_failures.push(e.to_string());
                 None
             }
         }
@@ -229,10 +230,9 @@ impl Learner {
     async fn write_checkpoint(
         state: &mut LearnerState,
         plan: &CheckpointPlan,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, ActorError> {
         let version = state.version;
-        std::fs::create_dir_all(&plan.dir)
-            .map_err(|e| format!("creating {}: {e}", plan.dir.display()))?;
+        std::fs::create_dir_all(&plan.dir).map_err(|e| ActorError::io("creating", &plan.dir, e))?;
         let scratch = crate::checkpoint::scratch_dir(&plan.dir, version);
         let _ = std::fs::remove_dir_all(&scratch);
         let target = scratch.clone();
@@ -246,9 +246,9 @@ impl Learner {
             })?;
         // Order matters (see CheckpointState::assemble): source, buffer, then ledger.
         let source = ractor::call!(state.args.source, PromptSourceMsg::Snapshot)
-            .map_err(|e| format!("prompt source snapshot: {e}"))?;
+            .map_err(|e| ActorError::Checkpoint(format!("prompt source snapshot: {e}")))?;
         let buffer = ractor::call!(state.args.buffer, BufferMsg::Snapshot)
-            .map_err(|e| format!("replay buffer snapshot: {e}"))?;
+            .map_err(|e| ActorError::Checkpoint(format!("replay buffer snapshot: {e}")))?;
         let ledger = state.args.ledger.entries();
         let mut checkpoint = CheckpointState::assemble(
             version,
@@ -265,7 +265,7 @@ impl Learner {
             crate::checkpoint::finish(&root, &scratch, &checkpoint, keep)
         })
         .await
-        .map_err(|e| format!("checkpoint writer: {e}"))?
+        .map_err(|e| ActorError::Thread(format!("checkpoint writer: {e}")))?
     }
 
     /// Final weights and checkpoint, then stop.
@@ -422,7 +422,7 @@ impl Learner {
         myself: &ActorRef<LearnerMsg>,
         state: &mut LearnerState,
         batch: &[ScoredGroup],
-        error: String,
+        error: ActorError,
     ) -> Result<(), ActorProcessingErr> {
         let step = state.version;
         state.skipped_steps += 1;
@@ -610,7 +610,11 @@ impl Actor for Learner {
         // The builder runs once, on the device thread; the args keep a spent placeholder.
         let build = std::mem::replace(
             &mut args.engine,
-            Box::new(|| Err("the learner's engine was already built".to_string())),
+            Box::new(|| {
+                Err(ActorError::Engine(
+                    "the learner's engine was already built".into(),
+                ))
+            }),
         );
         let worker = DeviceWorker::spawn(&args.name, build)?;
         myself.cast(LearnerMsg::Step)?;

@@ -16,6 +16,7 @@ use grlhf_models::sampling::SamplingParams;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::error::ActorError;
 use crate::prompt_source::PromptSpec;
 use crate::protocol::Rollout;
 use crate::vl_engine::VlEngine;
@@ -56,16 +57,16 @@ pub trait RolloutEngine {
         n: usize,
         config: &GeneratorConfig,
         seed: u64,
-    ) -> Result<Vec<GeneratedGroup>, String>;
+    ) -> Result<Vec<GeneratedGroup>, ActorError>;
 
     /// Copies a weight update into the engine's parameters (names must match).
-    fn apply_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<(), String>;
+    fn apply_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<(), ActorError>;
 }
 
 /// Builds a generator's engine on its device thread, over the weights file given (a resume).
 /// Shared, because a supervisor builds the engine again when it restarts the generator.
 pub type RolloutEngineBuilder =
-    Arc<dyn Fn(Option<&Path>) -> Result<Box<dyn RolloutEngine>, String> + Send + Sync>;
+    Arc<dyn Fn(Option<&Path>) -> Result<Box<dyn RolloutEngine>, ActorError> + Send + Sync>;
 
 /// The real engine: a Qwen2-VL policy loaded from `model_dir` onto `device`.
 pub fn vl_rollout_engine(model_dir: PathBuf, device: Device, kind: Kind) -> RolloutEngineBuilder {
@@ -82,7 +83,7 @@ impl RolloutEngine for VlEngine {
         n: usize,
         config: &GeneratorConfig,
         seed: u64,
-    ) -> Result<Vec<GeneratedGroup>, String> {
+    ) -> Result<Vec<GeneratedGroup>, ActorError> {
         let encoded = prompts
             .iter()
             .map(|s| self.encode(&s.system, &s.user, s.image.as_deref()))
@@ -120,7 +121,7 @@ impl RolloutEngine for VlEngine {
             .collect())
     }
 
-    fn apply_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<(), String> {
+    fn apply_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<(), ActorError> {
         crate::weight_sync::apply(self.model.var_store(), tensors)
     }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 use crate::adamw::{AdamW, AdamWConfig};
+use crate::error::ActorError;
 use crate::grpo::grpo_loss;
 use crate::learner_config::LearnerConfig;
 use crate::prompt_source::PromptSpec;
@@ -63,24 +64,24 @@ pub trait TrainEngine {
         config: &LearnerConfig,
         lr: f64,
         inject_nan: bool,
-    ) -> Result<StepLosses, String>;
+    ) -> Result<StepLosses, ActorError>;
 
     /// A copy of the weights on `device` and its size in bytes, into `reuse`'s buffers where
     /// they fit (a subscriber gives its applied copy back).
     fn snapshot(&mut self, device: Device, reuse: Option<Snapshot>) -> (Snapshot, u64);
 
     /// Writes the final weights (a model directory).
-    fn save(&self, dir: &Path) -> Result<(), String>;
+    fn save(&self, dir: &Path) -> Result<(), ActorError>;
 
     /// Writes the checkpoint's tensor files into `scratch`; returns the optimiser's step count.
-    fn write_checkpoint(&self, scratch: &Path) -> Result<u64, String>;
+    fn write_checkpoint(&self, scratch: &Path) -> Result<u64, ActorError>;
 
     /// Loads a checkpoint's weights and optimiser state.
-    fn load_resume(&mut self, resume: &LearnerResume) -> Result<(), String>;
+    fn load_resume(&mut self, resume: &LearnerResume) -> Result<(), ActorError>;
 }
 
 /// Builds the learner's engine on its device thread.
-pub type TrainEngineBuilder = Box<dyn FnOnce() -> Result<Box<dyn TrainEngine>, String> + Send>;
+pub type TrainEngineBuilder = Box<dyn FnOnce() -> Result<Box<dyn TrainEngine>, ActorError> + Send>;
 
 /// The real engine: GRPO on a Qwen2-VL policy with a frozen reference for the KL term.
 pub struct GrpoTrainer {
@@ -97,7 +98,7 @@ impl GrpoTrainer {
         device: Device,
         kind: Kind,
         config: &LearnerConfig,
-    ) -> Result<GrpoTrainer, String> {
+    ) -> Result<GrpoTrainer, ActorError> {
         let policy = VlEngine::load(model_dir, device, kind)?;
         let reference = if config.reference && config.grpo.kl_beta > 0.0 {
             let reference = VlEngine::load(model_dir, device, kind)?;
@@ -146,7 +147,7 @@ impl GrpoTrainer {
         config: &LearnerConfig,
         total_tokens: usize,
         inject_nan: bool,
-    ) -> Result<StepLosses, String> {
+    ) -> Result<StepLosses, ActorError> {
         let encoded: Vec<EncodedPrompt> = chunk
             .iter()
             .map(|s| {
@@ -156,10 +157,10 @@ impl GrpoTrainer {
             .collect::<Result<_, _>>()?;
         for (e, s) in encoded.iter().zip(chunk) {
             if e.prompt.tokens != s.prompt_tokens {
-                return Err(format!(
+                return Err(ActorError::Engine(format!(
                     "prompt {} re-encodes differently on the learner",
                     s.spec.id
-                ));
+                )));
             }
         }
         let refs: Vec<&EncodedPrompt> = encoded.iter().collect();
@@ -221,7 +222,7 @@ impl TrainEngine for GrpoTrainer {
         config: &LearnerConfig,
         lr: f64,
         inject_nan: bool,
-    ) -> Result<StepLosses, String> {
+    ) -> Result<StepLosses, ActorError> {
         let total_tokens: usize = sequences.iter().map(|s| s.response.len()).sum();
         self.optimizer.zero_grad();
         let mut sum = StepLosses::default();
@@ -234,10 +235,10 @@ impl TrainEngine for GrpoTrainer {
         let grad_norm = self.optimizer.grad_norm();
         if !grad_norm.is_finite() || !sum.loss.is_finite() {
             self.optimizer.zero_grad();
-            return Err(format!(
-                "non-finite loss ({}) or gradient norm ({grad_norm})",
-                sum.loss
-            ));
+            return Err(ActorError::NonFinite {
+                loss: sum.loss,
+                grad_norm,
+            });
         }
         self.optimizer.clip_to(grad_norm, config.grad_clip);
         self.optimizer.step(lr);
@@ -250,13 +251,15 @@ impl TrainEngine for GrpoTrainer {
         crate::weight_sync::snapshot_into(self.policy.model.var_store(), device, reuse)
     }
 
-    fn save(&self, dir: &Path) -> Result<(), String> {
-        self.policy.model.save(dir).map_err(|e| e.to_string())
+    fn save(&self, dir: &Path) -> Result<(), ActorError> {
+        self.policy
+            .model
+            .save(dir)
+            .map_err(|e| ActorError::Engine(e.to_string()))
     }
 
-    fn write_checkpoint(&self, scratch: &Path) -> Result<u64, String> {
-        std::fs::create_dir_all(scratch)
-            .map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+    fn write_checkpoint(&self, scratch: &Path) -> Result<u64, ActorError> {
+        std::fs::create_dir_all(scratch).map_err(|e| ActorError::io("creating", scratch, e))?;
         let mut weights: Vec<(String, Tensor)> = self
             .policy
             .model
@@ -267,19 +270,20 @@ impl TrainEngine for GrpoTrainer {
         weights.sort_by(|a, b| a.0.cmp(&b.0));
         let path = scratch.join(crate::checkpoint::WEIGHTS);
         Tensor::write_safetensors(&weights, &path)
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            .map_err(|e| ActorError::Checkpoint(format!("writing {}: {e}", path.display())))?;
         let path = scratch.join(crate::checkpoint::OPTIMIZER);
         Tensor::write_safetensors(&self.optimizer.state_tensors(), &path)
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            .map_err(|e| ActorError::Checkpoint(format!("writing {}: {e}", path.display())))?;
         Ok(self.optimizer.steps())
     }
 
-    fn load_resume(&mut self, resume: &LearnerResume) -> Result<(), String> {
+    fn load_resume(&mut self, resume: &LearnerResume) -> Result<(), ActorError> {
         crate::weight_sync::apply_file(self.policy.model.var_store(), &resume.weights)?;
-        let moments = Tensor::read_safetensors(&resume.optimizer)
-            .map_err(|e| format!("reading {}: {e}", resume.optimizer.display()))?;
+        let moments = Tensor::read_safetensors(&resume.optimizer).map_err(|e| {
+            ActorError::Checkpoint(format!("reading {}: {e}", resume.optimizer.display()))
+        })?;
         self.optimizer
             .load_state(&moments, resume.optimizer_steps)
-            .map_err(|e| format!("{}: {e}", resume.optimizer.display()))
+            .map_err(|e| ActorError::Checkpoint(format!("{}: {e}", resume.optimizer.display())))
     }
 }

@@ -3,6 +3,7 @@
 //! tensor copies — `benchmarks/benches/weight_sync.rs` compares them with one raw copy of the
 //! same bytes.
 
+use crate::error::ActorError;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
@@ -48,7 +49,7 @@ pub fn snapshot_into(
 }
 
 /// Copies `tensors` into the parameters of `vars` in place (every name must exist).
-pub fn apply(vars: &VarStore, tensors: &[(String, Tensor)]) -> Result<(), String> {
+pub fn apply(vars: &VarStore, tensors: &[(String, Tensor)]) -> Result<(), ActorError> {
     let variables = vars.variables();
     tch::no_grad(|| {
         for (name, tensor) in tensors {
@@ -57,7 +58,11 @@ pub fn apply(vars: &VarStore, tensors: &[(String, Tensor)]) -> Result<(), String
                     let mut var = var.shallow_clone();
                     var.copy_(tensor);
                 }
-                None => return Err(format!("weight update names unknown parameter {name}")),
+                None => {
+                    return Err(ActorError::Weights(format!(
+                        "weight update names unknown parameter {name}"
+                    )))
+                }
             }
         }
         Ok(())
@@ -65,8 +70,8 @@ pub fn apply(vars: &VarStore, tensors: &[(String, Tensor)]) -> Result<(), String
 }
 
 /// Copies the tensors of a safetensors file (a checkpoint's weights) into `vars` in place.
-pub fn apply_file(vars: &VarStore, path: &std::path::Path) -> Result<(), String> {
-    let tensors =
-        Tensor::read_safetensors(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    apply(vars, &tensors).map_err(|e| format!("{}: {e}", path.display()))
+pub fn apply_file(vars: &VarStore, path: &std::path::Path) -> Result<(), ActorError> {
+    let tensors = Tensor::read_safetensors(path)
+        .map_err(|e| ActorError::Weights(format!("reading {}: {e}", path.display())))?;
+    apply(vars, &tensors).map_err(|e| ActorError::Weights(format!("{}: {e}", path.display())))
 }

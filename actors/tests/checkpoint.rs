@@ -133,7 +133,9 @@ fn a_damaged_newest_checkpoint_is_detected_and_the_previous_one_used() {
     let (dir, _, skipped) = checkpoint::latest_valid(tmp.path()).unwrap();
     assert!(dir.ends_with("step-000002"), "{skipped:?}");
     std::fs::remove_file(dir.join(checkpoint::MANIFEST)).unwrap();
-    let err = checkpoint::latest_valid(tmp.path()).unwrap_err();
+    let err = checkpoint::latest_valid(tmp.path())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("no usable checkpoint") && err.contains("3 damaged"),
         "{err}"
@@ -153,7 +155,9 @@ fn an_interrupted_write_leaves_no_checkpoint_behind() {
     assert!(skipped.is_empty());
     // A write that fails (a tensor file missing) removes its scratch directory and keeps the rest.
     let state = checkpoint::verify(&dir).unwrap();
-    let err = checkpoint::finish(tmp.path(), &scratch, &state, 3).unwrap_err();
+    let err = checkpoint::finish(tmp.path(), &scratch, &state, 3)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(checkpoint::OPTIMIZER), "{err}");
     assert!(!scratch.exists());
     assert_eq!(checkpoint::list(tmp.path()).len(), 1);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use grlhf_models::generation::FinishReason;
 use tch::Tensor;
 
+use crate::error::ActorError;
 use crate::prompt_source::PromptSpec;
 use crate::protocol::Rollout;
 use crate::rollout_engine::{GeneratedGroup, GeneratorConfig, RolloutEngine};
@@ -47,7 +48,7 @@ impl RolloutEngine for SimRolloutEngine {
         n: usize,
         _config: &GeneratorConfig,
         seed: u64,
-    ) -> Result<Vec<GeneratedGroup>, String> {
+    ) -> Result<Vec<GeneratedGroup>, ActorError> {
         let started = Instant::now();
         let groups = (0..prompts.len() as u64)
             .map(|k| {
@@ -60,7 +61,7 @@ impl RolloutEngine for SimRolloutEngine {
     }
 
     /// Simulated updates carry no tensors: the copy's cost was spent on the learner's side.
-    fn apply_weights(&mut self, _tensors: &[(String, Tensor)]) -> Result<(), String> {
+    fn apply_weights(&mut self, _tensors: &[(String, Tensor)]) -> Result<(), ActorError> {
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tch::Device;
 
+use crate::error::ActorError;
 use crate::learner_config::LearnerConfig;
 use crate::simulated::generator::spend;
 use crate::simulated::CostModel;
@@ -25,12 +26,15 @@ impl TrainEngine for SimTrainEngine {
         _config: &LearnerConfig,
         _lr: f64,
         inject_nan: bool,
-    ) -> Result<StepLosses, String> {
+    ) -> Result<StepLosses, ActorError> {
         let started = Instant::now();
         let tokens: usize = sequences.iter().map(|s| s.response.len()).sum();
         spend(started, self.cost.learn_s(tokens));
         if inject_nan {
-            return Err("non-finite loss (NaN) or gradient norm (NaN)".to_string());
+            return Err(ActorError::NonFinite {
+                loss: f64::NAN,
+                grad_norm: f64::NAN,
+            });
         }
         Ok(StepLosses::default())
     }
@@ -41,16 +45,16 @@ impl TrainEngine for SimTrainEngine {
         (Vec::new(), self.cost.weight_bytes)
     }
 
-    fn save(&self, _dir: &Path) -> Result<(), String> {
+    fn save(&self, _dir: &Path) -> Result<(), ActorError> {
         Ok(())
     }
 
     /// Nothing to write: a simulated checkpoint is the run's state alone.
-    fn write_checkpoint(&self, _scratch: &Path) -> Result<u64, String> {
+    fn write_checkpoint(&self, _scratch: &Path) -> Result<u64, ActorError> {
         Ok(0)
     }
 
-    fn load_resume(&mut self, _resume: &LearnerResume) -> Result<(), String> {
+    fn load_resume(&mut self, _resume: &LearnerResume) -> Result<(), ActorError> {
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use grlhf_actors::error::ActorError;
 use grlhf_actors::evaluator::EvalMetric;
 use grlhf_actors::learner::{CheckpointPlan, LearnerConfig, LearnerFaults};
 use grlhf_actors::prompt_source::PromptSpec;
@@ -65,7 +66,7 @@ pub struct StagePlan {
 
 /// Builds the learner's engine on its device thread, resuming from the checkpoint if any.
 pub type TrainEngineFactory =
-    Box<dyn FnOnce(Option<LearnerResume>) -> Result<Box<dyn TrainEngine>, String> + Send>;
+    Box<dyn FnOnce(Option<LearnerResume>) -> Result<Box<dyn TrainEngine>, ActorError> + Send>;
 
 /// The learner.
 pub struct LearnerPlan {
