@@ -366,20 +366,8 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Every setting is usable (checkpoints aside: a pipeline creates them as it goes).
-    pub fn validate_settings(&self) -> Result<()> {
-        if self.group_size < 2 {
-            bail!(
-                "group_size = {}: need at least 2 responses per prompt (advantages compare them)",
-                self.group_size
-            );
-        }
-        if self.batch_groups == 0 {
-            bail!("batch_groups = 0: the learner needs at least one group per step");
-        }
-        if self.steps == 0 {
-            bail!("steps = 0: nothing to train");
-        }
+    /// `[generator]`: counts, sampling and devices.
+    fn validate_generator(&self) -> Result<()> {
         if self.generator.count == 0 {
             bail!("generator.count = 0: a run needs a generator");
         }
@@ -415,6 +403,48 @@ impl RunConfig {
         for device in &self.generator.devices {
             check_device("generator.devices", device)?;
         }
+        Ok(())
+    }
+
+    /// `[data]`: the source and what it reads.
+    fn validate_data(&self) -> Result<()> {
+        match self.data.source.as_str() {
+            "world" => {
+                if self.data.world_size == 0 {
+                    bail!("data.world_size = 0");
+                }
+            }
+            "jsonl" if self.data.image_root.as_ref().is_some_and(|r| !r.is_dir()) => {
+                bail!(
+                    "data.image_root: {} is not a directory",
+                    self.data.image_root.as_ref().unwrap().display()
+                );
+            }
+            "jsonl" => match &self.data.path {
+                None => bail!("data.path: the jsonl source needs a file"),
+                Some(p) if !p.is_file() => bail!("data.path: {} not found", p.display()),
+                _ => {}
+            },
+            other => bail!("data.source = `{other}`: use `world` or `jsonl`"),
+        }
+        Ok(())
+    }
+
+    /// Every setting is usable (checkpoints aside: a pipeline creates them as it goes).
+    pub fn validate_settings(&self) -> Result<()> {
+        if self.group_size < 2 {
+            bail!(
+                "group_size = {}: need at least 2 responses per prompt (advantages compare them)",
+                self.group_size
+            );
+        }
+        if self.batch_groups == 0 {
+            bail!("batch_groups = 0: the learner needs at least one group per step");
+        }
+        if self.steps == 0 {
+            bail!("steps = 0: nothing to train");
+        }
+        self.validate_generator()?;
         check_device("learner.device", &self.learner.device)?;
         if let Some(e) = &self.evaluator {
             check_device("evaluator.device", &e.device)?;
@@ -436,25 +466,7 @@ impl RunConfig {
         if self.judges.is_empty() {
             bail!("no [[judge]]: a run needs at least one judge");
         }
-        match self.data.source.as_str() {
-            "world" => {
-                if self.data.world_size == 0 {
-                    bail!("data.world_size = 0");
-                }
-            }
-            "jsonl" if self.data.image_root.as_ref().is_some_and(|r| !r.is_dir()) => {
-                bail!(
-                    "data.image_root: {} is not a directory",
-                    self.data.image_root.as_ref().unwrap().display()
-                );
-            }
-            "jsonl" => match &self.data.path {
-                None => bail!("data.path: the jsonl source needs a file"),
-                Some(p) if !p.is_file() => bail!("data.path: {} not found", p.display()),
-                _ => {}
-            },
-            other => bail!("data.source = `{other}`: use `world` or `jsonl`"),
-        }
+        self.validate_data()?;
         grlhf_models::device::parse_dtype(&self.model.dtype)
             .map_err(|e| anyhow::anyhow!("model.dtype: {e}"))?;
         let lr = self.learner.lr;

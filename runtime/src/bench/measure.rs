@@ -239,29 +239,13 @@ pub fn measured_stage_times(
     }
 }
 
-/// Everything `bench.json` holds, for one finished run.
-pub fn measure(
-    label: &str,
-    config: &RunConfig,
-    outcome: &RunOutcome,
-    judges: usize,
-    warmup_steps: u64,
-    cost: Option<&CostModel>,
-) -> BenchReport {
-    let steps = &outcome.steps;
-    let spans = outcome.activity.spans();
-    let events = outcome.activity.events();
-    let wall = outcome.summary.wall_s;
-    let warm = (warmup_steps as usize).min(steps.len().saturating_sub(1));
-    let t0 = if warm == 0 { 0.0 } else { steps[warm - 1].time };
-    let t1 = steps.last().map_or(wall, |s| s.time);
-    let window_steps = &steps[warm..];
-    let span = (t1 - t0).max(1e-9);
-    let samples: usize = window_steps
-        .iter()
-        .map(|s| s.groups * config.group_size)
-        .sum();
-    let tokens: usize = window_steps.iter().map(|s| s.response_tokens).sum();
+/// Busy and idle ratios over `[t0, t1]` per actor, and the mean busy ratio per role.
+fn actor_loads(
+    spans: &[grlhf_actors::activity::Span],
+    t0: f64,
+    t1: f64,
+    span: f64,
+) -> (BTreeMap<String, ActorLoad>, BTreeMap<String, f64>) {
     let mut actor_names: Vec<String> = spans.iter().map(|s| s.actor.clone()).collect();
     actor_names.sort();
     actor_names.dedup();
@@ -288,14 +272,11 @@ pub fn measure(
         .into_iter()
         .map(|(r, (sum, n))| (r, sum / n.max(1) as f64))
         .collect();
-    let mut staleness_histogram = BTreeMap::new();
-    for s in steps {
-        for (k, v) in &s.staleness_counts {
-            *staleness_histogram.entry(*k).or_default() += v;
-        }
-    }
-    let sync_ms = steps.iter().map(|s| s.sync_ms).sum::<f64>() / steps.len().max(1) as f64;
-    let sync_bytes = steps.last().map_or(0, |s| s.sync_bytes);
+    (actors, role_busy)
+}
+
+/// Groups at each stage of the pipeline, sampled at 201 moments over the run.
+fn queue_depths(events: &[grlhf_actors::activity::GroupEvent], wall: f64) -> Vec<QueueSample> {
     let (taken, generated, judged, trained) = (
         times(&events, Milestone::Taken),
         times(&events, Milestone::Generated),
@@ -303,7 +284,7 @@ pub fn measure(
         times(&events, Milestone::Trained),
     );
     let samples_at = 200usize;
-    let queue_depths = (0..=samples_at)
+    (0..=samples_at)
         .map(|i| {
             let t = wall * i as f64 / samples_at as f64;
             let (a, g, j, r) = (
@@ -319,7 +300,42 @@ pub fn measure(
                 awaiting_learner: j.saturating_sub(r),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Everything `bench.json` holds, for one finished run.
+pub fn measure(
+    label: &str,
+    config: &RunConfig,
+    outcome: &RunOutcome,
+    judges: usize,
+    warmup_steps: u64,
+    cost: Option<&CostModel>,
+) -> BenchReport {
+    let steps = &outcome.steps;
+    let spans = outcome.activity.spans();
+    let events = outcome.activity.events();
+    let wall = outcome.summary.wall_s;
+    let warm = (warmup_steps as usize).min(steps.len().saturating_sub(1));
+    let t0 = if warm == 0 { 0.0 } else { steps[warm - 1].time };
+    let t1 = steps.last().map_or(wall, |s| s.time);
+    let window_steps = &steps[warm..];
+    let span = (t1 - t0).max(1e-9);
+    let samples: usize = window_steps
+        .iter()
+        .map(|s| s.groups * config.group_size)
+        .sum();
+    let tokens: usize = window_steps.iter().map(|s| s.response_tokens).sum();
+    let (actors, role_busy) = actor_loads(&spans, t0, t1, span);
+    let mut staleness_histogram = BTreeMap::new();
+    for s in steps {
+        for (k, v) in &s.staleness_counts {
+            *staleness_histogram.entry(*k).or_default() += v;
+        }
+    }
+    let sync_ms = steps.iter().map(|s| s.sync_ms).sum::<f64>() / steps.len().max(1) as f64;
+    let sync_bytes = steps.last().map_or(0, |s| s.sync_bytes);
+    let queue_depths = queue_depths(&events, wall);
     let samples_per_step = (config.batch_groups * config.group_size) as f64;
     let ideal = IdealBound::new(
         measured_stage_times(outcome, config, judges, (t0, t1)),
@@ -344,7 +360,7 @@ pub fn measure(
         samples_per_s,
         generated_tokens_per_s: outcome.summary.generated_tokens as f64 / wall.max(1e-9),
         judged_pairs_per_s: outcome.summary.judgments as f64 / wall.max(1e-9),
-        judged_groups_per_s: judged.len() as f64 / wall.max(1e-9),
+        judged_groups_per_s: times(&events, Milestone::Judged).len() as f64 / wall.max(1e-9),
         learner_tokens_per_s: tokens as f64 / span,
         actors,
         role_busy,

@@ -117,55 +117,8 @@ pub fn markdown(o: &BenchOutput) -> String {
             c.relative_error * 100.0
         );
     }
-    if !o.sweep.is_empty() {
-        md += "\n## Sweep\n\nOne axis at a time from the config; `× sync` = samples/s over the sync run's.\n\n";
-        let rows: Vec<(&str, &BenchReport)> = o
-            .sweep
-            .iter()
-            .map(|r| (r.label.as_str(), &r.report))
-            .collect();
-        md += &report_table(&rows);
-        if let Some(sync) = o.sweep.first() {
-            let _ = write!(
-                md,
-                "\nThe sync run's stages, measured with nothing else running, bound what overlap can give: lockstep {:.3} s vs perfect overlap of the stages {:.3} s per step (a wide enough staleness window assumed), an ideal speed-up of {:.2}× over lockstep. `of ideal` = samples/s ÷ that perfect-overlap throughput (sync and async rows; the other variants change the stages themselves, so their own `efficiency` column above is the one to read).\n",
-                sync.report.ideal.lockstep_step_s,
-                sync.report.ideal.stage_times.stages_overlap_step_s(),
-                sync.report.ideal.lockstep_step_s
-                    / sync.report.ideal.stage_times.stages_overlap_step_s().max(1e-12)
-            );
-        }
-        md += "\n| run | × sync | of ideal |\n|---|---:|---:|\n";
-        for r in &o.sweep {
-            let of_ideal = r
-                .of_sync_ideal
-                .map_or("—".to_string(), |x| format!("{x:.2}"));
-            let _ = writeln!(md, "| {} | {:.2}× | {of_ideal} |", r.label, r.over_sync);
-        }
-        md += "\n![sweep](sweep.png)\n";
-    }
-    if !o.scale.is_empty() {
-        md += "\n## Scale (simulated actors)\n\n| actors | generators | judges | samples/s | ideal samples/s | bottleneck | step over ideal | learner busy | learner span over cost | zero-cost µs/group | peak groups in flight | bytes/in-flight group |\n|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n";
-        for r in &o.scale {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {:.1} | {:.1} | {} | {:+.2}% | {:.3} | {:+.2}% | {:.0} | {} | {:.0} |",
-                r.actors,
-                r.generators,
-                r.judges,
-                r.samples_per_s,
-                r.ideal_samples_per_s,
-                r.bottleneck,
-                r.runtime_overhead * 100.0,
-                r.learner_busy,
-                r.learner_cost_overrun * 100.0,
-                r.zero_cost_us_per_group,
-                r.peak_in_flight_groups,
-                r.bytes_per_in_flight_group
-            );
-        }
-        md += "\n`step over ideal`: measured step time over the cost model's perfect-overlap step, minus 1 — everything the run adds, including queueing where stages are nearly balanced. `learner span over cost`: how much longer the learner's busy spans were than the cost model says (the simulator's own sleep hand-off, not the runtime). With the learner the bottleneck, the runtime's own share is roughly the first minus the second.\n\n![scale](scale.png)\n";
-    }
+    md += &sweep_markdown(o);
+    md += &scale_markdown(o);
     if let Some(c) = &o.cost_model {
         let _ = write!(
             md,
@@ -173,6 +126,71 @@ pub fn markdown(o: &BenchOutput) -> String {
             serde_json::to_string_pretty(c).unwrap_or_default()
         );
     }
+    md
+}
+
+/// The sweep section of `bench.md` (empty without a sweep).
+fn sweep_markdown(o: &BenchOutput) -> String {
+    let mut md = String::new();
+    if o.sweep.is_empty() {
+        return md;
+    }
+    md += "\n## Sweep\n\nOne axis at a time from the config; `× sync` = samples/s over the sync run's.\n\n";
+    let rows: Vec<(&str, &BenchReport)> = o
+        .sweep
+        .iter()
+        .map(|r| (r.label.as_str(), &r.report))
+        .collect();
+    md += &report_table(&rows);
+    if let Some(sync) = o.sweep.first() {
+        let _ = write!(
+            md,
+            "\nThe sync run's stages, measured with nothing else running, bound what overlap can give: lockstep {:.3} s vs perfect overlap of the stages {:.3} s per step (a wide enough staleness window assumed), an ideal speed-up of {:.2}× over lockstep. `of ideal` = samples/s ÷ that perfect-overlap throughput (sync and async rows; the other variants change the stages themselves, so their own `efficiency` column above is the one to read).\n",
+            sync.report.ideal.lockstep_step_s,
+            sync.report.ideal.stage_times.stages_overlap_step_s(),
+            sync.report.ideal.lockstep_step_s
+                / sync.report.ideal.stage_times.stages_overlap_step_s().max(1e-12)
+        );
+    }
+    md += "\n| run | × sync | of ideal |\n|---|---:|---:|\n";
+    for r in &o.sweep {
+        let of_ideal = r
+            .of_sync_ideal
+            .map_or("—".to_string(), |x| format!("{x:.2}"));
+        let _ = writeln!(md, "| {} | {:.2}× | {of_ideal} |", r.label, r.over_sync);
+    }
+    md += "\n![sweep](sweep.png)\n";
+
+    md
+}
+
+/// The scale section of `bench.md` (empty without scale runs).
+fn scale_markdown(o: &BenchOutput) -> String {
+    let mut md = String::new();
+    if o.scale.is_empty() {
+        return md;
+    }
+    md += "\n## Scale (simulated actors)\n\n| actors | generators | judges | samples/s | ideal samples/s | bottleneck | step over ideal | learner busy | learner span over cost | zero-cost µs/group | peak groups in flight | bytes/in-flight group |\n|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n";
+    for r in &o.scale {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.1} | {:.1} | {} | {:+.2}% | {:.3} | {:+.2}% | {:.0} | {} | {:.0} |",
+            r.actors,
+            r.generators,
+            r.judges,
+            r.samples_per_s,
+            r.ideal_samples_per_s,
+            r.bottleneck,
+            r.runtime_overhead * 100.0,
+            r.learner_busy,
+            r.learner_cost_overrun * 100.0,
+            r.zero_cost_us_per_group,
+            r.peak_in_flight_groups,
+            r.bytes_per_in_flight_group
+        );
+    }
+    md += "\n`step over ideal`: measured step time over the cost model's perfect-overlap step, minus 1 — everything the run adds, including queueing where stages are nearly balanced. `learner span over cost`: how much longer the learner's busy spans were than the cost model says (its hand-offs to its device thread and the sleeps' overshoot: the engine side, not the message-passing runtime). With the learner the bottleneck, the runtime's own share is roughly the first minus the second.\n\n![scale](scale.png)\n";
+
     md
 }
 
