@@ -252,7 +252,7 @@ fn actor_loads(
     let actors: BTreeMap<String, ActorLoad> = actor_names
         .iter()
         .map(|a| {
-            let busy = busy_seconds(&spans, a, t0, t1) / span;
+            let busy = busy_seconds(spans, a, t0, t1) / span;
             (
                 a.clone(),
                 ActorLoad {
@@ -278,10 +278,10 @@ fn actor_loads(
 /// Groups at each stage of the pipeline, sampled at 201 moments over the run.
 fn queue_depths(events: &[grlhf_actors::activity::GroupEvent], wall: f64) -> Vec<QueueSample> {
     let (taken, generated, judged, trained) = (
-        times(&events, Milestone::Taken),
-        times(&events, Milestone::Generated),
-        times(&events, Milestone::Judged),
-        times(&events, Milestone::Trained),
+        times(events, Milestone::Taken),
+        times(events, Milestone::Generated),
+        times(events, Milestone::Judged),
+        times(events, Milestone::Trained),
     );
     let samples_at = 200usize;
     (0..=samples_at)
