@@ -1,0 +1,31 @@
+//! `grlhf init-model`: writes a randomly initialised Qwen2 checkpoint of a named size preset,
+//! for demos, tests and benchmarks when no real checkpoint is at hand.
+
+use anyhow::{Context, Result};
+use grlhf::model_presets;
+use grlhf_models::device::parse_dtype;
+use grlhf_models::Qwen2ForCausalLM;
+
+use crate::InitModelArgs;
+
+/// Writes `config.json` + `model.safetensors` to `--out`.
+pub fn init_model(args: InitModelArgs) -> Result<()> {
+    let InitModelArgs {
+        out,
+        preset,
+        seed,
+        dtype,
+    } = args;
+    let config = model_presets::preset(&preset)?;
+    tch::manual_seed(seed);
+    let model = Qwen2ForCausalLM::new(&config, tch::Device::Cpu, parse_dtype(&dtype)?)?;
+    model
+        .save(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote a random `{preset}` Qwen2 ({:.1}M parameters, {dtype}) to {}",
+        config.num_parameters() as f64 / 1e6,
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! `--seeds` of `pipeline` and `reproduce`: the whole run once per seed (in RUN_DIR/seed-N),
+//! then the across-seed report (`seeds.json`, `seeds.md`: every number as mean ± SE, each claim
+//! judged across seeds).
+
+use anyhow::{Context, Result};
+use grlhf::pipeline_config::PipelineConfig;
+use grlhf::seeds::{aggregate, seed_dir};
+
+use super::pipeline::{run_pipeline, PipelineRun};
+
+/// Runs `run` once per seed, then writes and prints the across-seed report (left out, with a
+/// note, while a seed has no report yet).
+pub fn run_seeds(config: PipelineConfig, seeds: &[u64], run: &PipelineRun) -> Result<()> {
+    let mut unique = seeds.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    anyhow::ensure!(
+        unique.len() == seeds.len(),
+        "--seeds {seeds:?}: a seed is listed twice"
+    );
+    let root = config.run_dir.clone();
+    let mut reports = Vec::new();
+    let mut runs = Vec::new();
+    for &seed in seeds {
+        let dir = seed_dir(&root, seed);
+        eprintln!("==> seed {seed} ({})", dir.display());
+        let mut per_seed = config.clone();
+        per_seed.seed = seed;
+        per_seed.run_dir = dir.clone();
+        run_pipeline(per_seed, run)?;
+        let path = dir.join("report.json");
+        if !path.is_file() {
+            eprintln!(
+                "seed {seed} has no report yet ({}): the across-seed report needs every seed evaluated",
+                path.display()
+            );
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&path)?;
+        reports.push(
+            serde_json::from_str::<grlhf::report::Report>(&text)
+                .with_context(|| format!("{}: not a pipeline report", path.display()))?,
+        );
+        runs.push(dir);
+    }
+    let across = aggregate(seeds, &reports, runs);
+    std::fs::write(
+        root.join("seeds.json"),
+        serde_json::to_string_pretty(&across)?,
+    )?;
+    std::fs::write(
+        root.join("seeds.md"),
+        across.markdown("Generative RLHF-V reproduction across seeds"),
+    )?;
+    println!("\n{}", across.terminal_summary());
+    println!("report: {}", root.join("seeds.md").display());
+    Ok(())
+}
