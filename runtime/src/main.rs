@@ -8,6 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use commands::values::{Dtype, HeldOutSet, Preset};
+use grlhf::pipeline::PipelineStage;
+use grlhf::pipeline_config::Variant;
+use grlhf::warm_start::Target;
 
 #[derive(Parser)]
 #[command(
@@ -101,12 +105,12 @@ struct BenchArgs {
 #[derive(Args)]
 struct PipelineArgs {
     config: PathBuf,
-    /// Run one stage alone from saved checkpoints: warm-start, stage1, stage2 or eval.
+    /// Run one stage alone from saved checkpoints.
     #[arg(long)]
-    stage: Option<String>,
+    stage: Option<PipelineStage>,
     /// Stage-2 variants (comma-separated; default: the config's `variants`).
     #[arg(long, value_delimiter = ',')]
-    variants: Vec<String>,
+    variants: Vec<Variant>,
     /// Run the pipeline once per seed (in RUN_DIR/seed-N), then report every number as
     /// mean ± SE across seeds and judge each claim across them (seeds.md).
     #[arg(long, value_delimiter = ',')]
@@ -122,9 +126,9 @@ struct ReproduceArgs {
     /// baseline at each n).
     #[arg(long, value_delimiter = ',')]
     sweep_n: Vec<usize>,
-    /// Run one stage alone from saved checkpoints: warm-start, stage1, stage2 or eval.
+    /// Run one stage alone from saved checkpoints.
     #[arg(long)]
-    stage: Option<String>,
+    stage: Option<PipelineStage>,
     /// Run the whole reproduction once per seed (in RUN_DIR/seed-N), then report every
     /// number as mean ± SE across seeds and judge each claim across them (seeds.md).
     #[arg(long, value_delimiter = ',')]
@@ -135,9 +139,9 @@ struct ReproduceArgs {
 
 #[derive(Args)]
 struct SftArgs {
-    /// `policy` or `grm`.
+    /// What to warm-start: a policy or a generative reward model.
     #[arg(long, default_value = "policy")]
-    target: String,
+    target: Target,
     /// A Qwen2-VL checkpoint directory, or world:tiny / world:small.
     #[arg(long, default_value = "world:tiny")]
     model: String,
@@ -165,7 +169,7 @@ struct SftArgs {
     /// The held-out set measured before and after: `validation` (choose settings here) or
     /// `evaluation` (report; also measures the GRM's out-of-distribution splits).
     #[arg(long, default_value = "validation")]
-    eval_split: grlhf_tasks::world::HeldOut,
+    eval_split: HeldOutSet,
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
     /// Linear warm-up steps of the learning rate.
@@ -194,7 +198,7 @@ struct EvalGrmArgs {
     /// `evaluation` (the test pairs and the three out-of-distribution splits) or
     /// `validation` (the validation pairs, where settings are chosen).
     #[arg(long, default_value = "evaluation")]
-    split: grlhf_tasks::world::HeldOut,
+    split: HeldOutSet,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -205,14 +209,14 @@ struct InitModelArgs {
     /// Output directory.
     #[arg(long)]
     out: PathBuf,
-    /// Size preset: tiny, small, 100m or 0.5b.
+    /// Size preset.
     #[arg(long, default_value = "tiny")]
-    preset: String,
+    preset: Preset,
     #[arg(long, default_value_t = 0)]
     seed: i64,
-    /// Storage dtype: f32, bf16 or f16.
+    /// Storage dtype.
     #[arg(long, default_value = "f32")]
-    dtype: String,
+    dtype: Dtype,
 }
 
 #[derive(Subcommand)]
@@ -265,7 +269,7 @@ struct LogitsArgs {
     #[arg(long)]
     all: bool,
     #[arg(long, default_value = "f32")]
-    dtype: String,
+    dtype: Dtype,
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -311,7 +315,7 @@ struct GenerateArgs {
     #[arg(long)]
     ignore_eos: bool,
     #[arg(long, default_value = "f32")]
-    dtype: String,
+    dtype: Dtype,
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Print JSON instead of text.
@@ -364,5 +368,15 @@ fn run(cli: Cli) -> Result<()> {
             skip_bad,
         }) => commands::data::show(&file, count, skip_bad),
         Command::InitModel(args) => commands::init_model::init_model(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_clap_definitions_are_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -44,12 +44,16 @@ use crate::run::run;
 use crate::run_config::{EvaluatorConfig, RunConfig};
 use crate::warm_start::{run_bt_rm, run_sft, world_eval_prompts, world_pairs, SftRequest, Target};
 
-/// The pipeline's stages, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// The pipeline's stages, in order. `--stage` takes their [`PipelineStage::name`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum PipelineStage {
+    #[value(name = "warm-start")]
     WarmStart,
+    #[value(name = "stage1")]
     Stage1,
+    #[value(name = "stage2")]
     Stage2,
+    #[value(name = "eval")]
     Eval,
 }
 
@@ -68,13 +72,6 @@ impl PipelineStage {
             PipelineStage::Stage2 => "stage2",
             PipelineStage::Eval => "eval",
         }
-    }
-
-    pub fn parse(name: &str) -> Result<PipelineStage> {
-        PipelineStage::ALL
-            .into_iter()
-            .find(|s| s.name() == name)
-            .ok_or_else(|| anyhow!("--stage {name}: use warm-start, stage1, stage2 or eval"))
     }
 }
 
@@ -956,4 +953,22 @@ fn plots(root: &Path, report: &Report) -> Result<Vec<String>> {
         written.push("plots/sweep_n.png".into());
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::PipelineStage;
+
+    #[test]
+    fn stage_names_are_the_cli_spellings() {
+        for stage in PipelineStage::ALL {
+            let value = stage
+                .to_possible_value()
+                .expect("every stage is selectable");
+            assert_eq!(value.get_name(), stage.name());
+        }
+        assert_eq!(PipelineStage::value_variants(), PipelineStage::ALL);
+    }
 }

@@ -28,9 +28,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::run_config::{RunConfig, Stage};
 
-/// A stage-2 run: which reward model judges the policy's groups, and how.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A stage-2 run: which reward model judges the policy's groups, and how. `--variants` and the
+/// config take their [`Variant::name`]s.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Variant {
     /// Baseline: the score-only Bradley–Terry RM scores each response; GRPO.
     RmGrpo,
@@ -490,5 +504,23 @@ fn serde_name<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::{serde_name, Variant};
+
+    #[test]
+    fn variant_names_agree_on_the_command_line_and_in_the_config() {
+        for v in Variant::ALL {
+            let value = v.to_possible_value().expect("every variant is selectable");
+            assert_eq!(value.get_name(), v.name());
+            assert_eq!(serde_name(&v), v.name());
+            assert_eq!(Variant::parse(v.name()), Some(v));
+        }
+        assert_eq!(Variant::value_variants(), Variant::ALL);
     }
 }

@@ -27,9 +27,10 @@ use tch::{Device, Kind};
 use crate::reward_model_eval::{grm_verdicts_with_images, PairAccuracy};
 use crate::run::{policy_spec, to_rgb, world_held_out_records};
 
-/// What is warm-started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What is warm-started (`grlhf sft --target policy|grm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Target {
     Policy,
     Grm,

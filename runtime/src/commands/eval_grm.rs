@@ -14,7 +14,7 @@ pub fn eval_grm(args: EvalGrmArgs) -> Result<()> {
     let results = warm_start::grm_eval_all(
         &engine,
         args.seed,
-        args.split,
+        args.split.into(),
         args.pairs,
         args.max_new_tokens,
     )?;

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use grlhf::generate::{self, GenerateRequest, PromptInput};
 use grlhf::token_list;
-use grlhf_models::device::{parse_device, parse_dtype};
+use grlhf_models::device::parse_device;
 use grlhf_models::SamplingParams;
 
 use crate::GenerateArgs;
@@ -34,7 +34,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         },
         seed: args.seed,
         device: parse_device(&args.device)?,
-        kind: parse_dtype(&args.dtype)?,
+        kind: args.dtype.kind(),
     };
     let output = generate::run(&request)?;
     if args.json {

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use grlhf::model_presets;
-use grlhf_models::device::parse_dtype;
+use grlhf_models::device::dtype_name;
 use grlhf_models::Qwen2ForCausalLM;
 
 use crate::InitModelArgs;
@@ -16,15 +16,17 @@ pub fn init_model(args: InitModelArgs) -> Result<()> {
         seed,
         dtype,
     } = args;
-    let config = model_presets::preset(&preset)?;
+    let config = model_presets::preset(preset.name())?;
     tch::manual_seed(seed);
-    let model = Qwen2ForCausalLM::new(&config, tch::Device::Cpu, parse_dtype(&dtype)?)?;
+    let model = Qwen2ForCausalLM::new(&config, tch::Device::Cpu, dtype.kind())?;
     model
         .save(&out)
         .with_context(|| format!("writing {}", out.display()))?;
     println!(
-        "wrote a random `{preset}` Qwen2 ({:.1}M parameters, {dtype}) to {}",
+        "wrote a random `{}` Qwen2 ({:.1}M parameters, {}) to {}",
+        preset.name(),
         config.num_parameters() as f64 / 1e6,
+        dtype_name(dtype.kind()),
         out.display()
     );
     Ok(())

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use grlhf::{inspect, token_list};
-use grlhf_models::device::{parse_device, parse_dtype};
+use grlhf_models::device::parse_device;
 
 use crate::LogitsArgs;
 
@@ -16,7 +16,7 @@ pub fn logits(args: LogitsArgs) -> Result<()> {
         &args.images,
         args.all,
         parse_device(&args.device)?,
-        parse_dtype(&args.dtype)?,
+        args.dtype.kind(),
     )?;
     println!("{}", serde_json::to_string(&dump)?);
     Ok(())

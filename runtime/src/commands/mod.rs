@@ -14,3 +14,4 @@ pub mod reproduce;
 pub mod run;
 pub mod seeds;
 pub mod sft;
+pub mod values;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use grlhf::pipeline::{PipelineRequest, PipelineStage};
 use grlhf::pipeline_config::{PipelineConfig, Variant};
 use grlhf_actors::registry::Registry;
@@ -16,7 +16,7 @@ use crate::PipelineArgs;
 pub struct PipelineRun {
     pub config_path: PathBuf,
     /// `--stage`: one stage alone from saved checkpoints.
-    pub stage: Option<String>,
+    pub stage: Option<PipelineStage>,
     pub variants: Vec<Variant>,
     /// Candidate counts of the sweep (empty: none).
     pub sweep_n: Vec<usize>,
@@ -30,13 +30,6 @@ pub fn pipeline(args: PipelineArgs) -> Result<()> {
         parsed.variants.clone()
     } else {
         args.variants
-            .iter()
-            .map(|v| {
-                Variant::parse(v).with_context(|| {
-                    format!("--variants {v}: use rm_grpo, grm_sft_grouped, grm_rl_single, grm_rl_grouped or oracle_grpo")
-                })
-            })
-            .collect::<Result<Vec<_>>>()?
     };
     let run = PipelineRun {
         config_path: args.config,
@@ -54,12 +47,11 @@ pub fn pipeline(args: PipelineArgs) -> Result<()> {
 
 /// Runs the pipeline in `config.run_dir` and, when it evaluated, prints the report's summary.
 pub fn run_pipeline(config: PipelineConfig, run: &PipelineRun) -> Result<()> {
-    let only = run.stage.as_deref().map(PipelineStage::parse).transpose()?;
     let run_dir = config.run_dir.clone();
     let request = PipelineRequest {
         config,
         config_path: run.config_path.clone(),
-        only,
+        only: run.stage,
         variants: run.variants.clone(),
         sweep_n: run.sweep_n.clone(),
         progress: !run.no_progress,

@@ -3,23 +3,18 @@
 //! with the grounding check; prints the before/after numbers and where the model went.
 
 use anyhow::Result;
-use grlhf::warm_start::{self, SftReport, SftRequest, Target};
+use grlhf::warm_start::{self, SftReport, SftRequest};
 
 use crate::SftArgs;
 
 /// Trains, evaluates and prints the report (`OUT/sft.json` holds all of it).
 pub fn sft(args: SftArgs) -> Result<()> {
-    let target = match args.target.as_str() {
-        "policy" => Target::Policy,
-        "grm" => Target::Grm,
-        other => anyhow::bail!("--target `{other}`: use policy or grm"),
-    };
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.sft_quality),
         "--sft-quality must be in [0, 1]"
     );
     let request = SftRequest {
-        target,
+        target: args.target,
         model: args.model,
         out: args.out.clone(),
         config: grlhf_actors::sft::SftConfig {
@@ -35,7 +30,7 @@ pub fn sft(args: SftArgs) -> Result<()> {
         sft_quality: args.sft_quality,
         eval_per_family: args.eval_per_family,
         eval_pairs: args.eval_pairs,
-        eval_split: args.eval_split,
+        eval_split: args.eval_split.into(),
         max_new_tokens: args.max_new_tokens,
         device: tch::Device::Cpu,
         evaluate: true,
