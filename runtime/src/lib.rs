@@ -23,6 +23,7 @@ pub mod report;
 pub mod reward_model_eval;
 pub mod run;
 pub mod run_config;
+pub mod run_layout;
 pub mod seeds;
 pub mod token_list;
 pub mod warm_start;

@@ -47,7 +47,6 @@ pub fn pipeline(args: PipelineArgs) -> Result<()> {
 
 /// Runs the pipeline in `config.run_dir` and, when it evaluated, prints the report's summary.
 pub fn run_pipeline(config: PipelineConfig, run: &PipelineRun) -> Result<()> {
-    let run_dir = config.run_dir.clone();
     let request = PipelineRequest {
         config,
         config_path: run.config_path.clone(),
@@ -56,12 +55,13 @@ pub fn run_pipeline(config: PipelineConfig, run: &PipelineRun) -> Result<()> {
         sweep_n: run.sweep_n.clone(),
         progress: !run.no_progress,
     };
+    let layout = request.layout();
     if let Some(report) = grlhf::pipeline::run_pipeline(&request, &Registry::with_builtins)? {
         println!("\n{}", report.terminal_summary());
         println!(
             "report: {} (plots in {})",
-            run_dir.join("report.md").display(),
-            run_dir.join("plots").display()
+            layout.report_md().display(),
+            layout.plots().display()
         );
     }
     Ok(())

@@ -4,7 +4,8 @@
 
 use anyhow::{Context, Result};
 use grlhf::pipeline_config::PipelineConfig;
-use grlhf::seeds::{aggregate, seed_dir};
+use grlhf::run_layout::RunLayout;
+use grlhf::seeds::aggregate;
 
 use super::pipeline::{run_pipeline, PipelineRun};
 
@@ -18,17 +19,17 @@ pub fn run_seeds(config: PipelineConfig, seeds: &[u64], run: &PipelineRun) -> Re
         unique.len() == seeds.len(),
         "--seeds {seeds:?}: a seed is listed twice"
     );
-    let root = config.run_dir.clone();
+    let root = RunLayout::new(&config.run_dir);
     let mut reports = Vec::new();
     let mut runs = Vec::new();
     for &seed in seeds {
-        let dir = seed_dir(&root, seed);
-        eprintln!("==> seed {seed} ({})", dir.display());
+        let layout = root.seed(seed);
+        eprintln!("==> seed {seed} ({})", layout.root().display());
         let mut per_seed = config.clone();
         per_seed.seed = seed;
-        per_seed.run_dir = dir.clone();
+        per_seed.run_dir = layout.root().to_path_buf();
         run_pipeline(per_seed, run)?;
-        let path = dir.join("report.json");
+        let path = layout.report_json();
         if !path.is_file() {
             eprintln!(
                 "seed {seed} has no report yet ({}): the across-seed report needs every seed evaluated",
@@ -41,18 +42,15 @@ pub fn run_seeds(config: PipelineConfig, seeds: &[u64], run: &PipelineRun) -> Re
             serde_json::from_str::<grlhf::report::Report>(&text)
                 .with_context(|| format!("{}: not a pipeline report", path.display()))?,
         );
-        runs.push(dir);
+        runs.push(layout.root().to_path_buf());
     }
     let across = aggregate(seeds, &reports, runs);
+    std::fs::write(root.seeds_json(), serde_json::to_string_pretty(&across)?)?;
     std::fs::write(
-        root.join("seeds.json"),
-        serde_json::to_string_pretty(&across)?,
-    )?;
-    std::fs::write(
-        root.join("seeds.md"),
+        root.seeds_md(),
         across.markdown("Generative RLHF-V reproduction across seeds"),
     )?;
     println!("\n{}", across.terminal_summary());
-    println!("report: {}", root.join("seeds.md").display());
+    println!("report: {}", root.seeds_md().display());
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! with the grounding check; prints the before/after numbers and where the model went.
 
 use anyhow::Result;
+use grlhf::run_layout::WarmStartDir;
 use grlhf::warm_start::{self, SftReport, SftRequest};
 
 use crate::SftArgs;
@@ -68,7 +69,7 @@ fn print_report(report: &SftReport, request: &SftRequest) {
     println!(
         "model: {}  (report: {})",
         report.out.display(),
-        request.out.join("sft.json").display()
+        WarmStartDir::new(&request.out).sft_record().display()
     );
 }
 
