@@ -6,6 +6,7 @@
 //! `../shared/DESIGN.md`.
 
 pub mod bench;
+pub mod bench_settings;
 pub mod charts;
 pub mod cuda_devices;
 pub mod data;
