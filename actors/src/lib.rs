@@ -17,6 +17,7 @@ pub mod adamw;
 pub mod bradley_terry;
 pub mod checkpoint;
 pub mod device_worker;
+pub mod epoch_sampler;
 pub mod evaluator;
 pub mod generator;
 pub mod grm_judge;
