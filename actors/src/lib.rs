@@ -20,6 +20,7 @@ pub mod adamw;
 pub mod bradley_terry;
 pub mod checkpoint;
 pub mod device_worker;
+pub mod epoch_sampler;
 pub mod error;
 pub mod evaluator;
 pub mod generator;

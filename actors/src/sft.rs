@@ -8,13 +8,11 @@
 use std::sync::Arc;
 
 use grlhf_models::image_processor::RgbImage;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::Kind;
 
 use crate::adamw::{AdamW, AdamWConfig};
+use crate::epoch_sampler::EpochSampler;
 use crate::schedule::LrSchedule;
 use crate::vl_engine::{EncodedPrompt, VlEngine};
 
@@ -111,21 +109,10 @@ pub fn train_sft(
         warmup_steps: config.warmup_steps,
         min_lr_ratio: 0.1,
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut order: Vec<usize> = (0..examples.len()).collect();
-    order.shuffle(&mut rng);
-    let mut cursor = 0;
+    let mut sampler = EpochSampler::new(examples.len(), config.seed);
     let mut history = Vec::with_capacity(config.steps as usize);
     for step in 0..config.steps {
-        let mut batch = Vec::with_capacity(config.batch);
-        while batch.len() < config.batch {
-            if cursor == order.len() {
-                order.shuffle(&mut rng);
-                cursor = 0;
-            }
-            batch.push(order[cursor]);
-            cursor += 1;
-        }
+        let batch = sampler.next_batch(config.batch);
         let encoded: Vec<EncodedPrompt> = batch
             .iter()
             .map(|&i| {

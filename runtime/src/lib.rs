@@ -7,6 +7,7 @@
 //! commands. The architecture is described in `docs/architecture.md`.
 
 pub mod bench;
+pub mod bench_settings;
 pub mod charts;
 pub mod cuda_devices;
 pub mod data;
@@ -24,6 +25,7 @@ pub mod report;
 pub mod reward_model_eval;
 pub mod run;
 pub mod run_config;
+pub mod run_layout;
 pub mod seeds;
 pub mod token_list;
 pub mod topology;

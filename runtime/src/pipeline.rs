@@ -1,16 +1,7 @@
 //! `grlhf pipeline CONFIG` and `grlhf reproduce CONFIG`: Generative RLHF-V end to end, in one
-//! run directory.
-//!
-//! ```text
-//! RUN/warm/policy/   policy SFT on the world's answers           (model/, sft.json)
-//! RUN/warm/grm/      GRM SFT on judgments; init/ = the untrained GRM
-//! RUN/warm/rm/       score-only Bradley–Terry reward model       (model/, rm.json)
-//! RUN/stage1/        the GRM trained by GRPO on preference pairs (a `grlhf run` directory)
-//! RUN/stage2/<v>/    the policy trained by GRPO, one directory per variant
-//! RUN/sweep/n<N>/<v> the candidate sweep (reproduce --sweep-n)
-//! RUN/eval/          judgments.jsonl (every RM verdict), policy_eval.json, sweep.json
-//! RUN/report.md, report.json, plots/*.png
-//! ```
+//! run directory laid out as [`RunLayout`] describes: warm start (policy SFT, GRM SFT,
+//! score-only RM, grounding check), stage 1 (the GRM trained by RL), stage 2 (the policy
+//! trained by RL, per variant, and the candidate sweep), evaluation, report and plots.
 //!
 //! Each stage reads only what earlier stages saved, so `--stage` runs one alone from saved
 //! checkpoints; a missing input is an error naming the stage that makes it.
@@ -26,7 +17,7 @@ use grlhf_actors::scalar_rm_judge::ScalarRewardModel;
 use grlhf_actors::vl_engine::VlEngine;
 use grlhf_models::device::parse_device;
 use grlhf_tasks::export::write_atomically;
-use grlhf_tasks::world::Split;
+use grlhf_tasks::world::{HeldOut, Split};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::{Device, Kind};
 
@@ -42,14 +33,19 @@ use crate::reward_model_eval::{
 };
 use crate::run::run;
 use crate::run_config::{EvaluatorConfig, RunConfig};
+use crate::run_layout::{RunLayout, StageRunDir, WarmStartDir};
 use crate::warm_start::{run_bt_rm, run_sft, world_eval_prompts, world_pairs, SftRequest, Target};
 
-/// The pipeline's stages, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// The pipeline's stages, in order. `--stage` takes their [`PipelineStage::name`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum PipelineStage {
+    #[value(name = "warm-start")]
     WarmStart,
+    #[value(name = "stage1")]
     Stage1,
+    #[value(name = "stage2")]
     Stage2,
+    #[value(name = "eval")]
     Eval,
 }
 
@@ -69,13 +65,6 @@ impl PipelineStage {
             PipelineStage::Eval => "eval",
         }
     }
-
-    pub fn parse(name: &str) -> Result<PipelineStage> {
-        PipelineStage::ALL
-            .into_iter()
-            .find(|s| s.name() == name)
-            .ok_or_else(|| anyhow!("--stage {name}: use warm-start, stage1, stage2 or eval"))
-    }
 }
 
 /// What to run.
@@ -89,6 +78,13 @@ pub struct PipelineRequest {
     /// Candidate counts for the sweep (empty: no sweep).
     pub sweep_n: Vec<usize>,
     pub progress: bool,
+}
+
+impl PipelineRequest {
+    /// The run directory.
+    pub fn layout(&self) -> RunLayout {
+        RunLayout::new(&self.config.run_dir)
+    }
 }
 
 fn step_bar(show: bool, len: u64, label: &str) -> ProgressBar {
@@ -112,11 +108,11 @@ fn say(text: &str) {
 }
 
 /// Records `stage`'s wall time in `RUN/stages.json` (kept across stage-alone runs).
-fn record_wall(root: &Path, stage: &str, seconds: f64) -> Result<()> {
-    let mut walls = read_walls(root)?;
+fn record_wall(layout: &RunLayout, stage: &str, seconds: f64) -> Result<()> {
+    let mut walls = read_walls(layout)?;
     walls.insert(stage.to_string(), seconds);
     write_atomic(
-        &root.join("stages.json"),
+        &layout.stage_walls(),
         &serde_json::to_string_pretty(&walls)?,
     )
 }
@@ -141,10 +137,11 @@ pub fn run_pipeline(
     request: &PipelineRequest,
     registry: &dyn Fn() -> Registry,
 ) -> Result<Option<Report>> {
-    let root = &request.config.run_dir;
+    let layout = request.layout();
+    let root = layout.root();
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     std::fs::write(
-        root.join("pipeline.toml"),
+        layout.pipeline_config(),
         toml::to_string_pretty(&request.config).context("serialising the pipeline config")?,
     )?;
     let stages: Vec<PipelineStage> = match request.only {
@@ -160,18 +157,18 @@ pub fn run_pipeline(
             PipelineStage::Stage2 => stage2(request, registry)?,
             PipelineStage::Eval => report = Some(evaluate(request)?),
         }
-        record_wall(root, stage.name(), started.elapsed().as_secs_f64())?;
+        record_wall(&layout, stage.name(), started.elapsed().as_secs_f64())?;
     }
     if let Some(report) = &mut report {
         // The evaluation's own wall time is known only now; rewrite the report with it.
-        report.stage_wall_s = read_walls(root)?;
+        report.stage_wall_s = read_walls(&layout)?;
         write_report(request, report)?;
     }
     Ok(report)
 }
 
-fn read_walls(root: &Path) -> Result<BTreeMap<String, f64>> {
-    let path = root.join("stages.json");
+fn read_walls(layout: &RunLayout) -> Result<BTreeMap<String, f64>> {
+    let path = layout.stage_walls();
     Ok(match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text)
             .with_context(|| format!("{}: not a map of stage wall times", path.display()))?,
@@ -181,29 +178,29 @@ fn read_walls(root: &Path) -> Result<BTreeMap<String, f64>> {
 
 fn warm_start(request: &PipelineRequest) -> Result<()> {
     let config = &request.config;
-    let root = &config.run_dir;
+    let layout = request.layout();
     let ws = &config.warm_start;
     let device = parse_device(&ws.device).map_err(|e| anyhow!("warm_start.device: {e}"))?;
     let trainings = [
         (
             Target::Policy,
             &ws.policy,
-            "warm/policy",
+            layout.warm_policy(),
             "policy SFT",
             false,
         ),
         (
             Target::Policy,
             &ws.policy,
-            BLIND_POLICY,
+            layout.warm_policy_blind(),
             "policy SFT, blind twin (blank images)",
             true,
         ),
-        (Target::Grm, &ws.grm, "warm/grm", "GRM SFT", false),
+        (Target::Grm, &ws.grm, layout.warm_grm(), "GRM SFT", false),
         (
             Target::Grm,
             &ws.grm,
-            BLIND_GRM,
+            layout.warm_grm_blind(),
             "GRM SFT, blind twin (blank images)",
             true,
         ),
@@ -217,7 +214,7 @@ fn warm_start(request: &PipelineRequest) -> Result<()> {
         let sft_request = SftRequest {
             target,
             model: config.model.clone(),
-            out: root.join(dir),
+            out: dir.dir().to_path_buf(),
             config: grlhf_actors::sft::SftConfig {
                 seed: config.seed,
                 ..sft.clone()
@@ -257,7 +254,7 @@ fn warm_start(request: &PipelineRequest) -> Result<()> {
     };
     let report = run_bt_rm(
         &config.model,
-        &root.join("warm/rm"),
+        layout.warm_rm().dir(),
         &rm,
         config.world_size,
         device,
@@ -278,46 +275,41 @@ fn warm_start(request: &PipelineRequest) -> Result<()> {
     warm_start_grounding(request, device)
 }
 
-/// Where the blind twins of the warm start live.
-const BLIND_POLICY: &str = "warm/policy_blind";
-const BLIND_GRM: &str = "warm/grm_blind";
-/// The grounding check's results, read back by the evaluation into the report.
-const GROUNDING_FILE: &str = "warm/grounding.json";
-
 /// The grounding check of the warm-started policy and GRM (and their blind twins): prints one
 /// line per model, writes `warm/grounding.json`, and warns loudly — or, with
 /// `fail_when_blind`, stops — when a model does not use its image.
 fn warm_start_grounding(request: &PipelineRequest, device: Device) -> Result<()> {
     let config = &request.config;
-    let root = &config.run_dir;
+    let layout = request.layout();
     let settings = &config.warm_start.grounding;
     let measure = GroundingSettings {
         max_new_tokens: config.eval.max_new_tokens,
         min_swap_changed: settings.min_swap_changed,
     };
-    let twin = |dir: &str| -> Result<Option<VlEngine>> {
+    let twin = |dir: WarmStartDir| -> Result<Option<VlEngine>> {
         Ok(if settings.blind_twin {
-            Some(load_engine(&root.join(dir).join("model"), device)?)
+            Some(load_engine(&dir.model(), device)?)
         } else {
             None
         })
     };
     say("warm start: grounding check (image swap, blind twin)");
-    let policy = load_engine(&root.join("warm/policy/model"), device)?;
+    let policy = load_engine(&layout.warm_policy().model(), device)?;
     let prompts = world_eval_prompts(config.seed, settings.prompts_per_family)?;
-    let policy = policy_grounding(&policy, twin(BLIND_POLICY)?.as_ref(), &prompts, measure)?;
+    let blind_policy = twin(layout.warm_policy_blind())?;
+    let policy = policy_grounding(&policy, blind_policy.as_ref(), &prompts, measure)?;
     eprintln!("   policy: {}", policy.line());
-    let grm = load_engine(&root.join("warm/grm/model"), device)?;
+    let grm = load_engine(&layout.warm_grm().model(), device)?;
     let pairs = world_pairs(config.seed, Split::PairsTest, settings.pairs)?;
     let judge = GroundingSettings {
         max_new_tokens: config.eval.judge_max_new_tokens,
         ..measure
     };
-    let grm = grm_grounding(&grm, twin(BLIND_GRM)?.as_ref(), &pairs, judge)?;
+    let grm = grm_grounding(&grm, twin(layout.warm_grm_blind())?.as_ref(), &pairs, judge)?;
     eprintln!("   GRM:    {}", grm.line());
     let results = BTreeMap::from([("policy".to_string(), policy), ("grm".to_string(), grm)]);
     write_atomic(
-        &root.join(GROUNDING_FILE),
+        &layout.grounding(),
         &serde_json::to_string_pretty(&results)?,
     )?;
     let blind: Vec<&str> = results
@@ -374,9 +366,8 @@ fn run_stage(
 
 fn stage1(request: &PipelineRequest, registry: &dyn Fn() -> Registry) -> Result<()> {
     let config = &request.config;
-    let root = &config.run_dir;
-    require(&root.join("warm/grm/model"), "warm-start")?;
-    let run_config = config.stage1_config(&request.config_path, root)?;
+    require(&request.layout().warm_grm().model(), "warm-start")?;
+    let run_config = config.stage1_config(&request.config_path, &config.run_dir)?;
     say(&format!(
         "stage 1: GRM trained by GRPO on preference pairs ({} steps, k = {})",
         run_config.steps, run_config.group_size
@@ -412,21 +403,16 @@ fn stage2_run_config(
 }
 
 fn stage2(request: &PipelineRequest, registry: &dyn Fn() -> Registry) -> Result<()> {
-    let root = &request.config.run_dir;
-    require(&root.join("warm/policy/model"), "warm-start")?;
+    let layout = request.layout();
+    require(&layout.warm_policy().model(), "warm-start")?;
     for variant in &request.variants {
         match variant {
-            Variant::RmGrpo => require(&root.join("warm/rm/model"), "warm-start")?,
-            Variant::GrmSftGrouped => require(&root.join("warm/grm/model"), "warm-start")?,
+            Variant::RmGrpo => require(&layout.warm_rm().model(), "warm-start")?,
+            Variant::GrmSftGrouped => require(&layout.warm_grm().model(), "warm-start")?,
             Variant::OracleGrpo => {}
-            _ => require(&root.join("stage1/policy"), "stage1")?,
+            _ => require(&layout.stage1().policy(), "stage1")?,
         }
-        let run_config = stage2_run_config(
-            request,
-            *variant,
-            &root.join("stage2").join(variant.name()),
-            None,
-        )?;
+        let run_config = stage2_run_config(request, *variant, layout.stage2(*variant).dir(), None)?;
         say(&format!(
             "stage 2: {} ({} steps, n = {})",
             variant.describe(),
@@ -437,8 +423,8 @@ fn stage2(request: &PipelineRequest, registry: &dyn Fn() -> Registry) -> Result<
     }
     for &n in &request.sweep_n {
         for variant in [Variant::RmGrpo, Variant::GrmRlGrouped] {
-            let dir = root.join(format!("sweep/n{n}")).join(variant.name());
-            let run_config = stage2_run_config(request, variant, &dir, Some(n))?;
+            let dir = layout.sweep(n, variant);
+            let run_config = stage2_run_config(request, variant, dir.dir(), Some(n))?;
             say(&format!(
                 "sweep: {} with n = {n} ({} steps)",
                 variant.describe(),
@@ -508,17 +494,17 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
 /// Reward-model verdicts on every held-out split, appended to `judgments.jsonl`.
 fn rm_verdicts(request: &PipelineRequest, device: Device) -> Result<Vec<PairVerdict>> {
     let config = &request.config;
-    let root = &config.run_dir;
-    let grm_untrained = if root.join("warm/grm/init").is_dir() {
-        root.join("warm/grm/init")
+    let layout = request.layout();
+    let grm_untrained = if layout.warm_grm().init().is_dir() {
+        layout.warm_grm().init()
     } else {
         PathBuf::from(&config.model)
     };
     let models: [(&str, PathBuf); 4] = [
-        ("score_only_rm", root.join("warm/rm/model")),
+        ("score_only_rm", layout.warm_rm().model()),
         ("grm", grm_untrained),
-        ("grm_sft", root.join("warm/grm/model")),
-        ("grm_rl", root.join("stage1/policy")),
+        ("grm_sft", layout.warm_grm().model()),
+        ("grm_rl", layout.stage1().policy()),
     ];
     let bar = step_bar(
         request.progress,
@@ -587,14 +573,14 @@ fn correlations(
     device: Device,
 ) -> Result<BTreeMap<String, BTreeMap<String, Option<f64>>>> {
     let config = &request.config;
-    let root = &config.run_dir;
+    let layout = request.layout();
     let groups = candidate_groups(
         config.seed,
         config.eval.correlation_groups,
         config.eval.correlation_n,
     )?;
     let mut out = BTreeMap::new();
-    let rm_dir = root.join("warm/rm/model");
+    let rm_dir = layout.warm_rm().model();
     if rm_dir.is_dir() {
         let rm = ScalarRewardModel::load(&rm_dir, device, Kind::Float).map_err(|e| anyhow!(e))?;
         let mut row = BTreeMap::new();
@@ -602,8 +588,8 @@ fn correlations(
         out.insert("score_only_rm".to_string(), row);
     }
     for (name, dir) in [
-        ("grm_sft", root.join("warm/grm/model")),
-        ("grm_rl", root.join("stage1/policy")),
+        ("grm_sft", layout.warm_grm().model()),
+        ("grm_rl", layout.stage1().policy()),
     ] {
         if dir.is_dir() {
             let engine = load_engine(&dir, device)?;
@@ -634,59 +620,31 @@ struct EvalLine {
     mean_tokens: f64,
 }
 
+/// The evaluation stage: every policy on the held-out prompts, every reward model on the
+/// held-out and out-of-distribution pairs, the rewards' correlation with the oracle, the
+/// training curves and the grounding check, gathered into the report (with its plots).
 fn evaluate(request: &PipelineRequest) -> Result<Report> {
     let config = &request.config;
-    let root = &config.run_dir;
+    let layout = request.layout();
     let device = parse_device(&config.eval.device).map_err(|e| anyhow!("eval.device: {e}"))?;
-    let eval_dir = root.join("eval");
-    std::fs::create_dir_all(&eval_dir)?;
-    require(&root.join("warm/policy/model"), "warm-start")?;
+    std::fs::create_dir_all(layout.eval_dir())?;
+    require(&layout.warm_policy().model(), "warm-start")?;
 
     say("evaluation: policies on held-out prompts (oracle)");
-    let mut policies = vec![("base".to_string(), root.join("warm/policy/model"))];
-    for v in Variant::ALL {
-        let dir = root.join("stage2").join(v.name()).join("policy");
-        if dir.is_dir() {
-            policies.push((v.name().to_string(), dir));
-        }
-    }
-    let mut sweep_dirs = Vec::new();
-    for &n in &request.sweep_n {
-        for v in [Variant::RmGrpo, Variant::GrmRlGrouped] {
-            let dir = root
-                .join(format!("sweep/n{n}"))
-                .join(v.name())
-                .join("policy");
-            if dir.is_dir() {
-                let key = format!("sweep_n{n}_{}", v.name());
-                policies.push((key.clone(), dir));
-                sweep_dirs.push((n, v, key));
-            }
-        }
-    }
+    let (policies, sweep_points) = trained_policies(request);
     let stats = policy_eval(request, &policies, device)?;
     write_atomic(
-        &eval_dir.join("policy_eval.json"),
+        &layout.policy_eval(),
         &serde_json::to_string_pretty(&stats)?,
     )?;
     write_answers(
-        &eval_dir.join("answers.jsonl"),
+        &layout.answers(),
         &world_eval_prompts(config.seed, config.eval.prompts_per_family)?,
         &stats,
     )?;
 
     say("evaluation: reward models on held-out and out-of-distribution pairs");
-    let verdicts = rm_verdicts(request, device)?;
-    let judgments_path = eval_dir.join("judgments.jsonl");
-    let mut lines = String::new();
-    for v in &verdicts {
-        lines.push_str(&serde_json::to_string(v)?);
-        lines.push('\n');
-    }
-    write_atomic(&judgments_path, &lines)?;
-    // The report's accuracies come from the saved file, as any reader would recompute them.
-    let saved: Vec<PairVerdict> = read_jsonl(&judgments_path)?;
-    let accuracy = accuracies_from_verdicts(&saved);
+    let accuracy = judge_held_out_pairs(request, device)?;
 
     say("evaluation: correlation of rewards with the oracle");
     let rm_correlation = correlations(request, device)?;
@@ -698,7 +656,73 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
         rm_correlation,
         ..Report::default()
     };
-    for (model, splits) in &accuracy {
+    add_rm_accuracy(&mut report, &accuracy);
+    add_policy_stats(&mut report, &stats);
+    add_sweep(&mut report, &stats, &sweep_points);
+    add_training_curves(&mut report, &layout)?;
+    let grounding = layout.grounding();
+    if grounding.is_file() {
+        let text = std::fs::read_to_string(&grounding)?;
+        report.grounding = serde_json::from_str::<BTreeMap<String, Grounding>>(&text)
+            .with_context(|| format!("{}: not a grounding record", grounding.display()))?;
+    }
+    report.check_claims();
+    report.plots = plots(&layout, &report, config.stage2_eval_split()?)?;
+    Ok(report)
+}
+
+/// A point of the candidate sweep: n, the variant, and its policy's key in the evaluation.
+type SweepPolicy = (usize, Variant, String);
+
+/// The policies to evaluate, by key — the warm-started base, each stage-2 variant and each
+/// sweep point that was trained — and the sweep points among them.
+fn trained_policies(request: &PipelineRequest) -> (Vec<(String, PathBuf)>, Vec<SweepPolicy>) {
+    let layout = request.layout();
+    let mut policies = vec![("base".to_string(), layout.warm_policy().model())];
+    for v in Variant::ALL {
+        let dir = layout.stage2(v).policy();
+        if dir.is_dir() {
+            policies.push((v.name().to_string(), dir));
+        }
+    }
+    let mut sweep_points = Vec::new();
+    for &n in &request.sweep_n {
+        for v in [Variant::RmGrpo, Variant::GrmRlGrouped] {
+            let dir = layout.sweep(n, v).policy();
+            if dir.is_dir() {
+                let key = format!("sweep_n{n}_{}", v.name());
+                policies.push((key.clone(), dir));
+                sweep_points.push((n, v, key));
+            }
+        }
+    }
+    (policies, sweep_points)
+}
+
+/// Every reward model's verdicts, written to `eval/judgments.jsonl`; the accuracies per
+/// (model, split) are recomputed from the saved file, as any reader would.
+fn judge_held_out_pairs(
+    request: &PipelineRequest,
+    device: Device,
+) -> Result<BTreeMap<String, BTreeMap<String, PairAccuracy>>> {
+    let verdicts = rm_verdicts(request, device)?;
+    let judgments_path = request.layout().judgments();
+    let mut lines = String::new();
+    for v in &verdicts {
+        lines.push_str(&serde_json::to_string(v)?);
+        lines.push('\n');
+    }
+    write_atomic(&judgments_path, &lines)?;
+    let saved: Vec<PairVerdict> = read_jsonl(&judgments_path)?;
+    Ok(accuracies_from_verdicts(&saved))
+}
+
+/// Each reward model's accuracy and parse rate per split.
+fn add_rm_accuracy(
+    report: &mut Report,
+    accuracy: &BTreeMap<String, BTreeMap<String, PairAccuracy>>,
+) {
+    for (model, splits) in accuracy {
         report.rm_accuracy.insert(
             model.clone(),
             splits
@@ -711,8 +735,13 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
             splits.iter().map(|(k, a)| (k.clone(), a.parsed)).collect(),
         );
     }
+}
+
+/// Each policy's (not the sweep's) scores, gain over the base with standard errors, and the
+/// reward-hacking watch.
+fn add_policy_stats(report: &mut Report, stats: &BTreeMap<String, EvalStats>) {
     let base_average = stats.get("base").map(|s| s.mean * 100.0).unwrap_or(0.0);
-    for (name, s) in &stats {
+    for (name, s) in stats {
         if name.starts_with("sweep_") {
             continue;
         }
@@ -745,7 +774,16 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
             },
         );
     }
-    for (n, v, key) in &sweep_dirs {
+}
+
+/// The sweep's points: each evaluated (n, variant) with its gain over the base policy.
+fn add_sweep(
+    report: &mut Report,
+    stats: &BTreeMap<String, EvalStats>,
+    sweep_points: &[SweepPolicy],
+) {
+    let base_average = stats.get("base").map(|s| s.mean * 100.0).unwrap_or(0.0);
+    for (n, v, key) in sweep_points {
         if let Some(s) = stats.get(key) {
             report.sweep.push(SweepPoint {
                 n: *n,
@@ -755,13 +793,17 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
             });
         }
     }
-    // Training curves from the stage directories.
-    let mut runs = vec![("stage1".to_string(), root.join("stage1"))];
+}
+
+/// Reward by step (stage 1 and each stage-2 variant), and stage 2's held-out score and
+/// response length by policy version, from the stage directories.
+fn add_training_curves(report: &mut Report, layout: &RunLayout) -> Result<()> {
+    let mut runs: Vec<(String, StageRunDir)> = vec![("stage1".to_string(), layout.stage1())];
     for v in Variant::ALL {
-        runs.push((v.name().to_string(), root.join("stage2").join(v.name())));
+        runs.push((v.name().to_string(), layout.stage2(v)));
     }
     for (name, dir) in runs {
-        let metrics = dir.join("metrics.jsonl");
+        let metrics = dir.metrics();
         if metrics.is_file() {
             let steps: Vec<StepLine> = read_jsonl(&metrics)?;
             report.reward_curves.insert(
@@ -772,7 +814,7 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
                     .collect(),
             );
         }
-        let evals = dir.join("eval.jsonl");
+        let evals = dir.evals();
         if name != "stage1" && evals.is_file() {
             let lines: Vec<EvalLine> = read_jsonl(&evals)?;
             report.eval_curves.insert(
@@ -791,15 +833,7 @@ fn evaluate(request: &PipelineRequest) -> Result<Report> {
             );
         }
     }
-    let grounding = root.join(GROUNDING_FILE);
-    if grounding.is_file() {
-        let text = std::fs::read_to_string(&grounding)?;
-        report.grounding = serde_json::from_str::<BTreeMap<String, Grounding>>(&text)
-            .with_context(|| format!("{}: not a grounding record", grounding.display()))?;
-    }
-    report.check_claims();
-    report.plots = plots(root, &report)?;
-    Ok(report)
+    Ok(())
 }
 
 /// Every policy's answer to every held-out prompt with the oracle's score and findings, for
@@ -831,22 +865,22 @@ fn write_answers(
 }
 
 fn write_report(request: &PipelineRequest, report: &Report) -> Result<()> {
-    let root = &request.config.run_dir;
+    let layout = request.layout();
     write_atomic(
-        &root.join("report.json"),
+        &layout.report_json(),
         &serde_json::to_string_pretty(report)?,
     )?;
     write_atomic(
-        &root.join("report.md"),
+        &layout.report_md(),
         &report.markdown("Generative RLHF-V on the embedded world"),
     )?;
     Ok(())
 }
 
-/// The report's PNGs, relative to the run directory.
-fn plots(root: &Path, report: &Report) -> Result<Vec<String>> {
-    let dir = root.join("plots");
-    std::fs::create_dir_all(&dir)?;
+/// The report's PNGs, relative to the run directory. `eval_split` is the held-out set stage 2's
+/// evaluator measured (the eval curves' title names it).
+fn plots(layout: &RunLayout, report: &Report, eval_split: HeldOut) -> Result<Vec<String>> {
+    std::fs::create_dir_all(layout.plots())?;
     let mut written = Vec::new();
     let smooth = |curve: &Vec<(f64, f64)>| -> Vec<(f64, f64)> {
         let w = (curve.len() / 20).max(1);
@@ -884,15 +918,17 @@ fn plots(root: &Path, report: &Report) -> Result<Vec<String>> {
         });
     }
     if !panels.is_empty() {
-        line_charts(&dir.join("reward_curves.png"), &panels)?;
-        written.push("plots/reward_curves.png".into());
+        let path = layout.reward_curves_plot();
+        line_charts(&path, &panels)?;
+        written.push(layout.relative(&path));
     }
     if !report.eval_curves.is_empty() {
+        let path = layout.eval_curves_plot();
         line_charts(
-            &dir.join("eval_curves.png"),
+            &path,
             &[
                 LinePanel {
-                    title: "validation oracle score during stage 2".into(),
+                    title: format!("{eval_split} oracle score during stage 2"),
                     series: report.eval_curves.clone().into_iter().collect(),
                     x_label: "policy version".into(),
                     y_label: "oracle score (0-100)".into(),
@@ -905,15 +941,16 @@ fn plots(root: &Path, report: &Report) -> Result<Vec<String>> {
                 },
             ],
         )?;
-        written.push("plots/eval_curves.png".into());
+        written.push(layout.relative(&path));
     }
     if !report.rm_accuracy.is_empty() {
         let models: Vec<(&str, &str)> = REWARD_MODELS
             .into_iter()
             .filter(|(k, _)| report.rm_accuracy.contains_key(*k))
             .collect();
+        let path = layout.rm_accuracy_plot();
         grouped_bars(
-            &dir.join("rm_accuracy.png"),
+            &path,
             &[BarPanel {
                 title: "reward-model pairwise accuracy".into(),
                 groups: SPLITS.iter().map(|(_, k)| k.to_string()).collect(),
@@ -934,7 +971,7 @@ fn plots(root: &Path, report: &Report) -> Result<Vec<String>> {
                 y_label: "accuracy".into(),
             }],
         )?;
-        written.push("plots/rm_accuracy.png".into());
+        written.push(layout.relative(&path));
     }
     if !report.sweep.is_empty() {
         let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
@@ -944,8 +981,9 @@ fn plots(root: &Path, report: &Report) -> Result<Vec<String>> {
                 .or_default()
                 .push((p.n as f64, p.gain));
         }
+        let path = layout.sweep_plot();
         line_charts(
-            &dir.join("sweep_n.png"),
+            &path,
             &[LinePanel {
                 title: "improvement over the base policy against n".into(),
                 series: series.into_iter().collect(),
@@ -953,7 +991,25 @@ fn plots(root: &Path, report: &Report) -> Result<Vec<String>> {
                 y_label: "average gain (0-100)".into(),
             }],
         )?;
-        written.push("plots/sweep_n.png".into());
+        written.push(layout.relative(&path));
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::PipelineStage;
+
+    #[test]
+    fn stage_names_are_the_cli_spellings() {
+        for stage in PipelineStage::ALL {
+            let value = stage
+                .to_possible_value()
+                .expect("every stage is selectable");
+            assert_eq!(value.get_name(), stage.name());
+        }
+        assert_eq!(PipelineStage::value_variants(), PipelineStage::ALL);
+    }
 }

@@ -24,13 +24,29 @@ use anyhow::{anyhow, bail, Context, Result};
 use grlhf_actors::bradley_terry::BtConfig;
 use grlhf_actors::grouped_comparison::{Aggregation, PairOrder};
 use grlhf_actors::sft::SftConfig;
+use grlhf_tasks::world::HeldOut;
 use serde::{Deserialize, Serialize};
 
-use crate::run_config::{RunConfig, Stage};
+use crate::run_config::{EvaluatorConfig, RunConfig, Stage};
+use crate::run_layout::RunLayout;
 
-/// A stage-2 run: which reward model judges the policy's groups, and how.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A stage-2 run: which reward model judges the policy's groups, and how. `--variants` and the
+/// config take their [`Variant::name`]s.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Variant {
     /// Baseline: the score-only Bradley–Terry RM scores each response; GRPO.
     RmGrpo,
@@ -412,9 +428,9 @@ impl PipelineConfig {
             origin,
             "stage1",
             &self.stage1,
-            &root.join("stage1"),
+            RunLayout::new(root).stage1().dir(),
             Stage::GrmRl,
-            &root.join("warm/grm/model"),
+            &RunLayout::new(root).warm_grm().model(),
             None,
             judge,
         )
@@ -429,13 +445,14 @@ impl PipelineConfig {
         run_dir: &Path,
         group_size: Option<usize>,
     ) -> Result<RunConfig> {
+        let layout = RunLayout::new(root);
         let mut judge = toml::Table::new();
         judge.insert("device".into(), self.judge.device.clone().into());
         judge.insert("count".into(), (self.judge.count as i64).into());
         let reward_model = match variant {
             Variant::RmGrpo => {
                 judge.insert("kind".into(), "scalar_rm_judge".into());
-                Some(root.join("warm/rm/model"))
+                Some(layout.warm_rm().model())
             }
             Variant::OracleGrpo => {
                 judge.insert("kind".into(), "rule_judge".into());
@@ -462,9 +479,9 @@ impl PipelineConfig {
                 );
                 judge.insert("seed".into(), (self.seed as i64).into());
                 Some(if variant == Variant::GrmSftGrouped {
-                    root.join("warm/grm/model")
+                    layout.warm_grm().model()
                 } else {
-                    root.join("stage1/policy")
+                    layout.stage1().policy()
                 })
             }
         };
@@ -474,7 +491,7 @@ impl PipelineConfig {
             &self.stage2,
             run_dir,
             Stage::PolicyRl,
-            &root.join("warm/policy/model"),
+            &layout.warm_policy().model(),
             reward_model.as_deref(),
             judge,
         )?;
@@ -483,6 +500,21 @@ impl PipelineConfig {
         }
         Ok(config)
     }
+
+    /// The held-out set stage 2's periodic evaluator measures: `[stage2.evaluator] split`, or
+    /// the default evaluator's (validation) when the table sets none.
+    pub fn stage2_eval_split(&self) -> Result<HeldOut> {
+        Ok(match self.stage2.get("evaluator") {
+            None => EvaluatorConfig::default().split,
+            Some(table) => {
+                let evaluator: EvaluatorConfig = table
+                    .clone()
+                    .try_into()
+                    .map_err(|e| anyhow!("[stage2.evaluator]: {e}"))?;
+                evaluator.split
+            }
+        })
+    }
 }
 
 /// An enum value as its serde spelling, for building judge tables.
@@ -490,5 +522,50 @@ fn serde_name<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use std::path::Path;
+
+    use grlhf_tasks::world::HeldOut;
+
+    use super::{serde_name, PipelineConfig, Variant};
+
+    #[test]
+    fn variant_names_agree_on_the_command_line_and_in_the_config() {
+        for v in Variant::ALL {
+            let value = v.to_possible_value().expect("every variant is selectable");
+            assert_eq!(value.get_name(), v.name());
+            assert_eq!(serde_name(&v), v.name());
+            assert_eq!(Variant::parse(v.name()), Some(v));
+        }
+        assert_eq!(Variant::value_variants(), Variant::ALL);
+    }
+
+    /// The split the eval curves are titled with is the one stage 2's run config measures.
+    #[test]
+    fn stage2_eval_split_follows_the_evaluator_table() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo.toml");
+        let mut config: PipelineConfig =
+            toml::from_str(&std::fs::read_to_string(demo).unwrap()).unwrap();
+        let probe = Path::new(".");
+        let ran = |config: &PipelineConfig| {
+            let run = config
+                .stage2_config(probe, Variant::GrmRlGrouped, probe, probe, None)
+                .unwrap();
+            run.evaluator.map(|e| e.split).unwrap_or_default()
+        };
+        assert_eq!(config.stage2_eval_split().unwrap(), HeldOut::Validation);
+        assert_eq!(ran(&config), HeldOut::Validation);
+        let evaluator = config.stage2["evaluator"].as_table_mut().unwrap();
+        evaluator.insert("split".into(), "evaluation".into());
+        assert_eq!(config.stage2_eval_split().unwrap(), HeldOut::Evaluation);
+        assert_eq!(ran(&config), HeldOut::Evaluation);
+        config.stage2.remove("evaluator");
+        assert_eq!(config.stage2_eval_split().unwrap(), HeldOut::Validation);
     }
 }

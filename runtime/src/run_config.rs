@@ -304,9 +304,9 @@ pub struct RunConfig {
     /// `[faults]`: injected failures (off by default; see `crate::faults`).
     #[serde(default)]
     pub faults: crate::faults::FaultsConfig,
-    /// `[bench]`: read by `grlhf bench` only (see `crate::bench::settings`).
+    /// `[bench]`: read by `grlhf bench` only (see `crate::bench_settings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bench: Option<crate::bench::settings::BenchSettings>,
+    pub bench: Option<crate::bench_settings::BenchSettings>,
 }
 
 fn policy_rl() -> Stage {

@@ -215,7 +215,10 @@ pub fn aggregate(seeds: &[u64], reports: &[Report], runs: Vec<PathBuf>) -> Seeds
 
 /// Where seed `seed` of a multi-seed reproduction runs.
 pub fn seed_dir(run_dir: &Path, seed: u64) -> PathBuf {
-    run_dir.join(format!("seed-{seed}"))
+    crate::run_layout::RunLayout::new(run_dir)
+        .seed(seed)
+        .root()
+        .to_path_buf()
 }
 
 impl SeedsReport {

@@ -26,10 +26,12 @@ use tch::{Device, Kind};
 
 use crate::reward_model_eval::{grm_verdicts_with_images, PairAccuracy};
 use crate::run::{policy_spec, to_rgb, world_held_out_records};
+use crate::run_layout::WarmStartDir;
 
-/// What is warm-started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What is warm-started (`grlhf sft --target policy|grm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Target {
     Policy,
     Grm,
@@ -236,9 +238,10 @@ pub fn run_bt_rm(
     mut on_step: impl FnMut(&BtStats),
 ) -> Result<BtReport> {
     let started = std::time::Instant::now();
+    let out = WarmStartDir::new(out);
     let source: PathBuf = match model.strip_prefix("world:") {
         Some(preset) => {
-            let dir = out.join("init");
+            let dir = out.init();
             let size = WorldModelSize::preset(preset).map_err(|e| anyhow!("model: {e}"))?;
             init_world_model(&dir, size, config.seed as i64).map_err(|e| anyhow!(e))?;
             dir
@@ -255,7 +258,7 @@ pub fn run_bt_rm(
     let pairs = world_preference_pairs(config.seed, world_size)?;
     let history =
         train_bradley_terry(&mut rm, &pairs, config, &mut on_step).map_err(|e| anyhow!(e))?;
-    let model_dir = out.join("model");
+    let model_dir = out.model();
     rm.save(&model_dir).map_err(|e| anyhow!(e))?;
     copy_processing_files(&source, &model_dir)?;
     let window = (history.len() / 10).max(1);
@@ -273,7 +276,7 @@ pub fn run_bt_rm(
         wall_s: started.elapsed().as_secs_f64(),
         out: model_dir,
     };
-    std::fs::write(out.join("rm.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(out.rm_record(), serde_json::to_string_pretty(&report)?)?;
     Ok(report)
 }
 
@@ -351,9 +354,10 @@ fn evaluate(
 /// Runs the warm start and writes the model (with tokenizer and processor) and `sft.json`.
 pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Result<SftReport> {
     let started = std::time::Instant::now();
+    let out = WarmStartDir::new(&request.out);
     let source: PathBuf = match request.model.strip_prefix("world:") {
         Some(preset) => {
-            let dir = request.out.join("init");
+            let dir = out.init();
             let size = WorldModelSize::preset(preset).map_err(|e| anyhow!("--model: {e}"))?;
             init_world_model(&dir, size, request.config.seed as i64).map_err(|e| anyhow!(e))?;
             dir
@@ -429,7 +433,7 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
     } else {
         None
     };
-    let model_dir = request.out.join("model");
+    let model_dir = out.model();
     engine
         .model
         .save(&model_dir)
@@ -452,16 +456,13 @@ pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Resu
         wall_s: started.elapsed().as_secs_f64(),
         out: model_dir,
     };
-    std::fs::write(
-        request.out.join("sft.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
+    std::fs::write(out.sft_record(), serde_json::to_string_pretty(&report)?)?;
     Ok(report)
 }
 
 /// Where `run_sft` writes the model.
 pub fn model_dir(out: &Path) -> PathBuf {
-    out.join("model")
+    WarmStartDir::new(out).model()
 }
 
 /// A GRM's parse rate and pairwise accuracy on the world's held-out pairs: the validation pairs

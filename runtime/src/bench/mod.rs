@@ -20,10 +20,13 @@
 pub mod measure;
 pub mod profile;
 pub mod render;
-pub mod settings;
 pub mod simulated_run;
 pub mod sweep;
 pub mod timeline;
+
+/// `[bench]`, defined beside `run_config` (which holds it) so the config does not depend on
+/// this module.
+pub use crate::bench_settings as settings;
 
 use std::path::{Path, PathBuf};
 
@@ -194,24 +197,7 @@ fn resident_bytes() -> u64 {
 pub fn bench(request: BenchRequest) -> Result<BenchOutput> {
     let settings: BenchSettings = request.config.bench.clone().unwrap_or_default();
     let cost: Option<CostModel> = match &request.simulate {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the cost model {}", path.display()))?;
-            let parsed: Result<CostModel, _> =
-                serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text));
-            let cost = parsed.map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: not a cost model: field `{}`: {}",
-                    path.display(),
-                    e.path(),
-                    e.inner()
-                )
-            })?;
-            if let Some(problem) = settings::cost_model_problems(&cost, "").first() {
-                bail!("{}: {problem}", path.display());
-            }
-            Some(cost)
-        }
+        Some(path) => Some(read_cost_model(path)?),
         None => settings.simulate.clone(),
     };
     let mut base = request.config.clone();
@@ -225,154 +211,29 @@ pub fn bench(request: BenchRequest) -> Result<BenchOutput> {
         .with_context(|| format!("creating {}", request.out.display()))?;
     let warmup = settings.warmup_steps;
 
-    let (baseline, outcome) = run_one(&request, "baseline", base.clone(), cost.as_ref(), warmup)?;
-    timeline::write_timeline(
-        &request.out,
-        &format!(
-            "{} — {} ({})",
-            request.config_path.display(),
-            baseline.mode,
-            if cost.is_some() { "simulated" } else { "real" }
-        ),
-        &outcome.activity.spans(),
-        &baseline.queue_depths,
-    )?;
-    let mut simulator_check = None;
-    let mut fitted = None;
-    if cost.is_none() {
-        let profile = profile::fit_cost_model(&base, &outcome);
-        std::fs::write(
-            request.out.join("profile.json"),
-            serde_json::to_string_pretty(&profile)?,
-        )?;
-        if settings.check_simulator {
-            let (simulated, _) = run_one(
-                &request,
-                "simulated replay",
-                base.clone(),
-                Some(&profile),
-                warmup,
-            )?;
-            simulator_check = Some(SimulatorCheck {
-                real_samples_per_s: baseline.samples_per_s,
-                simulated_samples_per_s: simulated.samples_per_s,
-                relative_error: simulated.samples_per_s / baseline.samples_per_s.max(1e-12) - 1.0,
-                simulated,
-            });
-        }
-        fitted = Some(profile);
-    }
-    drop(outcome);
-
-    let mut sweep = Vec::new();
-    if request.sweep {
-        let mut sync: Option<BenchReport> = None;
-        for (label, axis, config) in sweep::variants(&base, &settings.sweep) {
-            let (report, _) = run_one(&request, &label, config, cost.as_ref(), warmup)?;
-            let sync = sync.get_or_insert_with(|| report.clone());
-            // Perfect overlap of the sync run's uncontended stages, with a wide enough window.
-            let ideal = (sync.batch_groups * sync.group_size) as f64
-                / sync.ideal.stage_times.stages_overlap_step_s().max(1e-12);
-            sweep.push(SweepRow {
-                over_sync: report.samples_per_s / sync.samples_per_s.max(1e-12),
-                of_sync_ideal: (axis == "mode").then(|| report.samples_per_s / ideal),
-                label,
-                axis,
-                report,
-            });
-        }
-    }
-
-    let mut scale = Vec::new();
-    let scale_cost = cost.clone().or(fitted.clone());
-    if request.scale && !settings.scale.is_empty() {
-        let cost = scale_cost.as_ref().expect("a cost model: given or fitted");
-        let mut one = base.clone();
-        one.mode = crate::run_config::Mode::Async;
-        let unit = cost.stage_times(&step_shape(&one, 1));
-        for &actors in &settings.scale {
-            let (generators, judges) = sweep::scale_split(actors, unit.generate_s, unit.judge_s);
-            let mut config = one.clone();
-            config.generator.count = generators;
-            config.generator.devices = vec!["cpu".to_string()];
-            config.judges.truncate(1);
-            if let Some(j) = config.judges.first_mut() {
-                j.count = judges;
-            }
-            // Enough steps for about 8 s at the ideal pace, the first half as warm-up: a wide
-            // staleness window admits up to (η + 1)·B groups at the start, and the backlog that
-            // builds must drain before the rate is the steady one.
-            let ideal_step = cost
-                .stage_times(&step_shape(&config, judges))
-                .overlap_step_s();
-            config.steps = base
-                .steps
-                .max((8.0 / ideal_step.max(1e-6)).ceil() as u64)
-                .min(600);
-            let warmup = Some(warmup.unwrap_or(1).max(config.steps / 2));
-            let before = resident_bytes();
-            let (report, outcome) = run_one(
-                &request,
-                &format!("scale {actors}"),
-                config.clone(),
-                Some(cost),
-                warmup,
-            )?;
-            let grown = resident_bytes().saturating_sub(before);
-            let peak = report
-                .queue_depths
-                .iter()
-                .map(|q| q.generating + q.awaiting_judge + q.awaiting_learner)
-                .max()
-                .unwrap_or(0);
-            drop(outcome);
-            let zero = CostModel {
-                generate_s_per_call: 0.0,
-                generate_s_per_token: 0.0,
-                judge_s_per_group: 0.0,
-                judge_s_per_pair: 0.0,
-                learn_s_per_step: 0.0,
-                learn_s_per_token: 0.0,
-                sync_s_per_subscriber: 0.0,
-                ..cost.clone()
-            };
-            let (zero_report, _) = run_one(
-                &request,
-                &format!("scale {actors} zero-cost"),
-                config.clone(),
-                Some(&zero),
-                warmup,
-            )?;
-            let analytic = report
-                .analytic
-                .clone()
-                .expect("simulated runs carry the analytic bound");
-            scale.push(ScaleRow {
-                actors,
-                generators,
-                judges,
-                samples_per_s: report.samples_per_s,
-                ideal_samples_per_s: analytic.ideal_samples_per_s,
-                bottleneck: analytic.bottleneck.clone(),
-                runtime_overhead: report.step_s / analytic.overlap_step_s - 1.0,
-                learner_busy: report.role_busy.get("learner").copied().unwrap_or(0.0),
-                learner_cost_overrun: report.ideal.stage_times.learn_s
-                    / analytic.stage_times.learn_s.max(1e-12)
-                    - 1.0,
-                zero_cost_us_per_group: zero_report.step_s / config.batch_groups as f64 * 1e6,
-                peak_in_flight_groups: peak,
-                bytes_per_in_flight_group: grown as f64 / peak.max(1) as f64,
-            });
-        }
-    }
+    let baseline = run_baseline(&request, &base, cost.as_ref(), warmup, &settings)?;
+    // The sweep runs like the baseline: simulated only with a given cost model.
+    let sweep = if request.sweep {
+        run_sweep(&request, &base, &settings, cost.as_ref(), warmup)?
+    } else {
+        Vec::new()
+    };
+    // The scale runs are always simulated: with the given cost model, else the fitted one.
+    let cost = cost.or(baseline.fitted);
+    let scale = if request.scale && !settings.scale.is_empty() {
+        let cost = cost.as_ref().expect("a cost model: given or fitted");
+        run_scale(&request, &base, &settings.scale, cost, warmup)?
+    } else {
+        Vec::new()
+    };
 
     let output = BenchOutput {
         machine: crate::machine::machine_name(&base.learner.device),
         config: request.config_path.display().to_string(),
         date: render::today(),
-        baseline,
-        cost_model: cost.or(fitted),
-        simulator_check,
+        baseline: baseline.report,
+        cost_model: cost,
+        simulator_check: baseline.simulator_check,
         sweep,
         scale,
     };
@@ -383,6 +244,225 @@ pub fn bench(request: BenchRequest) -> Result<BenchOutput> {
     std::fs::write(request.out.join("bench.md"), render::markdown(&output))?;
     render::plots(&request.out, &output)?;
     Ok(output)
+}
+
+/// A cost-model file (`profile.json` of an earlier bench), checked like `[bench.simulate]`.
+fn read_cost_model(path: &Path) -> Result<CostModel> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the cost model {}", path.display()))?;
+    let parsed: Result<CostModel, _> =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text));
+    let cost = parsed.map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a cost model: field `{}`: {}",
+            path.display(),
+            e.path(),
+            e.inner()
+        )
+    })?;
+    if let Some(problem) = settings::cost_model_problems(&cost, "").first() {
+        bail!("{}: {problem}", path.display());
+    }
+    Ok(cost)
+}
+
+/// The baseline run and what is learnt from it.
+struct Baseline {
+    report: BenchReport,
+    /// A real run: the cost model fitted to it (also in `profile.json`).
+    fitted: Option<CostModel>,
+    /// A real run with `check_simulator`: the simulator replaying it from `fitted`.
+    simulator_check: Option<SimulatorCheck>,
+}
+
+/// Runs the baseline and writes its timeline; a real baseline also gets its cost model fitted
+/// (`profile.json`) and, with `check_simulator`, replayed in the simulator.
+fn run_baseline(
+    request: &BenchRequest,
+    base: &RunConfig,
+    cost: Option<&CostModel>,
+    warmup: Option<u64>,
+    settings: &BenchSettings,
+) -> Result<Baseline> {
+    let (report, outcome) = run_one(request, "baseline", base.clone(), cost, warmup)?;
+    timeline::write_timeline(
+        &request.out,
+        &format!(
+            "{} — {} ({})",
+            request.config_path.display(),
+            report.mode,
+            if cost.is_some() { "simulated" } else { "real" }
+        ),
+        &outcome.activity.spans(),
+        &report.queue_depths,
+    )?;
+    let mut simulator_check = None;
+    let mut fitted = None;
+    if cost.is_none() {
+        let profile = profile::fit_cost_model(base, &outcome);
+        std::fs::write(
+            request.out.join("profile.json"),
+            serde_json::to_string_pretty(&profile)?,
+        )?;
+        if settings.check_simulator {
+            let (simulated, _) = run_one(
+                request,
+                "simulated replay",
+                base.clone(),
+                Some(&profile),
+                warmup,
+            )?;
+            simulator_check = Some(SimulatorCheck {
+                real_samples_per_s: report.samples_per_s,
+                simulated_samples_per_s: simulated.samples_per_s,
+                relative_error: simulated.samples_per_s / report.samples_per_s.max(1e-12) - 1.0,
+                simulated,
+            });
+        }
+        fitted = Some(profile);
+    }
+    Ok(Baseline {
+        report,
+        fitted,
+        simulator_check,
+    })
+}
+
+/// One run per sweep variant (the sync run first), each against the sync run.
+fn run_sweep(
+    request: &BenchRequest,
+    base: &RunConfig,
+    settings: &BenchSettings,
+    cost: Option<&CostModel>,
+    warmup: Option<u64>,
+) -> Result<Vec<SweepRow>> {
+    let mut rows = Vec::new();
+    let mut sync: Option<BenchReport> = None;
+    for (label, axis, config) in sweep::variants(base, &settings.sweep) {
+        let (report, _) = run_one(request, &label, config, cost, warmup)?;
+        let sync = sync.get_or_insert_with(|| report.clone());
+        // Perfect overlap of the sync run's uncontended stages, with a wide enough window.
+        let ideal = (sync.batch_groups * sync.group_size) as f64
+            / sync.ideal.stage_times.stages_overlap_step_s().max(1e-12);
+        rows.push(SweepRow {
+            over_sync: report.samples_per_s / sync.samples_per_s.max(1e-12),
+            of_sync_ideal: (axis == "mode").then(|| report.samples_per_s / ideal),
+            label,
+            axis,
+            report,
+        });
+    }
+    Ok(rows)
+}
+
+/// The simulated scale runs: async, one generator device, one judge kind, with `actors` in
+/// all split between generators and judges by their work.
+fn run_scale(
+    request: &BenchRequest,
+    base: &RunConfig,
+    scale: &[usize],
+    cost: &CostModel,
+    warmup: Option<u64>,
+) -> Result<Vec<ScaleRow>> {
+    let mut one = base.clone();
+    one.mode = crate::run_config::Mode::Async;
+    let unit = cost.stage_times(&step_shape(&one, 1));
+    let mut rows = Vec::new();
+    for &actors in scale {
+        let (generators, judges) = sweep::scale_split(actors, unit.generate_s, unit.judge_s);
+        let mut config = one.clone();
+        config.generator.count = generators;
+        config.generator.devices = vec!["cpu".to_string()];
+        config.judges.truncate(1);
+        if let Some(j) = config.judges.first_mut() {
+            j.count = judges;
+        }
+        // Enough steps for about 8 s at the ideal pace, the first half as warm-up: a wide
+        // staleness window admits up to (η + 1)·B groups at the start, and the backlog that
+        // builds must drain before the rate is the steady one.
+        let ideal_step = cost
+            .stage_times(&step_shape(&config, judges))
+            .overlap_step_s();
+        config.steps = base
+            .steps
+            .max((8.0 / ideal_step.max(1e-6)).ceil() as u64)
+            .min(600);
+        let warmup = Some(warmup.unwrap_or(1).max(config.steps / 2));
+        rows.push(scale_row(
+            request,
+            config,
+            cost,
+            warmup,
+            actors,
+            (generators, judges),
+        )?);
+    }
+    Ok(rows)
+}
+
+/// One scale point: the run with `cost`, and the same topology with every cost zero (the
+/// runtime's own time per group).
+fn scale_row(
+    request: &BenchRequest,
+    config: RunConfig,
+    cost: &CostModel,
+    warmup: Option<u64>,
+    actors: usize,
+    (generators, judges): (usize, usize),
+) -> Result<ScaleRow> {
+    let before = resident_bytes();
+    let (report, outcome) = run_one(
+        request,
+        &format!("scale {actors}"),
+        config.clone(),
+        Some(cost),
+        warmup,
+    )?;
+    let grown = resident_bytes().saturating_sub(before);
+    let peak = report
+        .queue_depths
+        .iter()
+        .map(|q| q.generating + q.awaiting_judge + q.awaiting_learner)
+        .max()
+        .unwrap_or(0);
+    drop(outcome);
+    let zero = CostModel {
+        generate_s_per_call: 0.0,
+        generate_s_per_token: 0.0,
+        judge_s_per_group: 0.0,
+        judge_s_per_pair: 0.0,
+        learn_s_per_step: 0.0,
+        learn_s_per_token: 0.0,
+        sync_s_per_subscriber: 0.0,
+        ..cost.clone()
+    };
+    let (zero_report, _) = run_one(
+        request,
+        &format!("scale {actors} zero-cost"),
+        config.clone(),
+        Some(&zero),
+        warmup,
+    )?;
+    let analytic = report
+        .analytic
+        .clone()
+        .expect("simulated runs carry the analytic bound");
+    Ok(ScaleRow {
+        actors,
+        generators,
+        judges,
+        samples_per_s: report.samples_per_s,
+        ideal_samples_per_s: analytic.ideal_samples_per_s,
+        bottleneck: analytic.bottleneck.clone(),
+        runtime_overhead: report.step_s / analytic.overlap_step_s - 1.0,
+        learner_busy: report.role_busy.get("learner").copied().unwrap_or(0.0),
+        learner_cost_overrun: report.ideal.stage_times.learn_s
+            / analytic.stage_times.learn_s.max(1e-12)
+            - 1.0,
+        zero_cost_us_per_group: zero_report.step_s / config.batch_groups as f64 * 1e6,
+        peak_in_flight_groups: peak,
+        bytes_per_in_flight_group: grown as f64 / peak.max(1) as f64,
+    })
 }
 
 /// Where `grlhf bench` writes by default: `target/bench/<config stem>`.

@@ -1,9 +1,8 @@
 //! The variants of a sweep: the config changed along one axis at a time (sync, async at each η,
 //! generator and judge counts, group size, batch size).
 
+use crate::bench_settings::SweepSettings;
 use crate::run_config::{Mode, RunConfig};
-
-use super::settings::SweepSettings;
 
 /// `(label, axis, config)` for every variant, the config's own first.
 pub fn variants(base: &RunConfig, sweep: &SweepSettings) -> Vec<(String, String, RunConfig)> {

@@ -1,6 +1,10 @@
 //! `[bench]`: how `grlhf bench` measures a run config. Every key is optional; `grlhf run`
 //! ignores the table.
 //!
+//! The table is part of `RunConfig`, so it lives here, beside `run_config`, rather than in the
+//! `bench` module (which reads `RunConfig` and re-exports this module as `bench::settings`):
+//! the config depends on its settings, never on the bench itself.
+//!
 //! ```toml
 //! [bench]
 //! steps = 40              # learner steps per measured run (default: the config's `steps`)

@@ -1,0 +1,16 @@
+//! `grlhf doctor`: what this machine offers the runtime — libtorch and CUDA versions, devices,
+//! cuDNN and thread counts — as a table or JSON, for checking a setup before a run.
+
+use anyhow::Result;
+use grlhf::doctor;
+
+/// Prints the diagnosis, as JSON with `json`.
+pub fn doctor(json: bool) -> Result<()> {
+    let report = doctor::diagnose();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.render());
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! `grlhf generate`: continuations of a prompt (token ids or text, optionally with images) from
+//! a checkpoint, greedy or sampled, printed as text or JSON.
+
+use anyhow::Result;
+use grlhf::generate::{self, GenerateRequest, PromptInput};
+use grlhf::token_list;
+use grlhf_models::device::parse_device;
+use grlhf_models::SamplingParams;
+
+use crate::GenerateArgs;
+
+/// Generates and prints the continuations.
+pub fn generate(args: GenerateArgs) -> Result<()> {
+    let prompt = match (&args.tokens, &args.prompt) {
+        (Some(tokens), _) => PromptInput::Tokens(token_list::parse_token_list(tokens)?),
+        (None, Some(text)) => PromptInput::Text {
+            text: text.clone(),
+            chat: args.chat,
+        },
+        (None, None) => unreachable!("clap requires --tokens or --prompt"),
+    };
+    let sampling = sampling(&args)?;
+    let request = GenerateRequest {
+        model_dir: args.model,
+        prompt,
+        images: args.images,
+        num_samples: args.num_samples,
+        max_new_tokens: args.max_new_tokens,
+        sampling,
+        stop_token_ids: if args.ignore_eos {
+            Some(Vec::new())
+        } else {
+            args.stop_token
+        },
+        seed: args.seed,
+        device: parse_device(&args.device)?,
+        kind: args.dtype.kind(),
+    };
+    let output = generate::run(&request)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&output)?);
+    } else {
+        println!("{}", output.render());
+    }
+    Ok(())
+}
+
+/// Sampling with `--temperature` (and its `--top-k` / `--top-p`), else greedy.
+fn sampling(args: &GenerateArgs) -> Result<SamplingParams> {
+    Ok(match args.temperature {
+        Some(temperature) if !args.greedy => SamplingParams {
+            temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+        },
+        _ if args.top_k.is_some() || args.top_p.is_some() => {
+            anyhow::bail!("--top-k / --top-p need --temperature (sampling); greedy ignores them")
+        }
+        _ => SamplingParams::greedy(),
+    })
+}

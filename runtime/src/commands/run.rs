@@ -1,0 +1,64 @@
+//! `grlhf run CONFIG [--resume RUN_DIR]`: trains an RL topology from a TOML config (or continues
+//! one from its newest good checkpoint) through `grlhf::run`, then prints the run's summary.
+
+use anyhow::Result;
+use grlhf::run::RunOutcome;
+use grlhf::run_config::RunConfig;
+use grlhf_actors::registry::Registry;
+
+use crate::RunArgs;
+
+/// Runs (or resumes) the topology and prints its summary.
+pub fn run(args: RunArgs) -> Result<()> {
+    let parsed = RunConfig::from_file(&args.config)?;
+    let registry = Registry::with_builtins();
+    let show_progress = !args.no_progress;
+    let outcome = match args.resume {
+        Some(run_dir) => {
+            grlhf::run::resume(parsed, &args.config, registry, show_progress, &run_dir)?
+        }
+        None => grlhf::run::run(parsed, &args.config, registry, show_progress)?,
+    };
+    print_summary(&outcome);
+    Ok(())
+}
+
+/// Throughput, reward, prompt accounting, evaluation and reliability, then the run directory.
+fn print_summary(outcome: &RunOutcome) {
+    let s = &outcome.summary;
+    println!(
+        "{} steps in {:.1} s ({:?}, η = {}): reward {:.3} → {:.3}; {:.1} samples/s, {:.0} tokens/s; \
+         prompts admitted {} = trained {} + dropped {} + in flight {}; max staleness seen {}",
+        s.learner_steps,
+        s.wall_s,
+        s.mode,
+        s.max_staleness,
+        s.reward_mean_first,
+        s.reward_mean_last,
+        s.samples_per_s,
+        s.tokens_per_s,
+        s.prompts_admitted,
+        s.prompts_trained,
+        s.prompts_dropped.values().sum::<u64>(),
+        s.prompts_in_flight,
+        s.max_staleness_seen
+    );
+    if let (Some(first), Some(last)) = (s.eval_first, s.eval_last) {
+        println!("held-out evaluation: {first:.3} → {last:.3} (eval.jsonl)");
+    }
+    let r = &s.reliability;
+    if let Some(from) = &r.resumed_from {
+        println!("resumed from {}", from.display());
+    }
+    let restarts: u64 = r.restarts.values().sum();
+    if restarts > 0 || r.skipped_steps > 0 || !r.faults_injected.is_empty() {
+        println!(
+            "faults injected {:?}; restarts {restarts}; prompts issued again {}; steps skipped {}; checkpoint failures {}",
+            r.faults_injected,
+            r.prompts_reissued,
+            r.skipped_steps,
+            r.checkpoint_failures.len()
+        );
+    }
+    println!("run directory: {}", outcome.run_dir.display());
+}
