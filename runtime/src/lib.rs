@@ -29,4 +29,5 @@ pub mod run_layout;
 pub mod seeds;
 pub mod token_list;
 pub mod topology;
+pub mod variant;
 pub mod warm_start;

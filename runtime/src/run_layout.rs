@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::pipeline_config::Variant;
+use crate::variant::Variant;
 
 /// A pipeline run directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
