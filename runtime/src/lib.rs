@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod loaded_model;
 pub mod machine;
 pub mod model_presets;
+pub mod model_source;
 pub mod pipeline;
 pub mod pipeline_config;
 pub mod report;

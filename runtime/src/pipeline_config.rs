@@ -212,12 +212,7 @@ impl PipelineConfig {
         if self.world_size == 0 {
             bail!("world_size = 0");
         }
-        if !self.model.starts_with("world:") && !Path::new(&self.model).is_dir() {
-            bail!(
-                "model: `{}` is neither a checkpoint directory nor world:<preset>",
-                self.model
-            );
-        }
+        crate::model_source::ModelSource::parse("model", &self.model)?;
         if !(0.0..=1.0).contains(&self.warm_start.sft_quality) {
             bail!(
                 "warm_start.sft_quality = {}: a share between 0 and 1",

@@ -29,7 +29,6 @@ use grlhf_actors::evaluator::EvalStats;
 use grlhf_actors::learner::StepStats;
 use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::registry::Registry;
-use grlhf_actors::vl_engine::{init_world_model, WorldModelSize};
 use grlhf_models::device::parse_dtype;
 use grlhf_models::image_processor::RgbImage;
 use grlhf_tasks::grm_format::{
@@ -42,6 +41,7 @@ use grlhf_tasks::world::{HeldOut, Split, SplitRecords, SplitSizes, WorldConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 
+use crate::model_source::ModelSource;
 use crate::run_config::{RunConfig, Stage};
 use crate::topology::{config_plan, Devices, RealRun, Restored, Resume, Topology, TopologyPlan};
 pub use crate::topology::{Reliability, RunOutcome, Summary};
@@ -211,15 +211,8 @@ fn eval_specs(
 
 /// The policy checkpoint to start from (a fresh world model is written into the run directory).
 fn policy_dir(config: &RunConfig) -> Result<PathBuf> {
-    match config.model.policy.strip_prefix("world:") {
-        Some(preset) => {
-            let size = WorldModelSize::preset(preset).map_err(|e| anyhow!("model.policy: {e}"))?;
-            let dir = config.run_dir.join("init-policy");
-            init_world_model(&dir, size, config.seed as i64).map_err(|e| anyhow!("{e}"))?;
-            Ok(dir)
-        }
-        None => Ok(PathBuf::from(&config.model.policy)),
-    }
+    ModelSource::parse("model.policy", &config.model.policy)?
+        .materialise(&config.run_dir.join("init-policy"), config.seed)
 }
 
 /// Runs `config` with the actor kinds of `registry`. `config_path` names the file in errors.

@@ -349,12 +349,7 @@ impl RunConfig {
 
     /// The model and reward-model checkpoints exist.
     pub fn validate_checkpoints(&self) -> Result<()> {
-        if !self.model.policy.starts_with("world:") && !Path::new(&self.model.policy).is_dir() {
-            bail!(
-                "model.policy: `{}` is neither a checkpoint directory nor world:<preset>",
-                self.model.policy
-            );
-        }
+        crate::model_source::ModelSource::parse("model.policy", &self.model.policy)?;
         if let Some(rm) = &self.model.reward_model {
             if !rm.is_dir() {
                 bail!(

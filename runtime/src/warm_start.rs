@@ -14,7 +14,7 @@ use grlhf_actors::evaluator::{evaluate_prompts, EvalMetric, EvalStats};
 use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::scalar_rm_judge::ScalarRewardModel;
 use grlhf_actors::sft::{train_sft, SftConfig, SftExample, SftStats};
-use grlhf_actors::vl_engine::{init_world_model, VlEngine, WorldModelSize};
+use grlhf_actors::vl_engine::VlEngine;
 use grlhf_tasks::grm_format::{
     grm_user_message, policy_user_message, GRM_SYSTEM_PROMPT, POLICY_SYSTEM_PROMPT,
 };
@@ -24,6 +24,7 @@ use grlhf_tasks::world::{HeldOut, Split, SplitRecords, SplitSizes, WorldConfig};
 use serde::Serialize;
 use tch::{Device, Kind};
 
+use crate::model_source::ModelSource;
 use crate::reward_model_eval::{grm_verdicts_with_images, PairAccuracy};
 use crate::run::{policy_spec, to_rgb, world_held_out_records};
 use crate::run_layout::WarmStartDir;
@@ -239,15 +240,7 @@ pub fn run_bt_rm(
 ) -> Result<BtReport> {
     let started = std::time::Instant::now();
     let out = WarmStartDir::new(out);
-    let source: PathBuf = match model.strip_prefix("world:") {
-        Some(preset) => {
-            let dir = out.init();
-            let size = WorldModelSize::preset(preset).map_err(|e| anyhow!("model: {e}"))?;
-            init_world_model(&dir, size, config.seed as i64).map_err(|e| anyhow!(e))?;
-            dir
-        }
-        None => PathBuf::from(model),
-    };
+    let source = ModelSource::parse("model", model)?.materialise(&out.init(), config.seed)?;
     let engine = VlEngine::load(&source, device, Kind::Float).map_err(|e| anyhow!(e))?;
     let hidden = engine.model.config().text_config.hidden_size;
     tch::manual_seed(config.seed as i64);
@@ -355,15 +348,8 @@ fn evaluate(
 pub fn run_sft(request: &SftRequest, mut on_step: impl FnMut(&SftStats)) -> Result<SftReport> {
     let started = std::time::Instant::now();
     let out = WarmStartDir::new(&request.out);
-    let source: PathBuf = match request.model.strip_prefix("world:") {
-        Some(preset) => {
-            let dir = out.init();
-            let size = WorldModelSize::preset(preset).map_err(|e| anyhow!("--model: {e}"))?;
-            init_world_model(&dir, size, request.config.seed as i64).map_err(|e| anyhow!(e))?;
-            dir
-        }
-        None => PathBuf::from(&request.model),
-    };
+    let source = ModelSource::parse("--model", &request.model)?
+        .materialise(&out.init(), request.config.seed)?;
     let mut engine =
         VlEngine::load(&source, request.device, Kind::Float).map_err(|e| anyhow!(e))?;
     let mut examples = world_examples(
