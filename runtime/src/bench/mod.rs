@@ -436,12 +436,16 @@ fn scale_row(
         sync_s_per_subscriber: 0.0,
         ..cost.clone()
     };
+    // With every cost zero a step takes about a millisecond, so the config's dozen steps would
+    // measure scheduler jitter: run enough steps that the steady window is long.
+    let mut zero_config = config.clone();
+    zero_config.steps = config.steps.max(ZERO_COST_STEPS);
     let (zero_report, _) = run_one(
         request,
         &format!("scale {actors} zero-cost"),
-        config.clone(),
+        zero_config,
         Some(&zero),
-        warmup,
+        Some(ZERO_COST_STEPS / 10),
     )?;
     let analytic = report
         .analytic
@@ -464,6 +468,9 @@ fn scale_row(
         bytes_per_in_flight_group: grown as f64 / peak.max(1) as f64,
     })
 }
+
+/// Learner steps of a zero-cost scale run (a tenth of them warm-up).
+const ZERO_COST_STEPS: u64 = 300;
 
 /// Where `grlhf bench` writes by default: `target/bench/<config stem>`.
 pub fn default_out(config_path: &Path) -> PathBuf {
