@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use grlhf_actors::judge::Judge;
-use grlhf_actors::learner::{LearnerFaults, StepStats};
+use grlhf_actors::learner::StepStats;
 use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::rollout_engine::RolloutEngine;
 use grlhf_actors::simulated::generator::SimRolloutEngine;
@@ -89,9 +89,12 @@ pub fn simulated_plan(config: &RunConfig, cost: &CostModel) -> TopologyPlan {
         config: config.learner.clone(),
         save_dir: None,
         checkpoints: None,
-        faults: LearnerFaults::default(),
+        faults: config.faults.learner(config.seed),
     };
     let mut plan = TopologyPlan::new(config, synthetic_prompts(4096), judges, generators, learner);
+    // `[faults]` apply as in a real run (a benchmark normally has none): kills go through the
+    // supervisor, NaN steps through the learner's skip.
+    plan.faults = config.faults.clone();
     // A stalled topology must fail, not hang: no step may take longer than the slowest stage
     // run back to back, with a wide margin.
     plan.patience = Duration::from_secs_f64(
