@@ -1,6 +1,7 @@
 //! The learner's settings (`[learner]` in a run config): optimisation, the GRPO loss, when to
 //! give up on skipped steps. Read by the learner actor and by the engines it drives.
 
+use grlhf_models::device::DeviceName;
 use serde::{Deserialize, Serialize};
 
 use crate::grpo::GrpoConfig;
@@ -11,7 +12,7 @@ use crate::schedule::LrSchedule;
 #[serde(deny_unknown_fields, default)]
 pub struct LearnerConfig {
     /// Where the learner (and its frozen reference) runs: `cpu` or `cuda:N`.
-    pub device: String,
+    pub device: DeviceName,
     /// Sequences per forward/backward pass (gradients accumulate over the step's batch).
     pub micro_batch: usize,
     pub grad_clip: f64,
@@ -46,7 +47,7 @@ impl LearnerConfig {
 impl Default for LearnerConfig {
     fn default() -> Self {
         LearnerConfig {
-            device: "cpu".to_string(),
+            device: DeviceName::from("cpu"),
             micro_batch: 16,
             grad_clip: 1.0,
             weight_decay: 0.01,

@@ -15,7 +15,6 @@ use grlhf_actors::evaluator::{evaluate_prompts, EvalMetric, EvalStats};
 use grlhf_actors::registry::Registry;
 use grlhf_actors::scalar_rm_judge::ScalarRewardModel;
 use grlhf_actors::vl_engine::VlEngine;
-use grlhf_models::device::parse_device;
 use grlhf_tasks::export::write_atomically;
 use grlhf_tasks::world::{HeldOut, Split};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -180,7 +179,7 @@ fn warm_start(request: &PipelineRequest) -> Result<()> {
     let config = &request.config;
     let layout = request.layout();
     let ws = &config.warm_start;
-    let device = parse_device(&ws.device).map_err(|e| anyhow!("warm_start.device: {e}"))?;
+    let device = (ws.device.device()).map_err(|e| anyhow!("warm_start.device: {e}"))?;
     let trainings = [
         (
             Target::Policy,
@@ -626,7 +625,7 @@ struct EvalLine {
 fn evaluate(request: &PipelineRequest) -> Result<Report> {
     let config = &request.config;
     let layout = request.layout();
-    let device = parse_device(&config.eval.device).map_err(|e| anyhow!("eval.device: {e}"))?;
+    let device = (config.eval.device.device()).map_err(|e| anyhow!("eval.device: {e}"))?;
     std::fs::create_dir_all(layout.eval_dir())?;
     require(&layout.warm_policy().model(), "warm-start")?;
 

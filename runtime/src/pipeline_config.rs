@@ -24,6 +24,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use grlhf_actors::bradley_terry::BtConfig;
 use grlhf_actors::grouped_comparison::{Aggregation, PairOrder};
 use grlhf_actors::sft::SftConfig;
+use grlhf_models::device::DeviceName;
 use grlhf_tasks::world::HeldOut;
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,7 @@ pub use crate::variant::Variant;
 #[serde(deny_unknown_fields, default)]
 pub struct WarmStartConfig {
     /// Device for the three warm-start trainings.
-    pub device: String,
+    pub device: DeviceName,
     pub policy: SftConfig,
     pub grm: SftConfig,
     pub rm: BtConfig,
@@ -79,7 +80,7 @@ impl Default for GroundingConfig {
 impl Default for WarmStartConfig {
     fn default() -> Self {
         WarmStartConfig {
-            device: "cpu".into(),
+            device: DeviceName::from("cpu"),
             policy: SftConfig {
                 steps: 300,
                 ..SftConfig::default()
@@ -99,7 +100,7 @@ impl Default for WarmStartConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JudgePlacement {
-    pub device: String,
+    pub device: DeviceName,
     pub count: usize,
     pub max_new_tokens: usize,
     pub pair_order: PairOrder,
@@ -109,7 +110,7 @@ pub struct JudgePlacement {
 impl Default for JudgePlacement {
     fn default() -> Self {
         JudgePlacement {
-            device: "cpu".into(),
+            device: DeviceName::from("cpu"),
             count: 1,
             max_new_tokens: 80,
             pair_order: PairOrder::Ordered,
@@ -121,7 +122,7 @@ impl Default for JudgePlacement {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineEvalConfig {
-    pub device: String,
+    pub device: DeviceName,
     /// Held-out prompts per family for the policy table.
     pub prompts_per_family: usize,
     /// Held-out pairs per split for reward-model accuracy.
@@ -138,7 +139,7 @@ pub struct PipelineEvalConfig {
 impl Default for PipelineEvalConfig {
     fn default() -> Self {
         PipelineEvalConfig {
-            device: "cpu".into(),
+            device: DeviceName::from("cpu"),
             prompts_per_family: 16,
             pairs: 100,
             max_new_tokens: 64,
@@ -277,7 +278,7 @@ impl PipelineConfig {
             ("judge.device", &self.judge.device),
             ("eval.device", &self.eval.device),
         ] {
-            grlhf_models::device::parse_device(device).map_err(|e| anyhow!("{field}: {e}"))?;
+            device.device().map_err(|e| anyhow!("{field}: {e}"))?;
         }
         // Build both stage configs once so their errors surface before any training.
         let probe = Path::new(".");
@@ -379,7 +380,7 @@ impl PipelineConfig {
     ) -> Result<RunConfig> {
         let layout = RunLayout::new(root);
         let mut judge = toml::Table::new();
-        judge.insert("device".into(), self.judge.device.clone().into());
+        judge.insert("device".into(), self.judge.device.to_string().into());
         judge.insert("count".into(), (self.judge.count as i64).into());
         let reward_model = match variant {
             Variant::RmGrpo => {

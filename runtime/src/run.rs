@@ -29,7 +29,6 @@ use grlhf_actors::evaluator::EvalStats;
 use grlhf_actors::learner::StepStats;
 use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::registry::Registry;
-use grlhf_models::device::parse_dtype;
 use grlhf_models::image_processor::RgbImage;
 use grlhf_tasks::grm_format::{
     grm_user_message, policy_user_message, GRM_SYSTEM_PROMPT, POLICY_SYSTEM_PROMPT,
@@ -308,7 +307,7 @@ fn run_or_resume(
     let resolved = toml::to_string_pretty(&config).context("serialising the resolved config")?;
     std::fs::write(config.run_dir.join("config.toml"), resolved)?;
     check_kinds(&config, config_path, &registry)?;
-    let kind = parse_dtype(&config.model.dtype)?;
+    let kind = config.model.dtype.kind()?;
     let devices = Devices::parse(&config)?;
     let (specs, _skipped) = prompt_specs(&config)?;
     let shape = run_shape(&config, specs.len());

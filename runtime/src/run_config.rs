@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use grlhf_actors::generator::GeneratorConfig;
 use grlhf_actors::learner::LearnerConfig;
+use grlhf_models::device::{DeviceName, DtypeName};
 use serde::{Deserialize, Serialize};
 
 /// `mode`: how generation and training are scheduled.
@@ -93,11 +94,11 @@ pub struct ModelConfig {
     pub reward_model: Option<PathBuf>,
     /// `f32`, `bf16` or `f16`.
     #[serde(default = "f32_name")]
-    pub dtype: String,
+    pub dtype: DtypeName,
 }
 
-fn f32_name() -> String {
-    "f32".to_string()
+fn f32_name() -> DtypeName {
+    DtypeName::from("f32")
 }
 
 /// `[generator]`: the generator pool and its sampling.
@@ -106,7 +107,7 @@ fn f32_name() -> String {
 pub struct GeneratorPoolConfig {
     pub count: usize,
     /// One device for all generators, or one per generator (`cpu`, `cuda:N`).
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceName>,
     /// Prompts per generation batch (each sampled `group_size` times).
     pub batch_prompts: usize,
     pub max_new_tokens: usize,
@@ -120,7 +121,7 @@ impl Default for GeneratorPoolConfig {
         let sampling = GeneratorConfig::default();
         GeneratorPoolConfig {
             count: 1,
-            devices: vec!["cpu".to_string()],
+            devices: vec![DeviceName::from("cpu")],
             batch_prompts: sampling.batch_prompts,
             max_new_tokens: sampling.max_new_tokens,
             temperature: sampling.temperature,
@@ -141,7 +142,7 @@ impl GeneratorPoolConfig {
         }
     }
 
-    pub fn device_of(&self, index: usize) -> &str {
+    pub fn device_of(&self, index: usize) -> &DeviceName {
         if self.devices.len() == 1 {
             &self.devices[0]
         } else {
@@ -157,7 +158,7 @@ pub struct ActorTable {
     #[serde(default = "one")]
     pub count: usize,
     #[serde(default = "cpu")]
-    pub device: String,
+    pub device: DeviceName,
     /// Everything else: the kind's own settings (checked by its factory).
     #[serde(flatten)]
     pub settings: toml::Table,
@@ -167,8 +168,8 @@ fn one() -> usize {
     1
 }
 
-fn cpu() -> String {
-    "cpu".to_string()
+fn cpu() -> DeviceName {
+    DeviceName::from("cpu")
 }
 
 /// `[evaluator]`: periodic held-out evaluation (off when the table is absent).
@@ -177,7 +178,7 @@ fn cpu() -> String {
 pub struct EvaluatorConfig {
     /// Evaluate every `every` learner steps (and at the start and the end).
     pub every: u64,
-    pub device: String,
+    pub device: DeviceName,
     /// `oracle` (world prompts) or `reference_overlap`.
     pub metric: grlhf_actors::evaluator::EvalMetric,
     /// world: held-out prompts per family.
@@ -195,7 +196,7 @@ impl Default for EvaluatorConfig {
     fn default() -> Self {
         EvaluatorConfig {
             every: 10,
-            device: "cpu".to_string(),
+            device: DeviceName::from("cpu"),
             metric: grlhf_actors::evaluator::EvalMetric::Oracle,
             prompts_per_family: 8,
             split: grlhf_tasks::world::HeldOut::Validation,
@@ -462,7 +463,9 @@ impl RunConfig {
             bail!("no [[judge]]: a run needs at least one judge");
         }
         self.validate_data()?;
-        grlhf_models::device::parse_dtype(&self.model.dtype)
+        self.model
+            .dtype
+            .kind()
             .map_err(|e| anyhow::anyhow!("model.dtype: {e}"))?;
         let lr = self.learner.lr;
         if !(lr > 0.0 && lr.is_finite()) {
@@ -501,13 +504,8 @@ impl RunConfig {
 }
 
 /// Checks a device string's form (`cpu`, `cuda`, `cuda:N`); availability is checked at start.
-fn check_device(field: &str, device: &str) -> Result<()> {
-    let ok = device == "cpu"
-        || device == "cuda"
-        || device
-            .strip_prefix("cuda:")
-            .is_some_and(|n| n.parse::<usize>().is_ok());
-    if !ok {
+fn check_device(field: &str, device: &DeviceName) -> Result<()> {
+    if !device.well_formed() {
         bail!("{field} = `{device}`: not a device (use cpu, cuda or cuda:N)");
     }
     Ok(())

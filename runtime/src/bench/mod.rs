@@ -228,7 +228,7 @@ pub fn bench(request: BenchRequest) -> Result<BenchOutput> {
     };
 
     let output = BenchOutput {
-        machine: crate::machine::machine_name(&base.learner.device),
+        machine: crate::machine::machine_name(base.learner.device.as_str()),
         config: request.config_path.display().to_string(),
         date: render::today(),
         baseline: baseline.report,
@@ -372,7 +372,7 @@ fn run_scale(
         let (generators, judges) = sweep::scale_split(actors, unit.generate_s, unit.judge_s);
         let mut config = one.clone();
         config.generator.count = generators;
-        config.generator.devices = vec!["cpu".to_string()];
+        config.generator.devices = vec!["cpu".into()];
         config.judges.truncate(1);
         if let Some(j) = config.judges.first_mut() {
             j.count = judges;

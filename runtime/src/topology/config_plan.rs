@@ -10,7 +10,6 @@ use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::registry::{JudgeContext, Registry};
 use grlhf_actors::rollout_engine::vl_rollout_engine;
 use grlhf_actors::train_engine::GrpoTrainer;
-use grlhf_models::device::parse_device;
 use tch::{Device, Kind};
 
 use super::plan::{
@@ -30,10 +29,10 @@ pub struct Devices {
 impl Devices {
     pub fn parse(config: &RunConfig) -> Result<Devices> {
         let learner =
-            parse_device(&config.learner.device).map_err(|e| anyhow!("learner.device: {e}"))?;
+            (config.learner.device.device()).map_err(|e| anyhow!("learner.device: {e}"))?;
         let generators = (0..config.generator.count)
             .map(|i| {
-                parse_device(config.generator.device_of(i))
+                (config.generator.device_of(i).device())
                     .map_err(|e| anyhow!("generator.devices: {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -41,11 +40,11 @@ impl Devices {
             .judges
             .iter()
             .enumerate()
-            .map(|(i, t)| parse_device(&t.device).map_err(|e| anyhow!("judge[{i}].device: {e}")))
+            .map(|(i, t)| (t.device.device()).map_err(|e| anyhow!("judge[{i}].device: {e}")))
             .collect::<Result<Vec<_>>>()?;
         let evaluator = match &config.evaluator {
             Some(eval) => {
-                Some(parse_device(&eval.device).map_err(|e| anyhow!("evaluator.device: {e}"))?)
+                Some((eval.device.device()).map_err(|e| anyhow!("evaluator.device: {e}"))?)
             }
             None => None,
         };
