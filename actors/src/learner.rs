@@ -29,7 +29,6 @@ use crate::activity::{ActivityLog, Milestone};
 use crate::checkpoint::{CheckpointState, RunShape};
 use crate::device_worker::DeviceWorker;
 use crate::error::ActorError;
-use crate::generator::GeneratorMsg;
 use crate::grpo::group_advantages;
 pub use crate::learner_config::LearnerConfig;
 use crate::ledger::{DropReason, Ledger};
@@ -47,26 +46,6 @@ pub struct WeightSubscriber {
     /// Receives versions divisible by `every`, and the last one.
     pub every: u64,
     pub send: Box<dyn Fn(WeightUpdate) -> Result<(), String> + Send + Sync>,
-}
-
-impl WeightSubscriber {
-    /// A generator: every version.
-    pub fn generator(
-        name: &str,
-        actor: ActorRef<GeneratorMsg>,
-        device: Device,
-    ) -> WeightSubscriber {
-        WeightSubscriber {
-            name: name.to_string(),
-            device,
-            every: 1,
-            send: Box::new(move |update| {
-                actor
-                    .cast(GeneratorMsg::Weights(update))
-                    .map_err(|e| e.to_string())
-            }),
-        }
-    }
 }
 
 pub enum LearnerMsg {
