@@ -3,7 +3,8 @@
 #   make demo    set up, build, run the main job
 #   make test    set up, build, generate parity fixtures with transformers, run every test
 #   make bench   decode and vision throughput against transformers; async-RL throughput
-#                (grlhf bench: real, simulated, scale) and criterion microbenchmarks (target/bench/)
+#                (grlhf bench: real, simulated, scale), the weight data plane against raw TCP and
+#                criterion microbenchmarks (target/bench/)
 #   make soak    a few minutes of training with faults injected, a SIGKILL and a resume; reports
 #                what was trained, injected, restarted and lost (runs/soak/soak-report.md)
 
@@ -41,6 +42,7 @@ bench: build
 	bash benchmarks/decode.sh
 	bash benchmarks/vision.sh
 	bash benchmarks/async.sh
+	bash benchmarks/weights.sh
 
 soak: build
 	bash scripts/soak.sh

@@ -7,6 +7,7 @@
 mod decode;
 mod report;
 mod vision;
+mod weights;
 
 use std::path::PathBuf;
 
@@ -92,6 +93,19 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         new_tokens: usize,
     },
+    /// The weight data plane (`grlhf-cluster`) against raw loopback TCP in the same run
+    /// (writes weights.json / weights.md).
+    Weights {
+        /// Model size in MiB.
+        #[arg(long, default_value_t = 512)]
+        mib: usize,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        #[arg(long, default_value_t = 4)]
+        chunk_mib: usize,
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
     /// Redraws vision.png from a vision.json written earlier (e.g. fetched from a GPU machine).
     VisionPlot {
         /// The vision.json to read.
@@ -149,6 +163,27 @@ fn main() -> Result<()> {
             vision::plot(&out.join("vision.png"), &machine, &points)?;
             println!("{table}");
             println!("wrote {}/vision.{{json,md,png}}", out.display());
+        }
+        Command::Weights {
+            mib,
+            repeats,
+            chunk_mib,
+            out,
+        } => {
+            anyhow::ensure!(
+                mib >= 1 && repeats >= 1 && chunk_mib >= 1,
+                "--mib, --repeats and --chunk-mib must be positive"
+            );
+            let report = weights::measure(mib, repeats, chunk_mib << 20)?;
+            let table = weights::table(&report);
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(
+                out.join("weights.json"),
+                serde_json::to_string_pretty(&report)?,
+            )?;
+            std::fs::write(out.join("weights.md"), &table)?;
+            println!("{table}");
+            println!("wrote {}/weights.{{json,md}}", out.display());
         }
         Command::VisionPlot { json, png } => {
             let text = std::fs::read_to_string(&json)

@@ -201,12 +201,38 @@ pub fn save_varstore(vs: &VarStore, path: &Path) -> Result<()> {
 
 /// Writes named tensors to a safetensors file atomically (temporary file + rename).
 pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
-    let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
+    let buffers = host_buffers(tensors, path)?;
+    let tmp = path.with_extension("safetensors.tmp");
+    safetensors::serialize_to_file(views(&buffers, path)?, None, &tmp).map_err(|e| {
+        ModelError::Safetensors {
+            path: tmp.clone(),
+            message: e.to_string(),
+        }
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))?;
+    Ok(())
+}
+
+/// Named tensors as the bytes of a safetensors file, in memory (files and the weight stream
+/// between processes share one format). `origin` names where the bytes go, for errors.
+pub fn encode_safetensors(tensors: &[(String, Tensor)], origin: &Path) -> Result<Vec<u8>> {
+    let buffers = host_buffers(tensors, origin)?;
+    safetensors::serialize(views(&buffers, origin)?, None).map_err(|e| ModelError::Safetensors {
+        path: origin.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// A tensor's name, safetensors dtype, shape and bytes on the host.
+type HostBuffer = (String, Dtype, Vec<usize>, Vec<u8>);
+
+fn host_buffers(tensors: &[(String, Tensor)], origin: &Path) -> Result<Vec<HostBuffer>> {
+    let mut buffers = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
         let tensor = tensor.to_device(tch::Device::Cpu).contiguous();
         let kind = tensor.f_kind()?;
         let dtype = dtype_of(kind).ok_or_else(|| ModelError::UnsupportedDtype {
-            path: path.to_path_buf(),
+            path: origin.to_path_buf(),
             tensor: name.clone(),
             dtype: format!("{kind:?}"),
         })?;
@@ -216,37 +242,37 @@ pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
         let shape = tensor.size().iter().map(|&d| d as usize).collect();
         buffers.push((name.clone(), dtype, shape, bytes));
     }
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = buffers
+    Ok(buffers)
+}
+
+fn views<'a>(
+    buffers: &'a [HostBuffer],
+    origin: &Path,
+) -> Result<Vec<(String, safetensors::tensor::TensorView<'a>)>> {
+    buffers
         .iter()
         .map(|(name, dtype, shape, bytes)| {
             safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
                 .map(|view| (name.clone(), view))
                 .map_err(|e| ModelError::Safetensors {
-                    path: path.to_path_buf(),
+                    path: origin.to_path_buf(),
                     message: format!("tensor `{name}`: {e}"),
                 })
         })
-        .collect::<Result<_>>()?;
-    let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, None, &tmp).map_err(|e| ModelError::Safetensors {
-        path: tmp.clone(),
-        message: e.to_string(),
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))?;
-    Ok(())
+        .collect()
 }
 
-/// Reads every tensor of one safetensors file onto the CPU (for fixtures and tools).
-pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
-        path: path.to_path_buf(),
+/// Tensors (on the CPU, sorted by name) from the bytes of a safetensors file. `origin` names
+/// where the bytes came from, for errors.
+pub fn decode_safetensors(bytes: &[u8], origin: &Path) -> Result<Vec<(String, Tensor)>> {
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors {
+        path: origin.to_path_buf(),
         message: e.to_string(),
     })?;
     let mut out = Vec::new();
     for (name, view) in tensors.tensors() {
         let kind = kind_of(view.dtype()).ok_or_else(|| ModelError::UnsupportedDtype {
-            path: path.to_path_buf(),
+            path: origin.to_path_buf(),
             tensor: name.clone(),
             dtype: format!("{:?}", view.dtype()),
         })?;
@@ -255,4 +281,10 @@ pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// Reads every tensor of one safetensors file onto the CPU (for fixtures and tools).
+pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    decode_safetensors(&bytes, path)
 }

@@ -1,0 +1,24 @@
+//! grlhf across processes and machines.
+//!
+//! What is here:
+//! - [`frame`]: length-prefixed control frames with a size limit checked before allocation;
+//! - [`handshake`]: every connection's first exchange: grlhf version, wire protocol, run and
+//!   config hash must agree, and a cluster cookie is proven without being sent;
+//! - the weight data plane: [`weight_stream`] (one version as safetensors bytes, chunk-wise
+//!   SHA-256), [`WeightServer`] on the learner's node and [`WeightClient`] on a subscriber's.
+//!
+//! The actor control plane across nodes (ractor_cluster), heartbeats and remote placement in
+//! the topology are not built yet; docs/distributed.md says what is and what is not.
+
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod weight_client;
+pub mod weight_server;
+pub mod weight_stream;
+
+pub use error::{ClusterError, FrameError};
+pub use handshake::{Cookie, Handshake, RunIdentity, GRLHF_VERSION, PROTOCOL_VERSION};
+pub use weight_client::{ReceivedWeights, WeightClient, WeightClientConfig};
+pub use weight_server::{PublishStats, SubscriberStats, WeightServer, WeightServerConfig};
+pub use weight_stream::{EncodedWeights, ReceiveLimits, VerifiedPayload, WeightHeader};
