@@ -14,6 +14,10 @@ Writes, under the output directory (default: target/fixtures):
   qwen2_vl/           a tiny random Qwen2VLForConditionalGeneration and, for prompts with one
                       and two images, the processor's input ids, logits and greedy continuations
   qwen2_5_vl/         the same for Qwen2_5_VLForConditionalGeneration (window attention)
+  <vl>_hub/           the same weights under the hub's transformers-4 config.json layout
+                      (Qwen2-VL-2B-Instruct's / Qwen2.5-VL-3B-Instruct's keys, tiny sizes)
+  <vl>_resaved/       that directory loaded and re-saved by transformers 5 (rope `type` kept
+                      next to `rope_type`); transformers computes the base logits from both
   tokenizer/          a byte-level BPE tokenizer.json with Qwen2's pre-tokenizer and special
                       tokens, and expected encodings / decodings / chat-template renderings
 
@@ -386,6 +390,112 @@ def make_qwen2_vl_case(root, name="qwen2_vl"):
     print(f"fixtures: {name}")
 
 
+# `config.json` of Qwen2-VL-2B-Instruct and Qwen2.5-VL-3B-Instruct as published on the hub
+# (transformers 4 layout: the text model's keys at the top level, `rope_scaling` with the legacy
+# `type`, `torch_dtype`, `sliding_window` set with `use_sliding_window: false`, `in_chans`).
+# Every key and value is kept except the sizes, which `hub_layout_config` takes from the tiny
+# model; the dtype is float32 because the tiny weights are.
+HUB_VL_CONFIGS = {
+    "qwen2_vl": {
+        "architectures": ["Qwen2VLForConditionalGeneration"], "attention_dropout": 0.0,
+        "bos_token_id": 151643, "eos_token_id": 151645, "vision_start_token_id": 151652,
+        "vision_end_token_id": 151653, "vision_token_id": 151654, "image_token_id": 151655,
+        "video_token_id": 151656, "hidden_act": "silu", "hidden_size": 1536,
+        "initializer_range": 0.02, "intermediate_size": 8960, "max_position_embeddings": 32768,
+        "max_window_layers": 28, "model_type": "qwen2_vl", "num_attention_heads": 12,
+        "num_hidden_layers": 28, "num_key_value_heads": 2, "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16", "transformers_version": "4.41.2", "use_cache": True,
+        "use_sliding_window": False,
+        "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16,
+                          "in_chans": 3, "hidden_size": 1536, "patch_size": 14,
+                          "spatial_merge_size": 2, "spatial_patch_size": 14,
+                          "temporal_patch_size": 2},
+        "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+        "vocab_size": 151936,
+    },
+    "qwen2_5_vl": {
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"], "attention_dropout": 0.0,
+        "bos_token_id": 151643, "eos_token_id": 151645, "vision_start_token_id": 151652,
+        "vision_end_token_id": 151653, "vision_token_id": 151654, "image_token_id": 151655,
+        "video_token_id": 151656, "hidden_act": "silu", "hidden_size": 2048,
+        "initializer_range": 0.02, "intermediate_size": 11008, "max_position_embeddings": 128000,
+        "max_window_layers": 70, "model_type": "qwen2_5_vl", "num_attention_heads": 16,
+        "num_hidden_layers": 36, "num_key_value_heads": 2, "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16", "transformers_version": "4.41.2", "use_cache": True,
+        "use_sliding_window": False,
+        "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280,
+                          "intermediate_size": 3420, "num_heads": 16, "in_chans": 3,
+                          "out_hidden_size": 2048, "patch_size": 14, "spatial_merge_size": 2,
+                          "spatial_patch_size": 14, "window_size": 112,
+                          "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
+                          "temporal_patch_size": 2},
+        "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+        "vocab_size": 151936,
+    },
+}
+
+
+def hub_layout_config(name, tiny):
+    """The hub's config for `name` with the tiny model's sizes, ids and numerics."""
+    text, vision = tiny["text_config"], tiny["vision_config"]
+    cfg = json.loads(json.dumps(HUB_VL_CONFIGS[name]))
+    for key in ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                "num_attention_heads", "num_key_value_heads", "rms_norm_eps",
+                "initializer_range", "bos_token_id", "eos_token_id", "max_position_embeddings"]:
+        cfg[key] = text[key]
+    cfg["max_window_layers"] = text["num_hidden_layers"]
+    cfg["rope_theta"] = text["rope_parameters"]["rope_theta"]
+    cfg["rope_scaling"]["mrope_section"] = text["rope_parameters"]["mrope_section"]
+    cfg["tie_word_embeddings"] = tiny["tie_word_embeddings"]
+    cfg["torch_dtype"] = "float32"
+    for key in ["image_token_id", "video_token_id", "vision_start_token_id",
+                "vision_end_token_id"]:
+        cfg[key] = tiny[key]
+    cfg["vision_token_id"] = tiny["image_token_id"] + 100
+    for key in cfg["vision_config"]:
+        if key in vision:
+            cfg["vision_config"][key] = vision[key]
+    return cfg
+
+
+def make_hub_layout_cases(root, name):
+    """`<name>_hub`: the tiny model's weights under the hub's transformers-4 config layout;
+    `<name>_resaved`: that directory loaded and re-saved by this transformers (which keeps the
+    legacy `type` next to `rope_type`). transformers must compute the base case's logits from
+    both, so the two layouts mean the same model; grlhf's tests then load both."""
+    from transformers import AutoModelForImageTextToText
+
+    base = os.path.join(root, name)
+    tiny = json.load(open(os.path.join(base, "config.json")))
+    expected = json.load(open(os.path.join(base, "expected.json")))["cases"][0]
+    hub = os.path.join(root, f"{name}_hub")
+    os.makedirs(hub)
+    for f in ["model.safetensors", "preprocessor_config.json", "tokenizer.json"]:
+        shutil.copy(os.path.join(base, f), hub)
+    write_json(os.path.join(hub, "config.json"), hub_layout_config(name, tiny))
+    tok, processor = qwen2_vl_processor(root)
+    from PIL import Image
+    pil = [Image.open(os.path.join(root, "images", f)) for f in expected["files"]]
+    text = tok.decode(expected["raw_ids"])
+    resaved = os.path.join(root, f"{name}_resaved")
+    for directory in [hub, resaved]:
+        if directory == resaved:
+            model.save_pretrained(resaved)
+            for f in ["preprocessor_config.json", "tokenizer.json"]:
+                shutil.copy(os.path.join(base, f), resaved)
+        model = AutoModelForImageTextToText.from_pretrained(
+            directory, attn_implementation="sdpa", dtype=torch.float32).to(DEVICE).eval()
+        inputs = processor(text=[text], images=pil, return_tensors="pt").to(DEVICE)
+        with torch.no_grad():
+            logits = model(**inputs).logits[0].float().cpu().flatten()
+        gap = (logits - torch.tensor(expected["logits"]["data"])).abs().max().item()
+        assert gap <= 1e-5, f"{directory}: transformers reads it as another model (max |Δ| {gap})"
+    rope = json.load(open(os.path.join(resaved, "config.json")))["text_config"]["rope_parameters"]
+    print(f"fixtures: {name}_hub, {name}_resaved (rope_parameters {sorted(rope)})")
+
+
 def make_mrope_case(root):
     from PIL import Image
     from transformers import (PreTrainedTokenizerFast, Qwen2VLConfig,
@@ -467,6 +577,8 @@ def main():
     make_mrope_case(args.out)
     make_qwen2_vl_case(args.out)
     make_qwen2_vl_case(args.out, "qwen2_5_vl")
+    make_hub_layout_cases(args.out, "qwen2_vl")
+    make_hub_layout_cases(args.out, "qwen2_5_vl")
     with open(stamp_path, "w") as f:
         f.write(stamp)
 

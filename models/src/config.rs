@@ -42,8 +42,12 @@ impl TokenIds {
 pub struct RopeParameters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_theta: Option<f64>,
-    #[serde(default, alias = "type", skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_type: Option<String>,
+    /// transformers 4's name for the kind (`rope_scaling: {"type": "mrope", ...}`). transformers
+    /// 5 keeps it next to `rope_type` when it re-saves such a config, so both may be present.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub legacy_type: Option<String>,
     /// Qwen2-VL's three-section multimodal rope: how many frequency pairs follow the temporal,
     /// height and width position streams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,17 +131,23 @@ pub(crate) fn read_json_file<T: serde::de::DeserializeOwned>(
     path: &Path,
     default_name: &str,
 ) -> Result<(T, PathBuf)> {
+    let (text, path) = read_json_text(path, default_name)?;
+    let value = parse_json(&text, &path)?;
+    Ok((value, path))
+}
+
+/// The text of `path`, or of `default_name` inside it when it is a directory, and the file read.
+pub(crate) fn read_json_text(path: &Path, default_name: &str) -> Result<(String, PathBuf)> {
     let path = if path.is_dir() {
         path.join(default_name)
     } else {
         path.to_path_buf()
     };
     let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-    let value = parse_json(&text, &path)?;
-    Ok((value, path))
+    Ok((text, path))
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
     serde_json::from_str(text).map_err(|e| ModelError::ConfigParse {
         path: origin.to_path_buf(),
         line: e.line(),
@@ -254,8 +264,14 @@ impl Config {
             return Err(bad("rms_norm_eps", "must be positive".to_string()));
         }
         let (field, rope) = self.rope_source();
-        if let Some(kind) = rope.and_then(|r| r.rope_type.as_deref()) {
-            if kind != "default" && kind != "mrope" {
+        if let Some(rope) = rope {
+            let kinds = [rope.rope_type.as_deref(), rope.legacy_type.as_deref()];
+            // Both names must be ones grlhf runs (a re-saved config carries `default` and `mrope`).
+            if let Some(kind) = kinds
+                .into_iter()
+                .flatten()
+                .find(|k| *k != "default" && *k != "mrope")
+            {
                 return Err(bad(
                     field,
                     format!("rope type `{kind}` is not supported (default and mrope are)"),
@@ -376,6 +392,34 @@ mod tests {
             r#""rope_theta": 500.0, "rope_scaling": null"#,
         );
         assert_eq!(parse(&text).unwrap().rope_theta(), 500.0);
+    }
+
+    #[test]
+    fn reads_rope_parameters_that_carry_both_type_names() {
+        // What transformers 5 writes when it re-saves a config given in the legacy form.
+        let text = BASE.replace(
+            r#""rope_type": "default"}"#,
+            r#""rope_type": "default", "type": "mrope", "mrope_section": [2, 3, 3]}"#,
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.mrope_section(), Some(&[2, 3, 3][..]));
+        assert_eq!(c.rope_theta(), 1e6);
+    }
+
+    #[test]
+    fn refuses_an_unsupported_rope_kind_under_either_name() {
+        for rope in [
+            r#""rope_type": "default", "type": "yarn"}"#,
+            r#""type": "dynamic"}"#,
+        ] {
+            let err = parse(&BASE.replace(r#""rope_type": "default"}"#, rope))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`rope_parameters`") && err.contains("is not supported"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

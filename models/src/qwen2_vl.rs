@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{read_json_file, Config};
+use crate::config::{parse_json, read_json_text, Config};
 use crate::error::{ModelError, Result};
 use crate::generation::{
     check_request, decode, text_positions, GeneratedSequence, GenerationConfig, Prefilled,
@@ -62,6 +62,9 @@ pub struct VisionConfig {
     pub num_heads: i64,
     #[serde(default = "three")]
     pub in_channels: i64,
+    /// transformers 4's name for `in_channels`; transformers 5 keeps both when it re-saves.
+    #[serde(default, rename = "in_chans", skip_serializing)]
+    pub legacy_in_chans: Option<i64>,
     #[serde(default = "fourteen")]
     pub patch_size: i64,
     #[serde(default = "two")]
@@ -142,10 +145,63 @@ pub struct Qwen2VlConfig {
     pub tie_word_embeddings: Option<bool>,
 }
 
+/// `config.json` before the text model's keys are found: nested in `text_config` (transformers
+/// 5, and 4.5x re-saves) or at the top level, as transformers 4 wrote Qwen2-VL-2B-Instruct and
+/// Qwen2.5-VL-*-Instruct on the hub.
+#[derive(Deserialize)]
+struct VlConfigLayout {
+    #[serde(default)]
+    architectures: Vec<String>,
+    #[serde(default)]
+    text_config: Option<Config>,
+    vision_config: VisionConfig,
+    image_token_id: i64,
+    #[serde(default)]
+    vision_start_token_id: Option<i64>,
+    #[serde(default)]
+    tie_word_embeddings: Option<bool>,
+}
+
 impl Qwen2VlConfig {
-    /// Reads and validates `config.json` (or the one in a model directory).
+    /// Reads and validates `config.json` (or the one in a model directory), in either layout.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Qwen2VlConfig> {
-        let (mut config, path): (Qwen2VlConfig, _) = read_json_file(path.as_ref(), "config.json")?;
+        let (text, path) = read_json_text(path.as_ref(), "config.json")?;
+        let layout: VlConfigLayout = parse_json(&text, &path)?;
+        let text_config = match layout.text_config {
+            Some(nested) => nested,
+            // The flat layout: the same keys read as a text model's (line and column in errors
+            // still point into this file). Its `model_type` names the whole model.
+            None => {
+                let mut flat: Config = parse_json(&text, &path)?;
+                flat.model_type = flat.model_type.map(|t| match t.as_str() {
+                    "qwen2_vl" | "qwen2_5_vl" => format!("{t}_text"),
+                    _ => t,
+                });
+                flat
+            }
+        };
+        let mut vision_config = layout.vision_config;
+        if let Some(legacy) = vision_config.legacy_in_chans.take() {
+            if vision_config.in_channels != 3 && vision_config.in_channels != legacy {
+                return Err(ModelError::ConfigValue {
+                    path,
+                    field: "vision_config.in_chans".into(),
+                    message: format!(
+                        "{legacy} disagrees with vision_config.in_channels {}",
+                        vision_config.in_channels
+                    ),
+                });
+            }
+            vision_config.in_channels = legacy;
+        }
+        let mut config = Qwen2VlConfig {
+            architectures: layout.architectures,
+            text_config,
+            vision_config,
+            image_token_id: layout.image_token_id,
+            vision_start_token_id: layout.vision_start_token_id,
+            tie_word_embeddings: layout.tie_word_embeddings,
+        };
         let bad = |field: &str, message: String| ModelError::ConfigValue {
             path: path.clone(),
             field: field.to_string(),

@@ -92,6 +92,36 @@ fn logits_with_one_and_two_images_match_transformers() {
 }
 
 #[test]
+fn the_hub_config_layout_and_its_transformers_5_resave_load_as_the_same_model() {
+    // `<arch>_hub`: the same weights under the hub's transformers-4 config.json (text keys at
+    // the top level, `rope_scaling: {"type": "mrope"}`, `torch_dtype`, `in_chans`, a sliding
+    // window that is switched off). `<arch>_resaved`: that directory re-saved by transformers 5,
+    // whose rope_parameters carry both `rope_type` and `type`. transformers computes the base
+    // case's logits from both (checked when the fixtures are made); so must grlhf.
+    for arch in ARCHITECTURES {
+        let reference = load(arch);
+        let cases = cases(arch, &reference);
+        for layout in ["hub", "resaved"] {
+            let dir = format!("{arch}_{layout}");
+            let model = load(&dir);
+            assert_eq!(
+                model.config().text_config.mrope_section(),
+                reference.config().text_config.mrope_section(),
+                "{dir}"
+            );
+            for (i, case) in cases.iter().enumerate() {
+                let logits = tch::no_grad(|| {
+                    model.forward(std::slice::from_ref(&case.prompt), Some(&case.pixels))
+                })
+                .unwrap();
+                let err = max_abs_diff(&logits.get(0), &case.logits);
+                assert!(err <= 1e-4, "{dir} case {i}: max |Δlogit| = {err:e}");
+            }
+        }
+    }
+}
+
+#[test]
 fn a_padded_batch_with_different_images_equals_one_by_one() {
     for arch in ARCHITECTURES {
         let model = load(arch);
