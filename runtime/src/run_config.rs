@@ -208,12 +208,29 @@ impl Default for EvaluatorConfig {
 }
 
 /// `[telemetry]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// Serve Prometheus metrics on this loopback address (e.g. `127.0.0.1:9000`); off when unset.
     #[serde(default)]
     pub prometheus: Option<String>,
+    /// How many of the newest busy spans and group events the run keeps for timelines and
+    /// latencies (totals always cover the whole run); bounds telemetry memory in long runs.
+    #[serde(default = "default_activity_window")]
+    pub activity_window: usize,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            prometheus: None,
+            activity_window: default_activity_window(),
+        }
+    }
+}
+
+fn default_activity_window() -> usize {
+    grlhf_actors::activity::DEFAULT_ACTIVITY_WINDOW
 }
 
 /// `[checkpoint]`: what a run keeps so it can resume (`grlhf run CONFIG --resume RUN_DIR`).
@@ -498,6 +515,9 @@ impl RunConfig {
             if !parsed.ip().is_loopback() {
                 bail!("telemetry.prometheus = `{addr}`: the metrics endpoint binds to loopback only (127.0.0.1)");
             }
+        }
+        if self.telemetry.activity_window == 0 {
+            bail!("telemetry.activity_window = 0: the activity log must keep at least 1 span");
         }
         Ok(())
     }

@@ -168,6 +168,16 @@ fn run_one(
             request.show_progress,
         )?,
     };
+    let (spans, events) = outcome.activity.evicted();
+    if spans + events > 0 {
+        bail!(
+            "{}: bench `{label}` outgrew its activity window ({spans} spans and {events} group \
+             events dropped), so its busy times would be wrong: raise [telemetry] activity_window \
+             above {}",
+            request.config_path.display(),
+            outcome.activity.window()
+        );
+    }
     let report = measure(label, &config, &outcome, judges, warmup, cost);
     if request.show_progress {
         eprintln!(

@@ -113,6 +113,8 @@ pub struct TopologyPlan {
     pub faults: FaultsConfig,
     /// No learner step for this long means the topology is stuck: the run fails.
     pub patience: Duration,
+    /// Busy spans and group events the activity log keeps (`[telemetry] activity_window`).
+    pub activity_window: usize,
 }
 
 impl TopologyPlan {
@@ -146,6 +148,7 @@ impl TopologyPlan {
             evaluator: None,
             faults: FaultsConfig::default(),
             patience: Duration::from_secs(3600),
+            activity_window: config.telemetry.activity_window,
         }
     }
 }

@@ -35,7 +35,7 @@ struct Core {
 impl Topology {
     /// Spawns every role of `plan`, starting from `restored` (empty for a fresh run).
     pub async fn spawn(mut plan: TopologyPlan, restored: Restored) -> Result<Topology> {
-        let activity = ActivityLog::new();
+        let activity = ActivityLog::with_window(plan.activity_window);
         let Restored {
             ledger,
             source: source_resume,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use grlhf_actors::activity::{busy_seconds, overlap_seconds, ActivityLog};
+use grlhf_actors::activity::{overlap_seconds, ActivityLog};
 use grlhf_actors::evaluator::EvalStats;
 use grlhf_actors::learner::StepStats;
 use grlhf_actors::ledger::LedgerSnapshot;
@@ -39,7 +39,8 @@ pub struct Summary {
     pub parse_failures: u64,
     /// Busy time / wall time, per actor.
     pub busy_ratio: BTreeMap<String, f64>,
-    /// Seconds during which some generation and a learner step ran at once.
+    /// Seconds during which some generation and a learner step ran at once, over the spans the
+    /// activity log keeps (the newest `[telemetry] activity_window`; all of them in most runs).
     pub generate_train_overlap_s: f64,
     pub weight_sync_ms: f64,
     pub weight_sync_bytes: u64,
@@ -96,27 +97,12 @@ pub fn summarize(
     interrupted: bool,
     buffer_max_staleness: Option<u64>,
 ) -> Summary {
-    let spans = activity.spans();
-    let mut actors: Vec<String> = spans.iter().map(|s| s.actor.clone()).collect();
-    actors.sort();
-    actors.dedup();
-    let busy_ratio = actors
-        .iter()
-        .map(|a| {
-            (
-                a.clone(),
-                busy_seconds(&spans, a, 0.0, wall) / wall.max(1e-9),
-            )
-        })
+    let busy_ratio = activity
+        .busy_totals()
+        .into_iter()
+        .map(|(actor, busy)| (actor, busy.min(wall) / wall.max(1e-9)))
         .collect();
-    let mut versions_monotonic = true;
-    let mut last: BTreeMap<String, u64> = BTreeMap::new();
-    for (actor, v) in activity.versions() {
-        if let Some(&prev) = last.get(&actor) {
-            versions_monotonic &= v > prev;
-        }
-        last.insert(actor, v);
-    }
+    let versions_monotonic = activity.versions_monotonic();
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
     let window = (steps.len() / 4).max(1).min(steps.len());
     let rewards: Vec<f64> = steps.iter().map(|s| s.reward_mean).collect();
@@ -148,7 +134,7 @@ pub fn summarize(
         judgments: activity.counter("judgments"),
         parse_failures: activity.counter("parse_failures"),
         busy_ratio,
-        generate_train_overlap_s: overlap_seconds(&spans, "generate", "train"),
+        generate_train_overlap_s: overlap_seconds(&activity.spans(), "generate", "train"),
         weight_sync_ms: mean(&steps.iter().map(|s| s.sync_ms).collect::<Vec<_>>()),
         weight_sync_bytes: steps.last().map(|s| s.sync_bytes).unwrap_or(0),
         reward_mean_first: mean(&rewards[..window.min(rewards.len())]),
