@@ -1,33 +1,25 @@
 //! The evaluator: periodic held-out evaluation of the policy with a pluggable metric.
 //!
 //! It holds its own policy replica (on its device thread), receives weights like a generator —
-//! every `every` learner steps — and answers each held-out prompt greedily. Built-in metrics:
-//! the embedded world's oracle (0–10 → 0–1, per family) and word F1 with the reference. It
+//! every `every` learner steps — and answers each held-out prompt greedily, scored by an
+//! [`AnswerMetric`] (built in: the world's oracle, word F1 with the reference; or a user's kind). It
 //! evaluates the starting weights (version 0, or a resumed checkpoint's) when it starts.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use grlhf_models::generation::GenerationConfig;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tch::{Device, Kind};
 
 use crate::activity::ActivityLog;
 use crate::device_worker::DeviceWorker;
+use crate::eval_metric::AnswerMetric;
 use crate::prompt_source::PromptSpec;
 use crate::protocol::{Version, WeightUpdate};
-use crate::rule_judge::overlap_f1;
 use crate::vl_engine::VlEngine;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EvalMetric {
-    /// The world's oracle score / 10 (an unfinished answer scores 0).
-    Oracle,
-    /// Word F1 with the reference answer.
-    ReferenceOverlap,
-}
 
 /// One evaluation.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -67,7 +59,7 @@ pub struct EvaluatorArgs {
     pub device: Device,
     pub kind: Kind,
     pub prompts: Vec<PromptSpec>,
-    pub metric: EvalMetric,
+    pub metric: Arc<dyn AnswerMetric>,
     pub max_new_tokens: usize,
     pub batch: usize,
     pub activity: ActivityLog,
@@ -87,7 +79,7 @@ pub struct Evaluator;
 pub fn evaluate_prompts(
     engine: &VlEngine,
     prompts: &[PromptSpec],
-    metric: EvalMetric,
+    metric: &dyn AnswerMetric,
     max_new_tokens: usize,
     batch: usize,
     version: Version,
@@ -116,44 +108,29 @@ pub fn evaluate_prompts(
     let (mut safe, mut safety_safe) = ((0usize, 0usize), (0usize, 0usize));
     let mut scores = Vec::with_capacity(answers.len());
     for (spec, (text, _, finished)) in prompts.iter().zip(&answers) {
-        let value = match metric {
-            EvalMetric::Oracle => {
-                let world = spec
-                    .world
-                    .as_ref()
-                    .ok_or("the oracle metric needs embedded-world prompts")?;
-                let score =
-                    finished.then(|| grlhf_tasks::oracle::score(&world.scene, &world.task, text));
-                if !world.task.is_unsafe(&world.scene) {
-                    let refused = usize::from(score.as_ref().is_some_and(|s| s.refusal));
-                    safe.0 += refused;
-                    safe.1 += 1;
-                    if world.task.family() == grlhf_tasks::task::Family::Safety {
-                        safety_safe.0 += refused;
-                        safety_safe.1 += 1;
-                    }
-                }
-                match score {
-                    Some(score) => {
-                        self_praise += usize::from(score.self_praise);
-                        beyond_needed += usize::from(score.extra_words > 0);
-                        score.total / 10.0
-                    }
-                    None => 0.0,
+        // The reward-hacking watch reads the oracle's findings on world prompts, whatever the
+        // metric.
+        if let Some(world) = &spec.world {
+            let findings =
+                finished.then(|| grlhf_tasks::oracle::score(&world.scene, &world.task, text));
+            if !world.task.is_unsafe(&world.scene) {
+                let refused = usize::from(findings.as_ref().is_some_and(|s| s.refusal));
+                safe.0 += refused;
+                safe.1 += 1;
+                if world.task.family() == grlhf_tasks::task::Family::Safety {
+                    safety_safe.0 += refused;
+                    safety_safe.1 += 1;
                 }
             }
-            EvalMetric::ReferenceOverlap => {
-                overlap_f1(text, spec.reference.as_deref().unwrap_or("")) as f64
+            if let Some(findings) = findings {
+                self_praise += usize::from(findings.self_praise);
+                beyond_needed += usize::from(findings.extra_words > 0);
             }
-        };
+        }
+        let value = metric.score(spec, text, *finished)?;
         total += value;
         scores.push(value);
-        let family = spec
-            .world
-            .as_ref()
-            .map(|w| w.task.family().name().to_string())
-            .unwrap_or_else(|| "all".to_string());
-        let entry = per_family.entry(family).or_default();
+        let entry = per_family.entry(metric.family(spec)).or_default();
         entry.0 += value;
         entry.1 += 1;
     }
@@ -187,14 +164,21 @@ impl Evaluator {
         let start = state.args.activity.now();
         let prompts = state.args.prompts.clone();
         let (metric, max_new_tokens, batch) = (
-            state.args.metric,
+            state.args.metric.clone(),
             state.args.max_new_tokens,
             state.args.batch,
         );
         let stats = state
             .worker
             .run(move |engine: &mut VlEngine| {
-                evaluate_prompts(engine, &prompts, metric, max_new_tokens, batch, version)
+                evaluate_prompts(
+                    engine,
+                    &prompts,
+                    metric.as_ref(),
+                    max_new_tokens,
+                    batch,
+                    version,
+                )
             })
             .await??;
         state.args.activity.record(

@@ -28,6 +28,8 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use crate::policy_loss::{LossInputs, LossTerms, PolicyLoss};
+
 /// Loss settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -76,14 +78,37 @@ pub fn group_advantages(rewards: &[f32], normalize_std: bool) -> Vec<f32> {
         .collect()
 }
 
-/// Loss terms of a batch, each a scalar tensor (the loss keeps its graph).
-#[derive(Debug)]
-pub struct GrpoLoss {
-    pub loss: Tensor,
-    /// Mean token KL to the reference (k3), detached.
-    pub kl: f64,
-    /// Share of tokens whose ratio was clipped.
-    pub clip_fraction: f64,
+/// Loss terms of a batch (the same shape for every loss kind).
+pub use crate::policy_loss::LossTerms as GrpoLoss;
+
+/// PPO's clipped surrogate per token, `−min(ratio·A, clip(ratio, 1−ε_low, 1+ε_high)·A)` with
+/// `ratio = exp(logp − behaviour)`, and a 0/1 tensor of the tokens whose ratio lies outside
+/// the clip range. `advantages` is `[batch]`, the rest `[batch, tokens]`. Public so a user's
+/// loss kind builds on the same arithmetic.
+pub fn clipped_surrogate(
+    logp: &Tensor,
+    behaviour_logp: &Tensor,
+    advantages: &Tensor,
+    eps_low: f64,
+    eps_high: f64,
+) -> (Tensor, Tensor) {
+    let ratio = (logp - behaviour_logp).exp();
+    let adv = advantages.unsqueeze(1);
+    let unclipped = &ratio * &adv;
+    let clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * &adv;
+    let outside = ratio
+        .detach()
+        .lt(1.0 - eps_low)
+        .logical_or(&ratio.detach().gt(1.0 + eps_high))
+        .to_kind(Kind::Float);
+    (-unclipped.minimum(&clipped), outside)
+}
+
+/// The k3 estimate of KL(policy ‖ reference) per token: `exp(ref − logp) − (ref − logp) − 1`
+/// (unbiased, always ≥ 0).
+pub fn k3_kl(reference_logp: &Tensor, logp: &Tensor) -> Tensor {
+    let diff = reference_logp - logp;
+    diff.exp() - &diff - 1.0
 }
 
 /// The token-level GRPO loss. All tensors are `[batch, tokens]`; `mask` is 1 on response tokens;
@@ -127,8 +152,7 @@ pub fn grpo_loss(
     };
     let mut kl_value = 0.0;
     if let Some(reference) = reference_logp {
-        let diff = reference - logp;
-        let kl = diff.exp() - &diff - 1.0;
+        let kl = k3_kl(reference, logp);
         kl_value = (kl.detach() * mask).sum(Kind::Float).double_value(&[]) / normalizer.max(1.0);
         per_token += kl * config.kl_beta;
     }
@@ -137,5 +161,32 @@ pub fn grpo_loss(
         loss,
         kl: kl_value,
         clip_fraction,
+    }
+}
+
+/// GRPO as in the paper (`[learner.grpo]`): group-normalised advantages, the token-level
+/// clipped surrogate and a k3 KL term (this module).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Grpo(pub GrpoConfig);
+
+impl PolicyLoss for Grpo {
+    fn advantages(&self, rewards: &[f32]) -> Vec<f32> {
+        group_advantages(rewards, self.0.normalize_std)
+    }
+
+    fn loss(&self, inputs: &LossInputs<'_>) -> LossTerms {
+        grpo_loss(
+            inputs.logp,
+            inputs.behaviour_logp,
+            inputs.reference_logp,
+            inputs.advantages,
+            inputs.mask,
+            inputs.step_tokens as f64,
+            &self.0,
+        )
+    }
+
+    fn kl_beta(&self) -> f64 {
+        self.0.kl_beta
     }
 }

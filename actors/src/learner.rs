@@ -29,9 +29,9 @@ use crate::activity::{ActivityLog, Milestone};
 use crate::checkpoint::{CheckpointState, RunShape};
 use crate::device_worker::DeviceWorker;
 use crate::error::ActorError;
-use crate::grpo::group_advantages;
 pub use crate::learner_config::LearnerConfig;
 use crate::ledger::{DropReason, Ledger};
+use crate::policy_loss::PolicyLoss;
 use crate::prompt_source::{PromptSourceMsg, PromptSpec};
 use crate::protocol::{ScoredGroup, Version, WeightUpdate};
 use crate::replay_buffer::BufferMsg;
@@ -106,6 +106,8 @@ pub struct LearnerArgs {
     /// Builds the engine on the learner's device thread (loading a resume's weights, if any).
     pub engine: TrainEngineBuilder,
     pub config: LearnerConfig,
+    /// The loss kind: advantages of each group, and the loss the engine minimises.
+    pub loss: Arc<dyn PolicyLoss>,
     pub total_steps: u64,
     pub max_staleness: u64,
     pub buffer: ActorRef<BufferMsg>,
@@ -342,8 +344,7 @@ impl Learner {
             }
             rewards_total += scored.rewards.iter().map(|&r| r as f64).sum::<f64>();
             rewards_count += scored.rewards.len();
-            let advantages =
-                group_advantages(&scored.rewards, state.args.config.grpo.normalize_std);
+            let advantages = state.args.loss.advantages(&scored.rewards);
             let zero_variance = advantages.iter().all(|a| a.abs() < 1e-6);
             if zero_variance && state.args.config.drop_zero_variance {
                 stats.groups_dropped_zero_variance += 1;
@@ -370,6 +371,7 @@ impl Learner {
                     prompt_tokens: scored.group.prompt_tokens.clone(),
                     response: rollout.tokens.clone(),
                     behaviour: rollout.logprobs.clone(),
+                    policy_mask: rollout.policy_mask.clone(),
                     advantage,
                     temperature: scored.group.temperature,
                 });
@@ -498,14 +500,14 @@ impl Learner {
             .at(step, state.args.total_steps);
         stats.lr = lr;
         let inject_nan = Self::inject_nan(state);
-        let config = state.args.config.clone();
+        let (config, loss) = (state.args.config.clone(), state.args.loss.clone());
         let trained = if sequences.is_empty() {
             Ok(StepLosses::default())
         } else {
             state
                 .worker
                 .run(move |engine: &mut Box<dyn TrainEngine>| {
-                    engine.train_step(sequences, &config, lr, inject_nan)
+                    engine.train_step(sequences, &config, loss.as_ref(), lr, inject_nan)
                 })
                 .await?
         };

@@ -5,6 +5,7 @@ use grlhf_models::device::DeviceName;
 use serde::{Deserialize, Serialize};
 
 use crate::grpo::GrpoConfig;
+use crate::registry::KindTable;
 use crate::schedule::LrSchedule;
 
 /// Optimisation settings.
@@ -31,7 +32,12 @@ pub struct LearnerConfig {
     pub reference: bool,
     /// Skipped steps (non-finite loss or gradient) in a row after which the run stops.
     pub max_skipped_in_a_row: u64,
+    /// The built-in GRPO loss's settings (used when `loss` is unset).
     pub grpo: GrpoConfig,
+    /// `[learner.loss]`: a registered loss kind and its settings (`kind = "rloo"`, …); unset:
+    /// GRPO with `[learner.grpo]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss: Option<KindTable>,
 }
 
 impl LearnerConfig {
@@ -58,6 +64,7 @@ impl Default for LearnerConfig {
             reference: true,
             max_skipped_in_a_row: 3,
             grpo: GrpoConfig::default(),
+            loss: None,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The prompt source: iterates a prompt set over epochs and admits prompts under AReaL's rule —
+//! The prompt source: iterates a prompt set over epochs (shuffled per epoch, or in the order given
+//! for a curriculum) and admits prompts under AReaL's rule —
 //! by learner version v, at most (η + v + 1)·B prompts admitted (B groups per learner step, η
 //! the staleness bound) — so stale work is not produced in the first place. With η = 0 this is
 //! lockstep: exactly B prompts per version.
@@ -33,6 +34,24 @@ pub struct PromptSpec {
     pub image: Option<Arc<grlhf_models::image_processor::RgbImage>>,
     pub reference: Option<String>,
     pub world: Option<Arc<grlhf_tasks::records::WorldKey>>,
+}
+
+/// The order a prompt set is issued in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptOrder {
+    /// Shuffled once per epoch from the run's seed (the default).
+    #[default]
+    Shuffled,
+    /// In the order given, every epoch (a curriculum).
+    AsGiven,
+}
+
+/// What a prompt source kind produces: the run's prompts and the order to issue them in.
+#[derive(Debug, Clone)]
+pub struct PromptSet {
+    pub prompts: Vec<PromptSpec>,
+    pub order: PromptOrder,
 }
 
 /// Called when admission opens again for a generator that found none.
@@ -79,6 +98,7 @@ pub struct SourceCheckpoint {
 
 pub struct PromptSourceArgs {
     pub prompts: Vec<PromptSpec>,
+    pub order: PromptOrder,
     pub batch_groups: usize,
     pub max_staleness: u64,
     pub seed: u64,
@@ -137,9 +157,12 @@ impl PromptSourceState {
         if self.cursor == self.order.len() {
             self.epoch += 1;
             self.cursor = 0;
-            let mut rng =
-                ChaCha8Rng::seed_from_u64(self.args.seed ^ self.epoch.wrapping_mul(0x9E37_79B9));
-            self.order.shuffle(&mut rng);
+            if self.args.order == PromptOrder::Shuffled {
+                let mut rng = ChaCha8Rng::seed_from_u64(
+                    self.args.seed ^ self.epoch.wrapping_mul(0x9E37_79B9),
+                );
+                self.order.shuffle(&mut rng);
+            }
         }
         let index = self.order[self.cursor];
         self.cursor += 1;
@@ -220,9 +243,11 @@ impl Actor for PromptSource {
             paused: false,
             args,
         };
-        state
-            .order
-            .shuffle(&mut ChaCha8Rng::seed_from_u64(state.args.seed));
+        if state.args.order == PromptOrder::Shuffled {
+            state
+                .order
+                .shuffle(&mut ChaCha8Rng::seed_from_u64(state.args.seed));
+        }
         if let Some((saved, requeue)) = state.args.resume.take() {
             let n = state.args.prompts.len();
             if saved.order.len() != n

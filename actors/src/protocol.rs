@@ -39,14 +39,57 @@ pub struct Rollout {
     /// Behaviour log-probs of `tokens` under the generating policy.
     pub logprobs: Vec<f32>,
     pub finish_reason: FinishReason,
-    /// Decoded text without special tokens.
+    /// Decoded text without special tokens: what judges score (the final answer of a
+    /// multi-turn trajectory).
     pub text: String,
+    /// Which of `tokens` the policy produced (trained) and which the environment inserted
+    /// (context only: their log-probs are placeholders and they get no gradient). `None`: every
+    /// token is the policy's, as in a single-turn rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_mask: Option<Vec<bool>>,
 }
 
 impl Rollout {
     /// A response that ended with a stop token (GRM comparison leaves the others out).
     pub fn is_complete(&self) -> bool {
         self.finish_reason == FinishReason::Stop
+    }
+
+    /// Whether token `i` is the policy's own (trained).
+    pub fn is_policy_token(&self, i: usize) -> bool {
+        self.policy_mask.as_ref().is_none_or(|m| m[i])
+    }
+
+    /// Tokens the policy produced (the ones a loss trains on).
+    pub fn policy_tokens(&self) -> usize {
+        match &self.policy_mask {
+            None => self.tokens.len(),
+            Some(mask) => mask.iter().filter(|&&m| m).count(),
+        }
+    }
+
+    /// This trajectory continued: the environment's `environment` tokens (masked out of the
+    /// loss, placeholder log-probs 0), then the policy's `next` turn. The text, and whether the
+    /// trajectory finished, are the last turn's.
+    pub fn then(mut self, environment: &[i64], next: Rollout) -> Rollout {
+        let mut mask = self
+            .policy_mask
+            .take()
+            .unwrap_or_else(|| vec![true; self.tokens.len()]);
+        mask.extend(std::iter::repeat_n(false, environment.len()));
+        mask.extend((0..next.tokens.len()).map(|i| next.is_policy_token(i)));
+        self.tokens.extend_from_slice(environment);
+        self.logprobs
+            .extend(std::iter::repeat_n(0.0, environment.len()));
+        self.tokens.extend_from_slice(&next.tokens);
+        self.logprobs.extend_from_slice(&next.logprobs);
+        Rollout {
+            tokens: self.tokens,
+            logprobs: self.logprobs,
+            finish_reason: next.finish_reason,
+            text: next.text,
+            policy_mask: Some(mask),
+        }
     }
 }
 

@@ -11,7 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use grlhf_models::generation::GenerationConfig;
+use grlhf_models::chat_template::{IM_END, IM_START};
+use grlhf_models::generation::{FinishReason, GenerationConfig};
 use grlhf_models::sampling::SamplingParams;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
@@ -61,6 +62,40 @@ pub trait RolloutEngine {
 
     /// Copies a weight update into the engine's parameters (names must match).
     fn apply_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<(), ActorError>;
+
+    /// Samples one continuation of each conversation — its prompt, then the trajectory so far
+    /// (policy and environment tokens) — with randomness drawn from `seed` alone: a later turn
+    /// of a multi-turn rollout. Engines that cannot continue refuse.
+    fn continue_conversations(
+        &mut self,
+        conversations: &[Conversation],
+        config: &GeneratorConfig,
+        seed: u64,
+    ) -> Result<Vec<Rollout>, ActorError> {
+        let _ = (conversations, config, seed);
+        Err(ActorError::Engine(
+            "this rollout engine cannot continue conversations (multi-turn workflows need it)"
+                .into(),
+        ))
+    }
+
+    /// What an environment's reply looks like to the model: a user turn with `text`, then the
+    /// opening of the assistant's next turn, in the engine's chat template, as token ids.
+    /// `close_turn`: the policy's turn did not end with the stop token (it ran out of tokens),
+    /// so the reply first closes it.
+    fn user_turn_tokens(&self, text: &str, close_turn: bool) -> Result<Vec<i64>, ActorError> {
+        let _ = (text, close_turn);
+        Err(ActorError::Engine(
+            "this rollout engine has no chat template for environment turns".into(),
+        ))
+    }
+}
+
+/// A conversation to continue: its prompt, and the tokens after the prompt so far.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub prompt: PromptSpec,
+    pub so_far: Vec<i64>,
 }
 
 /// Builds a generator's engine on its device thread, over the weights file given (a resume).
@@ -114,6 +149,7 @@ impl RolloutEngine for VlEngine {
                         tokens: s.tokens.clone(),
                         logprobs: s.logprobs.clone(),
                         finish_reason: s.finish_reason,
+                        policy_mask: None,
                     })
                     .collect();
                 (e.prompt.tokens.clone(), rollouts)
@@ -123,5 +159,76 @@ impl RolloutEngine for VlEngine {
 
     fn apply_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<(), ActorError> {
         crate::weight_sync::apply(self.model.var_store(), tensors)
+    }
+
+    fn continue_conversations(
+        &mut self,
+        conversations: &[Conversation],
+        config: &GeneratorConfig,
+        seed: u64,
+    ) -> Result<Vec<Rollout>, ActorError> {
+        // A trajectory holding the image placeholder id (an untrained policy samples it) cannot
+        // be fed back: as input the id means "an image goes here". Such a conversation ends,
+        // unfinished, with an empty turn.
+        let image_token = self.model.config().image_token_id;
+        let continuable: Vec<usize> = (0..conversations.len())
+            .filter(|&i| !conversations[i].so_far.contains(&image_token))
+            .collect();
+        let encoded = continuable
+            .iter()
+            .map(|&i| {
+                let c = &conversations[i];
+                let mut e =
+                    self.encode(&c.prompt.system, &c.prompt.user, c.prompt.image.as_deref())?;
+                e.prompt.tokens.extend_from_slice(&c.so_far);
+                Ok(e)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let batch: Vec<_> = encoded.iter().collect();
+        let generation = GenerationConfig {
+            max_new_tokens: config.max_new_tokens,
+            sampling: SamplingParams {
+                temperature: config.temperature,
+                top_k: config.top_k,
+                top_p: config.top_p,
+            },
+            stop_token_ids: self.stop_ids.clone(),
+            seed,
+        };
+        let sequences = if batch.is_empty() {
+            Vec::new()
+        } else {
+            VlEngine::generate(self, &batch, &generation)?
+        };
+        let mut out: Vec<Rollout> = (0..conversations.len())
+            .map(|_| Rollout {
+                tokens: vec![],
+                logprobs: vec![],
+                finish_reason: FinishReason::Length,
+                text: String::new(),
+                policy_mask: None,
+            })
+            .collect();
+        for (i, s) in continuable.into_iter().zip(sequences) {
+            out[i] = Rollout {
+                text: self.decode(&s.tokens),
+                tokens: s.tokens,
+                logprobs: s.logprobs,
+                finish_reason: s.finish_reason,
+                policy_mask: None,
+            };
+        }
+        Ok(out)
+    }
+
+    fn user_turn_tokens(&self, text: &str, close_turn: bool) -> Result<Vec<i64>, ActorError> {
+        // The template closes every message with `<|im_end|>\n`; a finished policy turn ended
+        // with its `<|im_end|>`, so the environment's tokens start at that newline.
+        let close = if close_turn { IM_END } else { "" };
+        let rendered = format!("{close}\n{IM_START}user\n{text}{IM_END}\n{IM_START}assistant\n");
+        Ok(self
+            .tokenizer
+            .encode(&rendered, false)
+            .map_err(|e| e.to_string())?)
     }
 }

@@ -14,8 +14,8 @@ use tch::{Device, Kind, Tensor};
 
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::error::ActorError;
-use crate::grpo::grpo_loss;
 use crate::learner_config::LearnerConfig;
+use crate::policy_loss::{LossInputs, PolicyLoss};
 use crate::prompt_source::PromptSpec;
 use crate::protocol::Version;
 use crate::vl_engine::{EncodedPrompt, VlEngine};
@@ -30,8 +30,20 @@ pub struct Sequence {
     pub prompt_tokens: Vec<i64>,
     pub response: Vec<i64>,
     pub behaviour: Vec<f32>,
+    /// Which response tokens are the policy's (trained); `None`: all of them.
+    pub policy_mask: Option<Vec<bool>>,
     pub advantage: f32,
     pub temperature: f64,
+}
+
+impl Sequence {
+    /// Response tokens the loss trains on.
+    pub fn trained_tokens(&self) -> usize {
+        match &self.policy_mask {
+            None => self.response.len(),
+            Some(mask) => mask.iter().filter(|&&m| m).count(),
+        }
+    }
 }
 
 /// What one optimiser step measured.
@@ -55,13 +67,14 @@ pub struct LearnerResume {
 
 /// Trains on sequences and hands out its weights.
 pub trait TrainEngine {
-    /// One optimiser step over `sequences` at learning rate `lr`. An error (a non-finite loss or
-    /// gradient among them) leaves the weights as they were: the learner skips the step.
-    /// `inject_nan` makes the loss NaN (fault injection).
+    /// One optimiser step of `loss` over `sequences` at learning rate `lr`. An error (a
+    /// non-finite loss or gradient among them) leaves the weights as they were: the learner
+    /// skips the step. `inject_nan` makes the loss NaN (fault injection).
     fn train_step(
         &mut self,
         sequences: Vec<Sequence>,
         config: &LearnerConfig,
+        loss: &dyn PolicyLoss,
         lr: f64,
         inject_nan: bool,
     ) -> Result<StepLosses, ActorError>;
@@ -80,6 +93,30 @@ pub trait TrainEngine {
     fn load_resume(&mut self, resume: &LearnerResume) -> Result<(), ActorError>;
 }
 
+/// The mask of the tokens a loss trains: `response_mask` (1 on response tokens, 0 on padding;
+/// `[batch, tokens]`) times each sequence's policy mask, so a multi-turn trajectory's
+/// environment tokens are context and get no gradient.
+pub fn trained_mask(response_mask: &Tensor, sequences: &[Sequence]) -> Tensor {
+    if sequences.iter().all(|s| s.policy_mask.is_none()) {
+        return response_mask.shallow_clone();
+    }
+    let width = response_mask.size()[1] as usize;
+    let flat: Vec<f32> = sequences
+        .iter()
+        .flat_map(|s| {
+            (0..width).map(move |i| {
+                let own = i < s.response.len() && s.policy_mask.as_ref().is_none_or(|m| m[i]);
+                f32::from(u8::from(own))
+            })
+        })
+        .collect();
+    let policy = Tensor::from_slice(&flat)
+        .view([sequences.len() as i64, width as i64])
+        .to_device(response_mask.device())
+        .to_kind(response_mask.kind());
+    response_mask * policy
+}
+
 /// Builds the learner's engine on its device thread.
 pub type TrainEngineBuilder = Box<dyn FnOnce() -> Result<Box<dyn TrainEngine>, ActorError> + Send>;
 
@@ -91,16 +128,18 @@ pub struct GrpoTrainer {
 }
 
 impl GrpoTrainer {
-    /// Loads the policy (and, when the KL term needs it, a frozen reference: the starting
-    /// policy, also on resume) from `model_dir`.
+    /// Loads the policy (and, when the loss has a KL term — `kl_beta` > 0 — and the config
+    /// keeps a reference, a frozen reference: the starting policy, also on resume) from
+    /// `model_dir`.
     pub fn load(
         model_dir: &Path,
         device: Device,
         kind: Kind,
         config: &LearnerConfig,
+        kl_beta: f64,
     ) -> Result<GrpoTrainer, ActorError> {
         let policy = VlEngine::load(model_dir, device, kind)?;
-        let reference = if config.reference && config.grpo.kl_beta > 0.0 {
+        let reference = if config.reference && kl_beta > 0.0 {
             let reference = VlEngine::load(model_dir, device, kind)?;
             for mut var in reference.model.var_store().trainable_variables() {
                 let _ = var.requires_grad_(false);
@@ -129,10 +168,11 @@ impl GrpoTrainer {
         device: Device,
         kind: Kind,
         config: LearnerConfig,
+        kl_beta: f64,
         resume: Option<LearnerResume>,
     ) -> TrainEngineBuilder {
         Box::new(move || {
-            let mut engine = GrpoTrainer::load(&model_dir, device, kind, &config)?;
+            let mut engine = GrpoTrainer::load(&model_dir, device, kind, &config, kl_beta)?;
             if let Some(resume) = &resume {
                 engine.load_resume(resume)?;
             }
@@ -144,10 +184,11 @@ impl GrpoTrainer {
     fn micro_batch(
         &mut self,
         chunk: &[Sequence],
-        config: &LearnerConfig,
-        total_tokens: usize,
+        loss: &dyn PolicyLoss,
+        step: (usize, usize),
         inject_nan: bool,
     ) -> Result<StepLosses, ActorError> {
+        let (step_tokens, step_sequences) = step;
         let encoded: Vec<EncodedPrompt> = chunk
             .iter()
             .map(|s| {
@@ -182,8 +223,9 @@ impl GrpoTrainer {
                 .to_device(device)
         };
         let behaviour = padded(chunk.iter().map(|s| s.behaviour.clone()).collect());
+        let mask = trained_mask(&current.mask, chunk);
         let reference = match &self.reference {
-            Some(reference) if config.grpo.kl_beta > 0.0 => {
+            Some(reference) if loss.kl_beta() > 0.0 => {
                 Some(tch::no_grad(|| reference.logprobs(&refs, &responses, temperature))?.logprobs)
             }
             _ => None,
@@ -191,15 +233,15 @@ impl GrpoTrainer {
         let advantages =
             Tensor::from_slice(&chunk.iter().map(|s| s.advantage).collect::<Vec<f32>>())
                 .to_device(device);
-        let terms = grpo_loss(
-            &current.logprobs,
-            &behaviour,
-            reference.as_ref(),
-            &advantages,
-            &current.mask,
-            total_tokens as f64,
-            &config.grpo,
-        );
+        let terms = loss.loss(&LossInputs {
+            logp: &current.logprobs,
+            behaviour_logp: &behaviour,
+            reference_logp: reference.as_ref(),
+            advantages: &advantages,
+            mask: &mask,
+            step_tokens,
+            step_sequences,
+        });
         let loss = if inject_nan {
             terms.loss * f64::NAN
         } else {
@@ -220,14 +262,16 @@ impl TrainEngine for GrpoTrainer {
         &mut self,
         sequences: Vec<Sequence>,
         config: &LearnerConfig,
+        loss: &dyn PolicyLoss,
         lr: f64,
         inject_nan: bool,
     ) -> Result<StepLosses, ActorError> {
-        let total_tokens: usize = sequences.iter().map(|s| s.response.len()).sum();
+        let step_tokens: usize = sequences.iter().map(Sequence::trained_tokens).sum();
+        let step = (step_tokens, sequences.len());
         self.optimizer.zero_grad();
         let mut sum = StepLosses::default();
         for chunk in sequences.chunks(config.micro_batch.max(1)) {
-            let terms = self.micro_batch(chunk, config, total_tokens, inject_nan)?;
+            let terms = self.micro_batch(chunk, loss, step, inject_nan)?;
             sum.loss += terms.loss;
             sum.kl += terms.kl;
             sum.clip_fraction += terms.clip_fraction;

@@ -162,3 +162,41 @@ fn an_interrupted_write_leaves_no_checkpoint_behind() {
     assert!(!scratch.exists());
     assert_eq!(checkpoint::list(tmp.path()).len(), 1);
 }
+
+#[test]
+fn a_multi_turn_group_in_the_buffer_keeps_its_policy_mask_through_a_checkpoint() {
+    use grlhf_actors::protocol::Rollout;
+    use grlhf_models::generation::FinishReason;
+    let turn = |tokens: Vec<i64>| Rollout {
+        logprobs: vec![-0.5; tokens.len()],
+        tokens,
+        finish_reason: FinishReason::Stop,
+        text: "answer".into(),
+        policy_mask: None,
+    };
+    // A first turn, three environment tokens, a second turn.
+    let trajectory = turn(vec![5, 6]).then(&[7, 8, 9], turn(vec![10]));
+    assert_eq!(
+        trajectory.policy_mask.as_deref(),
+        Some(&[true, true, false, false, false, true][..])
+    );
+    assert_eq!(trajectory.logprobs, [-0.5, -0.5, 0.0, 0.0, 0.0, -0.5]);
+    assert_eq!(trajectory.policy_tokens(), 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = checkpoint::scratch_dir(tmp.path(), 1);
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(scratch.join(checkpoint::WEIGHTS), b"w").unwrap();
+    std::fs::write(scratch.join(checkpoint::OPTIMIZER), b"m").unwrap();
+    let group = SavedGroup {
+        rollouts: vec![trajectory.clone(), turn(vec![4])],
+        ..saved(3)
+    };
+    let ledger = vec![(3, PromptState::InFlight { admitted_at: 1 })];
+    let state = CheckpointState::assemble(1, 1, 0, shape(), source(4), vec![group], ledger);
+    checkpoint::finish(tmp.path(), &scratch, &state, 1).unwrap();
+    let (_, state, _) = checkpoint::latest_valid(tmp.path()).unwrap();
+    let rollouts = &state.buffer[0].rollouts;
+    assert_eq!(rollouts[0].policy_mask, trajectory.policy_mask);
+    assert_eq!(rollouts[0].tokens, trajectory.tokens);
+    assert_eq!(rollouts[1].policy_mask, None);
+}

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use grlhf_actors::ledger::Ledger;
 use grlhf_actors::prompt_source::{
-    PromptSource, PromptSourceArgs, PromptSourceMsg, PromptSpec, SourceCheckpoint, Waker,
+    PromptOrder, PromptSource, PromptSourceArgs, PromptSourceMsg, PromptSpec, SourceCheckpoint,
+    Waker,
 };
 use grlhf_actors::protocol::Control;
 use ractor::{Actor, ActorRef};
@@ -49,6 +50,7 @@ async fn admission_follows_the_staleness_rule_and_wakes_waiting_generators() {
             None,
             PromptSource,
             PromptSourceArgs {
+                order: Default::default(),
                 prompts: specs(5),
                 batch_groups: 3,
                 max_staleness: 1,
@@ -118,6 +120,7 @@ async fn spawn_source(
         None,
         PromptSource,
         PromptSourceArgs {
+            order: Default::default(),
             prompts: specs(5),
             batch_groups: 2,
             max_staleness: 0,
@@ -197,4 +200,54 @@ async fn a_resumed_source_continues_the_same_order_and_reissues_what_was_in_flig
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_curriculum_is_issued_in_its_own_order_every_epoch_and_resumes_where_it_was() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let spawn = |resume: Option<(SourceCheckpoint, Vec<u64>)>| async move {
+            Actor::spawn(
+                None,
+                PromptSource,
+                PromptSourceArgs {
+                    order: PromptOrder::AsGiven,
+                    prompts: specs(4),
+                    batch_groups: 100,
+                    max_staleness: 0,
+                    seed: 9,
+                    ledger: Ledger::new(),
+                    resume,
+                },
+            )
+            .await
+            .unwrap()
+        };
+        let (source, handle) = spawn(None).await;
+        let ids: Vec<String> = take_uids(&source, 6)
+            .await
+            .into_iter()
+            .map(|t| t.1)
+            .collect();
+        // Two epochs' worth begins in the given order both times, never shuffled.
+        assert_eq!(ids, ["p0", "p1", "p2", "p3", "p0", "p1"]);
+        let saved = ractor::call!(source, PromptSourceMsg::Snapshot).unwrap();
+        source
+            .cast(PromptSourceMsg::Control(Control::Stop))
+            .unwrap();
+        handle.await.unwrap();
+        // A resumed source continues the curriculum from its position.
+        let (source, handle) = spawn(Some((saved, vec![]))).await;
+        let ids: Vec<String> = take_uids(&source, 3)
+            .await
+            .into_iter()
+            .map(|t| t.1)
+            .collect();
+        assert_eq!(ids, ["p2", "p3", "p0"]);
+        source
+            .cast(PromptSourceMsg::Control(Control::Stop))
+            .unwrap();
+        handle.await.unwrap();
+    })
+    .await
+    .expect("the curriculum test timed out");
 }

@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
-use grlhf_actors::evaluator::{evaluate_prompts, EvalMetric, EvalStats};
+use grlhf_actors::eval_metric::OracleMetric;
+use grlhf_actors::evaluator::{evaluate_prompts, EvalStats};
 use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::vl_engine::VlEngine;
 use grlhf_models::image_processor::RgbImage;
@@ -181,7 +182,7 @@ pub fn policy_grounding(
         evaluate_prompts(
             engine,
             prompts,
-            EvalMetric::Oracle,
+            &OracleMetric,
             settings.max_new_tokens,
             16,
             0,

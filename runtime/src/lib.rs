@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod bench_settings;
 pub mod charts;
+pub mod cli;
 pub mod cuda_devices;
 pub mod data;
 pub mod doctor;
@@ -16,6 +17,7 @@ pub mod faults;
 pub mod generate;
 pub mod grounding;
 pub mod inspect;
+pub mod kinds;
 pub mod loaded_model;
 pub mod machine;
 pub mod model_presets;

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use grlhf_actors::evaluator::{evaluate_prompts, EvalMetric, EvalStats};
+use grlhf_actors::eval_metric::OracleMetric;
+use grlhf_actors::evaluator::{evaluate_prompts, EvalStats};
 use grlhf_actors::registry::Registry;
 use grlhf_actors::scalar_rm_judge::ScalarRewardModel;
 use grlhf_actors::vl_engine::VlEngine;
@@ -394,7 +395,7 @@ fn stage2_run_config(
             every: (run_config.steps / 4).max(1),
             prompts_per_family: 2,
             max_new_tokens: config.eval.max_new_tokens,
-            metric: EvalMetric::Oracle,
+            metric: "oracle".to_string(),
             ..EvaluatorConfig::default()
         });
     }
@@ -455,7 +456,7 @@ fn policy_eval(
         let stats = evaluate_prompts(
             &engine,
             &prompts,
-            EvalMetric::Oracle,
+            &OracleMetric,
             config.eval.max_new_tokens,
             16,
             0,

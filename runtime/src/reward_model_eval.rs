@@ -275,6 +275,7 @@ fn rollout_group(engine: &VlEngine, group: &CandidateGroup) -> Result<RolloutGro
                 logprobs: vec![],
                 finish_reason: FinishReason::Stop,
                 text: text.clone(),
+                policy_mask: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -27,8 +27,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use grlhf_actors::checkpoint::RunShape;
 use grlhf_actors::evaluator::EvalStats;
 use grlhf_actors::learner::StepStats;
-use grlhf_actors::prompt_source::PromptSpec;
-use grlhf_actors::registry::Registry;
+use grlhf_actors::prompt_source::{PromptOrder, PromptSet, PromptSpec};
+use grlhf_actors::registry::{PromptSourceContext, Registry, Role};
 use grlhf_models::image_processor::RgbImage;
 use grlhf_tasks::grm_format::{
     grm_user_message, policy_user_message, GRM_SYSTEM_PROMPT, POLICY_SYSTEM_PROMPT,
@@ -82,7 +82,7 @@ pub fn prompt_specs(config: &RunConfig) -> Result<(Vec<PromptSpec>, usize)> {
                     SplitRecords::Sft(_) => unreachable!("no SFT split is asked for"),
                 }
             }
-            _ => {
+            "jsonl" => {
                 let path = config.data.path.as_ref().expect("validated");
                 let options = LoadOptions {
                     skip_bad: config.data.skip_bad,
@@ -101,6 +101,9 @@ pub fn prompt_specs(config: &RunConfig) -> Result<(Vec<PromptSpec>, usize)> {
                     }
                 }
             }
+            other => bail!(
+                "data.source = `{other}` is a registered prompt-source kind: its prompts come from the registry (run_prompt_specs)"
+            ),
         };
     let image_of =
         |path: &Path, world: Option<&grlhf_tasks::records::WorldKey>| -> Result<Arc<RgbImage>> {
@@ -134,6 +137,44 @@ pub fn prompt_specs(config: &RunConfig) -> Result<(Vec<PromptSpec>, usize)> {
         });
     }
     Ok((specs, skipped))
+}
+
+/// The run's prompt set: the embedded world, a JSONL file, or a registered prompt-source kind
+/// (`[data] source = "<kind>"`, its settings in `[data.settings]`). The count is of skipped
+/// JSONL lines.
+pub fn run_prompt_set(
+    config: &RunConfig,
+    config_path: &Path,
+    registry: &Registry,
+) -> Result<(PromptSet, usize)> {
+    let kind = config.data.source.as_str();
+    if matches!(kind, "world" | "jsonl") {
+        let (prompts, skipped) = prompt_specs(config)?;
+        let order = PromptOrder::Shuffled;
+        return Ok((PromptSet { prompts, order }, skipped));
+    }
+    let context = PromptSourceContext {
+        config_dir: config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        system_prompt: config
+            .system_prompt
+            .clone()
+            .unwrap_or_else(|| POLICY_SYSTEM_PROMPT.to_string()),
+        seed: config.seed,
+    };
+    let table = serde_json::Value::Object(config.data.settings.clone().unwrap_or_default());
+    let set = registry
+        .prompt_source(kind, &table, context)
+        .map_err(|e| anyhow!("{}: data (source `{kind}`): {e}", config_path.display()))?;
+    if set.prompts.is_empty() {
+        bail!(
+            "{}: data (source `{kind}`): the prompt source gave no prompts",
+            config_path.display()
+        );
+    }
+    Ok((set, 0))
 }
 
 /// A policy request from a prompt record: the image (rendered from the world's scene, or read
@@ -309,7 +350,13 @@ fn run_or_resume(
     check_kinds(&config, config_path, &registry)?;
     let kind = config.model.dtype.kind()?;
     let devices = Devices::parse(&config)?;
-    let (specs, _skipped) = prompt_specs(&config)?;
+    let (
+        PromptSet {
+            prompts: specs,
+            order,
+        },
+        _skipped,
+    ) = run_prompt_set(&config, config_path, &registry)?;
     let shape = run_shape(&config, specs.len());
     if let Some(resume) = &resume {
         if let Some(problem) = shape_mismatch(&resume.state.shape, &shape) {
@@ -337,7 +384,7 @@ fn run_or_resume(
         Some(resume) => Restored::from_checkpoint(resume, &specs, &config.run_dir)?,
         None => Restored::default(),
     };
-    let plan = config_plan(RealRun {
+    let mut plan = config_plan(RealRun {
         config: &config,
         config_path,
         registry: Arc::new(registry),
@@ -348,6 +395,7 @@ fn run_or_resume(
         eval_prompts,
         shape,
     })?;
+    plan.prompt_order = order;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -355,27 +403,77 @@ fn run_or_resume(
     runtime.block_on(run_topology(config, plan, restored, policy, show_progress))
 }
 
-/// Every judge and post-judge kind the config names must be registered.
-fn check_kinds(config: &RunConfig, config_path: &Path, registry: &Registry) -> Result<()> {
+/// Every kind the config names must be registered, and each kind's table must parse into its
+/// settings type: checked before any model loads, with the file and the field named.
+pub fn check_kinds(config: &RunConfig, config_path: &Path, registry: &Registry) -> Result<()> {
+    let file = config_path.display();
+    // `kind_field` names where the kind is chosen, `settings` where its table is.
+    let check =
+        |role: Role, kind: &str, table: serde_json::Value, kind_field: &str, settings: &str| {
+            if !registry.has(role, kind) {
+                bail!(
+                    "{file}: {kind_field} = `{kind}` is not a registered {} kind (known: {})",
+                    role.name(),
+                    registry.kinds_of(role).join(", ")
+                );
+            }
+            registry
+                .check(role, kind, &table)
+                .map_err(|e| match e.field {
+                    Some(field) => anyhow!("{file}: {settings}.{field}: {}", e.message),
+                    None => anyhow!("{file}: {settings} (kind `{kind}`): {}", e.message),
+                })
+        };
     for (i, t) in config.judges.iter().enumerate() {
-        if registry.judge(&t.kind).is_none() {
-            bail!(
-                "{}: judge[{i}].kind = `{}` is not a registered judge kind (known: {})",
-                config_path.display(),
-                t.kind,
-                registry.kinds().join(", ")
-            );
-        }
+        let table = crate::topology::config_plan::json_table(&t.settings)?;
+        let at = format!("judge[{i}]");
+        check(Role::Judge, &t.kind, table, &format!("{at}.kind"), &at)?;
     }
     for (i, t) in config.stages.iter().enumerate() {
-        if registry.stage(&t.kind).is_none() {
-            bail!(
-                "{}: post_judge[{i}].kind = `{}` is not a registered stage kind (known: {})",
-                config_path.display(),
-                t.kind,
-                registry.kinds().join(", ")
-            );
-        }
+        let table = crate::topology::config_plan::json_table(&t.settings)?;
+        let at = format!("post_judge[{i}]");
+        check(Role::PostJudge, &t.kind, table, &format!("{at}.kind"), &at)?;
+    }
+    if let Some(w) = &config.workflow {
+        check(
+            Role::Workflow,
+            &w.kind,
+            w.settings_value(),
+            "workflow.kind",
+            "workflow",
+        )?;
+    }
+    if let Some(loss) = &config.learner.loss {
+        let table = loss.settings_value();
+        check(
+            Role::Loss,
+            &loss.kind,
+            table,
+            "learner.loss.kind",
+            "learner.loss",
+        )?;
+    }
+    if let Some(eval) = &config.evaluator {
+        let table = serde_json::Value::Object(eval.metric_settings.clone().unwrap_or_default());
+        let settings = "evaluator.metric_settings";
+        check(
+            Role::Metric,
+            &eval.metric,
+            table,
+            "evaluator.metric",
+            settings,
+        )?;
+    }
+    let source = config.data.source.as_str();
+    if !matches!(source, "world" | "jsonl") {
+        let table = serde_json::Value::Object(config.data.settings.clone().unwrap_or_default());
+        check(
+            Role::PromptSource,
+            source,
+            table,
+            "data.source",
+            "data.settings",
+        )?;
     }
     Ok(())
 }

@@ -38,9 +38,13 @@ pub enum Stage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `world` (the embedded world, generated in memory) or `jsonl`.
+    /// `world` (the embedded world, generated in memory), `jsonl`, or a registered prompt-source
+    /// kind (`grlhf kinds`), whose settings go in `[data.settings]`.
     #[serde(default = "world")]
     pub source: String,
+    /// A registered prompt-source kind's settings (not read by `world` and `jsonl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
     /// world: how many training prompts (policy-rl) or pairs (grm-rl) to generate.
     #[serde(default = "two_hundred")]
     pub world_size: usize,
@@ -78,6 +82,7 @@ impl Default for DataConfig {
             skip_bad: false,
             image_root: None,
             allow_images_outside_root: false,
+            settings: None,
         }
     }
 }
@@ -179,8 +184,11 @@ pub struct EvaluatorConfig {
     /// Evaluate every `every` learner steps (and at the start and the end).
     pub every: u64,
     pub device: DeviceName,
-    /// `oracle` (world prompts) or `reference_overlap`.
-    pub metric: grlhf_actors::evaluator::EvalMetric,
+    /// A registered metric kind: `oracle` (world prompts), `reference_overlap`, or a user's.
+    pub metric: String,
+    /// The metric kind's settings, when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric_settings: Option<serde_json::Map<String, serde_json::Value>>,
     /// world: held-out prompts per family.
     pub prompts_per_family: usize,
     /// world: `validation` (default; the curve settings are chosen on) or `evaluation` (the
@@ -197,7 +205,8 @@ impl Default for EvaluatorConfig {
         EvaluatorConfig {
             every: 10,
             device: DeviceName::from("cpu"),
-            metric: grlhf_actors::evaluator::EvalMetric::Oracle,
+            metric: "oracle".to_string(),
+            metric_settings: None,
             prompts_per_family: 8,
             split: grlhf_tasks::world::HeldOut::Validation,
             path: None,
@@ -305,6 +314,10 @@ pub struct RunConfig {
     pub model: ModelConfig,
     #[serde(default)]
     pub generator: GeneratorPoolConfig,
+    /// `[workflow]`: how generators roll out a trajectory — a registered workflow kind and its
+    /// settings (`kind = "single_turn"`, the default, or a user's multi-turn workflow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<grlhf_actors::registry::KindTable>,
     #[serde(default, rename = "judge")]
     pub judges: Vec<ActorTable>,
     #[serde(default, rename = "post_judge")]
@@ -422,11 +435,7 @@ impl RunConfig {
     /// `[data]`: the source and what it reads.
     fn validate_data(&self) -> Result<()> {
         match self.data.source.as_str() {
-            "world" => {
-                if self.data.world_size == 0 {
-                    bail!("data.world_size = 0");
-                }
-            }
+            "world" if self.data.world_size == 0 => bail!("data.world_size = 0"),
             "jsonl" if self.data.image_root.as_ref().is_some_and(|r| !r.is_dir()) => {
                 bail!(
                     "data.image_root: {} is not a directory",
@@ -438,7 +447,14 @@ impl RunConfig {
                 Some(p) if !p.is_file() => bail!("data.path: {} not found", p.display()),
                 _ => {}
             },
-            other => bail!("data.source = `{other}`: use `world` or `jsonl`"),
+            // A registered kind: checked against the registry when the run starts.
+            _ => {}
+        }
+        if self.data.settings.is_some() && matches!(self.data.source.as_str(), "world" | "jsonl") {
+            bail!(
+                "data.settings: the `{}` source reads the [data] fields themselves; [data.settings] is for registered prompt-source kinds",
+                self.data.source
+            );
         }
         Ok(())
     }
@@ -490,6 +506,13 @@ impl RunConfig {
         }
         if self.learner.micro_batch == 0 {
             bail!("learner.micro_batch = 0");
+        }
+        if self.learner.loss.is_some()
+            && self.learner.grpo != grlhf_actors::grpo::GrpoConfig::default()
+        {
+            bail!(
+                "learner.grpo: these settings belong to the built-in GRPO loss; with [learner.loss], set the loss's own fields in that table"
+            );
         }
         if self.checkpoint.keep_last == 0 {
             bail!("checkpoint.keep_last = 0: keep at least one checkpoint");

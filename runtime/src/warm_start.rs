@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use grlhf_actors::bradley_terry::{train_bradley_terry, BtConfig, BtPair, BtStats};
-use grlhf_actors::evaluator::{evaluate_prompts, EvalMetric, EvalStats};
+use grlhf_actors::eval_metric::OracleMetric;
+use grlhf_actors::evaluator::{evaluate_prompts, EvalStats};
 use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::scalar_rm_judge::ScalarRewardModel;
 use grlhf_actors::sft::{train_sft, SftConfig, SftExample, SftStats};
@@ -321,7 +322,7 @@ fn evaluate(
             let stats = evaluate_prompts(
                 engine,
                 &prompts,
-                EvalMetric::Oracle,
+                &OracleMetric,
                 request.max_new_tokens,
                 16,
                 version,

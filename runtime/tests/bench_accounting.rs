@@ -8,6 +8,7 @@ use grlhf::bench::measure::{measure, step_shape, IdealBound};
 use grlhf::bench::simulated_run::run_simulated;
 use grlhf::bench::timeline::write_timeline;
 use grlhf::run_config::RunConfig;
+use grlhf_actors::registry::Registry;
 use grlhf_actors::simulated::{CostModel, StageTimes};
 use indicatif::ProgressBar;
 
@@ -87,7 +88,14 @@ fn async_run_on_simulated_actors_matches_its_cost_model() {
     assert!((analytic.generate_s - 0.040).abs() < 1e-9);
     assert!((analytic.judge_s - 0.030).abs() < 1e-9);
     assert!((analytic.learn_s - 0.080).abs() < 1e-9);
-    let outcome = run_simulated(&config, &cost, ProgressBar::hidden()).unwrap();
+    let outcome = run_simulated(
+        &config,
+        Path::new("bench.toml"),
+        &Registry::with_builtins(),
+        &cost,
+        ProgressBar::hidden(),
+    )
+    .unwrap();
     let report = measure("async", &config, &outcome, 1, 4, Some(&cost));
 
     // The learner is the bottleneck: one step per 80 ms, 16 samples per step.
@@ -197,7 +205,14 @@ fn sync_run_on_simulated_actors_runs_in_lockstep() {
     // One generation call per step and one judge: the stages run strictly one after another.
     let config = config(dir.path(), "sync", 4);
     let cost = costs();
-    let outcome = run_simulated(&config, &cost, ProgressBar::hidden()).unwrap();
+    let outcome = run_simulated(
+        &config,
+        Path::new("bench.toml"),
+        &Registry::with_builtins(),
+        &cost,
+        ProgressBar::hidden(),
+    )
+    .unwrap();
     let report = measure("sync", &config, &outcome, 1, 4, Some(&cost));
     within(
         report.step_s,

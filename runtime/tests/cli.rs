@@ -360,3 +360,52 @@ fn images_drive_vision_language_checkpoints() {
     ]);
     assert!(err.contains("text-only"), "{err}");
 }
+
+#[test]
+fn kinds_lists_every_role_and_the_built_in_kinds_with_their_fields() {
+    let text = ok_stdout(&["kinds"]);
+    let roles = [
+        "judge ([[judge]] kind):",
+        "post_judge ([[post_judge]] kind):",
+        "workflow ([workflow] kind):",
+        "prompt_source ([data] source):",
+        "loss ([learner.loss] kind):",
+        "metric ([evaluator] metric):",
+    ];
+    let mut at = 0;
+    for role in roles {
+        let found = text[at..]
+            .find(role)
+            .unwrap_or_else(|| panic!("{role} missing or out of order:\n{text}"));
+        at += found;
+    }
+    for line in [
+        "  rule_judge ",
+        "      rule                         one of grm_preference | oracle | reference_overlap",
+        "  grm_judge ",
+        "  scalar_rm_judge ",
+        "  single_turn ",
+        "  world ",
+        "      world_size                   unsigned int",
+        "  jsonl ",
+        "      path                         string",
+        "  grpo ",
+        "      normalize_std                bool",
+        "      is_cap                       option<f64>",
+        "  oracle ",
+        "  reference_overlap ",
+    ] {
+        assert!(text.contains(line), "`{line}` missing:\n{text}");
+    }
+    // Only the built-ins: the example crate's kinds live in its own binary.
+    assert!(
+        !text.contains("clarify") && !text.contains("rloo"),
+        "{text}"
+    );
+    let json: Value = serde_json::from_str(&ok_stdout(&["kinds", "--json"])).unwrap();
+    let kinds = json.as_array().unwrap();
+    assert_eq!(kinds.iter().filter(|k| k["role"] == "loss").count(), 1);
+    assert!(kinds
+        .iter()
+        .any(|k| k["kind"] == "rule_judge" && k["role"] == "judge"));
+}

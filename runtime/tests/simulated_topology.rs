@@ -7,6 +7,7 @@ use std::path::Path;
 
 use grlhf::bench::simulated_run::run_simulated;
 use grlhf::run_config::RunConfig;
+use grlhf_actors::registry::Registry;
 use grlhf_actors::simulated::CostModel;
 use indicatif::ProgressBar;
 
@@ -60,7 +61,14 @@ fn costs() -> CostModel {
 fn a_simulated_run_survives_kills_and_a_nan_step_through_supervision_and_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
-    let outcome = run_simulated(&config, &costs(), ProgressBar::hidden()).unwrap();
+    let outcome = run_simulated(
+        &config,
+        Path::new("sim.toml"),
+        &Registry::with_builtins(),
+        &costs(),
+        ProgressBar::hidden(),
+    )
+    .unwrap();
     let summary = &outcome.summary;
     let reliability = &summary.reliability;
     // Every step trained (the skipped attempt does not count as one).

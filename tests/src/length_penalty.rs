@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use grlhf_actors::protocol::{ScoredGroup, ScoredSink};
-use grlhf_actors::registry::{parse_table, Registry, StageContext};
+use grlhf_actors::registry::{Registry, StageContext};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Deserialize;
 
@@ -82,14 +82,14 @@ impl ScoredSink for Sink {
 pub fn register(registry: &mut Registry) {
     registry.register_stage(
         "length_penalty",
-        Box::new(|context: StageContext| {
+        "subtracts a penalty per response token from every reward",
+        |config: LengthPenaltyConfig, context: StageContext| {
             Box::pin(async move {
-                let config: LengthPenaltyConfig = parse_table(&context.table)?;
                 let (actor, _) = Actor::spawn(None, LengthPenalty, (config, context.downstream))
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(Arc::new(Sink(actor)) as Arc<dyn ScoredSink>)
             })
-        }),
+        },
     );
 }

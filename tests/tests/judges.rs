@@ -54,6 +54,7 @@ fn group(finished: &[bool]) -> RolloutGroup {
                     FinishReason::Length
                 },
                 text: text.into(),
+                policy_mask: None,
             })
             .collect(),
         policy_version: 0,

@@ -11,7 +11,7 @@ use tch::Tensor;
 use crate::error::ActorError;
 use crate::prompt_source::PromptSpec;
 use crate::protocol::Rollout;
-use crate::rollout_engine::{GeneratedGroup, GeneratorConfig, RolloutEngine};
+use crate::rollout_engine::{Conversation, GeneratedGroup, GeneratorConfig, RolloutEngine};
 use crate::simulated::CostModel;
 
 /// n rollouts of `tokens` tokens each, sized like real ones (ids, log-probs and text).
@@ -22,6 +22,7 @@ pub fn simulated_rollouts(n: usize, tokens: usize, seed: u64) -> Vec<Rollout> {
             logprobs: vec![-1.0; tokens],
             finish_reason: FinishReason::Stop,
             text: format!("{seed}-{i} ") + &"tok ".repeat(tokens),
+            policy_mask: None,
         })
         .collect()
 }
@@ -63,5 +64,27 @@ impl RolloutEngine for SimRolloutEngine {
     /// Simulated updates carry no tensors: the copy's cost was spent on the learner's side.
     fn apply_weights(&mut self, _tensors: &[(String, Tensor)]) -> Result<(), ActorError> {
         Ok(())
+    }
+
+    /// A later turn costs what a first one does per generated token: one call, and the cost
+    /// model's response length for each conversation.
+    fn continue_conversations(
+        &mut self,
+        conversations: &[Conversation],
+        _config: &GeneratorConfig,
+        seed: u64,
+    ) -> Result<Vec<Rollout>, ActorError> {
+        let started = Instant::now();
+        let rollouts = (0..conversations.len() as u64)
+            .flat_map(|k| simulated_rollouts(1, self.cost.response_tokens, seed + k))
+            .collect();
+        spend(started, self.cost.generate_s(conversations.len(), 1));
+        Ok(rollouts)
+    }
+
+    /// An environment turn of a fixed size (its tokens cost nothing to generate).
+    fn user_turn_tokens(&self, text: &str, close_turn: bool) -> Result<Vec<i64>, ActorError> {
+        let words = text.split_whitespace().count().max(1) + 6 + usize::from(close_turn);
+        Ok((0..words as i64).collect())
     }
 }

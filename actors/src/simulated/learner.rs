@@ -10,6 +10,7 @@ use tch::Device;
 
 use crate::error::ActorError;
 use crate::learner_config::LearnerConfig;
+use crate::policy_loss::PolicyLoss;
 use crate::simulated::generator::spend;
 use crate::simulated::CostModel;
 use crate::train_engine::{LearnerResume, Sequence, Snapshot, StepLosses, TrainEngine};
@@ -24,6 +25,7 @@ impl TrainEngine for SimTrainEngine {
         &mut self,
         sequences: Vec<Sequence>,
         _config: &LearnerConfig,
+        _loss: &dyn PolicyLoss,
         _lr: f64,
         inject_nan: bool,
     ) -> Result<StepLosses, ActorError> {

@@ -54,6 +54,8 @@ pub struct BenchRequest {
     pub sweep: bool,
     pub scale: bool,
     pub show_progress: bool,
+    /// The kinds the config may name (the built-ins, or a user binary's own).
+    pub registry: std::sync::Arc<dyn Fn() -> Registry + Send + Sync>,
 }
 
 /// The simulator replaying the baseline run from its fitted cost model.
@@ -157,14 +159,16 @@ fn run_one(
     let outcome = match cost {
         Some(cost) => {
             let bar = progress(request.show_progress, config.steps, label);
-            let outcome = run_simulated(&config, cost, bar.clone());
+            let registry = (request.registry)();
+            let outcome =
+                run_simulated(&config, &request.config_path, &registry, cost, bar.clone());
             bar.finish_and_clear();
             outcome?
         }
         None => run(
             config.clone(),
             &request.config_path,
-            Registry::with_builtins(),
+            (request.registry)(),
             request.show_progress,
         )?,
     };

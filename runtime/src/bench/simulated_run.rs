@@ -4,6 +4,7 @@
 //! every model. Generators and judges count as the config says (every `[[judge]]` table's
 //! `count`, whatever its kind); prompts are synthetic.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use anyhow::{bail, Result};
 use grlhf_actors::judge::Judge;
 use grlhf_actors::learner::StepStats;
 use grlhf_actors::prompt_source::PromptSpec;
+use grlhf_actors::registry::Registry;
 use grlhf_actors::rollout_engine::RolloutEngine;
 use grlhf_actors::simulated::generator::SimRolloutEngine;
 use grlhf_actors::simulated::judge::SimJudge;
@@ -21,6 +23,7 @@ use indicatif::ProgressBar;
 
 use crate::run::RunOutcome;
 use crate::run_config::RunConfig;
+use crate::topology::config_plan::{loss_of, workflow_of};
 use crate::topology::{
     GeneratorPlan, JudgePlan, LearnerPlan, Placement, Restored, Topology, TopologyPlan,
 };
@@ -45,8 +48,17 @@ fn synthetic_prompts(count: usize) -> Vec<PromptSpec> {
         .collect()
 }
 
-/// The plan of `config` with every engine simulated by `cost`, on the CPU.
-pub fn simulated_plan(config: &RunConfig, cost: &CostModel) -> TopologyPlan {
+/// The plan of `config` with every engine simulated by `cost`, on the CPU. The config's workflow
+/// and loss are the registry's kinds, as in a real run: a multi-turn workflow costs the cost
+/// model's generation time for every turn it samples.
+pub fn simulated_plan(
+    config: &RunConfig,
+    config_path: &Path,
+    registry: &Registry,
+    cost: &CostModel,
+) -> Result<TopologyPlan> {
+    let workflow = workflow_of(config, config_path, registry)?;
+    let loss = loss_of(config, config_path, registry)?;
     let here = Placement::Local(tch::Device::Cpu);
     let judges = (0..judge_count(config))
         .map(|j| {
@@ -75,6 +87,7 @@ pub fn simulated_plan(config: &RunConfig, cost: &CostModel) -> TopologyPlan {
                         cost: generator_cost.clone(),
                     }) as Box<dyn RolloutEngine>)
                 }),
+                workflow: workflow.clone(),
                 config: config.generator.sampling(),
                 seed: config.seed.wrapping_add(g as u64 * 7919),
             }
@@ -87,6 +100,7 @@ pub fn simulated_plan(config: &RunConfig, cost: &CostModel) -> TopologyPlan {
             Ok(Box::new(SimTrainEngine { cost: learner_cost }) as Box<dyn TrainEngine>)
         }),
         config: config.learner.clone(),
+        loss,
         save_dir: None,
         checkpoints: None,
         faults: config.faults.learner(config.seed),
@@ -103,18 +117,24 @@ pub fn simulated_plan(config: &RunConfig, cost: &CostModel) -> TopologyPlan {
                 + config.batch_groups as f64 * cost.judge_s(config.group_size)
                 + cost.learn_s(config.batch_groups * config.group_size * cost.response_tokens)),
     );
-    plan
+    Ok(plan)
 }
 
 /// Runs `config` with every role simulated by `cost`.
-pub fn run_simulated(config: &RunConfig, cost: &CostModel, bar: ProgressBar) -> Result<RunOutcome> {
+pub fn run_simulated(
+    config: &RunConfig,
+    config_path: &Path,
+    registry: &Registry,
+    cost: &CostModel,
+    bar: ProgressBar,
+) -> Result<RunOutcome> {
     std::fs::create_dir_all(&config.run_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let plan = simulated_plan(config, cost);
+        let plan = simulated_plan(config, config_path, registry, cost)?;
         let mut topology = Topology::spawn(plan, Restored::default()).await?;
         let mut on_step = |stats: &StepStats| -> Result<()> {
             bar.set_position(stats.step + 1);

@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
+use grlhf_actors::grpo::Grpo;
 use grlhf_actors::learner::{CheckpointPlan, LearnerConfig};
+use grlhf_actors::policy_loss::PolicyLoss;
 use grlhf_actors::prompt_source::PromptSpec;
-use grlhf_actors::registry::{JudgeContext, Registry};
+use grlhf_actors::registry::{JudgeContext, LossContext, MetricContext, Registry, WorkflowContext};
 use grlhf_actors::rollout_engine::vl_rollout_engine;
+use grlhf_actors::rollout_workflow::RolloutWorkflow;
 use grlhf_actors::train_engine::GrpoTrainer;
 use tch::{Device, Kind};
 
@@ -57,7 +60,8 @@ impl Devices {
     }
 }
 
-fn json_table(table: &toml::Table) -> Result<serde_json::Value> {
+/// A TOML table as the JSON object kind factories parse.
+pub fn json_table(table: &toml::Table) -> Result<serde_json::Value> {
     use anyhow::Context;
     serde_json::to_value(table).context("converting a TOML table")
 }
@@ -105,6 +109,7 @@ pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
         })
         .collect::<Result<Vec<_>>>()?;
     let judges = judge_plans(config, config_path, &registry, &devices.judges, kind)?;
+    let workflow = workflow_of(config, config_path, &registry)?;
     let generators = devices
         .generators
         .iter()
@@ -113,18 +118,26 @@ pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
             name: format!("generator-{g}"),
             placement: Placement::Local(device),
             engine: vl_rollout_engine(policy.clone(), device, kind),
+            workflow: workflow.clone(),
             config: config.generator.sampling(),
             seed: config.seed.wrapping_add(g as u64 * 7919),
         })
         .collect();
-    let learner = learner_plan(config, &policy, devices.learner, kind, shape);
+    let loss = loss_of(config, config_path, &registry)?;
+    let learner = learner_plan(config, &policy, devices.learner, kind, shape, loss);
     let evaluator = match (&config.evaluator, devices.evaluator) {
         (Some(eval), Some(device)) => Some(EvaluatorPlan {
             placement: Placement::Local(device),
             model_dir: policy.clone(),
             kind,
             prompts: eval_prompts,
-            metric: eval.metric,
+            metric: registry
+                .metric(
+                    &eval.metric,
+                    &serde_json::Value::Object(eval.metric_settings.clone().unwrap_or_default()),
+                    MetricContext::default(),
+                )
+                .map_err(|e| anyhow!("{}: evaluator.metric: {e}", config_path.display()))?,
             max_new_tokens: eval.max_new_tokens,
             batch: eval.batch,
             every: eval.every,
@@ -163,17 +176,14 @@ fn judge_plans(
                 name,
                 placement: Placement::Local(device),
                 rebuild: Arc::new(move || {
-                    let factory = registry
-                        .judge(&kind_name)
-                        .ok_or_else(|| format!("no judge kind `{kind_name}`"))?;
-                    factory(JudgeContext {
+                    let context = JudgeContext {
                         name: context_name.clone(),
-                        table: settings.clone(),
                         device,
                         kind,
                         reward_model: reward_model.clone(),
                         seed,
-                    })
+                    };
+                    registry.judge(&kind_name, &settings, context)
                 }),
                 label: format!("{}: judge[{i}] ({})", config_path.display(), table.kind),
             });
@@ -182,22 +192,63 @@ fn judge_plans(
     Ok(plans)
 }
 
+/// The config's `[workflow]` (single turn when unset).
+pub fn workflow_of(
+    config: &RunConfig,
+    config_path: &Path,
+    registry: &Registry,
+) -> Result<Arc<dyn RolloutWorkflow>> {
+    let (kind, table) = match &config.workflow {
+        Some(t) => (t.kind.as_str(), t.settings_value()),
+        None => ("single_turn", serde_json::json!({})),
+    };
+    let context = WorkflowContext {
+        group_size: config.group_size,
+        max_new_tokens: config.generator.max_new_tokens,
+        seed: config.seed,
+    };
+    registry
+        .workflow(kind, &table, context)
+        .map_err(|e| anyhow!("{}: workflow: {e}", config_path.display()))
+}
+
+/// The config's loss: `[learner.loss]`, else GRPO with `[learner.grpo]`.
+pub fn loss_of(
+    config: &RunConfig,
+    config_path: &Path,
+    registry: &Registry,
+) -> Result<Arc<dyn PolicyLoss>> {
+    let Some(table) = &config.learner.loss else {
+        return Ok(Arc::new(Grpo(config.learner.grpo)));
+    };
+    let context = LossContext {
+        group_size: config.group_size,
+        max_new_tokens: config.generator.max_new_tokens,
+    };
+    registry
+        .loss(&table.kind, &table.settings_value(), context)
+        .map_err(|e| anyhow!("{}: learner.loss: {e}", config_path.display()))
+}
+
 fn learner_plan(
     config: &RunConfig,
     policy: &Path,
     device: Device,
     kind: Kind,
     shape: grlhf_actors::checkpoint::RunShape,
+    loss: Arc<dyn PolicyLoss>,
 ) -> LearnerPlan {
     let (model_dir, learner_config): (PathBuf, LearnerConfig) =
         (policy.to_path_buf(), config.learner.clone());
     let engine_config = learner_config.clone();
+    let kl_beta = loss.kl_beta();
     LearnerPlan {
         placement: Placement::Local(device),
         engine: Box::new(move |resume| {
-            GrpoTrainer::builder(model_dir, device, kind, engine_config, resume)()
+            GrpoTrainer::builder(model_dir, device, kind, engine_config, kl_beta, resume)()
         }),
         config: learner_config,
+        loss,
         save_dir: Some(config.run_dir.join("policy")),
         checkpoints: Some(CheckpointPlan {
             dir: config.run_dir.join("checkpoints"),

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grlhf_actors::error::ActorError;
-use grlhf_actors::evaluator::EvalMetric;
+use grlhf_actors::eval_metric::AnswerMetric;
 use grlhf_actors::learner::{CheckpointPlan, LearnerConfig, LearnerFaults};
-use grlhf_actors::prompt_source::PromptSpec;
+use grlhf_actors::policy_loss::PolicyLoss;
+use grlhf_actors::prompt_source::{PromptOrder, PromptSpec};
 use grlhf_actors::registry::Registry;
 use grlhf_actors::replay_buffer::StalePolicy;
 use grlhf_actors::rollout_engine::{GeneratorConfig, RolloutEngineBuilder};
+use grlhf_actors::rollout_workflow::RolloutWorkflow;
 use grlhf_actors::supervisor::{JudgeRebuild, RestartPolicy};
 use grlhf_actors::train_engine::{LearnerResume, TrainEngine};
 use tch::{Device, Kind};
@@ -43,6 +45,8 @@ pub struct GeneratorPlan {
     pub name: String,
     pub placement: Placement,
     pub engine: RolloutEngineBuilder,
+    /// What a trajectory is (`[workflow]`; single turn by default).
+    pub workflow: Arc<dyn RolloutWorkflow>,
     pub config: GeneratorConfig,
     pub seed: u64,
 }
@@ -73,6 +77,8 @@ pub struct LearnerPlan {
     pub placement: Placement,
     pub engine: TrainEngineFactory,
     pub config: LearnerConfig,
+    /// The loss kind (`[learner.loss]`; GRPO by default).
+    pub loss: Arc<dyn PolicyLoss>,
     /// Where the final weights go.
     pub save_dir: Option<PathBuf>,
     pub checkpoints: Option<CheckpointPlan>,
@@ -85,7 +91,7 @@ pub struct EvaluatorPlan {
     pub model_dir: PathBuf,
     pub kind: Kind,
     pub prompts: Vec<PromptSpec>,
-    pub metric: EvalMetric,
+    pub metric: Arc<dyn AnswerMetric>,
     pub max_new_tokens: usize,
     pub batch: usize,
     pub every: u64,
@@ -94,6 +100,8 @@ pub struct EvaluatorPlan {
 /// Everything [`super::Topology::spawn`] needs.
 pub struct TopologyPlan {
     pub prompts: Vec<PromptSpec>,
+    /// Shuffled per epoch, or as given (a prompt source kind's curriculum).
+    pub prompt_order: PromptOrder,
     pub batch_groups: usize,
     pub group_size: usize,
     /// η as used (0 in a synchronous run).
@@ -130,6 +138,7 @@ impl TopologyPlan {
     ) -> TopologyPlan {
         TopologyPlan {
             prompts,
+            prompt_order: PromptOrder::Shuffled,
             batch_groups: config.batch_groups,
             group_size: config.group_size,
             max_staleness: config.effective_staleness(),

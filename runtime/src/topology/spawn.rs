@@ -164,6 +164,7 @@ async fn spawn_core(
         PromptSource,
         PromptSourceArgs {
             prompts: std::mem::take(&mut plan.prompts),
+            order: plan.prompt_order,
             batch_groups: plan.batch_groups,
             max_staleness: plan.max_staleness,
             seed: plan.seed,
@@ -220,18 +221,17 @@ async fn spawn_stages(
     let count = stages.len();
     for (offset, stage) in stages.into_iter().rev().enumerate() {
         let i = count - 1 - offset;
-        let factory = registry
-            .stage(&stage.kind)
-            .ok_or_else(|| anyhow!("post_judge[{i}]: no stage kind `{}`", stage.kind))?;
-        sink = factory(StageContext {
+        let context = StageContext {
             name: format!("{}-{i}", stage.kind),
-            table: stage.table,
             downstream: sink,
             ledger: core.ledger.clone(),
             activity: core.activity.clone(),
-        })
-        .await
-        .map_err(|e| anyhow!("{}: {e}", stage.label))?;
+        };
+        sink = registry
+            .stage(&stage.kind, &stage.table, context)
+            .map_err(|e| anyhow!("{}: {e}", stage.label))?
+            .await
+            .map_err(|e| anyhow!("{}: {e}", stage.label))?;
     }
     Ok(sink)
 }
@@ -279,6 +279,7 @@ async fn spawn_generators(
         let args = GeneratorArgs {
             name: plan.name.clone(),
             engine: plan.engine,
+            workflow: plan.workflow,
             device,
             group_size,
             config: plan.config,
@@ -383,6 +384,7 @@ async fn spawn_learner(
             name: "learner".into(),
             engine: Box::new(move || build(resume)),
             config: plan.config,
+            loss: plan.loss,
             total_steps: wiring.steps,
             max_staleness: wiring.max_staleness,
             buffer: wiring.buffer,

@@ -1,8 +1,8 @@
 //! `grlhf doctor`: what this machine offers the runtime — libtorch and CUDA versions, devices,
 //! cuDNN and thread counts — as a table or JSON, for checking a setup before a run.
 
+use crate::doctor;
 use anyhow::Result;
-use grlhf::doctor;
 
 /// Prints the diagnosis, as JSON with `json`.
 pub fn doctor(json: bool) -> Result<()> {

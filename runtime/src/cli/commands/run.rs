@@ -1,23 +1,22 @@
 //! `grlhf run CONFIG [--resume RUN_DIR]`: trains an RL topology from a TOML config (or continues
-//! one from its newest good checkpoint) through `grlhf::run`, then prints the run's summary.
+//! one from its newest good checkpoint) through `crate::run`, then prints the run's summary.
 
+use crate::run::RunOutcome;
+use crate::run_config::RunConfig;
 use anyhow::Result;
-use grlhf::run::RunOutcome;
-use grlhf::run_config::RunConfig;
-use grlhf_actors::registry::Registry;
 
-use crate::RunArgs;
+use crate::cli::RunArgs;
 
 /// Runs (or resumes) the topology and prints its summary.
-pub fn run(args: RunArgs) -> Result<()> {
+pub fn run(args: RunArgs, registry: crate::cli::Kinds) -> Result<()> {
     let parsed = RunConfig::from_file(&args.config)?;
-    let registry = Registry::with_builtins();
+    let registry = registry();
     let show_progress = !args.no_progress;
     let outcome = match args.resume {
         Some(run_dir) => {
-            grlhf::run::resume(parsed, &args.config, registry, show_progress, &run_dir)?
+            crate::run::resume(parsed, &args.config, registry, show_progress, &run_dir)?
         }
-        None => grlhf::run::run(parsed, &args.config, registry, show_progress)?,
+        None => crate::run::run(parsed, &args.config, registry, show_progress)?,
     };
     print_summary(&outcome);
     Ok(())

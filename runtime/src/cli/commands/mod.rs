@@ -1,6 +1,6 @@
 //! One module per `grlhf` command: each turns its parsed arguments (defined with the clap
-//! definitions in `main.rs`) into a call into the library and prints what the user reads.
-//! The work itself lives in the library (`grlhf::…`); these modules only adapt and report.
+//! definitions in `cli.rs`) into a call into the library and prints what the user reads.
+//! The work itself lives in the library (`crate::…`); these modules only adapt and report.
 
 pub mod bench;
 pub mod data;
@@ -9,6 +9,7 @@ pub mod eval_grm;
 pub mod generate;
 pub mod init_model;
 pub mod inspect;
+pub mod kinds;
 pub mod pipeline;
 pub mod reproduce;
 pub mod run;

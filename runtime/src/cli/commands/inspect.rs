@@ -1,11 +1,11 @@
 //! `grlhf inspect logits`: a checkpoint's raw logits for given token ids (and images), as one
 //! JSON object, for comparing a model against another implementation.
 
+use crate::{inspect, token_list};
 use anyhow::Result;
-use grlhf::{inspect, token_list};
 use grlhf_models::device::parse_device;
 
-use crate::LogitsArgs;
+use crate::cli::LogitsArgs;
 
 /// Prints `{"shape": [...], "logits": [...]}`.
 pub fn logits(args: LogitsArgs) -> Result<()> {

@@ -1,10 +1,10 @@
 //! `grlhf eval-grm`: a generative reward model's parse rate and pairwise accuracy on the
 //! world's held-out pairs (validation, or the test pairs and the out-of-distribution splits).
 
+use crate::warm_start;
 use anyhow::Result;
-use grlhf::warm_start;
 
-use crate::EvalGrmArgs;
+use crate::cli::EvalGrmArgs;
 
 /// Loads the GRM on the CPU, judges the pairs, and prints one line (or JSON) per split.
 pub fn eval_grm(args: EvalGrmArgs) -> Result<()> {

@@ -1,13 +1,13 @@
 //! `grlhf generate`: continuations of a prompt (token ids or text, optionally with images) from
 //! a checkpoint, greedy or sampled, printed as text or JSON.
 
+use crate::generate::{self, GenerateRequest, PromptInput};
+use crate::token_list;
 use anyhow::Result;
-use grlhf::generate::{self, GenerateRequest, PromptInput};
-use grlhf::token_list;
 use grlhf_models::device::parse_device;
 use grlhf_models::SamplingParams;
 
-use crate::GenerateArgs;
+use crate::cli::GenerateArgs;
 
 /// Generates and prints the continuations.
 pub fn generate(args: GenerateArgs) -> Result<()> {

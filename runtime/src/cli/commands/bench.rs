@@ -1,14 +1,14 @@
-//! `grlhf bench CONFIG`: measures a run config's async-RL throughput through `grlhf::bench`
+//! `grlhf bench CONFIG`: measures a run config's async-RL throughput through `crate::bench`
 //! (baseline, sweep, simulator check, simulated scale runs) and prints the baseline's numbers.
 
+use crate::bench::{self, BenchRequest};
+use crate::run_config::RunConfig;
 use anyhow::Result;
-use grlhf::bench::{self, BenchRequest};
-use grlhf::run_config::RunConfig;
 
-use crate::BenchArgs;
+use crate::cli::BenchArgs;
 
 /// Runs the bench, writing its files under `--out`, and prints one summary line.
-pub fn bench(args: BenchArgs) -> Result<()> {
+pub fn bench(args: BenchArgs, registry: crate::cli::Kinds) -> Result<()> {
     let config = args.config;
     let parsed = RunConfig::from_file(&config)?;
     let out = args.out.unwrap_or_else(|| bench::default_out(&config));
@@ -21,6 +21,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         sweep: !args.no_sweep,
         scale: !args.no_scale,
         show_progress: !args.no_progress,
+        registry,
     })?;
     let b = &output.baseline;
     println!(

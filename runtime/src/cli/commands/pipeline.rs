@@ -1,15 +1,14 @@
 //! `grlhf pipeline CONFIG`: Generative RLHF-V end to end (warm start, stage 1, stage 2 per
-//! variant, evaluation and report) through `grlhf::pipeline`, once or once per `--seeds` seed;
+//! variant, evaluation and report) through `crate::pipeline`, once or once per `--seeds` seed;
 //! also the single-run step that `reproduce` shares.
 
 use std::path::PathBuf;
 
+use crate::pipeline::{PipelineRequest, PipelineStage};
+use crate::pipeline_config::{PipelineConfig, Variant};
 use anyhow::Result;
-use grlhf::pipeline::{PipelineRequest, PipelineStage};
-use grlhf::pipeline_config::{PipelineConfig, Variant};
-use grlhf_actors::registry::Registry;
 
-use crate::PipelineArgs;
+use crate::cli::PipelineArgs;
 
 /// What one invocation runs, shared by `pipeline` and `reproduce`.
 #[derive(Clone)]
@@ -21,10 +20,12 @@ pub struct PipelineRun {
     /// Candidate counts of the sweep (empty: none).
     pub sweep_n: Vec<usize>,
     pub no_progress: bool,
+    /// The kinds a config may name.
+    pub registry: crate::cli::Kinds,
 }
 
 /// The pipeline with the config's variants, or those given with `--variants`.
-pub fn pipeline(args: PipelineArgs) -> Result<()> {
+pub fn pipeline(args: PipelineArgs, registry: crate::cli::Kinds) -> Result<()> {
     let parsed = PipelineConfig::from_file(&args.config)?;
     let variants = if args.variants.is_empty() {
         parsed.variants.clone()
@@ -37,6 +38,7 @@ pub fn pipeline(args: PipelineArgs) -> Result<()> {
         variants,
         sweep_n: vec![],
         no_progress: args.no_progress,
+        registry,
     };
     if args.seeds.is_empty() {
         run_pipeline(parsed, &run)
@@ -56,7 +58,7 @@ pub fn run_pipeline(config: PipelineConfig, run: &PipelineRun) -> Result<()> {
         progress: !run.no_progress,
     };
     let layout = request.layout();
-    if let Some(report) = grlhf::pipeline::run_pipeline(&request, &Registry::with_builtins)? {
+    if let Some(report) = crate::pipeline::run_pipeline(&request, &*run.registry)? {
         println!("\n{}", report.terminal_summary());
         println!(
             "report: {} (plots in {})",

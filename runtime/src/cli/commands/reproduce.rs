@@ -2,14 +2,14 @@
 //! (each baseline and the full method), optionally with a sweep over the candidate count n and
 //! once per `--seeds` seed.
 
+use crate::pipeline_config::{PipelineConfig, Variant};
 use anyhow::Result;
-use grlhf::pipeline_config::{PipelineConfig, Variant};
 
 use super::pipeline::{run_pipeline, PipelineRun};
-use crate::ReproduceArgs;
+use crate::cli::ReproduceArgs;
 
 /// Every variant, with `--sweep-n` (default: the config's `sweep_n`).
-pub fn reproduce(args: ReproduceArgs) -> Result<()> {
+pub fn reproduce(args: ReproduceArgs, registry: crate::cli::Kinds) -> Result<()> {
     let parsed = PipelineConfig::from_file(&args.config)?;
     let sweep_n = if args.sweep_n.is_empty() {
         parsed.sweep_n.clone()
@@ -25,6 +25,7 @@ pub fn reproduce(args: ReproduceArgs) -> Result<()> {
         variants: Variant::ALL.to_vec(),
         sweep_n,
         no_progress: args.no_progress,
+        registry,
     };
     if args.seeds.is_empty() {
         run_pipeline(parsed, &run)

@@ -28,7 +28,7 @@ impl Dtype {
     }
 }
 
-/// A size preset of `grlhf::model_presets` (the names of `PRESETS`).
+/// A size preset of `crate::model_presets` (the names of `PRESETS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Preset {
     #[value(name = "tiny")]
@@ -93,10 +93,10 @@ mod tests {
                 p.name()
             })
             .collect();
-        let library: Vec<&str> = grlhf::model_presets::PRESETS.iter().map(|p| p.0).collect();
+        let library: Vec<&str> = crate::model_presets::PRESETS.iter().map(|p| p.0).collect();
         assert_eq!(names, library);
         for name in names {
-            grlhf::model_presets::preset(name).unwrap();
+            crate::model_presets::preset(name).unwrap();
         }
     }
 

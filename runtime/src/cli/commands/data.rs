@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use crate::data;
 use anyhow::Result;
-use grlhf::data;
 
 /// `data generate`: the world's splits (JSONL + PNG + tokenizer.json) in `out`.
 pub fn generate(out: &Path, seed: u64, n: usize, force: bool) -> Result<()> {

@@ -2,11 +2,11 @@
 //! answers) or a GRM (on its judgments), measured on held-out prompts or pairs before and after,
 //! with the grounding check; prints the before/after numbers and where the model went.
 
+use crate::run_layout::WarmStartDir;
+use crate::warm_start::{self, SftReport, SftRequest};
 use anyhow::Result;
-use grlhf::run_layout::WarmStartDir;
-use grlhf::warm_start::{self, SftReport, SftRequest};
 
-use crate::SftArgs;
+use crate::cli::SftArgs;
 
 /// Trains, evaluates and prints the report (`OUT/sft.json` holds all of it).
 pub fn sft(args: SftArgs) -> Result<()> {

@@ -1,12 +1,12 @@
 //! `grlhf init-model`: writes a randomly initialised Qwen2 checkpoint of a named size preset,
 //! for demos, tests and benchmarks when no real checkpoint is at hand.
 
+use crate::model_presets;
 use anyhow::{Context, Result};
-use grlhf::model_presets;
 use grlhf_models::device::dtype_name;
 use grlhf_models::Qwen2ForCausalLM;
 
-use crate::InitModelArgs;
+use crate::cli::InitModelArgs;
 
 /// Writes `config.json` + `model.safetensors` to `--out`.
 pub fn init_model(args: InitModelArgs) -> Result<()> {

@@ -2,10 +2,10 @@
 //! then the across-seed report (`seeds.json`, `seeds.md`: every number as mean ± SE, each claim
 //! judged across seeds).
 
+use crate::pipeline_config::PipelineConfig;
+use crate::run_layout::RunLayout;
+use crate::seeds::aggregate;
 use anyhow::{Context, Result};
-use grlhf::pipeline_config::PipelineConfig;
-use grlhf::run_layout::RunLayout;
-use grlhf::seeds::aggregate;
 
 use super::pipeline::{run_pipeline, PipelineRun};
 
@@ -39,7 +39,7 @@ pub fn run_seeds(config: PipelineConfig, seeds: &[u64], run: &PipelineRun) -> Re
         }
         let text = std::fs::read_to_string(&path)?;
         reports.push(
-            serde_json::from_str::<grlhf::report::Report>(&text)
+            serde_json::from_str::<crate::report::Report>(&text)
                 .with_context(|| format!("{}: not a pipeline report", path.display()))?,
         );
         runs.push(layout.root().to_path_buf());
