@@ -1,0 +1,3 @@
+fn main() {
+    grlhf_build::link_libtorch();
+}
