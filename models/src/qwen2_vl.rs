@@ -43,17 +43,20 @@ fn whole_as_integer<S: serde::Serializer>(x: &f64, s: S) -> std::result::Result<
 /// differently (see [`VisionConfig::embed_dim`], [`VisionConfig::out_dim`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VisionConfig {
+    /// `qwen2_vl_vision` / `qwen2_5_vl_vision` (written on save; transformers reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<String>,
     pub depth: i64,
     /// Qwen2-VL: the tower's width. (Qwen2.5-VL uses `hidden_size` for it.)
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embed_dim: Option<i64>,
     /// Qwen2-VL: the merger's output width; Qwen2.5-VL: the tower's width.
     pub hidden_size: i64,
     /// Qwen2.5-VL: the merger's output width (the text model's hidden size).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_hidden_size: Option<i64>,
     /// Qwen2.5-VL: the SwiGLU MLP width. (Qwen2-VL uses `embed_dim · mlp_ratio`.)
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intermediate_size: Option<i64>,
     #[serde(default = "quick_gelu")]
     pub hidden_act: String,
@@ -72,12 +75,12 @@ pub struct VisionConfig {
     #[serde(default = "two")]
     pub temporal_patch_size: i64,
     /// Qwen2.5-VL: window attention everywhere except these blocks.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fullatt_block_indexes: Option<Vec<i64>>,
     /// Qwen2.5-VL: attention window side in pixels.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_size: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_parameters: Option<crate::config::RopeParameters>,
 }
 
@@ -136,12 +139,16 @@ pub const VL_ARCHITECTURES: &[&str] = &[
 pub struct Qwen2VlConfig {
     #[serde(default)]
     pub architectures: Vec<String>,
+    /// `qwen2_vl` / `qwen2_5_vl`: written on save, so transformers' Auto classes recognise the
+    /// directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_type: Option<String>,
     pub text_config: Config,
     pub vision_config: VisionConfig,
     pub image_token_id: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vision_start_token_id: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tie_word_embeddings: Option<bool>,
 }
 
@@ -152,6 +159,8 @@ pub struct Qwen2VlConfig {
 struct VlConfigLayout {
     #[serde(default)]
     architectures: Vec<String>,
+    #[serde(default)]
+    model_type: Option<String>,
     #[serde(default)]
     text_config: Option<Config>,
     vision_config: VisionConfig,
@@ -196,6 +205,7 @@ impl Qwen2VlConfig {
         }
         let mut config = Qwen2VlConfig {
             architectures: layout.architectures,
+            model_type: layout.model_type,
             text_config,
             vision_config,
             image_token_id: layout.image_token_id,
@@ -220,6 +230,16 @@ impl Qwen2VlConfig {
                     config.architectures
                 ),
             ));
+        }
+        if let Some(model_type) = &config.model_type {
+            if !["qwen2_vl", "qwen2_5_vl"].contains(&model_type.as_str()) {
+                return Err(bad(
+                    "model_type",
+                    format!(
+                        "`{model_type}` is not supported here; expected qwen2_vl or qwen2_5_vl"
+                    ),
+                ));
+            }
         }
         // The top-level tie flag (transformers 5) governs the head.
         if let Some(tie) = config.tie_word_embeddings {
@@ -663,10 +683,17 @@ impl Qwen2VlForConditionalGeneration {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let mut config = self.config.clone();
+        let qwen2_5 = usize::from(config.vision_config.is_qwen2_5());
         if config.architectures.is_empty() {
-            config.architectures =
-                vec![VL_ARCHITECTURES[usize::from(config.vision_config.is_qwen2_5())].to_string()];
+            config.architectures = vec![VL_ARCHITECTURES[qwen2_5].to_string()];
         }
+        // What transformers needs to read the directory back: the model types (its Auto classes
+        // dispatch on them) and an explicit tie flag (the head follows the text model's).
+        let model_type = ["qwen2_vl", "qwen2_5_vl"][qwen2_5];
+        config.model_type = Some(model_type.to_string());
+        config.text_config.model_type = Some(format!("{model_type}_text"));
+        config.vision_config.model_type = Some(format!("{model_type}_vision"));
+        config.tie_word_embeddings = Some(config.text_config.tie_word_embeddings);
         let path = dir.join("config.json");
         let json = serde_json::to_string_pretty(&config).expect("config serialises");
         std::fs::write(&path, json).map_err(|e| ModelError::io(&path, e))?;
