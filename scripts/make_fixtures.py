@@ -20,6 +20,9 @@ Writes, under the output directory (default: target/fixtures):
                       next to `rope_type`); transformers computes the base logits from both
   tokenizer/          a byte-level BPE tokenizer.json with Qwen2's pre-tokenizer and special
                       tokens, and expected encodings / decodings / chat-template renderings
+  chat_templates/     Qwen2's, Qwen2.5's and Qwen2-VL's own chat templates, each in a file form
+                      checkpoints ship (tokenizer_config.json, a named list in it,
+                      chat_template.json, chat_template.jinja), and transformers' renderings
 
 Greedy continuations are only useful for an exact-match test when no step is a near-tie, so
 prompts are re-drawn until every greedy step's top-1/top-2 margin exceeds a tolerance much
@@ -73,6 +76,78 @@ QWEN2_CHAT_TEMPLATE = (
     "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
     "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+# Qwen2.5-Instruct's chat template (tool use included), as its tokenizer_config.json carries it.
+QWEN2_5_CHAT_TEMPLATE = r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\n<tool_call>\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"""
+# Qwen2-VL-Instruct's chat template (chat_template.json of Qwen2-VL-2B-Instruct).
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture "
+    "{{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video "
+    "{{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 QWEN2_PRETOKENIZE = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -250,6 +325,60 @@ def make_tokenizer_case(root):
         })
     write_json(os.path.join(out, "expected.json"), {"cases": cases, "chats": chats})
     print("fixtures: tokenizer")
+
+
+def make_chat_template_cases(root):
+    """Each checkpoint's own chat template, in the file form it ships in, and transformers'
+    renderings of conversations through it (`apply_chat_template`, tokenize=False)."""
+    from transformers import PreTrainedTokenizerFast
+
+    fast = PreTrainedTokenizerFast(tokenizer_file=os.path.join(root, "tokenizer", "tokenizer.json"))
+    text = [
+        ([{"role": "user", "content": "How many red circles are there?"}], True),
+        ([{"role": "system", "content": "Be brief."},
+          {"role": "user", "content": "Is there a star?"},
+          {"role": "assistant", "content": "No."},
+          {"role": "user", "content": "Sure?"}], True),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], False),
+    ]
+    vision = text + [
+        ([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe it."}]}], True),
+        ([{"role": "system", "content": "You judge answers."},
+          {"role": "user", "content": [{"type": "image"}, {"type": "image"},
+                                        {"type": "text", "text": "Which differs?"}]},
+          {"role": "assistant", "content": [{"type": "text", "text": "The second."}]},
+          {"role": "user", "content": "Why?"}], True),
+    ]
+    cases = {
+        # name: (template, the file it ships in, conversations)
+        "qwen2": (QWEN2_CHAT_TEMPLATE, "tokenizer_config.json", text),
+        "qwen2_5": (QWEN2_5_CHAT_TEMPLATE, "chat_template.jinja", text),
+        "qwen2_vl": (QWEN2_VL_CHAT_TEMPLATE, "chat_template.json", vision),
+        "qwen2_vl_named": (QWEN2_VL_CHAT_TEMPLATE, "tokenizer_config.json:named", vision),
+    }
+    for name, (template, form, conversations) in cases.items():
+        out = os.path.join(root, "chat_templates", name)
+        os.makedirs(out, exist_ok=True)
+        config = {"bos_token": None, "eos_token": "<|im_end|>", "tokenizer_class": "Qwen2Tokenizer"}
+        if form == "tokenizer_config.json":
+            config["chat_template"] = template
+        elif form == "tokenizer_config.json:named":
+            config["chat_template"] = [{"name": "tool_use", "template": "unused"},
+                                       {"name": "default", "template": template}]
+        elif form == "chat_template.json":
+            write_json(os.path.join(out, "chat_template.json"), {"chat_template": template})
+        else:
+            with open(os.path.join(out, "chat_template.jinja"), "w") as f:
+                f.write(template)
+        write_json(os.path.join(out, "tokenizer_config.json"), config)
+        rendered = [
+            {"messages": messages, "add_generation_prompt": add,
+             "rendered": fast.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                                  add_generation_prompt=add)}
+            for messages, add in conversations
+        ]
+        write_json(os.path.join(out, "expected.json"), {"chats": rendered})
+    print("fixtures: chat templates")
 
 
 def make_image_case(root):
@@ -573,6 +702,7 @@ def main():
         make_lm_case(args.out, name, kv, tied, theta, dtype, sharded)
     make_reward_case(args.out)
     make_tokenizer_case(args.out)
+    make_chat_template_cases(args.out)
     make_image_case(args.out)
     make_mrope_case(args.out)
     make_qwen2_vl_case(args.out)

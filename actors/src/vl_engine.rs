@@ -56,7 +56,8 @@ impl VlEngine {
             model,
             tokenizer,
             processor,
-            template: ChatTemplate::qwen2(),
+            // The checkpoint's own template when it ships one (a hub checkpoint), else Qwen2's.
+            template: ChatTemplate::for_dir(dir).map_err(|e| err(&context, e))?,
             stop_ids,
         })
     }
@@ -88,7 +89,10 @@ impl VlEngine {
             ChatMessage::new(Role::System, system),
             ChatMessage::new(Role::User, user),
         ];
-        let text = self.template.render(&messages, true);
+        let text = self
+            .template
+            .render(&messages, true)
+            .map_err(|e| e.to_string())?;
         let tokens = self
             .tokenizer
             .encode(&text, false)

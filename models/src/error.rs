@@ -83,6 +83,11 @@ pub enum ModelError {
     #[error("tokenizer {path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
 
+    /// A checkpoint's chat template does not parse, or fails while rendering (including the
+    /// template's own `raise_exception`).
+    #[error("chat template {path}: {message}")]
+    ChatTemplate { path: PathBuf, message: String },
+
     /// libtorch raised an error (out of memory, unsupported op on a device, ...).
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -313,9 +313,13 @@ struct GenerateArgs {
     /// Prompt text (needs tokenizer.json in the model directory).
     #[arg(long)]
     prompt: Option<String>,
-    /// Wrap --prompt in the Qwen2 chat template as a user turn (images first).
+    /// Wrap --prompt as a user turn (images first) in the checkpoint's own chat template
+    /// (chat_template.jinja, chat_template.json or tokenizer_config.json), else Qwen2's.
     #[arg(long, requires = "prompt")]
     chat: bool,
+    /// A system turn before the --chat prompt (default: whatever the template adds).
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
     /// An image file (PNG/JPEG) for a Qwen2-VL / Qwen2.5-VL checkpoint; repeatable. In
     /// --tokens (or a --prompt without --chat) each image token stands for one image, in order.
     #[arg(long = "image")]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use grlhf_models::chat_template::{ChatMessage, ChatTemplate, Role};
+use grlhf_models::chat_template::{ChatMessage, ChatTemplate, ContentPart, Role};
 use grlhf_models::tokenizer::Tokenizer;
 use grlhf_models::{GeneratedSequence, GenerationConfig, SamplingParams};
 use serde::Serialize;
@@ -16,7 +16,13 @@ use crate::loaded_model::LoadedModel;
 #[derive(Debug, Clone)]
 pub enum PromptInput {
     Tokens(Vec<i64>),
-    Text { text: String, chat: bool },
+    /// `chat`: wrapped as a user turn (images first) in the checkpoint's chat template, after a
+    /// system turn with `system` when given.
+    Text {
+        text: String,
+        chat: bool,
+        system: Option<String>,
+    },
 }
 
 /// Everything `grlhf generate` needs.
@@ -67,7 +73,7 @@ pub fn run(request: &GenerateRequest) -> Result<GenerateOutput> {
         .transpose()?;
     let prompt_tokens = match &request.prompt {
         PromptInput::Tokens(ids) => ids.clone(),
-        PromptInput::Text { text, chat } => {
+        PromptInput::Text { text, chat, system } => {
             let Some(tokenizer) = &tokenizer else {
                 bail!(
                     "--prompt needs {}; pass --tokens instead",
@@ -75,12 +81,22 @@ pub fn run(request: &GenerateRequest) -> Result<GenerateOutput> {
                 );
             };
             let text = if *chat {
-                // Images come first in the user turn, as Qwen2-VL's template renders
-                // `[{"type": "image"}, ..., {"type": "text"}]` content.
-                let images =
-                    "<|vision_start|><|image_pad|><|vision_end|>".repeat(request.images.len());
-                let content = format!("{images}{text}");
-                ChatTemplate::qwen2().render(&[ChatMessage::new(Role::User, content)], true)
+                // Images come first in the user turn: `[{"type": "image"}, ..., {"type":
+                // "text"}]` content, as Qwen2-VL's processor documents it.
+                // Text alone stays a string: text-only templates (Qwen2.5's) concatenate it.
+                let user = if request.images.is_empty() {
+                    ChatMessage::new(Role::User, text.clone())
+                } else {
+                    let mut parts = vec![ContentPart::Image; request.images.len()];
+                    parts.push(ContentPart::Text { text: text.clone() });
+                    ChatMessage::with_parts(Role::User, parts)
+                };
+                let mut messages = Vec::new();
+                if let Some(system) = system {
+                    messages.push(ChatMessage::new(Role::System, system.clone()));
+                }
+                messages.push(user);
+                ChatTemplate::for_dir(dir)?.render(&messages, true)?
             } else {
                 text.clone()
             };

@@ -271,6 +271,48 @@ fn prompt_text_goes_through_tokenizer_and_chat_template() {
         .unwrap()
         .contains(&serde_json::json!(2)));
     assert!(out["samples"][0]["text"].is_string());
+
+    // With the checkpoint's own template (Qwen2.5's: its default system prompt) and --system.
+    let prompt_ids = |extra: &[&str]| -> Vec<i64> {
+        let mut args = vec![
+            "generate",
+            "--model",
+            model,
+            "--prompt",
+            "hi",
+            "--chat",
+            "--max-new-tokens",
+            "1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out: Value = serde_json::from_str(&ok_stdout(&args)).unwrap();
+        serde_json::from_value(out["prompt_tokens"].clone()).unwrap()
+    };
+    let builtin = prompt_ids(&[]);
+    std::fs::copy(
+        root.join("chat_templates/qwen2_5/chat_template.jinja"),
+        tmp.path().join("chat_template.jinja"),
+    )
+    .unwrap();
+    let own = prompt_ids(&[]);
+    let with_system = prompt_ids(&["--system", "Be brief."]);
+    let tokenizer = grlhf_models::tokenizer::Tokenizer::from_file(tmp.path()).unwrap();
+    let text = |ids: &[i64]| tokenizer.decode(ids, false).unwrap();
+    assert!(
+        text(&builtin).contains("You are a helpful assistant."),
+        "{}",
+        text(&builtin)
+    );
+    assert!(
+        text(&own).contains("You are Qwen, created by Alibaba Cloud."),
+        "{}",
+        text(&own)
+    );
+    assert_eq!(
+        text(&with_system),
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
 }
 
 #[test]

@@ -70,7 +70,7 @@ fn data_generate_writes_a_world_that_show_and_the_models_tokenizer_read() {
                 grm_user_message(&pair.question, &pair.response_1, &pair.response_2),
             ),
         ];
-        let prompt = ChatTemplate::qwen2().render(&messages, true);
+        let prompt = ChatTemplate::qwen2().render(&messages, true).unwrap();
         let ids = tokenizer.encode(&prompt, false).unwrap();
         assert!(!ids.contains(&unk), "unknown token in {prompt:?}");
         assert_eq!(tokenizer.decode(&ids, false).unwrap(), prompt);

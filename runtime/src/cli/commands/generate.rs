@@ -16,6 +16,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         (None, Some(text)) => PromptInput::Text {
             text: text.clone(),
             chat: args.chat,
+            system: args.system.clone(),
         },
         (None, None) => unreachable!("clap requires --tokens or --prompt"),
     };
