@@ -173,16 +173,18 @@ def write_json(path, obj):
 DEVICE = torch.device("cpu")
 
 
-def greedy_with_margin(model, prompt):
+def greedy_with_margin(model, prompt, repetition_penalty=None, max_new_tokens=None):
     ids = torch.tensor([prompt], device=DEVICE)
+    max_new_tokens = max_new_tokens or MAX_NEW_TOKENS
     out = model.generate(
         ids,
         attention_mask=torch.ones_like(ids),
-        max_new_tokens=MAX_NEW_TOKENS,
-        min_new_tokens=MAX_NEW_TOKENS,
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=max_new_tokens,
         do_sample=False,
         eos_token_id=None,
         pad_token_id=0,
+        repetition_penalty=repetition_penalty,
         output_scores=True,
         return_dict_in_generate=True,
     )
@@ -243,6 +245,47 @@ def make_lm_case(root, name, kv_heads, tied, theta, dtype, sharded):
         },
     )
     print(f"fixtures: qwen2/{name} (min greedy margin {min(margins):.4f})")
+
+
+def make_repetition_penalty_case(root):
+    """A checkpoint whose generation_config.json asks for greedy decoding with a repetition
+    penalty and two end-of-sequence ids, and transformers' greedy continuations with and
+    without that penalty (prompts re-drawn until every step is well clear of a tie, and until
+    the penalty changes at least one continuation)."""
+    torch.manual_seed(1234)
+    config = Qwen2Config(**BASE, num_key_value_heads=2, tie_word_embeddings=True)
+    model = Qwen2ForCausalLM(config).eval()
+    out = os.path.join(root, "qwen2", "repetition_penalty")
+    os.makedirs(out, exist_ok=True)
+    model.generation_config.eos_token_id = None
+    model.save_pretrained(out)
+    penalty, steps = 1.8, 12
+    write_json(os.path.join(out, "generation_config.json"), {
+        "do_sample": False, "repetition_penalty": penalty, "eos_token_id": [2, 7],
+        "temperature": 0.7, "top_p": 0.8, "top_k": 20, "bos_token_id": 1,
+    })
+    model = Qwen2ForCausalLM.from_pretrained(out, dtype=torch.float32).to(DEVICE).eval()
+    model.generation_config.eos_token_id = None
+    rng = np.random.default_rng(99)
+    cases, changed = [], False
+    with torch.no_grad():
+        for length in (5, 9):
+            for _ in range(300):
+                # Repeated tokens in the prompt, so the penalty has something to act on.
+                prompt = rng.integers(3, 40, size=length).tolist()
+                penalised, m1 = greedy_with_margin(model, prompt, penalty, steps)
+                plain, m2 = greedy_with_margin(model, prompt, None, steps)
+                if min(m1, m2) > MIN_MARGIN[torch.float32]:
+                    break
+            else:
+                sys.exit(f"repetition_penalty: no well-conditioned prompt of length {length}")
+            changed |= penalised != plain
+            cases.append({"prompt": prompt, "penalised": penalised, "plain": plain})
+    if not changed:
+        sys.exit("repetition_penalty: the penalty changed no continuation; pick other prompts")
+    write_json(os.path.join(out, "expected.json"), {
+        "repetition_penalty": penalty, "max_new_tokens": steps, "cases": cases})
+    print("fixtures: qwen2/repetition_penalty")
 
 
 def make_reward_case(root):
@@ -701,6 +744,7 @@ def main():
     for name, (kv, tied, theta, dtype, sharded) in CASES.items():
         make_lm_case(args.out, name, kv, tied, theta, dtype, sharded)
     make_reward_case(args.out)
+    make_repetition_penalty_case(args.out)
     make_tokenizer_case(args.out)
     make_chat_template_cases(args.out)
     make_image_case(args.out)

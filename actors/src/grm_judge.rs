@@ -107,6 +107,7 @@ impl Judge for GrmJudge {
                     temperature: self.config.temperature,
                     top_k: None,
                     top_p: None,
+                    repetition_penalty: None,
                 }
             } else {
                 SamplingParams::greedy()

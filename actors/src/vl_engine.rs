@@ -48,10 +48,18 @@ impl VlEngine {
             Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| err(&context, e))?;
         let processor = ImageProcessorConfig::from_file(dir.join("preprocessor_config.json"))
             .map_err(|e| err(&context, e))?;
-        let stop_ids = ["<|im_end|>", "<|endoftext|>"]
+        let mut stop_ids: Vec<i64> = ["<|im_end|>", "<|endoftext|>"]
             .iter()
             .filter_map(|t| tokenizer.token_to_id(t))
             .collect();
+        // The checkpoint's own end-of-sequence ids (generation_config.json), when it names any.
+        let defaults = grlhf_models::generation_config::GenerationDefaults::from_dir(dir)
+            .map_err(|e| err(&context, e))?;
+        for id in defaults.map(|d| d.eos_token_ids()).unwrap_or_default() {
+            if !stop_ids.contains(&id) {
+                stop_ids.push(id);
+            }
+        }
         Ok(VlEngine {
             model,
             tokenizer,

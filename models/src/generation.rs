@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::qwen2::{check_token_ids, PositionIds, Qwen2ForCausalLM};
-use crate::sampling::{sample, SamplingParams};
+use crate::sampling::{apply_repetition_penalty, sample, SamplingParams};
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +139,7 @@ fn generate_unchecked(
         logits,
         cache,
         next_positions: lengths,
+        prompts: prompts.to_vec(),
     };
     decode(model, prefilled, config)
 }
@@ -186,6 +187,8 @@ pub struct Prefilled {
     pub logits: Tensor,
     pub cache: KvCache,
     pub next_positions: Vec<i64>,
+    /// Each row's prompt ids (padding left out): what a repetition penalty counts as seen.
+    pub prompts: Vec<Vec<i64>>,
 }
 
 /// The sampling loop shared by every model: samples, records tokens / log-probs / finish
@@ -200,7 +203,10 @@ pub fn decode(
         mut logits,
         mut cache,
         next_positions,
+        prompts,
     } = prefilled;
+    // Tokens a repetition penalty applies to: the prompt, then each generated token.
+    let mut seen = config.sampling.repetition_penalty.map(|_| prompts);
     let batch = next_positions.len();
     let max_new = config.max_new_tokens as i64;
     let mut rngs: Vec<ChaCha8Rng> = (0..batch as u64)
@@ -224,6 +230,9 @@ pub fn decode(
         // with its step count, independent of the other rows.
         let uniforms: Vec<f64> = rngs.iter_mut().map(|r| 1.0 - r.random::<f64>()).collect();
         let uniforms = Tensor::from_slice(&uniforms).to_device(device);
+        if let (Some(penalty), Some(seen)) = (config.sampling.repetition_penalty, &seen) {
+            logits = apply_repetition_penalty(&logits, seen, penalty);
+        }
         let (tokens, logprobs) = sample(&logits, &config.sampling, &uniforms);
         let tokens_host = Vec::<i64>::try_from(tokens.to_device(Device::Cpu))?;
         let logprobs_host = Vec::<f32>::try_from(logprobs.to_device(Device::Cpu))?;
@@ -232,6 +241,9 @@ pub fn decode(
                 continue;
             }
             out[row].tokens.push(tokens_host[row]);
+            if let Some(seen) = seen.as_mut() {
+                seen[row].push(tokens_host[row]);
+            }
             out[row].logprobs.push(logprobs_host[row]);
             if config.stop_token_ids.contains(&tokens_host[row]) {
                 out[row].finish_reason = FinishReason::Stop;

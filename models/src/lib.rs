@@ -19,6 +19,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod generation;
+pub mod generation_config;
 pub mod image_processor;
 pub mod kv_cache;
 pub mod logprobs;

@@ -757,6 +757,7 @@ impl Qwen2VlForConditionalGeneration {
                 logits,
                 cache,
                 next_positions,
+                prompts: tokens.clone(),
             };
             decode(self, prefilled, config)
         })

@@ -29,6 +29,12 @@ pub struct SamplingParams {
     /// Keep the smallest set of most likely tokens whose probability reaches `top_p`.
     #[serde(default)]
     pub top_p: Option<f64>,
+    /// transformers' `repetition_penalty`: before anything else, the logit of every token
+    /// already in the sequence (prompt and generated) is divided by it when positive and
+    /// multiplied by it when negative. The reported log-probs are then those of the penalised
+    /// distribution — no longer what the learner recomputes — so RL leaves it unset.
+    #[serde(default)]
+    pub repetition_penalty: Option<f64>,
 }
 
 fn default_temperature() -> f64 {
@@ -47,6 +53,7 @@ impl SamplingParams {
             temperature: 0.0,
             top_k: None,
             top_p: None,
+            repetition_penalty: None,
         }
     }
 
@@ -78,6 +85,14 @@ impl SamplingParams {
                 ));
             }
         }
+        if let Some(r) = self.repetition_penalty {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(ModelError::invalid(
+                    "repetition_penalty",
+                    format!("must be finite and > 0, got {r}"),
+                ));
+            }
+        }
         if let Some(p) = self.top_p {
             if !(p > 0.0 && p <= 1.0) {
                 return Err(ModelError::invalid(
@@ -88,6 +103,27 @@ impl SamplingParams {
         }
         Ok(())
     }
+}
+
+/// transformers' repetition penalty: for each row, the logits `[batch, vocab]` of the tokens in
+/// `seen[row]` divided by `penalty` where positive, multiplied where negative. A new tensor.
+pub fn apply_repetition_penalty(logits: &Tensor, seen: &[Vec<i64>], penalty: f64) -> Tensor {
+    let out = logits.to_kind(Kind::Float).copy();
+    for (row, ids) in seen.iter().enumerate() {
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        if unique.is_empty() {
+            continue;
+        }
+        let index = Tensor::from_slice(&unique).to_device(out.device());
+        let mut line = out.get(row as i64);
+        let values = line.index_select(0, &index);
+        // tch's `x.where_self(cond, y)` is `where(cond, x, y)`.
+        let penalised = (&values * penalty).where_self(&values.lt(0.0), &(&values / penalty));
+        let _ = line.index_copy_(0, &index, &penalised);
+    }
+    out
 }
 
 /// Masks logits outside top-k / top-p with -inf. `logits` is `[batch, vocab]`, f32.

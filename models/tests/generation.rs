@@ -115,11 +115,13 @@ fn generation_logprobs_equal_teacher_forced_logprobs() {
             temperature: 0.7,
             top_k: Some(20),
             top_p: Some(0.9),
+            repetition_penalty: None,
         },
         SamplingParams {
             temperature: 1.3,
             top_k: None,
             top_p: None,
+            repetition_penalty: None,
         },
     ] {
         let config = GenerationConfig {
@@ -171,6 +173,7 @@ fn sampling_is_repeatable_for_a_seed() {
             temperature: 1.0,
             top_k: None,
             top_p: None,
+            repetition_penalty: None,
         },
         stop_token_ids: vec![],
         seed: 1234,
@@ -252,6 +255,7 @@ fn bad_generation_inputs_are_errors() {
             temperature: 1.0,
             top_k: None,
             top_p: Some(0.0),
+            repetition_penalty: None,
         },
         ..greedy.clone()
     };
@@ -310,7 +314,7 @@ proptest! {
     ) {
         tch::manual_seed(seed);
         let logits = Tensor::randn([4, 50], (Kind::Float, Device::Cpu)) * 3.0;
-        let params = SamplingParams { temperature, top_k, top_p };
+        let params = SamplingParams { temperature, top_k, top_p, repetition_penalty: None };
         let rows: Vec<Vec<f32>> = (0..4)
             .map(|r| Vec::<f32>::try_from(logits.get(r) / temperature).unwrap())
             .collect();
@@ -337,6 +341,7 @@ fn extreme_uniforms_stay_inside_the_filtered_set() {
         temperature: 1.0,
         top_k: Some(2),
         top_p: None,
+        repetition_penalty: None,
     };
     for u in [1.0f64, 1e-12, 0.5] {
         let (tokens, _) = sample(&logits, &params, &Tensor::from_slice(&[u]));

@@ -213,6 +213,7 @@ fn teacher_forced_logprobs_with_images_equal_generation_and_reach_the_vision_tow
                 temperature: 0.9,
                 top_k: None,
                 top_p: Some(0.95),
+                repetition_penalty: None,
             },
             stop_token_ids: vec![],
             seed: 5,

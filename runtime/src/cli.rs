@@ -326,15 +326,23 @@ struct GenerateArgs {
     images: Vec<PathBuf>,
     #[arg(long, default_value_t = 32)]
     max_new_tokens: usize,
-    /// Greedy decoding (the default when no --temperature is given).
+    /// Greedy decoding. Without --greedy or --temperature, decoding follows the checkpoint's
+    /// generation_config.json (do_sample, temperature, top_p, top_k, repetition_penalty), else
+    /// greedy.
     #[arg(long, conflicts_with_all = ["temperature", "top_p", "top_k"])]
     greedy: bool,
+    /// Sample at this temperature (overrides generation_config.json).
     #[arg(long)]
     temperature: Option<f64>,
+    /// Overrides generation_config.json's top_p (sampling only).
     #[arg(long)]
     top_p: Option<f64>,
+    /// Overrides generation_config.json's top_k (sampling only).
     #[arg(long)]
     top_k: Option<i64>,
+    /// transformers' repetition penalty (1: none); overrides generation_config.json's.
+    #[arg(long)]
+    repetition_penalty: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Continuations to sample in one batch.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use grlhf_models::chat_template::{ChatMessage, ChatTemplate, ContentPart, Role};
+use grlhf_models::generation_config::GenerationDefaults;
 use grlhf_models::tokenizer::Tokenizer;
 use grlhf_models::{GeneratedSequence, GenerationConfig, SamplingParams};
 use serde::Serialize;
@@ -106,7 +107,14 @@ pub fn run(request: &GenerateRequest) -> Result<GenerateOutput> {
     let stop_token_ids = match &request.stop_token_ids {
         Some(ids) => ids.clone(),
         None => {
+            // The config's eos ids, generation_config.json's, and the chat turn's end.
             let mut ids = model.eos_token_ids();
+            let defaults = GenerationDefaults::from_dir(dir)?.unwrap_or_default();
+            for id in defaults.eos_token_ids() {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
             if let Some(id) = tokenizer.as_ref().and_then(|t| t.token_to_id("<|im_end|>")) {
                 if !ids.contains(&id) {
                     ids.push(id);

@@ -451,3 +451,71 @@ fn kinds_lists_every_role_and_the_built_in_kinds_with_their_fields() {
         .iter()
         .any(|k| k["kind"] == "rule_judge" && k["role"] == "judge"));
 }
+
+#[test]
+fn generation_config_sets_decoding_and_the_repetition_penalty_matches_transformers() {
+    // The checkpoint asks for greedy decoding with a repetition penalty of 1.8 and eos ids
+    // [2, 7]; transformers' greedy continuations with and without the penalty are expected.
+    let dir = fixtures_root().join("qwen2").join("repetition_penalty");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let model = dir.to_str().unwrap();
+    let steps = expected["max_new_tokens"].to_string();
+    let continuation = |prompt: &str, extra: &[&str]| -> Value {
+        let mut args = vec![
+            "generate",
+            "--model",
+            model,
+            "--tokens",
+            prompt,
+            "--max-new-tokens",
+            &steps,
+            "--ignore-eos",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out: Value = serde_json::from_str(&ok_stdout(&args)).unwrap();
+        out["samples"][0]["tokens"].clone()
+    };
+    for case in expected["cases"].as_array().unwrap() {
+        let prompt: Vec<String> = case["prompt"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let prompt = prompt.join(" ");
+        assert_eq!(continuation(&prompt, &[]), case["penalised"], "{prompt}");
+        // --greedy keeps the checkpoint's penalty; --repetition-penalty 1 turns it off.
+        assert_eq!(continuation(&prompt, &["--greedy"]), case["penalised"]);
+        assert_eq!(
+            continuation(&prompt, &["--repetition-penalty", "1"]),
+            case["plain"],
+            "{prompt}"
+        );
+    }
+    // Its eos ids stop generation unless told otherwise.
+    let out: Value = serde_json::from_str(&ok_stdout(&[
+        "generate",
+        "--model",
+        model,
+        "--tokens",
+        "5 6",
+        "--max-new-tokens",
+        "2",
+        "--json",
+    ]))
+    .unwrap();
+    let stops = out["stop_token_ids"].as_array().unwrap();
+    assert!(stops.contains(&serde_json::json!(2)) && stops.contains(&serde_json::json!(7)));
+    let err = err_stderr(&[
+        "generate",
+        "--model",
+        model,
+        "--tokens",
+        "5",
+        "--repetition-penalty",
+        "0",
+    ]);
+    assert!(err.contains("repetition_penalty"), "{err}");
+}

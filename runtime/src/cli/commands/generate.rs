@@ -5,6 +5,7 @@ use crate::generate::{self, GenerateRequest, PromptInput};
 use crate::token_list;
 use anyhow::Result;
 use grlhf_models::device::parse_device;
+use grlhf_models::generation_config::GenerationDefaults;
 use grlhf_models::SamplingParams;
 
 use crate::cli::GenerateArgs;
@@ -46,17 +47,36 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Sampling with `--temperature` (and its `--top-k` / `--top-p`), else greedy.
+/// Decoding: the checkpoint's generation_config.json (else greedy), overridden flag by flag.
 fn sampling(args: &GenerateArgs) -> Result<SamplingParams> {
-    Ok(match args.temperature {
-        Some(temperature) if !args.greedy => SamplingParams {
-            temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-        },
-        _ if args.top_k.is_some() || args.top_p.is_some() => {
-            anyhow::bail!("--top-k / --top-p need --temperature (sampling); greedy ignores them")
+    let defaults = GenerationDefaults::from_dir(&args.model)?
+        .map(|d| d.sampling())
+        .unwrap_or_else(SamplingParams::greedy);
+    let mut params = if args.greedy {
+        SamplingParams {
+            repetition_penalty: defaults.repetition_penalty,
+            ..SamplingParams::greedy()
         }
-        _ => SamplingParams::greedy(),
-    })
+    } else if let Some(temperature) = args.temperature {
+        let sampled = !defaults.is_greedy();
+        SamplingParams {
+            temperature,
+            top_k: args.top_k.or(defaults.top_k.filter(|_| sampled)),
+            top_p: args.top_p.or(defaults.top_p.filter(|_| sampled)),
+            repetition_penalty: defaults.repetition_penalty,
+        }
+    } else if defaults.is_greedy() && (args.top_k.is_some() || args.top_p.is_some()) {
+        anyhow::bail!("--top-k / --top-p need --temperature (sampling); greedy ignores them")
+    } else {
+        SamplingParams {
+            top_k: args.top_k.or(defaults.top_k),
+            top_p: args.top_p.or(defaults.top_p),
+            ..defaults
+        }
+    };
+    if let Some(penalty) = args.repetition_penalty {
+        params.repetition_penalty = (penalty != 1.0).then_some(penalty);
+    }
+    params.validate()?;
+    Ok(params)
 }
