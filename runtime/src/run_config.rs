@@ -355,14 +355,35 @@ impl RunConfig {
         Self::from_toml(&text, path)
     }
 
-    /// Parses and validates TOML text; `origin` names the file in errors.
+    /// Parses and validates TOML text; `origin` names the file in errors. Paths written as
+    /// `env:NAME` are read from that environment variable first ([`expand_env`]).
     pub fn from_toml(text: &str, origin: &Path) -> Result<RunConfig> {
-        let config: RunConfig =
+        let mut config: RunConfig =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", origin.display()))?;
         config
-            .validate()
+            .expand_env_paths()
+            .and_then(|()| config.validate())
             .map_err(|e| anyhow::anyhow!("{}: {e}", origin.display()))?;
         Ok(config)
+    }
+
+    /// Resolves `env:NAME` in the fields that name checkpoints and data: `model.policy`,
+    /// `model.reward_model`, `data.path`, `data.image_root`, `evaluator.path`.
+    fn expand_env_paths(&mut self) -> Result<()> {
+        self.model.policy = expand_env("model.policy", &self.model.policy)?;
+        let path = |field: &str, value: &mut Option<PathBuf>| -> Result<()> {
+            if let Some(p) = value {
+                *p = PathBuf::from(expand_env(field, &p.to_string_lossy())?);
+            }
+            Ok(())
+        };
+        path("model.reward_model", &mut self.model.reward_model)?;
+        path("data.path", &mut self.data.path)?;
+        path("data.image_root", &mut self.data.image_root)?;
+        if let Some(eval) = &mut self.evaluator {
+            path("evaluator.path", &mut eval.path)?;
+        }
+        Ok(())
     }
 
     /// η as used: 0 in sync mode.
@@ -543,6 +564,21 @@ impl RunConfig {
             bail!("telemetry.activity_window = 0: the activity log must keep at least 1 span");
         }
         Ok(())
+    }
+}
+
+/// `env:NAME` → the value of the environment variable NAME (so a shared config can point at a
+/// checkpoint or dataset each machine keeps elsewhere); anything else as it is. An unset or
+/// empty variable is an error naming the field and the variable.
+pub fn expand_env(field: &str, value: &str) -> Result<String> {
+    let Some(name) = value.strip_prefix("env:") else {
+        return Ok(value.to_string());
+    };
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => bail!(
+            "{field} = `{value}`: the environment variable {name} is not set; set it to the path this field needs"
+        ),
     }
 }
 
