@@ -20,6 +20,8 @@ Writes, under the output directory (default: target/fixtures):
                       next to `rope_type`); transformers computes the base logits from both
   tokenizer/          a byte-level BPE tokenizer.json with Qwen2's pre-tokenizer and special
                       tokens, and expected encodings / decodings / chat-template renderings
+  parquet/            preference datasets as Hugging Face publishes them (align-anything's and
+                      RLAIF-V's layouts, renamed columns, a bad row), written by pyarrow
   chat_templates/     Qwen2's, Qwen2.5's and Qwen2-VL's own chat templates, each in a file form
                       checkpoints ship (tokenizer_config.json, a named list in it,
                       chat_template.json, chat_template.jinja), and transformers' renderings
@@ -424,6 +426,91 @@ def make_chat_template_cases(root):
     print("fixtures: chat templates")
 
 
+def make_parquet_cases(root):
+    """Preference datasets as Hugging Face publishes them, written by pyarrow: align-anything's
+    layout (PNG bytes in `{bytes, path}` structs, `overall_response`), RLAIF-V's (JPEG bytes,
+    `chosen` / `rejected`), a dataset with other column names (raw image bytes), and one with a
+    bad row. expected.json holds what a reader must find."""
+    import io
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    out = os.path.join(root, "parquet")
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(5)
+
+    def image_bytes(fmt, size):
+        pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format=fmt)
+        return buffer.getvalue()
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    sizes = [(32, 24), (40, 40), (28, 56)]
+    expected = {}
+
+    questions = ["What colour is the circle?", "How many squares are there?", "Is there a star?"]
+    rows = [
+        ("What colour is the circle?", "It is red.", "It is blue.", 1),
+        ("How many squares are there?", "There are three.", "There are two squares.", 2),
+        ("Is there a star?", "No.", "Yes, a yellow star.", 1),
+    ]
+    table = pa.table({
+        "question": [r[0] for r in rows],
+        "image": pa.array([{"bytes": image_bytes("PNG", s), "path": f"img{i}.png"}
+                           for i, s in enumerate(sizes)], type=image_type),
+        "response_1": [r[1] for r in rows],
+        "response_2": [r[2] for r in rows],
+        "overall_response": pa.array([r[3] for r in rows], type=pa.int64()),
+    })
+    pq.write_table(table, os.path.join(out, "align_anything.parquet"))
+    expected["align_anything.parquet"] = [
+        {"question": q, "response_1": a, "response_2": b, "preferred": p, "size": list(s)}
+        for (q, a, b, p), s in zip(rows, sizes)
+    ]
+
+    chosen = ["The circle is red.", "Three squares.", "There is no star."]
+    rejected = ["The circle is green.", "Five squares.", "There are two stars."]
+    table = pa.table({
+        "ds_name": ["RLAIF-V"] * 3,
+        "image": pa.array([{"bytes": image_bytes("JPEG", s), "path": None} for s in sizes],
+                          type=image_type),
+        "question": questions,
+        "chosen": chosen,
+        "rejected": rejected,
+        "origin_dataset": ["synthetic"] * 3,
+        "idx": pa.array([10, 11, 12], type=pa.int64()),
+    })
+    pq.write_table(table, os.path.join(out, "rlaif_v.parquet"))
+    expected["rlaif_v.parquet"] = [
+        {"question": q, "response_1": c, "response_2": r, "preferred": 1, "size": list(s)}
+        for q, c, r, s in zip(questions, chosen, rejected, sizes)
+    ]
+
+    table = pa.table({
+        "prompt": questions,
+        "img": pa.array([image_bytes("PNG", s) for s in sizes], type=pa.binary()),
+        "good": chosen,
+        "bad": rejected,
+    })
+    pq.write_table(table, os.path.join(out, "renamed.parquet"))
+    expected["renamed.parquet"] = expected["rlaif_v.parquet"]
+
+    bad = [1, 3, 2]  # the second row's preference is neither 1 nor 2
+    table = pa.table({
+        "question": [r[0] for r in rows],
+        "image": pa.array([{"bytes": image_bytes("PNG", s), "path": None} for s in sizes],
+                          type=image_type),
+        "response_1": [r[1] for r in rows],
+        "response_2": [r[2] for r in rows],
+        "overall_response": pa.array(bad, type=pa.int64()),
+    })
+    pq.write_table(table, os.path.join(out, "bad_row.parquet"))
+    write_json(os.path.join(out, "expected.json"), expected)
+    print("fixtures: parquet")
+
+
 def make_image_case(root):
     from PIL import Image
     from safetensors.torch import save_file
@@ -748,6 +835,7 @@ def main():
     make_tokenizer_case(args.out)
     make_chat_template_cases(args.out)
     make_image_case(args.out)
+    make_parquet_cases(args.out)
     make_mrope_case(args.out)
     make_qwen2_vl_case(args.out)
     make_qwen2_vl_case(args.out, "qwen2_5_vl")

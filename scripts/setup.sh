@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 # One line per pin; the stamp records exactly this list so a changed pin reinstalls.
-PINS="torch==2.11.0 torchvision==0.26.0 transformers==5.24.0 numpy==2.4.6 pillow==13.0.0"
+PINS="torch==2.11.0 torchvision==0.26.0 transformers==5.24.0 numpy==2.4.6 pillow==13.0.0 pyarrow==26.0.1"
 STAMP="$VENV/.grlhf-setup-stamp"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$PINS" ] && [ -x "$VENV/bin/python" ] \

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use grlhf_tasks::export::{export_world, Manifest};
 use grlhf_tasks::jsonl::{load_pairs, load_prompts, load_sft, BadLine, LoadOptions};
 use grlhf_tasks::oracle::{score, OracleScore};
+use grlhf_tasks::parquet::{load_pairs_parquet, FieldNames};
 use grlhf_tasks::records::WorldKey;
 use grlhf_tasks::world::{Split, SplitSizes, WorldConfig};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -66,6 +67,9 @@ enum FileKind {
 }
 
 fn file_kind(path: &Path) -> Result<FileKind> {
+    if path.extension().is_some_and(|e| e == "parquet") {
+        return Ok(FileKind::Pairs); // a preference dataset, in either published layout
+    }
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     for (index, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", path.display()))?;
@@ -149,7 +153,14 @@ pub fn show(path: &Path, k: usize, skip_bad: bool) -> Result<()> {
             loaded.skipped
         }
         FileKind::Pairs => {
-            let loaded = load_pairs(path, options)?;
+            let loaded = if path.extension().is_some_and(|e| e == "parquet") {
+                // Embedded images are written where `show` can point at them.
+                let images = std::env::temp_dir().join("grlhf-data-show");
+                let fields = FieldNames::default();
+                load_pairs_parquet(path, &fields, &options, &images)?
+            } else {
+                load_pairs(path, options)?
+            };
             for r in loaded.records.iter().take(k) {
                 let family = r.family.map(|f| f.name()).unwrap_or("-");
                 let id = r.id.as_deref().unwrap_or("-");

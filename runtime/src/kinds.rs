@@ -11,6 +11,15 @@ struct WorldFields {
     world_seed: Option<u64>,
 }
 
+/// The `[data]` fields the `parquet` source reads.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // only traced, for the listing
+struct ParquetFields {
+    path: std::path::PathBuf,
+    skip_bad: bool,
+    fields: Option<grlhf_tasks::parquet::FieldNames>,
+}
+
 /// The `[data]` fields the `jsonl` source reads.
 #[derive(serde::Deserialize)]
 #[allow(dead_code)] // only traced, for the listing
@@ -33,6 +42,11 @@ pub fn all_kinds(registry: &mut Registry) -> Vec<KindInfo> {
         Role::PromptSource,
         "jsonl",
         "a JSONL prompt or preference-pair file (fields in [data] itself)",
+    );
+    registry.describe::<ParquetFields>(
+        Role::PromptSource,
+        "parquet",
+        "a Hugging Face preference dataset (align-anything or RLAIF-V layout; [data.fields] renames columns)",
     );
     registry.describe_all()
 }

@@ -34,6 +34,7 @@ use grlhf_tasks::grm_format::{
     grm_user_message, policy_user_message, GRM_SYSTEM_PROMPT, POLICY_SYSTEM_PROMPT,
 };
 use grlhf_tasks::jsonl::{load_pairs, load_prompts, LoadOptions};
+use grlhf_tasks::parquet::{load_pairs_parquet, load_prompts_parquet};
 use grlhf_tasks::records::{PreferenceRecord, PromptRecord};
 use grlhf_tasks::render::render;
 use grlhf_tasks::world::{HeldOut, Split, SplitRecords, SplitSizes, WorldConfig};
@@ -101,8 +102,28 @@ pub fn prompt_specs(config: &RunConfig) -> Result<(Vec<PromptSpec>, usize)> {
                     }
                 }
             }
+            "parquet" => {
+                let path = config.data.path.as_ref().expect("validated");
+                let options = LoadOptions {
+                    skip_bad: config.data.skip_bad,
+                    ..LoadOptions::default()
+                };
+                let fields = config.data.fields.clone().unwrap_or_default();
+                // Embedded images become files of the run, read like a JSONL dataset's.
+                let images = config.run_dir.join("data-images");
+                match config.stage {
+                    Stage::PolicyRl => {
+                        let loaded = load_prompts_parquet(path, &fields, &options, &images)?;
+                        (loaded.records, vec![], loaded.skipped.len())
+                    }
+                    Stage::GrmRl => {
+                        let loaded = load_pairs_parquet(path, &fields, &options, &images)?;
+                        (vec![], loaded.records, loaded.skipped.len())
+                    }
+                }
+            }
             other => bail!(
-                "data.source = `{other}` is a registered prompt-source kind: its prompts come from the registry (run_prompt_specs)"
+                "data.source = `{other}` is a registered prompt-source kind: its prompts come from the registry (run_prompt_set)"
             ),
         };
     let image_of =
@@ -148,7 +169,7 @@ pub fn run_prompt_set(
     registry: &Registry,
 ) -> Result<(PromptSet, usize)> {
     let kind = config.data.source.as_str();
-    if matches!(kind, "world" | "jsonl") {
+    if matches!(kind, "world" | "jsonl" | "parquet") {
         let (prompts, skipped) = prompt_specs(config)?;
         let order = PromptOrder::Shuffled;
         return Ok((PromptSet { prompts, order }, skipped));
@@ -465,7 +486,7 @@ pub fn check_kinds(config: &RunConfig, config_path: &Path, registry: &Registry) 
         )?;
     }
     let source = config.data.source.as_str();
-    if !matches!(source, "world" | "jsonl") {
+    if !matches!(source, "world" | "jsonl" | "parquet") {
         let table = serde_json::Value::Object(config.data.settings.clone().unwrap_or_default());
         check(
             Role::PromptSource,

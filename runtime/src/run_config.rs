@@ -38,10 +38,15 @@ pub enum Stage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `world` (the embedded world, generated in memory), `jsonl`, or a registered prompt-source
-    /// kind (`grlhf kinds`), whose settings go in `[data.settings]`.
+    /// `world` (the embedded world, generated in memory), `jsonl`, `parquet` (a Hugging Face
+    /// preference dataset), or a registered prompt-source kind (`grlhf kinds`), whose settings
+    /// go in `[data.settings]`.
     #[serde(default = "world")]
     pub source: String,
+    /// parquet: column names where a dataset differs from the align-anything / RLAIF-V layouts
+    /// (`[data.fields]`; grlhf_tasks::parquet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<grlhf_tasks::parquet::FieldNames>,
     /// A registered prompt-source kind's settings (not read by `world` and `jsonl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<serde_json::Map<String, serde_json::Value>>,
@@ -82,6 +87,7 @@ impl Default for DataConfig {
             skip_bad: false,
             image_root: None,
             allow_images_outside_root: false,
+            fields: None,
             settings: None,
         }
     }
@@ -463,15 +469,20 @@ impl RunConfig {
                     self.data.image_root.as_ref().unwrap().display()
                 );
             }
-            "jsonl" => match &self.data.path {
-                None => bail!("data.path: the jsonl source needs a file"),
+            "jsonl" | "parquet" => match &self.data.path {
+                None => bail!("data.path: the {} source needs a file", self.data.source),
                 Some(p) if !p.is_file() => bail!("data.path: {} not found", p.display()),
                 _ => {}
             },
             // A registered kind: checked against the registry when the run starts.
             _ => {}
         }
-        if self.data.settings.is_some() && matches!(self.data.source.as_str(), "world" | "jsonl") {
+        if self.data.fields.is_some() && self.data.source != "parquet" {
+            bail!("data.fields: column names are for the parquet source");
+        }
+        if self.data.settings.is_some()
+            && matches!(self.data.source.as_str(), "world" | "jsonl" | "parquet")
+        {
             bail!(
                 "data.settings: the `{}` source reads the [data] fields themselves; [data.settings] is for registered prompt-source kinds",
                 self.data.source

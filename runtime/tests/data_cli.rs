@@ -198,3 +198,45 @@ fn eval_grm_reports_every_split_of_a_checkpoint() {
         text(&missing.stderr)
     );
 }
+
+#[test]
+fn data_show_prints_a_published_parquet_preference_dataset() {
+    let root = std::env::var_os("GRLHF_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures")
+        });
+    for (file, first) in [
+        ("align_anything.parquet", "It is red."),
+        ("rlaif_v.parquet", "The circle is red."),
+    ] {
+        let path = root.join("parquet").join(file);
+        let run = grlhf(&["data", "show", path.to_str().unwrap(), "-n", "2"]);
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        let out = text(&run.stdout);
+        assert!(
+            out.contains("question:   What colour is the circle?"),
+            "{out}"
+        );
+        assert!(out.contains(&format!("response 1: {first}")), "{out}");
+        assert!(
+            out.contains("preferred:  1") && out.contains("2 of 3 records shown"),
+            "{out}"
+        );
+    }
+    let bad = root.join("parquet").join("bad_row.parquet");
+    let run = grlhf(&["data", "show", bad.to_str().unwrap()]);
+    assert!(!run.status.success());
+    assert!(
+        text(&run.stderr).contains("bad_row.parquet:2: field `overall_response`"),
+        "{}",
+        text(&run.stderr)
+    );
+    let run = grlhf(&["data", "show", bad.to_str().unwrap(), "--skip-bad"]);
+    assert!(run.status.success());
+    assert!(
+        text(&run.stderr).contains("skipped 1 bad"),
+        "{}",
+        text(&run.stderr)
+    );
+}

@@ -25,6 +25,7 @@ pub mod export;
 pub mod grm_format;
 pub mod jsonl;
 pub mod oracle;
+pub mod parquet;
 pub mod preference;
 pub mod reading;
 pub mod records;

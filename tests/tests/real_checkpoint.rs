@@ -108,3 +108,54 @@ fn the_qwen2_vl_2b_config_runs_on_a_tiny_model_of_its_layout_and_names_unset_var
     let resolved = std::fs::read_to_string(outcome.run_dir.join("config.toml")).unwrap();
     assert!(resolved.contains(&model.display().to_string()) && !resolved.contains("env:"));
 }
+
+#[test]
+fn stage_1_trains_on_a_published_parquet_preference_dataset() {
+    // RLAIF-V's layout (JPEG bytes in {bytes, path} structs, chosen / rejected), the GRM being
+    // a tiny model with Qwen2-VL-2B-Instruct's config layout.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = fixture("parquet").join("rlaif_v.parquet");
+    let text = format!(
+        r#"
+mode = "sync"
+stage = "grm-rl"
+steps = 1
+run_dir = {:?}
+group_size = 2
+batch_groups = 2
+[data]
+source = "parquet"
+path = {:?}
+[model]
+policy = {:?}
+[generator]
+max_new_tokens = 4
+[[judge]]
+kind = "rule_judge"
+rule = "grm_preference"
+[learner]
+warmup_steps = 0
+"#,
+        tmp.path().join("run").display().to_string(),
+        data.display().to_string(),
+        fixture("qwen2_vl_hub").display().to_string(),
+    );
+    let path = Path::new("parquet-grm-rl.toml");
+    let config = RunConfig::from_toml(&text, path).unwrap();
+    let outcome = match run(config, path, Registry::with_builtins(), false) {
+        Ok(outcome) => outcome,
+        Err(e) => panic!("{e:#}"),
+    };
+    assert_eq!(outcome.summary.learner_steps, 1);
+    assert!(outcome.summary.ledger_balanced);
+    // The embedded images were written into the run, one per row.
+    let images = std::fs::read_dir(outcome.run_dir.join("data-images"))
+        .unwrap()
+        .count();
+    assert_eq!(images, 3);
+    // [data.fields] belongs to the parquet source only.
+    let bad = text.replace("source = \"parquet\"", "source = \"jsonl\"")
+        + "\n[data.fields]\nquestion = \"prompt\"\n";
+    let err = format!("{:#}", RunConfig::from_toml(&bad, path).unwrap_err());
+    assert!(err.contains("data.fields"), "{err}");
+}
