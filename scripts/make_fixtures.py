@@ -16,6 +16,9 @@ Writes, under the output directory (default: target/fixtures):
   qwen2_5_vl/         the same for Qwen2_5_VLForConditionalGeneration (window attention)
   <vl>_hub/           the same weights under the hub's transformers-4 config.json layout
                       (Qwen2-VL-2B-Instruct's / Qwen2.5-VL-3B-Instruct's keys, tiny sizes)
+  qwen2/<text>_hub/   a tiny text model under Qwen2-0.5B-Instruct's / Qwen2.5-0.5B-Instruct's
+                      hub config (torch_dtype, sliding window off, eos int or list), and
+  qwen2/<text>_resaved/  the same re-saved by transformers 5
   <vl>_resaved/       that directory loaded and re-saved by transformers 5 (rope `type` kept
                       next to `rope_type`); transformers computes the base logits from both
   tokenizer/          a byte-level BPE tokenizer.json with Qwen2's pre-tokenizer and special
@@ -79,6 +82,33 @@ QWEN2_CHAT_TEMPLATE = (
     "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+# The keys and values of the hub's config.json for Qwen2-0.5B-Instruct and Qwen2.5-0.5B-Instruct
+# (transformers-4 layout: torch_dtype, rope_theta at the top, a sliding window that is switched
+# off). Sizes, ids and numerics are replaced by the tiny model's; the eos id is kept an int in one
+# and made a list in the other, the two forms configs use.
+HUB_TEXT_CONFIGS = {
+    "qwen2_0_5b": {
+        "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+        "eos_token_id": 151645, "hidden_act": "silu", "hidden_size": 896,
+        "initializer_range": 0.02, "intermediate_size": 4864, "max_position_embeddings": 32768,
+        "max_window_layers": 24, "model_type": "qwen2", "num_attention_heads": 14,
+        "num_hidden_layers": 24, "num_key_value_heads": 2, "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16", "transformers_version": "4.40.1", "use_cache": True,
+        "use_sliding_window": False, "vocab_size": 151936,
+    },
+    "qwen2_5_0_5b": {
+        "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+        "eos_token_id": [151645, 151643], "hidden_act": "silu", "hidden_size": 896,
+        "initializer_range": 0.02, "intermediate_size": 4864, "max_position_embeddings": 32768,
+        "max_window_layers": 21, "model_type": "qwen2", "num_attention_heads": 14,
+        "num_hidden_layers": 24, "num_key_value_heads": 2, "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16", "transformers_version": "4.43.1", "use_cache": True,
+        "use_sliding_window": False, "vocab_size": 151936,
+    },
+}
+
 # Qwen2.5-Instruct's chat template (tool use included), as its tokenizer_config.json carries it.
 QWEN2_5_CHAT_TEMPLATE = r"""{%- if tools %}
     {{- '<|im_start|>system\n' }}
@@ -755,6 +785,47 @@ def make_hub_layout_cases(root, name):
     print(f"fixtures: {name}_hub, {name}_resaved (rope_parameters {sorted(rope)})")
 
 
+def make_text_hub_layout_cases(root, name, base_case="gqa_tied_f32"):
+    """`<name>_hub`: a tiny text model's weights under the hub's config for `name`, sizes shrunk;
+    `<name>_resaved`: that directory loaded and re-saved by this transformers (`dtype` for
+    `torch_dtype`, `rope_parameters`). Both must give the base case's logits in transformers."""
+    from transformers import AutoModelForCausalLM
+
+    base = os.path.join(root, "qwen2", base_case)
+    tiny = json.load(open(os.path.join(base, "config.json")))
+    expected = json.load(open(os.path.join(base, "expected.json")))
+    cfg = json.loads(json.dumps(HUB_TEXT_CONFIGS[name]))
+    for key in ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                "num_attention_heads", "num_key_value_heads", "rms_norm_eps",
+                "initializer_range", "max_position_embeddings", "tie_word_embeddings"]:
+        cfg[key] = tiny[key]
+    cfg["rope_theta"] = tiny["rope_parameters"]["rope_theta"]
+    cfg["max_window_layers"] = tiny["num_hidden_layers"]
+    cfg["bos_token_id"] = tiny["bos_token_id"]
+    cfg["eos_token_id"] = [2, 1] if isinstance(cfg["eos_token_id"], list) else 2
+    cfg["torch_dtype"] = "float32"
+    hub = os.path.join(root, "qwen2", f"{name}_hub")
+    resaved = os.path.join(root, "qwen2", f"{name}_resaved")
+    os.makedirs(hub)
+    shutil.copy(os.path.join(base, "model.safetensors"), hub)
+    write_json(os.path.join(hub, "config.json"), cfg)
+    prompt = expected["prompts"][0]
+    want = torch.tensor(expected["logits"][0]["data"])
+    for directory in [hub, resaved]:
+        if directory == resaved:
+            model.save_pretrained(resaved)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32,
+                                                     attn_implementation="sdpa").to(DEVICE).eval()
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt], device=DEVICE)).logits[0].float().cpu().flatten()
+        gap = (logits - want).abs().max().item()
+        assert gap <= 1e-5, f"{directory}: transformers reads it as another model (max |Δ| {gap})"
+        write_json(os.path.join(directory, "expected.json"), {
+            "prompt": prompt, "logits": expected["logits"][0], "base": base_case})
+    saved = json.load(open(os.path.join(resaved, "config.json")))
+    print(f"fixtures: qwen2/{name}_hub, qwen2/{name}_resaved ({sorted(k for k in saved if 'dtype' in k or 'rope' in k)})")
+
+
 def make_mrope_case(root):
     from PIL import Image
     from transformers import (PreTrainedTokenizerFast, Qwen2VLConfig,
@@ -841,6 +912,8 @@ def main():
     make_qwen2_vl_case(args.out, "qwen2_5_vl")
     make_hub_layout_cases(args.out, "qwen2_vl")
     make_hub_layout_cases(args.out, "qwen2_5_vl")
+    make_text_hub_layout_cases(args.out, "qwen2_0_5b")
+    make_text_hub_layout_cases(args.out, "qwen2_5_0_5b")
     with open(stamp_path, "w") as f:
         f.write(stamp)
 

@@ -153,3 +153,31 @@ fn cuda_bf16_parity_when_a_gpu_exists() {
         }
     }
 }
+
+#[test]
+fn hub_text_configs_and_their_transformers_5_resaves_load_as_the_same_model() {
+    // Qwen2-0.5B-Instruct's and Qwen2.5-0.5B-Instruct's config.json keys (torch_dtype,
+    // top-level rope_theta, a sliding window switched off, eos as an int or a list), sizes
+    // shrunk, and each re-saved by transformers 5 (dtype, rope_parameters, layer_types, nulls).
+    for name in ["qwen2_0_5b", "qwen2_5_0_5b"] {
+        for layout in ["hub", "resaved"] {
+            let label = format!("{name}_{layout}");
+            let dir = fixtures().join("qwen2").join(&label);
+            let model = Qwen2ForCausalLM::load(&dir, device(), Kind::Float)
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            let expected = read_json(dir.join("expected.json"));
+            let single = serde_json::json!({
+                "prompts": [expected["prompt"].clone()],
+                "logits": [expected["logits"].clone()],
+            });
+            check_unpadded_logits(&model, &single, &label, 1e-4);
+            let eos = model.config().eos_token_ids();
+            let want: Vec<i64> = if name == "qwen2_0_5b" {
+                vec![2]
+            } else {
+                vec![2, 1]
+            };
+            assert_eq!(eos, want, "{label}");
+        }
+    }
+}
