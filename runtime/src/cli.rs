@@ -85,6 +85,18 @@ enum Command {
     Data(DataCommand),
     /// Write a randomly initialised Qwen2 checkpoint (config.json + model.safetensors).
     InitModel(InitModelArgs),
+    /// Write a run's checkpoint (default: the newest that verifies) as a model directory that
+    /// transformers loads.
+    Export {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Output directory (must be empty or absent).
+        #[arg(long)]
+        out: PathBuf,
+        /// The checkpoint's step (see RUN_DIR/checkpoints/step-NNNNNN).
+        #[arg(long)]
+        step: Option<u64>,
+    },
     /// List every registered kind per role (judges, post-judge stages, workflows, prompt
     /// sources, losses, metrics) with its settings fields.
     Kinds {
@@ -396,6 +408,11 @@ fn run(cli: Cli, registry: Kinds) -> Result<()> {
         Command::Bench(args) => commands::bench::bench(args, registry),
         Command::Pipeline(args) => commands::pipeline::pipeline(args, registry),
         Command::Reproduce(args) => commands::reproduce::reproduce(args, registry),
+        Command::Export { run_dir, out, step } => {
+            let used = crate::export::export(&run_dir, step, &out)?;
+            println!("{} → {}", used.display(), out.display());
+            Ok(())
+        }
         Command::Kinds { json } => commands::kinds::kinds(registry(), json),
         Command::Sft(args) => commands::sft::sft(args),
         Command::EvalGrm(args) => commands::eval_grm::eval_grm(args),

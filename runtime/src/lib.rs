@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cuda_devices;
 pub mod data;
 pub mod doctor;
+pub mod export;
 pub mod faults;
 pub mod generate;
 pub mod grounding;

@@ -200,4 +200,32 @@ warmup_steps = 0
     assert!(moved, "training changed no weight");
     let gap = logits_gap(&policy);
     assert!(gap < 1e-4, "the trained policy: logits differ by {gap}");
+
+    // The run's last checkpoint exported as a model directory: transformers loads it too, and
+    // its weights are the final ones.
+    let exported = tmp.path().join("exported");
+    let used = grlhf::export::export(&outcome.run_dir, None, &exported).unwrap();
+    assert!(used.ends_with("step-000002"), "{}", used.display());
+    check_config(&exported, "qwen2_vl");
+    for file in ["tokenizer.json", "preprocessor_config.json"] {
+        assert!(exported.join(file).is_file(), "{file} not exported");
+    }
+    let from_checkpoint = VlEngine::load(&exported, Device::Cpu, Kind::Float).unwrap();
+    for (name, t) in trained.model.var_store().variables() {
+        let other = &from_checkpoint.model.var_store().variables()[&name];
+        assert!(
+            t.equal(other),
+            "{name} differs between policy/ and the exported checkpoint"
+        );
+    }
+    let gap = logits_gap(&exported);
+    assert!(
+        gap < 1e-4,
+        "the exported checkpoint: logits differ by {gap}"
+    );
+    // A non-empty --out, or a step that was not kept, is refused by name.
+    let err = grlhf::export::export(&outcome.run_dir, None, &exported).unwrap_err();
+    assert!(format!("{err:#}").contains("not empty"), "{err:#}");
+    let err = grlhf::export::export(&outcome.run_dir, Some(7), &tmp.path().join("x")).unwrap_err();
+    assert!(format!("{err:#}").contains("--step 7"), "{err:#}");
 }
