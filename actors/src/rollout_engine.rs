@@ -46,6 +46,24 @@ impl Default for GeneratorConfig {
     }
 }
 
+impl GeneratorConfig {
+    /// The sampling loop's settings for one generation call. No repetition penalty: behaviour
+    /// log-probs must be the ones the learner recomputes.
+    pub fn generation(&self, stop_token_ids: Vec<i64>, seed: u64) -> GenerationConfig {
+        GenerationConfig {
+            max_new_tokens: self.max_new_tokens,
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                repetition_penalty: None,
+            },
+            stop_token_ids,
+            seed,
+        }
+    }
+}
+
 /// The prompt's token ids and its n rollouts, as a generation batch returns them.
 pub type GeneratedGroup = (Vec<i64>, Vec<Rollout>);
 
@@ -127,17 +145,7 @@ impl RolloutEngine for VlEngine {
             .iter()
             .flat_map(|e| std::iter::repeat_n(e, n))
             .collect();
-        let generation = GenerationConfig {
-            max_new_tokens: config.max_new_tokens,
-            sampling: SamplingParams {
-                temperature: config.temperature,
-                top_k: config.top_k,
-                top_p: config.top_p,
-                repetition_penalty: None,
-            },
-            stop_token_ids: self.stop_ids.clone(),
-            seed,
-        };
+        let generation = config.generation(self.stop_ids.clone(), seed);
         let sequences = VlEngine::generate(self, &batch, &generation)?;
         Ok(encoded
             .iter()
@@ -186,17 +194,7 @@ impl RolloutEngine for VlEngine {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let batch: Vec<_> = encoded.iter().collect();
-        let generation = GenerationConfig {
-            max_new_tokens: config.max_new_tokens,
-            sampling: SamplingParams {
-                temperature: config.temperature,
-                top_k: config.top_k,
-                top_p: config.top_p,
-                repetition_penalty: None,
-            },
-            stop_token_ids: self.stop_ids.clone(),
-            seed,
-        };
+        let generation = config.generation(self.stop_ids.clone(), seed);
         let sequences = if batch.is_empty() {
             Vec::new()
         } else {
