@@ -8,22 +8,10 @@ use std::path::{Path, PathBuf};
 use grlhf::run::run;
 use grlhf::run_config::RunConfig;
 use grlhf_actors::registry::Registry;
+use grlhf_tests::fixtures::fixture;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixture(case: &str) -> PathBuf {
-    let root = std::env::var_os("GRLHF_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/fixtures"));
-    let dir = root.join(case);
-    assert!(
-        dir.exists(),
-        "{} missing: run `make fixtures`",
-        dir.display()
-    );
-    dir
 }
 
 /// The shipped text with each replacement applied (each must change something, so an edit of

@@ -8,6 +8,7 @@ use grlhf::run::run;
 use grlhf::run_config::RunConfig;
 use grlhf_actors::registry::Registry;
 use grlhf_actors::vl_engine::VlEngine;
+use grlhf_tests::fixtures::fixture;
 use tch::{Device, Kind, Tensor};
 
 fn python() -> PathBuf {
@@ -100,20 +101,6 @@ fn check_config(model: &Path, model_type: &str) {
         format!("{model_type}_vision")
     );
     assert!(!text.contains("null"), "{text}");
-}
-
-/// The fixture directory written by `make fixtures`.
-fn fixture(case: &str) -> PathBuf {
-    let root = std::env::var_os("GRLHF_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"));
-    let dir = root.join(case);
-    assert!(
-        dir.exists(),
-        "{} missing: run `make fixtures`",
-        dir.display()
-    );
-    dir
 }
 
 #[test]
