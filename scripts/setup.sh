@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a project-local Python venv holding the pinned libtorch (via PyPI's
 # torch wheel, the only reachable libtorch 2.11.0 build) and the packages the parity fixtures
-# need. When everything is already installed it only compares a stamp file and exits.
+# need, plus the readers the observability tests check grlhf's output with (tensorboard's event
+# reader, prometheus_client's text parser). When everything is already installed it only
+# compares a stamp file and exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=.venv
 # One line per pin; the stamp records exactly this list so a changed pin reinstalls.
-PINS="torch==2.11.0 torchvision==0.26.0 transformers==5.24.0 numpy==2.4.6 pillow==13.0.0 pyarrow==26.0.1"
+PINS="torch==2.11.0 torchvision==0.26.0 transformers==5.24.0 numpy==2.4.6 pillow==13.0.0 pyarrow==26.0.1 tensorboard==2.21.0 prometheus_client==0.26.0"
 STAMP="$VENV/.grlhf-setup-stamp"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$PINS" ] && [ -x "$VENV/bin/python" ] \

@@ -1,50 +1,23 @@
 //! Busy intervals of every actor and the life of every prompt group, on one clock: the source of
 //! busy ratios, of the overlap measurements that tell sync from async, of queue depths and
 //! end-to-end latencies, and of the timelines `grlhf bench` draws. Bounded: only the newest
-//! spans and events are kept, while totals cover the whole run.
+//! spans and events are kept in memory, with actor names and kinds interned, while totals cover
+//! the whole run; with a trace file ([`ActivityLog::stream_to`]) every span and event also goes
+//! to disk as it happens ([`crate::trace_file`]). Each span also feeds the per-actor busy
+//! histogram of the Prometheus endpoint ([`crate::metric_series::ACTOR_BUSY_SECONDS`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
+use crate::trace_file::TraceWriter;
 
-/// One busy interval.
-#[derive(Debug, Clone, Serialize)]
-pub struct Span {
-    pub actor: String,
-    /// What it was doing: `generate`, `judge`, `train`, `sync`.
-    pub kind: String,
-    /// Seconds since the run started.
-    pub start: f64,
-    pub end: f64,
-}
+pub use crate::activity_records::{GroupEvent, Milestone, Span};
 
-/// Where a prompt group is in the pipeline. Each is marked once per group, in this order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Milestone {
-    /// A generator took the prompt from the source (admission).
-    Taken,
-    /// Its n responses were generated and handed to a judge.
-    Generated,
-    /// A judge scored it and handed it on.
-    Judged,
-    /// The learner trained on it.
-    Trained,
-}
-
-/// A group reached `milestone` at `time` seconds.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct GroupEvent {
-    pub uid: u64,
-    pub milestone: Milestone,
-    pub time: f64,
-}
-
-/// How many of the newest spans, and of the newest group events, a log keeps by default: every
-/// span of a bench run, and about 40 MB at most however long a run goes.
-pub const DEFAULT_ACTIVITY_WINDOW: usize = 200_000;
+/// How many of the newest spans, and of the newest group events, a log keeps by default: a few
+/// MB at most however long a run goes (the trace file keeps the rest).
+pub const DEFAULT_ACTIVITY_WINDOW: usize = 50_000;
 
 /// Spans kept, and what is known of all of them.
 #[derive(Debug, Default)]
@@ -52,7 +25,46 @@ struct SpanLog {
     recent: VecDeque<Span>,
     evicted: u64,
     /// Busy seconds of each actor over the whole run, evicted spans included.
-    busy: BTreeMap<String, f64>,
+    busy: BTreeMap<Arc<str>, f64>,
+    /// Interned actor names and span kinds; an actor's trace thread id is its index + 1.
+    names: HashMap<Arc<str>, u32>,
+    kinds: HashMap<Arc<str>, ()>,
+    trace: Option<TraceWriter>,
+    /// Why the trace stopped being written (the run goes on without it).
+    trace_error: Option<String>,
+}
+
+impl SpanLog {
+    /// The shared copy of `actor`'s name, its trace thread id, and whether it is new.
+    fn intern_actor(&mut self, actor: &str) -> (Arc<str>, u32, bool) {
+        if let Some((name, &tid)) = self.names.get_key_value(actor) {
+            return (name.clone(), tid, false);
+        }
+        let tid = self.names.len() as u32 + 1;
+        let name: Arc<str> = Arc::from(actor);
+        self.names.insert(name.clone(), tid);
+        (name, tid, true)
+    }
+
+    fn intern_kind(&mut self, kind: &str) -> Arc<str> {
+        if let Some((k, ())) = self.kinds.get_key_value(kind) {
+            return k.clone();
+        }
+        let k: Arc<str> = Arc::from(kind);
+        self.kinds.insert(k.clone(), ());
+        k
+    }
+
+    /// Runs `write` on the trace, if one is open; the first failure closes it with a warning.
+    fn write_trace(&mut self, write: impl FnOnce(&mut TraceWriter) -> std::io::Result<()>) {
+        if let Some(trace) = self.trace.as_mut() {
+            if let Err(e) = write(trace) {
+                tracing::warn!("the trace file stopped being written: {e}");
+                self.trace_error = Some(e.to_string());
+                self.trace = None;
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +114,23 @@ impl ActivityLog {
     /// A log keeping the newest [`DEFAULT_ACTIVITY_WINDOW`] spans and events.
     pub fn new() -> ActivityLog {
         ActivityLog::with_window(DEFAULT_ACTIVITY_WINDOW)
+    }
+
+    /// A log holding exactly `spans` and `events` (read back from a trace file, see
+    /// [`crate::trace_file::read_trace`]), with busy totals recomputed from them; its counters
+    /// and versions are empty.
+    pub fn from_records(spans: Vec<Span>, events: Vec<GroupEvent>) -> ActivityLog {
+        let log = ActivityLog::with_window(spans.len().max(events.len()));
+        {
+            let mut inner = log.spans.lock().unwrap();
+            for span in spans {
+                let (actor, _, _) = inner.intern_actor(&span.actor);
+                *inner.busy.entry(actor).or_default() += (span.end - span.start).max(0.0);
+                inner.recent.push_back(span);
+            }
+        }
+        log.events.lock().unwrap().recent.extend(events);
+        log
     }
 
     /// A log keeping the newest `window` spans and the newest `window` group events (at least 1).
@@ -166,22 +195,49 @@ impl ActivityLog {
         self.origin.elapsed().as_secs_f64()
     }
 
-    pub fn record(&self, actor: &str, kind: &str, start: f64, end: f64) {
+    /// Streams every span and group event from now on to the trace file at `path` (appended;
+    /// see [`crate::trace_file`]), this process's track named `label`.
+    pub fn stream_to(&self, path: &Path, label: &str) -> std::io::Result<()> {
+        let mut writer = TraceWriter::append(path, label)?;
         let mut log = self.spans.lock().unwrap();
-        let busy = (end - start).max(0.0);
-        match log.busy.get_mut(actor) {
-            Some(total) => *total += busy,
-            None => {
-                log.busy.insert(actor.to_string(), busy);
-            }
+        let mut actors: Vec<(&Arc<str>, &u32)> = log.names.iter().collect();
+        actors.sort_by_key(|(_, tid)| **tid);
+        for (name, tid) in actors {
+            writer.actor(*tid, name)?;
         }
+        log.trace = Some(writer);
+        Ok(())
+    }
+
+    /// Writes what the trace buffered (a killed run loses at most what came after the last
+    /// flush); the run calls it after every learner step.
+    pub fn flush_trace(&self) {
+        self.spans.lock().unwrap().write_trace(|t| t.flush());
+    }
+
+    /// Why the trace file stopped being written, if it did.
+    pub fn trace_error(&self) -> Option<String> {
+        self.spans.lock().unwrap().trace_error.clone()
+    }
+
+    pub fn record(&self, actor: &str, kind: &str, start: f64, end: f64) {
+        let busy = (end - start).max(0.0);
+        crate::metric_series::observe_busy(actor, kind, busy);
+        let mut log = self.spans.lock().unwrap();
+        let (actor, tid, new) = log.intern_actor(actor);
+        let kind = log.intern_kind(kind);
+        if new {
+            log.write_trace(|t| t.actor(tid, &actor));
+        }
+        log.write_trace(|t| t.span(tid, &kind, start, end));
+        *log.busy.entry(actor.clone()).or_default() += busy;
         if log.recent.len() == self.window {
             log.recent.pop_front();
             log.evicted += 1;
         }
         log.recent.push_back(Span {
-            actor: actor.to_string(),
-            kind: kind.to_string(),
+            actor,
+            kind,
             start,
             end,
         });
@@ -194,22 +250,28 @@ impl ActivityLog {
 
     /// Busy seconds of every actor that recorded a span, over the whole run.
     pub fn busy_totals(&self) -> BTreeMap<String, f64> {
-        self.spans.lock().unwrap().busy.clone()
+        let log = self.spans.lock().unwrap();
+        log.busy.iter().map(|(a, &s)| (a.to_string(), s)).collect()
     }
 
     /// Notes that group `uid` reached `milestone` now.
     pub fn mark(&self, uid: u64, milestone: Milestone) {
-        let time = self.now();
+        let event = GroupEvent {
+            uid,
+            milestone,
+            time: self.now(),
+        };
+        // The trace lives with the spans; taking that lock first keeps one lock order.
+        self.spans
+            .lock()
+            .unwrap()
+            .write_trace(|t| t.milestone(&event));
         let mut log = self.events.lock().unwrap();
         if log.recent.len() == self.window {
             log.recent.pop_front();
             log.evicted += 1;
         }
-        log.recent.push_back(GroupEvent {
-            uid,
-            milestone,
-            time,
-        });
+        log.recent.push_back(event);
     }
 
     /// The group events kept (the newest `window`), oldest first.
@@ -236,7 +298,7 @@ impl ActivityLog {
 pub fn busy_seconds(spans: &[Span], actor: &str, from: f64, to: f64) -> f64 {
     spans
         .iter()
-        .filter(|s| s.actor == actor)
+        .filter(|s| &*s.actor == actor)
         .map(|s| (s.end.min(to) - s.start.max(from)).max(0.0))
         .sum()
 }
@@ -264,7 +326,7 @@ pub fn overlap_seconds(spans: &[Span], a: &str, b: &str) -> f64 {
 fn union_of(spans: &[Span], kind: &str) -> Vec<(f64, f64)> {
     let mut intervals: Vec<(f64, f64)> = spans
         .iter()
-        .filter(|s| s.kind == kind && s.end > s.start)
+        .filter(|s| &*s.kind == kind && s.end > s.start)
         .map(|s| (s.start, s.end))
         .collect();
     intervals.sort_by(|p, q| p.0.total_cmp(&q.0));

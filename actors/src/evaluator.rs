@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use grlhf_models::generation::GenerationConfig;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
 use crate::activity::ActivityLog;
@@ -21,8 +21,9 @@ use crate::prompt_source::PromptSpec;
 use crate::protocol::{Version, WeightUpdate};
 use crate::vl_engine::VlEngine;
 
-/// One evaluation.
-#[derive(Debug, Clone, Default, Serialize)]
+/// One evaluation (a line of `eval.jsonl`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EvalStats {
     pub version: Version,
     pub mean: f64,
@@ -187,6 +188,11 @@ impl Evaluator {
             start,
             state.args.activity.now(),
         );
+        metrics::gauge!(crate::metric_series::EVAL_SCORE, "family" => "all").set(stats.mean);
+        for (family, score) in &stats.per_family {
+            metrics::gauge!(crate::metric_series::EVAL_SCORE, "family" => family.clone())
+                .set(*score);
+        }
         let _ = state.args.results.send(stats);
         Ok(())
     }

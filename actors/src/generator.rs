@@ -19,6 +19,7 @@ use crate::activity::{ActivityLog, Milestone};
 use crate::device_worker::DeviceWorker;
 use crate::error::ActorError;
 use crate::ledger::{DropReason, Ledger};
+use crate::metric_series as series;
 use crate::prompt_source::{PromptSourceMsg, PromptSpec};
 use crate::protocol::{GroupSink, PromptItem, RolloutGroup, Version, WeightUpdate};
 pub use crate::rollout_engine::GeneratorConfig;
@@ -173,7 +174,9 @@ impl Generator {
             .flat_map(|g| g.1.iter())
             .map(|r| r.policy_tokens())
             .sum();
-        metrics::counter!("grlhf_generated_tokens").increment(tokens as u64);
+        metrics::counter!(series::GENERATED_TOKENS).increment(tokens as u64);
+        metrics::counter!(series::GENERATED_SAMPLES)
+            .increment((groups.len() * args.group_size) as u64);
         args.activity.add("generated_tokens", tokens as u64);
         args.activity
             .add("generated_samples", (groups.len() * args.group_size) as u64);
@@ -211,6 +214,8 @@ impl Generator {
         if prompts.is_empty() {
             return Ok(()); // the waker brings us back
         }
+        // Counted out when the batch is handed on or lost (a panic unwinds through it too).
+        let _depth = series::StageDepth::enter("generate", prompts.len());
         if state.fault {
             panic!(
                 "injected fault: generator {} fails holding {} prompts",
@@ -274,7 +279,7 @@ impl Actor for Generator {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             GeneratorMsg::Weights(update) => {
-                metrics::histogram!("grlhf_weight_sync_ms").record(update.copy_ms);
+                metrics::histogram!(series::WEIGHT_SYNC_SECONDS).record(update.copy_ms / 1e3);
                 // A newer update replaces one not yet applied (double buffering).
                 state.pending = Some(update);
                 if state.args.await_weights {

@@ -12,6 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use crate::activity::{ActivityLog, Milestone};
 use crate::device_worker::DeviceWorker;
 use crate::ledger::{DropReason, Ledger};
+use crate::metric_series as series;
 use crate::protocol::{GroupSink, JudgeDetails, RolloutGroup, ScoredGroup, ScoredSink};
 
 /// Scores groups; runs on the judge's device thread (so it may own a model).
@@ -34,18 +35,25 @@ pub enum JudgeMsg {
 
 /// One group queued at a judge; dropping it takes the group off the judge's count.
 #[derive(Debug)]
-pub struct QueueSlot(Arc<AtomicUsize>);
+pub struct QueueSlot {
+    count: Arc<AtomicUsize>,
+    /// The group in the judge stage's queue-depth gauge, for as long as the slot lives.
+    _depth: series::StageDepth,
+}
 
 impl QueueSlot {
     fn take(count: &Arc<AtomicUsize>) -> QueueSlot {
         count.fetch_add(1, Ordering::AcqRel);
-        QueueSlot(count.clone())
+        QueueSlot {
+            count: count.clone(),
+            _depth: series::StageDepth::enter("judge", 1),
+        }
     }
 }
 
 impl Drop for QueueSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -128,8 +136,9 @@ impl Actor for JudgeActor {
             {
                 details.judge = state.name.clone();
                 details.judge_ms = started.elapsed().as_secs_f64() * 1e3;
-                metrics::counter!("grlhf_judge_parse_failures")
+                metrics::counter!(series::JUDGE_PARSE_FAILURES)
                     .increment(details.parse_failures as u64);
+                metrics::counter!(series::JUDGMENTS).increment(details.judgments as u64);
                 state.activity.add("judgments", details.judgments as u64);
                 state
                     .activity

@@ -31,6 +31,7 @@ use crate::device_worker::DeviceWorker;
 use crate::error::ActorError;
 pub use crate::learner_config::LearnerConfig;
 use crate::ledger::{DropReason, Ledger};
+use crate::metric_series as series;
 use crate::policy_loss::PolicyLoss;
 use crate::prompt_source::{PromptSourceMsg, PromptSpec};
 use crate::protocol::{ScoredGroup, Version, WeightUpdate};
@@ -163,6 +164,7 @@ impl Learner {
     fn fault(state: &LearnerState, kind: &str) {
         let mut outcome = state.args.outcome.lock().unwrap();
         *outcome.faults_injected.entry(kind.to_string()).or_default() += 1;
+        metrics::counter!(series::FAULTS_INJECTED, "kind" => kind.to_string()).increment(1);
     }
 
     /// Writes a checkpoint of the current version. A failure is logged and counted; the run
@@ -190,6 +192,11 @@ impl Learner {
                 state.recent_steps.clear();
                 state.checkpointed = Some(version);
                 outcome.checkpoints_written += 1;
+                metrics::counter!(series::CHECKPOINTS_WRITTEN).increment(1);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                metrics::gauge!(series::LAST_CHECKPOINT_TIMESTAMP).set(now);
                 outcome.last_checkpoint = Some(dir.clone());
                 drop(outcome);
                 if state.args.faults.corrupt_checkpoint_at.contains(&version) {
@@ -409,7 +416,7 @@ impl Learner {
         state.skipped_steps += 1;
         state.skipped_in_a_row += 1;
         state.args.outcome.lock().unwrap().skipped_steps = state.skipped_steps;
-        metrics::counter!("grlhf_learner_skipped_steps").increment(1);
+        metrics::counter!(series::LEARNER_SKIPPED_STEPS).increment(1);
         tracing::error!(
             "learner: step {step} skipped ({} in a row): {error}",
             state.skipped_in_a_row
@@ -528,6 +535,8 @@ impl Learner {
             } else {
                 state.args.ledger.trained(uid);
                 state.args.activity.mark(uid, Milestone::Trained);
+                metrics::counter!(series::SAMPLES_TRAINED)
+                    .increment(scored.group.rollouts.len() as u64);
             }
         }
         stats.train_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -567,7 +576,7 @@ impl Learner {
             .source
             .cast(PromptSourceMsg::Version(new_version))?;
         stats.time = state.args.activity.now();
-        metrics::counter!("grlhf_learner_steps").increment(1);
+        export_step(&stats);
         let _ = state.args.stats.send(stats);
         if state.version < state.args.total_steps {
             Self::request_batch(myself, state);
@@ -648,6 +657,26 @@ impl Actor for Learner {
                 }
                 Self::train(&myself, state, batch).await
             }
+        }
+    }
+}
+
+/// The step's figures as Prometheus series (docs/observability.md).
+fn export_step(stats: &StepStats) {
+    metrics::counter!(series::LEARNER_STEPS).increment(1);
+    metrics::gauge!(series::POLICY_VERSION).set(stats.version as f64);
+    metrics::gauge!(series::REWARD_MEAN).set(stats.reward_mean);
+    metrics::gauge!(series::KL).set(stats.kl);
+    metrics::gauge!(series::CLIP_FRACTION).set(stats.clip_fraction);
+    metrics::gauge!(series::LOSS).set(stats.loss);
+    metrics::gauge!(series::GRAD_NORM).set(stats.grad_norm);
+    metrics::gauge!(series::RESPONSE_TOKENS_MEAN).set(stats.mean_response_tokens);
+    metrics::histogram!(series::LEARNER_STEP_SECONDS).record(stats.train_ms / 1e3);
+    metrics::counter!(series::WEIGHT_SYNC_BYTES).increment(stats.sync_bytes);
+    let staleness = metrics::histogram!(series::STALENESS);
+    for (&versions, &groups) in &stats.staleness_counts {
+        for _ in 0..groups {
+            staleness.record(versions as f64);
         }
     }
 }

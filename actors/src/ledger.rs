@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use ractor::ActorId;
 use serde::{Deserialize, Serialize};
 
+use crate::metric_series as series;
 use crate::protocol::Version;
 
 /// Where one prompt stands.
@@ -46,6 +47,16 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// The reasons grlhf itself drops for (a plug-in stage may add its own).
+    pub const BUILT_IN: [&'static str; 6] = [
+        "stale",
+        "zero_variance",
+        "skipped_step",
+        "sink_closed",
+        "judge_error",
+        "generation_error",
+    ];
+
     pub fn as_str(&self) -> &str {
         match self {
             DropReason::Stale => "stale",
@@ -175,6 +186,7 @@ impl Ledger {
         }
         inner.snapshot.admitted += 1;
         inner.snapshot.in_flight += 1;
+        metrics::gauge!(series::PROMPTS_IN_FLIGHT).set(inner.snapshot.in_flight as f64);
     }
 
     /// Moves `uid` out of flight; false (and a recorded violation) if it was not in flight.
@@ -190,6 +202,11 @@ impl Ledger {
         }
         inner.holders.remove(&uid);
         settle(&mut inner.snapshot, &to);
+        metrics::gauge!(series::PROMPTS_IN_FLIGHT).set(inner.snapshot.in_flight as f64);
+        if let PromptState::Dropped { reason } = &to {
+            metrics::counter!(series::PROMPTS_DROPPED, "reason" => reason.as_str().to_string())
+                .increment(1);
+        }
         inner.prompts.insert(uid, to);
         true
     }

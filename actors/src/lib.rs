@@ -16,6 +16,7 @@
 //! user's own kinds do. This crate knows nothing of TOML: factories receive their table as JSON.
 
 pub mod activity;
+pub mod activity_records;
 pub mod adamw;
 pub mod bradley_terry;
 pub mod checkpoint;
@@ -32,6 +33,7 @@ pub mod judge;
 pub mod learner;
 pub mod learner_config;
 pub mod ledger;
+pub mod metric_series;
 pub mod policy_loss;
 pub mod prompt_source;
 pub mod protocol;
@@ -46,6 +48,7 @@ pub mod sft;
 pub mod simulated;
 pub mod step_stats;
 pub mod supervisor;
+pub mod trace_file;
 pub mod train_engine;
 pub mod vl_engine;
 pub mod weight_sync;

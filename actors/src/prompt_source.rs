@@ -292,7 +292,7 @@ impl Actor for PromptSource {
                 while out.len() < max && state.allowance() > 0 {
                     out.push(state.next_item());
                 }
-                metrics::counter!("grlhf_prompts_issued").increment(out.len() as u64);
+                metrics::counter!(crate::metric_series::PROMPTS_ISSUED).increment(out.len() as u64);
                 if out.is_empty() {
                     state.waiting.push(waker);
                 }
@@ -318,7 +318,8 @@ impl Actor for PromptSource {
                 let _ = reply.send(state.admitted);
             }
             PromptSourceMsg::Requeue(uids) => {
-                metrics::counter!("grlhf_prompts_requeued").increment(uids.len() as u64);
+                metrics::counter!(crate::metric_series::PROMPTS_REQUEUED)
+                    .increment(uids.len() as u64);
                 state.requeue.extend(uids);
                 state.wake();
             }

@@ -141,7 +141,6 @@ impl BufferState {
         }
         let dropped = before - self.groups.len();
         self.stats.dropped_stale += dropped as u64;
-        metrics::counter!("grlhf_dropped_stale").increment(dropped as u64);
     }
 
     /// Wait policy: a prompt admitted at or before v − η is still on its way.
@@ -185,7 +184,8 @@ impl BufferState {
             // The learner is gone: its batch stays in flight in the ledger.
             tracing::warn!("replay buffer: the learner left before its batch");
         }
-        metrics::gauge!("grlhf_buffer_groups").set(self.groups.len() as f64);
+        metrics::gauge!(crate::metric_series::QUEUE_DEPTH, "stage" => "buffer")
+            .set(self.groups.len() as f64);
     }
 }
 

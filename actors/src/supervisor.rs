@@ -230,7 +230,11 @@ impl Supervisor {
         match restarted {
             Ok(()) => {
                 *state.report.restarts.entry(name.clone()).or_default() += 1;
-                metrics::counter!("grlhf_actor_restarts").increment(1);
+                metrics::counter!(
+                    crate::metric_series::ACTOR_RESTARTS,
+                    &crate::metric_series::actor_labels(&name)
+                )
+                .increment(1);
             }
             Err(e) => Self::stop_run(state, format!("could not restart {name}: {e}")),
         }

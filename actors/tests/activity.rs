@@ -2,6 +2,7 @@
 //! seconds over evicted spans, counters, and the version check.
 
 use grlhf_actors::activity::{overlap_seconds, ActivityLog, Milestone, Span};
+use grlhf_actors::trace_file::read_trace;
 
 #[test]
 fn the_window_bounds_spans_and_events_and_totals_stay_exact() {
@@ -66,8 +67,8 @@ fn versions_are_checked_without_keeping_their_history() {
 
 fn span(kind: &str, start: f64, end: f64) -> Span {
     Span {
-        actor: format!("{kind}-actor"),
-        kind: kind.to_string(),
+        actor: format!("{kind}-actor").into(),
+        kind: kind.into(),
         start,
         end,
     }
@@ -102,4 +103,65 @@ fn overlap_of_a_full_window_is_exact() {
     }
     let overlap = overlap_seconds(&spans, "generate", "train");
     assert!((overlap - 10_000.0).abs() < 1e-3, "{overlap}");
+}
+
+#[test]
+fn the_trace_file_holds_every_span_and_event_the_window_dropped() {
+    let dir = std::env::temp_dir().join(format!("grlhf-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("trace");
+    let _ = std::fs::remove_file(&path);
+    let log = ActivityLog::with_window(10);
+    log.stream_to(&path, "test run").unwrap();
+    for i in 0..1_000u64 {
+        let actor = format!("judge-{}", i % 3);
+        log.record(&actor, "judge", i as f64, i as f64 + 0.5);
+        log.mark(i, Milestone::Judged);
+    }
+    log.flush_trace();
+    assert_eq!(log.spans().len(), 10, "memory keeps the window only");
+    let read = read_trace(&path, true).unwrap();
+    assert_eq!(read.spans.len(), 1_000);
+    assert_eq!(read.events.len(), 1_000);
+    assert_eq!(read.bad_lines, 0);
+    assert_eq!(&*read.spans[4].actor, "judge-1");
+    assert_eq!(&*read.spans[4].kind, "judge");
+    assert!((read.spans[4].start - 4.0).abs() < 1e-6 && (read.spans[4].end - 4.5).abs() < 1e-6);
+    assert_eq!(read.events[999].uid, 999);
+    assert_eq!(read.events[999].milestone, Milestone::Judged);
+    // Names are interned: every span of an actor shares one allocation.
+    let spans = log.spans();
+    let same: Vec<&Span> = spans.iter().filter(|s| &*s.actor == "judge-0").collect();
+    assert!(
+        same.len() > 1
+            && same
+                .windows(2)
+                .all(|w| std::sync::Arc::ptr_eq(&w[0].actor, &w[1].actor))
+    );
+    // A run killed mid-write leaves a cut-off last line: it is skipped and counted.
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(r#"{"ph":"X","name":"judge","pid":1,"ti"#);
+    std::fs::write(&path, text).unwrap();
+    let read = read_trace(&path, false).unwrap();
+    assert_eq!((read.spans.len(), read.bad_lines), (1_000, 1));
+    // Perfetto / Chrome read the JSON array form without its closing bracket; with one added it
+    // is plain JSON, every event an object with a phase.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cut = text.rfind('\n').unwrap();
+    let json = format!("{}]", text[..cut].trim_end().trim_end_matches(','));
+    let events: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert!(events.iter().all(|e| e["ph"].is_string()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_log_rebuilt_from_its_records_has_the_same_busy_totals() {
+    let log = ActivityLog::new();
+    log.record("generator-0", "generate", 0.0, 2.0);
+    log.record("generator-0", "sync", 2.0, 2.5);
+    log.record("learner", "train", 1.0, 3.0);
+    let rebuilt = ActivityLog::from_records(log.spans(), log.events());
+    assert_eq!(rebuilt.busy_totals(), log.busy_totals());
+    assert_eq!(rebuilt.spans().len(), 3);
+    assert_eq!(rebuilt.evicted(), (0, 0));
 }

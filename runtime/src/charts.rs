@@ -102,16 +102,25 @@ pub struct LinePanel {
     pub y_label: String,
 }
 
-const LINE_PALETTE: [RGBColor; 6] = [
+/// Ten distinct colours (matplotlib's tab10), so a panel with every world family tells them apart.
+const LINE_PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
-/// Draws line panels side by side into one PNG (points are marked, so short series show).
+/// Series longer than this are drawn without point markers (they would hide the line).
+const MARKED_POINTS: usize = 60;
+
+/// Draws line panels side by side into one PNG (points of short series are marked, so a series
+/// of one point shows).
 pub fn line_charts(path: &Path, panels: &[LinePanel]) -> Result<()> {
     ensure_font();
     let width = 560 * panels.len().max(1) as u32;
@@ -146,19 +155,24 @@ pub fn line_charts(path: &Path, panels: &[LinePanel]) -> Result<()> {
             .map_err(|e| anyhow!("{e}"))?;
         for (s, (name, values)) in panel.series.iter().enumerate() {
             let color = LINE_PALETTE[s % LINE_PALETTE.len()];
+            // plotters joins thick segments with unbounded miters: a long, jagged series drawn
+            // 2 px wide sprays spikes past the plot area, so it gets 1 px.
+            let width = if values.len() <= MARKED_POINTS { 2 } else { 1 };
             chart
                 .draw_series(LineSeries::new(
                     values.iter().copied(),
-                    color.stroke_width(2),
+                    color.stroke_width(width),
                 ))
                 .map_err(|e| anyhow!("{e}"))?
                 .label(name.clone())
                 .legend(move |(x, y)| {
                     PathElement::new([(x, y), (x + 14, y)], color.stroke_width(2))
                 });
-            chart
-                .draw_series(values.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| anyhow!("{e}"))?;
+            if values.len() <= MARKED_POINTS {
+                chart
+                    .draw_series(values.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
         }
         chart
             .configure_series_labels()

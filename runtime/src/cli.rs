@@ -97,6 +97,13 @@ enum Command {
         #[arg(long)]
         step: Option<u64>,
     },
+    /// Draw a run's plots (RUN_DIR/plots/: reward, KL, clip fraction, response length,
+    /// staleness, throughput, held-out evaluation) from its metrics.jsonl and eval.jsonl; works
+    /// on a running, finished or killed run.
+    Plot {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
     /// List every registered kind per role (judges, post-judge stages, workflows, prompt
     /// sources, losses, metrics) with its settings fields.
     Kinds {
@@ -414,6 +421,7 @@ fn run(cli: Cli, registry: Kinds) -> Result<()> {
             Ok(())
         }
         Command::Kinds { json } => commands::kinds::kinds(registry(), json),
+        Command::Plot { run_dir } => commands::plot::plot(&run_dir),
         Command::Sft(args) => commands::sft::sft(args),
         Command::EvalGrm(args) => commands::eval_grm::eval_grm(args),
         Command::Data(DataCommand::Generate {

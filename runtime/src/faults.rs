@@ -135,6 +135,9 @@ pub fn spawn_killer(
                 "judge"
             };
             tracing::warn!("faults: killing a {role}");
+            let kind = format!("kill_{role}");
+            metrics::counter!(grlhf_actors::metric_series::FAULTS_INJECTED, "kind" => kind)
+                .increment(1);
             *counts
                 .lock()
                 .unwrap()

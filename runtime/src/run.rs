@@ -4,7 +4,11 @@
 //! ```text
 //! RUN_DIR/config.toml     the resolved configuration (every default filled in)
 //! RUN_DIR/metrics.jsonl   one line per learner step
+//! RUN_DIR/eval.jsonl      one line per held-out evaluation (with `[evaluator]`)
 //! RUN_DIR/summary.json    throughput, busy ratios, staleness, ledger, rewards
+//! RUN_DIR/tb/             TensorBoard event files, written as the run goes (crate::run_board)
+//! RUN_DIR/trace           every busy span and group event, streamed (Chrome trace format)
+//! RUN_DIR/plots/          reward, KL, clip fraction, length, staleness, throughput, evaluation
 //! RUN_DIR/policy/         the final weights (with tokenizer and processor files)
 //! RUN_DIR/checkpoints/    the newest `checkpoint.keep_last` checkpoints (see
 //!                         grlhf_actors::checkpoint)
@@ -42,8 +46,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 
 use crate::model_source::ModelSource;
+use crate::run_board::RunBoard;
 use crate::run_config::{RunConfig, Stage};
-use crate::topology::{config_plan, Devices, RealRun, Restored, Resume, Topology, TopologyPlan};
+use crate::run_plots::draw_run_plots;
+use crate::topology::{
+    config_plan, Devices, RealRun, Restored, Resume, StepObserver, Topology, TopologyPlan,
+};
 pub use crate::topology::{Reliability, RunOutcome, Summary};
 
 pub fn to_rgb(image: &image::RgbImage) -> Result<Arc<RgbImage>> {
@@ -394,11 +402,7 @@ fn run_or_resume(
         None => Vec::new(),
     };
     if let Some(addr) = &config.telemetry.prometheus {
-        let addr: std::net::SocketAddr = addr.parse()?;
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .map_err(|e| anyhow!("telemetry.prometheus: {e}"))?;
+        crate::prometheus_endpoint::serve(addr)?;
     }
     // Restore before anything starts: a damaged buffer entry fails the resume up front.
     let restored = match resume {
@@ -515,6 +519,69 @@ fn progress_bar(show: bool, steps: u64, start: u64) -> ProgressBar {
     bar
 }
 
+/// What a run writes as it goes: `metrics.jsonl`, `eval.jsonl`, the TensorBoard events, and the
+/// progress bar. Each step and evaluation is written when it arrives, so a killed run keeps them.
+struct RunWriters {
+    metrics: std::fs::File,
+    evals: Option<std::fs::File>,
+    board: Option<RunBoard>,
+    bar: ProgressBar,
+}
+
+impl RunWriters {
+    fn create(config: &RunConfig, restored: &Restored, show_progress: bool) -> Result<RunWriters> {
+        let start_version = restored.start_version();
+        let create = |name: &str| {
+            let path = config.run_dir.join(name);
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))
+        };
+        let mut metrics = create("metrics.jsonl")?;
+        for stats in &restored.steps {
+            writeln!(metrics, "{}", serde_json::to_string(stats)?)?;
+        }
+        let evals = match config.evaluator {
+            Some(_) => Some(create("eval.jsonl")?),
+            None => None,
+        };
+        let board = match config.telemetry.tensorboard {
+            true => Some(RunBoard::create(&config.run_dir, config.group_size)?),
+            false => None,
+        };
+        let bar = progress_bar(show_progress, config.steps, start_version);
+        Ok(RunWriters {
+            metrics,
+            evals,
+            board,
+            bar,
+        })
+    }
+}
+
+impl StepObserver for RunWriters {
+    fn step(&mut self, stats: &StepStats) -> Result<()> {
+        writeln!(self.metrics, "{}", serde_json::to_string(stats)?)?;
+        if let Some(board) = self.board.as_mut() {
+            board.step(stats)?;
+        }
+        self.bar.set_position(stats.step + 1);
+        self.bar.set_message(format!(
+            "reward {:.3}  kl {:.4}  staleness {}",
+            stats.reward_mean, stats.kl, stats.max_staleness
+        ));
+        Ok(())
+    }
+
+    fn eval(&mut self, stats: &EvalStats) -> Result<()> {
+        if let Some(file) = self.evals.as_mut() {
+            writeln!(file, "{}", serde_json::to_string(stats)?)?;
+        }
+        if let Some(board) = self.board.as_mut() {
+            board.eval(stats)?;
+        }
+        Ok(())
+    }
+}
+
 /// Spawns, drives, drains and summarises the topology; writes `metrics.jsonl`, `eval.jsonl`,
 /// the final weights' tokenizer files and `summary.json`.
 async fn run_topology(
@@ -524,43 +591,14 @@ async fn run_topology(
     policy: PathBuf,
     show_progress: bool,
 ) -> Result<RunOutcome> {
-    let start_version = restored.start_version();
-    let bar = progress_bar(show_progress, config.steps, start_version);
-    let metrics_path = config.run_dir.join("metrics.jsonl");
-    let mut metrics_file = std::fs::File::create(&metrics_path)
-        .with_context(|| format!("creating {}", metrics_path.display()))?;
-    for stats in &restored.steps {
-        writeln!(metrics_file, "{}", serde_json::to_string(stats)?)?;
-    }
+    let mut writers = RunWriters::create(&config, &restored, show_progress)?;
     let mut topology = Topology::spawn(plan, restored).await?;
-    let mut on_step = |stats: &StepStats| -> Result<()> {
-        writeln!(metrics_file, "{}", serde_json::to_string(stats)?)?;
-        bar.set_position(stats.step + 1);
-        bar.set_message(format!(
-            "reward {:.3}  kl {:.4}  staleness {}",
-            stats.reward_mean, stats.kl, stats.max_staleness
-        ));
-        Ok(())
-    };
-    let driven = topology.drive_steps(&mut on_step, true).await?;
-    bar.finish_and_clear();
-    let mut eval_file = match config.evaluator {
-        Some(_) => {
-            let path = config.run_dir.join("eval.jsonl");
-            Some(
-                std::fs::File::create(&path)
-                    .with_context(|| format!("creating {}", path.display()))?,
-            )
-        }
-        None => None,
-    };
-    let mut on_eval = |stats: &EvalStats| -> Result<()> {
-        if let Some(file) = eval_file.as_mut() {
-            writeln!(file, "{}", serde_json::to_string(stats)?)?;
-        }
-        Ok(())
-    };
-    let finished = topology.drain(driven, &mut on_eval).await?;
+    let driven = topology.drive_steps(&mut writers, true).await?;
+    writers.bar.finish_and_clear();
+    let finished = topology
+        .drain(driven, &mut |stats: &EvalStats| writers.eval(stats))
+        .await?;
+    let mut board = writers.board;
     let reached = finished.reached();
     if reached < config.steps && !finished.interrupted && finished.learner.aborted.is_none() {
         bail!(
@@ -577,6 +615,16 @@ async fn run_topology(
     let summary = finished.summary(&config);
     let text = serde_json::to_string_pretty(&summary)?;
     std::fs::write(config.run_dir.join("summary.json"), text)?;
+    finished.activity.flush_trace();
+    if let Some(board) = board.as_mut() {
+        board.summary(reached, &summary)?;
+    }
+    if config.telemetry.plots {
+        // A picture that cannot be drawn must not cost the run: its files are all written.
+        if let Err(e) = draw_run_plots(&config.run_dir) {
+            tracing::warn!("plots of {}: {e:#}", config.run_dir.display());
+        }
+    }
     if let Some(reason) = &finished.learner.aborted {
         bail!(
             "the run was stopped after step {reached}: {reason}; the final checkpoint is {} (resume with --resume {})",

@@ -233,6 +233,20 @@ pub struct TelemetryConfig {
     /// latencies (totals always cover the whole run); bounds telemetry memory in long runs.
     #[serde(default = "default_activity_window")]
     pub activity_window: usize,
+    /// Stream every busy span and group event to `RUN_DIR/trace` (Chrome trace format; open it
+    /// in ui.perfetto.dev). `grlhf bench` reads it back.
+    #[serde(default = "yes")]
+    pub trace: bool,
+    /// Write TensorBoard event files to `RUN_DIR/tb/`.
+    #[serde(default = "yes")]
+    pub tensorboard: bool,
+    /// Draw `RUN_DIR/plots/` when the run ends.
+    #[serde(default = "yes")]
+    pub plots: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for TelemetryConfig {
@@ -240,6 +254,9 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             prometheus: None,
             activity_window: default_activity_window(),
+            trace: true,
+            tensorboard: true,
+            plots: true,
         }
     }
 }

@@ -204,7 +204,7 @@ pub fn measured_stage_times(
     let busy = |role: &str, kinds: &[&str]| -> f64 {
         spans
             .iter()
-            .filter(|s| role_of(&s.actor) == role && kinds.contains(&s.kind.as_str()))
+            .filter(|s| role_of(&s.actor) == role && kinds.contains(&&*s.kind))
             .map(|s| (s.end.min(t1) - s.start.max(t0)).max(0.0))
             .sum()
     };
@@ -224,7 +224,7 @@ pub fn measured_stage_times(
         .max(1) as f64;
     let calls = spans
         .iter()
-        .filter(|s| role_of(&s.actor) == "generator" && s.kind == "generate" && inside(s.end))
+        .filter(|s| role_of(&s.actor) == "generator" && &*s.kind == "generate" && inside(s.end))
         .count()
         .max(1) as f64;
     let learn_s = busy("learner", &["train", "sync"]) / steps;
@@ -246,7 +246,7 @@ fn actor_loads(
     t1: f64,
     span: f64,
 ) -> (BTreeMap<String, ActorLoad>, BTreeMap<String, f64>) {
-    let mut actor_names: Vec<String> = spans.iter().map(|s| s.actor.clone()).collect();
+    let mut actor_names: Vec<String> = spans.iter().map(|s| s.actor.to_string()).collect();
     actor_names.sort();
     actor_names.dedup();
     let actors: BTreeMap<String, ActorLoad> = actor_names

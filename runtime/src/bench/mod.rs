@@ -31,8 +31,10 @@ pub use crate::bench_settings as settings;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use grlhf_actors::activity::ActivityLog;
 use grlhf_actors::registry::Registry;
 use grlhf_actors::simulated::CostModel;
+use grlhf_actors::trace_file::read_trace;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -172,15 +174,26 @@ fn run_one(
             request.show_progress,
         )?,
     };
+    let mut outcome = outcome;
     let (spans, events) = outcome.activity.evicted();
     if spans + events > 0 {
-        bail!(
-            "{}: bench `{label}` outgrew its activity window ({spans} spans and {events} group \
-             events dropped), so its busy times would be wrong: raise [telemetry] activity_window \
-             above {}",
-            request.config_path.display(),
-            outcome.activity.window()
-        );
+        // The in-memory window lost the oldest spans; the trace file has every one.
+        let trace = config.run_dir.join("trace");
+        let read = match config.telemetry.trace {
+            true => read_trace(&trace, true).ok(),
+            false => None,
+        };
+        match read {
+            Some(all) => outcome.activity = ActivityLog::from_records(all.spans, all.events),
+            None => bail!(
+                "{}: bench `{label}` outgrew its activity window ({spans} spans and {events} \
+                 group events dropped) and {} could not be read, so its busy times would be \
+                 wrong: turn [telemetry] trace on or raise activity_window above {}",
+                request.config_path.display(),
+                trace.display(),
+                outcome.activity.window()
+            ),
+        }
     }
     let report = measure(label, &config, &outcome, judges, warmup, cost);
     if request.show_progress {

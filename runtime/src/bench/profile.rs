@@ -19,7 +19,7 @@ pub fn fit_cost_model(config: &RunConfig, outcome: &RunOutcome) -> CostModel {
     let busy = |role: &str, kind: &str| -> f64 {
         spans
             .iter()
-            .filter(|s| s.actor.split('-').next() == Some(role) && s.kind == kind)
+            .filter(|s| s.actor.split('-').next() == Some(role) && &*s.kind == kind)
             .map(|s| s.end - s.start)
             .sum()
     };

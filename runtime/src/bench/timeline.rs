@@ -16,7 +16,7 @@ const MAX_ROWS: usize = 48;
 
 /// Actors ordered learner first, then judges, then generators (each by number).
 fn actor_order(spans: &[Span]) -> Vec<String> {
-    let mut names: Vec<String> = spans.iter().map(|s| s.actor.clone()).collect();
+    let mut names: Vec<String> = spans.iter().map(|s| s.actor.to_string()).collect();
     names.sort();
     names.dedup();
     let rank = |a: &str| match a.split('-').next() {
@@ -45,9 +45,9 @@ pub fn chrome_trace(spans: &[Span], queues: &[QueueSample]) -> Value {
         .collect();
     events.push(json!({"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "grlhf"}}));
     for s in spans {
-        let tid = order.iter().position(|a| *a == s.actor).unwrap_or(0);
+        let tid = order.iter().position(|a| **a == *s.actor).unwrap_or(0);
         events.push(json!({
-            "ph": "X", "pid": 1, "tid": tid, "name": s.kind, "cat": s.kind,
+            "ph": "X", "pid": 1, "tid": tid, "name": &*s.kind, "cat": &*s.kind,
             "ts": s.start * 1e6, "dur": (s.end - s.start) * 1e6,
         }));
     }
@@ -78,12 +78,14 @@ pub fn write_timeline(
     let bars: Vec<GanttBar> = spans
         .iter()
         .filter_map(|s| {
-            rows.iter().position(|a| *a == s.actor).map(|row| GanttBar {
-                row,
-                kind: s.kind.clone(),
-                start: s.start,
-                end: s.end,
-            })
+            rows.iter()
+                .position(|a| **a == *s.actor)
+                .map(|row| GanttBar {
+                    row,
+                    kind: s.kind.to_string(),
+                    start: s.start,
+                    end: s.end,
+                })
         })
         .collect();
     let title = if hidden > 0 {

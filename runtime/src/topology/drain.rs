@@ -50,7 +50,8 @@ impl Finished {
 }
 
 impl Topology {
-    /// Takes the topology down; `on_eval` is told of each evaluation as it is collected.
+    /// Takes the topology down; `on_eval` is told of each evaluation collected now (those that
+    /// arrived while driving went to the step observer).
     pub async fn drain(
         self,
         driven: Driven,
@@ -65,10 +66,14 @@ impl Topology {
         let learner = self.outcome.lock().unwrap().clone();
         // The learner sent its last weights to the evaluator; collect every evaluation, then
         // stop it.
-        let mut evals: Vec<EvalStats> = Vec::new();
+        let mut evals: Vec<EvalStats> = self.evals_seen;
         if let Some((evaluator, handle)) = self.evaluator {
             let last = self.steps.last().map_or(self.start_version, |s| s.version);
-            while evals.len() < self.evaluations_expected && learner.aborted.is_none() {
+            let has_last = |evals: &[EvalStats]| evals.last().map(|e| e.version) == Some(last);
+            while evals.len() < self.evaluations_expected
+                && learner.aborted.is_none()
+                && !(driven.interrupted && has_last(&evals))
+            {
                 match tokio::time::timeout(Duration::from_secs(600), self.evals.recv_async()).await
                 {
                     Ok(Ok(stats)) => {

@@ -3,13 +3,19 @@
 //! step within the plan's patience: the run fails instead of hanging).
 
 use anyhow::{bail, Result};
+use grlhf_actors::evaluator::EvalStats;
 use grlhf_actors::learner::{LearnerMsg, StepStats};
 
 use super::Topology;
 
-/// Told of every step as it completes (writes `metrics.jsonl`, moves a progress bar).
+/// Told of every step as it completes (writes `metrics.jsonl`, moves a progress bar), and of
+/// every evaluation that arrives while the run goes (the rest are handed to `drain`'s callback).
 pub trait StepObserver {
     fn step(&mut self, stats: &StepStats) -> Result<()>;
+
+    fn eval(&mut self, _stats: &EvalStats) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<F: FnMut(&StepStats) -> Result<()>> StepObserver for F {
@@ -40,10 +46,19 @@ impl Topology {
             }
         };
         tokio::pin!(ctrl_c);
+        let mut evals_open = self.evaluator.is_some();
         loop {
             tokio::select! {
+                eval = self.evals.recv_async(), if evals_open => match eval {
+                    Ok(eval) => {
+                        observer.eval(&eval)?;
+                        self.evals_seen.push(eval);
+                    }
+                    Err(_) => evals_open = false,
+                },
                 stats = tokio::time::timeout(self.patience, self.stats.recv_async()) => match stats {
                     Ok(Ok(stats)) => {
+                        self.activity.flush_trace();
                         observer.step(&stats)?;
                         self.steps.push(stats);
                     }

@@ -67,6 +67,8 @@ pub struct Topology {
     evaluations_expected: usize,
     stats: flume::Receiver<StepStats>,
     evals: flume::Receiver<EvalStats>,
+    /// Evaluations that arrived while driving (already told to the observer).
+    evals_seen: Vec<EvalStats>,
     outcome: Arc<Mutex<LearnerOutcome>>,
     killer: Option<JoinHandle<()>>,
     stop_killing: Arc<AtomicBool>,

@@ -123,6 +123,8 @@ pub struct TopologyPlan {
     pub patience: Duration,
     /// Busy spans and group events the activity log keeps (`[telemetry] activity_window`).
     pub activity_window: usize,
+    /// Where every span and group event is streamed (`RUN_DIR/trace`; `[telemetry] trace`).
+    pub trace: Option<PathBuf>,
 }
 
 impl TopologyPlan {
@@ -158,6 +160,7 @@ impl TopologyPlan {
             faults: FaultsConfig::default(),
             patience: Duration::from_secs(3600),
             activity_window: config.telemetry.activity_window,
+            trace: config.telemetry.trace.then(|| config.run_dir.join("trace")),
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use grlhf_actors::activity::ActivityLog;
 use grlhf_actors::evaluator::{EvalStats, Evaluator, EvaluatorArgs, EvaluatorMsg};
 use grlhf_actors::generator::{GeneratorArgs, GeneratorMsg};
@@ -36,6 +36,12 @@ impl Topology {
     /// Spawns every role of `plan`, starting from `restored` (empty for a fresh run).
     pub async fn spawn(mut plan: TopologyPlan, restored: Restored) -> Result<Topology> {
         let activity = ActivityLog::with_window(plan.activity_window);
+        if let Some(path) = &plan.trace {
+            let label = format!("grlhf run (pid {})", std::process::id());
+            activity
+                .stream_to(path, &label)
+                .with_context(|| format!("opening the trace file {}", path.display()))?;
+        }
         let Restored {
             ledger,
             source: source_resume,
@@ -130,6 +136,7 @@ impl Topology {
             evaluations_expected,
             stats,
             evals,
+            evals_seen: Vec::new(),
             outcome,
             killer,
             stop_killing,
@@ -244,6 +251,7 @@ async fn spawn_judges(
 ) -> Result<Vec<ActorRef<JudgeMsg>>> {
     let mut judges = Vec::new();
     for plan in plans {
+        grlhf_actors::metric_series::register_actor(&plan.name);
         let spec = JudgeSpec {
             name: plan.name,
             rebuild: plan.rebuild,
@@ -275,6 +283,7 @@ async fn spawn_generators(
     let mut slots = Vec::new();
     let mut subscribers = Vec::new();
     for plan in plans {
+        grlhf_actors::metric_series::register_actor(&plan.name);
         let device = plan.placement.device();
         let args = GeneratorArgs {
             name: plan.name.clone(),

@@ -11,6 +11,7 @@ pub mod init_model;
 pub mod inspect;
 pub mod kinds;
 pub mod pipeline;
+pub mod plot;
 pub mod reproduce;
 pub mod run;
 pub mod seeds;

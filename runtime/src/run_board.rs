@@ -1,0 +1,159 @@
+//! What a run shows in TensorBoard (`RUN_DIR/tb/`): every numeric per-step figure of
+//! `metrics.jsonl` as a scalar, throughput between steps, the staleness of each batch as a
+//! histogram, every held-out evaluation (mean, per family, reward-hacking watch, the scores'
+//! histogram), and the run's totals from `summary.json` at its last step. The x axis is the
+//! policy version: step k's figures are at version k + 1, an evaluation of version v at v, so
+//! training and evaluation line up.
+//!
+//! Tags: `train/<field>` (e.g. `train/reward_mean`, `train/kl`), `ledger/<field>` and
+//! `ledger/dropped/<reason>`, `throughput/{samples_per_s,tokens_per_s,step_s}`,
+//! `train/staleness` (histogram), `eval/<field>`, `eval/family/<family>`, `eval/scores`
+//! (histogram), `run/<figure>` and `run/busy_ratio/<actor>`.
+
+use std::path::Path;
+
+use anyhow::Result;
+use grlhf_actors::evaluator::EvalStats;
+use grlhf_actors::learner::StepStats;
+use serde_json::Value;
+
+use crate::tensorboard::{EventWriter, Histogram};
+use crate::topology::Summary;
+
+/// The event file of one run and what it remembers between steps.
+pub struct RunBoard {
+    writer: EventWriter,
+    /// Time (s since the start) of the previous step, for throughput.
+    last_time: Option<f64>,
+    group_size: usize,
+}
+
+/// Per-step fields that are not plotted as scalars: the step's identity and clock, the
+/// staleness breakdown (a histogram instead) and the text fields.
+const NOT_SCALARS: [&str; 6] = [
+    "step",
+    "version",
+    "time",
+    "staleness_counts",
+    "staleness_violations",
+    "checkpoint",
+];
+
+impl RunBoard {
+    /// A new event file under `run_dir/tb/`.
+    pub fn create(run_dir: &Path, group_size: usize) -> Result<RunBoard> {
+        Ok(RunBoard {
+            writer: EventWriter::create(&run_dir.join("tb"))?,
+            last_time: None,
+            group_size,
+        })
+    }
+
+    /// One learner step's figures, flushed so a live TensorBoard sees them.
+    pub fn step(&mut self, stats: &StepStats) -> Result<()> {
+        let at = stats.version;
+        let mut scalars = step_scalars(stats);
+        if let Some(last) = self.last_time {
+            let dt = stats.time - last;
+            if dt > 0.0 {
+                let samples = (stats.groups * self.group_size) as f64;
+                scalars.push(("throughput/samples_per_s".into(), samples / dt));
+                scalars.push((
+                    "throughput/tokens_per_s".into(),
+                    stats.response_tokens as f64 / dt,
+                ));
+                scalars.push(("throughput/step_s".into(), dt));
+            }
+        }
+        self.last_time = Some(stats.time);
+        self.writer.scalars(at, &scalars)?;
+        let staleness = Histogram {
+            values: stats
+                .staleness_counts
+                .iter()
+                .map(|(&s, &n)| (s as f64, n as f64))
+                .collect(),
+        };
+        self.writer.histogram(at, "train/staleness", &staleness)?;
+        self.writer.flush()
+    }
+
+    /// One held-out evaluation.
+    pub fn eval(&mut self, stats: &EvalStats) -> Result<()> {
+        let mut scalars = vec![
+            ("eval/mean".to_string(), stats.mean),
+            ("eval/mean_tokens".to_string(), stats.mean_tokens),
+            ("eval/finished".to_string(), stats.finished),
+            ("eval/self_praise".to_string(), stats.self_praise),
+            ("eval/beyond_needed".to_string(), stats.beyond_needed),
+        ];
+        if let Some(v) = stats.safe_refused {
+            scalars.push(("eval/safe_refused".to_string(), v));
+        }
+        if let Some(v) = stats.safety_safe_refused {
+            scalars.push(("eval/safety_safe_refused".to_string(), v));
+        }
+        for (family, score) in &stats.per_family {
+            scalars.push((format!("eval/family/{family}"), *score));
+        }
+        self.writer.scalars(stats.version, &scalars)?;
+        let scores = Histogram {
+            values: stats.scores.iter().map(|&s| (s, 1.0)).collect(),
+        };
+        self.writer
+            .histogram(stats.version, "eval/scores", &scores)?;
+        self.writer.flush()
+    }
+
+    /// The run's totals, at its last version.
+    pub fn summary(&mut self, version: u64, summary: &Summary) -> Result<()> {
+        let mut scalars = vec![
+            ("run/samples_per_s".to_string(), summary.samples_per_s),
+            ("run/tokens_per_s".to_string(), summary.tokens_per_s),
+            ("run/wall_s".to_string(), summary.wall_s),
+            ("run/weight_sync_ms".to_string(), summary.weight_sync_ms),
+            (
+                "run/max_staleness_seen".to_string(),
+                summary.max_staleness_seen as f64,
+            ),
+        ];
+        for (actor, ratio) in &summary.busy_ratio {
+            scalars.push((format!("run/busy_ratio/{actor}"), *ratio));
+        }
+        self.writer.scalars(version, &scalars)?;
+        self.writer.flush()
+    }
+}
+
+/// Every numeric figure of a step record, tagged as in the module docs.
+pub fn step_scalars(stats: &StepStats) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let Ok(Value::Object(fields)) = serde_json::to_value(stats) else {
+        return out;
+    };
+    for (name, value) in &fields {
+        if NOT_SCALARS.contains(&name.as_str()) {
+            continue;
+        }
+        match value {
+            Value::Number(n) => out.extend(n.as_f64().map(|v| (format!("train/{name}"), v))),
+            Value::Object(inner) if name == "ledger" => flatten("ledger", inner, &mut out),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn flatten(prefix: &str, fields: &serde_json::Map<String, Value>, out: &mut Vec<(String, f64)>) {
+    for (name, value) in fields {
+        let tag = format!(
+            "{prefix}/{}",
+            name.strip_suffix("_by_reason").unwrap_or(name)
+        );
+        match value {
+            Value::Number(n) => out.extend(n.as_f64().map(|v| (tag, v))),
+            Value::Object(inner) => flatten(&tag, inner, out),
+            _ => {}
+        }
+    }
+}
