@@ -15,9 +15,9 @@ use crate::trace_file::TraceWriter;
 
 pub use crate::activity_records::{GroupEvent, Milestone, Span};
 
-/// How many of the newest spans, and of the newest group events, a log keeps by default: a few
-/// MB at most however long a run goes (the trace file keeps the rest).
-pub const DEFAULT_ACTIVITY_WINDOW: usize = 50_000;
+/// How many of the newest spans, and of the newest group events, a log keeps by default: about
+/// 1 MB however long a run goes (the trace file keeps the rest).
+pub const DEFAULT_ACTIVITY_WINDOW: usize = 10_000;
 
 /// Spans kept, and what is known of all of them.
 #[derive(Debug, Default)]

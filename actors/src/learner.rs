@@ -373,6 +373,10 @@ impl Learner {
                     continue;
                 }
                 stats.response_tokens += rollout.tokens.len();
+                *stats
+                    .response_length_counts
+                    .entry(rollout.tokens.len())
+                    .or_default() += 1;
                 sequences.push(Sequence {
                     spec: spec.clone(),
                     prompt_tokens: scored.group.prompt_tokens.clone(),

@@ -296,6 +296,14 @@ impl Ledger {
         self.inner.lock().unwrap().violations.clone()
     }
 
+    /// Whether `uid` was admitted and is neither trained nor dropped.
+    pub fn is_in_flight(&self, uid: u64) -> bool {
+        matches!(
+            self.inner.lock().unwrap().prompts.get(&uid),
+            Some(PromptState::InFlight { .. })
+        )
+    }
+
     /// Admission versions of prompts still in flight (for checkpoints and diagnostics).
     pub fn in_flight(&self) -> Vec<(u64, Version)> {
         let inner = self.inner.lock().unwrap();

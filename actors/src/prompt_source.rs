@@ -116,6 +116,7 @@ pub struct PromptSourceState {
     version: Version,
     admitted: u64,
     /// uid → (index in the prompt set, admission version), for every admitted prompt.
+    /// Where each prompt in flight came from, to issue it again (pruned on every new version).
     issued: HashMap<u64, (usize, Version)>,
     requeue: VecDeque<u64>,
     replacements: u64,
@@ -300,6 +301,10 @@ impl Actor for PromptSource {
             }
             PromptSourceMsg::Version(v) => {
                 state.version = state.version.max(v);
+                // Only a prompt in flight can be handed back: forget the others, so the map
+                // stays the size of what is in flight however long the run.
+                let ledger = &state.args.ledger;
+                state.issued.retain(|&uid, _| ledger.is_in_flight(uid));
                 state.wake();
             }
             PromptSourceMsg::Control(control) => match control {

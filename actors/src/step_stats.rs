@@ -25,6 +25,8 @@ pub struct StepStats {
     pub groups_dropped_zero_variance: usize,
     pub response_tokens: usize,
     pub mean_response_tokens: f64,
+    /// Trained responses by length in tokens (a histogram: at most max_new_tokens entries).
+    pub response_length_counts: std::collections::BTreeMap<usize, usize>,
     /// Largest (learner version − sample version) in the batch.
     pub max_staleness: u64,
     /// Groups in the batch by staleness (learner version − sample version).

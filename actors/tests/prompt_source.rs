@@ -251,3 +251,37 @@ async fn a_curriculum_is_issued_in_its_own_order_every_epoch_and_resumes_where_i
     .await
     .expect("the curriculum test timed out");
 }
+
+#[tokio::test]
+async fn the_source_remembers_only_prompts_in_flight_however_long_the_run() {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let ledger = Ledger::new();
+        let source = spawn_source(&ledger, None).await;
+        let mut kept = Vec::new();
+        for v in 0..200 {
+            source.cast(PromptSourceMsg::Version(v)).unwrap();
+            let taken = take_uids(&source, 2).await;
+            // One of each version's pair is trained; every 50th version's other one stays out.
+            ledger.trained(taken[0].0);
+            if v % 50 == 0 {
+                kept.push(taken[1].clone());
+            } else {
+                ledger.dropped(taken[1].0, grlhf_actors::ledger::DropReason::Stale);
+            }
+        }
+        source.cast(PromptSourceMsg::Version(200)).unwrap();
+        let saved = ractor::call!(source, PromptSourceMsg::Snapshot).unwrap();
+        let mut remembered: Vec<u64> = saved.issued.iter().map(|&(uid, _, _)| uid).collect();
+        remembered.sort_unstable();
+        let in_flight: Vec<u64> = kept.iter().map(|k| k.0).collect();
+        assert_eq!(remembered, in_flight, "400 issued, 4 still in flight");
+        // A prompt still in flight can still be handed back under its uid.
+        source
+            .cast(PromptSourceMsg::Requeue(vec![kept[2].0]))
+            .unwrap();
+        assert_eq!(take_uids(&source, 1).await, vec![kept[2].clone()]);
+        assert!(ledger.violations().is_empty());
+    })
+    .await
+    .unwrap();
+}

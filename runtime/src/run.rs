@@ -638,7 +638,7 @@ async fn run_topology(
     }
     Ok(RunOutcome {
         summary,
-        steps: finished.steps,
+        steps: finished.steps.clone().into_recent(),
         evals: finished.evals,
         activity: finished.activity,
         run_dir: config.run_dir.clone(),

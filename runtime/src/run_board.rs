@@ -1,15 +1,17 @@
 //! What a run shows in TensorBoard (`RUN_DIR/tb/`): every numeric per-step figure of
-//! `metrics.jsonl` as a scalar, throughput between steps, the staleness of each batch as a
-//! histogram, every held-out evaluation (mean, per family, reward-hacking watch, the scores'
-//! histogram), and the run's totals from `summary.json` at its last step. The x axis is the
-//! policy version: step k's figures are at version k + 1, an evaluation of version v at v, so
+//! `metrics.jsonl` as a scalar, throughput between steps, each batch's staleness and response
+//! lengths as histograms, every held-out evaluation (mean, per family, reward-hacking watch, the
+//! scores' histogram), and the run's totals from `summary.json` at its last step. The x axis is
+//! the policy version: step k's figures are at version k + 1, an evaluation of version v at v, so
 //! training and evaluation line up.
 //!
 //! Tags: `train/<field>` (e.g. `train/reward_mean`, `train/kl`), `ledger/<field>` and
 //! `ledger/dropped/<reason>`, `throughput/{samples_per_s,tokens_per_s,step_s}`,
-//! `train/staleness` (histogram), `eval/<field>`, `eval/family/<family>`, `eval/scores`
-//! (histogram), `run/<figure>` and `run/busy_ratio/<actor>`.
+//! `train/staleness` and `train/response_length` (histograms), `eval/<field>`,
+//! `eval/family/<family>`, `eval/scores` (histogram), `run/<figure>` and
+//! `run/busy_ratio/<actor>`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
@@ -30,11 +32,12 @@ pub struct RunBoard {
 
 /// Per-step fields that are not plotted as scalars: the step's identity and clock, the
 /// staleness breakdown (a histogram instead) and the text fields.
-const NOT_SCALARS: [&str; 6] = [
+const NOT_SCALARS: [&str; 7] = [
     "step",
     "version",
     "time",
     "staleness_counts",
+    "response_length_counts",
     "staleness_violations",
     "checkpoint",
 ];
@@ -67,14 +70,11 @@ impl RunBoard {
         }
         self.last_time = Some(stats.time);
         self.writer.scalars(at, &scalars)?;
-        let staleness = Histogram {
-            values: stats
-                .staleness_counts
-                .iter()
-                .map(|(&s, &n)| (s as f64, n as f64))
-                .collect(),
-        };
+        let staleness = counts(&stats.staleness_counts, |s| s as f64);
         self.writer.histogram(at, "train/staleness", &staleness)?;
+        let lengths = counts(&stats.response_length_counts, |len| len as f64);
+        self.writer
+            .histogram(at, "train/response_length", &lengths)?;
         self.writer.flush()
     }
 
@@ -122,6 +122,13 @@ impl RunBoard {
         }
         self.writer.scalars(version, &scalars)?;
         self.writer.flush()
+    }
+}
+
+/// A histogram of counted values (`value → how many`).
+fn counts<K: Copy>(map: &BTreeMap<K, usize>, value: impl Fn(K) -> f64) -> Histogram {
+    Histogram {
+        values: map.iter().map(|(&k, &n)| (value(k), n as f64)).collect(),
     }
 }
 

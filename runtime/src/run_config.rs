@@ -233,6 +233,10 @@ pub struct TelemetryConfig {
     /// latencies (totals always cover the whole run); bounds telemetry memory in long runs.
     #[serde(default = "default_activity_window")]
     pub activity_window: usize,
+    /// How many of the newest learner steps the run keeps in full in memory (for the caller of
+    /// `run` and `grlhf bench`); `summary.json` covers every step, `metrics.jsonl` holds them.
+    #[serde(default = "default_steps_window")]
+    pub steps_window: usize,
     /// Stream every busy span and group event to `RUN_DIR/trace` (Chrome trace format; open it
     /// in ui.perfetto.dev). `grlhf bench` reads it back.
     #[serde(default = "yes")]
@@ -254,6 +258,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             prometheus: None,
             activity_window: default_activity_window(),
+            steps_window: default_steps_window(),
             trace: true,
             tensorboard: true,
             plots: true,
@@ -263,6 +268,14 @@ impl Default for TelemetryConfig {
 
 fn default_activity_window() -> usize {
     grlhf_actors::activity::DEFAULT_ACTIVITY_WINDOW
+}
+
+/// Learner steps kept in full by default (`[telemetry] steps_window`): every step of a bench or
+/// test run, about 1 MB.
+pub const DEFAULT_STEPS_WINDOW: usize = 1_000;
+
+fn default_steps_window() -> usize {
+    DEFAULT_STEPS_WINDOW
 }
 
 /// `[checkpoint]`: what a run keeps so it can resume (`grlhf run CONFIG --resume RUN_DIR`).
@@ -587,6 +600,9 @@ impl RunConfig {
             if !parsed.ip().is_loopback() {
                 bail!("telemetry.prometheus = `{addr}`: the metrics endpoint binds to loopback only (127.0.0.1)");
             }
+        }
+        if self.telemetry.steps_window == 0 {
+            bail!("telemetry.steps_window = 0: the run must keep at least its last step");
         }
         if self.telemetry.activity_window == 0 {
             bail!("telemetry.activity_window = 0: the activity log must keep at least 1 span");

@@ -203,3 +203,43 @@ fn bad_bench_values_and_profiles_are_refused_by_name() {
         "{bad}"
     );
 }
+
+#[test]
+fn a_bench_that_outgrows_its_activity_window_reads_every_span_back_from_the_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sim.toml");
+    // Five spans in memory: the run makes dozens, so the window drops most of them.
+    std::fs::write(
+        &config,
+        format!("{SIMULATED}\n[telemetry]\nactivity_window = 5\n"),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = grlhf(&[
+        "bench",
+        config.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--no-sweep",
+        "--no-scale",
+        "--no-progress",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bench: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("bench.json")).unwrap()).unwrap();
+    // Every trained group's latency, though memory kept 5 group events.
+    assert_eq!(bench["baseline"]["latency_s"]["count"], 6 * 4);
+    let trace: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("trace.json")).unwrap()).unwrap();
+    let spans = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .count();
+    assert!(spans > 6 * 3, "{spans} spans in the timeline");
+}

@@ -202,6 +202,19 @@ fn a_finished_run_writes_tensorboard_events_a_trace_and_plots() {
     );
     let staleness = events["histograms"]["train/staleness"].as_array().unwrap();
     assert_eq!(staleness.len() as u64, steps);
+    let lengths = events["histograms"]["train/response_length"]
+        .as_array()
+        .unwrap();
+    assert_eq!(lengths.len() as u64, steps);
+    for (h, line) in lengths.iter().zip(&lines) {
+        let trained: u64 = line["response_length_counts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert_eq!(h[1].as_f64().unwrap(), trained as f64);
+    }
     for (h, line) in staleness.iter().zip(&lines) {
         assert_eq!(
             h[1].as_f64().unwrap(),

@@ -153,6 +153,8 @@ fn run_one(
         .collect();
     config.run_dir = request.out.join("runs").join(slug);
     config.evaluator = None;
+    // Every step is measured.
+    config.telemetry.steps_window = config.telemetry.steps_window.max(config.steps as usize);
     // Periodic checkpoints would land inside the measured window; the final one (after the
     // last step) stays.
     config.checkpoint.every = 0;

@@ -142,17 +142,17 @@ pub fn run_simulated(
         };
         let driven = topology.drive_steps(&mut on_step, false).await?;
         let finished = topology.drain(driven, &mut |_| Ok(())).await?;
-        if finished.steps.len() < config.steps as usize {
+        if finished.steps.count() < config.steps {
             bail!(
                 "the simulated learner stopped after {} of {} steps",
-                finished.steps.len(),
+                finished.steps.count(),
                 config.steps
             );
         }
         let summary = finished.summary(config);
         Ok(RunOutcome {
             summary,
-            steps: finished.steps,
+            steps: finished.steps.clone().into_recent(),
             evals: Vec::new(),
             activity: finished.activity,
             run_dir: config.run_dir.clone(),

@@ -11,18 +11,18 @@ use anyhow::Result;
 use grlhf_actors::activity::ActivityLog;
 use grlhf_actors::evaluator::EvalStats;
 use grlhf_actors::generator::GeneratorMsg;
-use grlhf_actors::learner::{LearnerOutcome, StepStats};
+use grlhf_actors::learner::LearnerOutcome;
 use grlhf_actors::ledger::LedgerSnapshot;
 use grlhf_actors::prompt_source::PromptSourceMsg;
 use grlhf_actors::protocol::Control;
 use grlhf_actors::replay_buffer::BufferMsg;
 use grlhf_actors::supervisor::{SupervisionReport, SupervisorMsg};
 
-use super::{Driven, Reliability, Topology};
+use super::{Driven, Reliability, StepHistory, Topology};
 
 /// Everything a taken-down topology leaves behind.
 pub struct Finished {
-    pub steps: Vec<StepStats>,
+    pub steps: StepHistory,
     pub evals: Vec<EvalStats>,
     pub activity: ActivityLog,
     /// Seconds from the start to the learner's end.

@@ -25,6 +25,7 @@ mod drive;
 pub mod plan;
 mod restore;
 mod spawn;
+pub mod step_history;
 pub mod summary;
 
 use std::sync::atomic::AtomicBool;
@@ -49,6 +50,7 @@ pub use plan::{
     EvaluatorPlan, GeneratorPlan, JudgePlan, LearnerPlan, Placement, StagePlan, TopologyPlan,
 };
 pub use restore::{Restored, Resume};
+pub use step_history::StepHistory;
 pub use summary::{Reliability, RunOutcome, Summary};
 
 /// A spawned run: every actor's address, the channels the learner and evaluator report on, and
@@ -77,7 +79,7 @@ pub struct Topology {
     trained_at_start: u64,
     patience: std::time::Duration,
     /// Steps so far, the restored ones included.
-    steps: Vec<StepStats>,
+    steps: StepHistory,
     reliability: Reliability,
 }
 
@@ -93,7 +95,7 @@ impl Topology {
     }
 
     /// The steps recorded so far, restored ones included.
-    pub fn steps(&self) -> &[StepStats] {
+    pub fn steps(&self) -> &StepHistory {
         &self.steps
     }
 }

@@ -123,6 +123,8 @@ pub struct TopologyPlan {
     pub patience: Duration,
     /// Busy spans and group events the activity log keeps (`[telemetry] activity_window`).
     pub activity_window: usize,
+    /// Learner steps kept in full (`[telemetry] steps_window`).
+    pub steps_window: usize,
     /// Where every span and group event is streamed (`RUN_DIR/trace`; `[telemetry] trace`).
     pub trace: Option<PathBuf>,
 }
@@ -160,6 +162,7 @@ impl TopologyPlan {
             faults: FaultsConfig::default(),
             patience: Duration::from_secs(3600),
             activity_window: config.telemetry.activity_window,
+            steps_window: config.telemetry.steps_window,
             trace: config.telemetry.trace.then(|| config.run_dir.join("trace")),
         }
     }

@@ -22,7 +22,7 @@ use grlhf_actors::supervisor::{ActorSlot, JudgeSpec, Supervisor, SupervisorArgs,
 use ractor::{Actor, ActorRef};
 
 use super::plan::{EvaluatorPlan, GeneratorPlan, JudgePlan, LearnerPlan, StagePlan};
-use super::{Restored, Topology, TopologyPlan};
+use super::{Restored, StepHistory, Topology, TopologyPlan};
 
 /// The actors every role talks to.
 struct Core {
@@ -51,6 +51,10 @@ impl Topology {
             reliability,
         } = restored;
         let start_version = learner_resume.as_ref().map_or(0, |r| r.version);
+        let mut history = StepHistory::new(plan.steps_window);
+        for stats in steps {
+            history.push(stats);
+        }
         let trained_at_start = ledger.snapshot().trained;
         let (core, source, buffer, supervisor) = spawn_core(
             &mut plan,
@@ -144,7 +148,7 @@ impl Topology {
             start_version,
             trained_at_start,
             patience: plan.patience,
-            steps,
+            steps: history,
             reliability,
         })
     }

@@ -10,6 +10,7 @@ use grlhf_actors::learner::StepStats;
 use grlhf_actors::ledger::LedgerSnapshot;
 use serde::Serialize;
 
+use super::StepHistory;
 use crate::run_config::{Mode, RunConfig, Stage};
 
 /// `summary.json`.
@@ -80,6 +81,7 @@ pub struct Reliability {
 /// Everything a finished run leaves behind, for the caller (tests read the spans).
 pub struct RunOutcome {
     pub summary: Summary,
+    /// The newest `[telemetry] steps_window` steps (every step unless the run was longer).
     pub steps: Vec<StepStats>,
     pub evals: Vec<EvalStats>,
     pub activity: ActivityLog,
@@ -89,7 +91,7 @@ pub struct RunOutcome {
 #[allow(clippy::too_many_arguments)]
 pub fn summarize(
     config: &RunConfig,
-    steps: &[StepStats],
+    steps: &StepHistory,
     ledger: &LedgerSnapshot,
     ledger_violations: Vec<String>,
     activity: &ActivityLog,
@@ -104,21 +106,16 @@ pub fn summarize(
         .collect();
     let versions_monotonic = activity.versions_monotonic();
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
-    let window = (steps.len() / 4).max(1).min(steps.len());
-    let rewards: Vec<f64> = steps.iter().map(|s| s.reward_mean).collect();
+    let rewards = steps.rewards();
+    let window = (rewards.len() / 4).max(1).min(rewards.len());
     let trained_samples = ledger.trained * config.group_size as u64;
     Summary {
         mode: config.mode,
         stage: config.stage,
         max_staleness: config.effective_staleness(),
-        max_staleness_seen: steps
-            .iter()
-            .map(|s| s.max_staleness)
-            .max()
-            .unwrap_or(0)
-            .max(buffer_max_staleness.unwrap_or(0)),
-        staleness_violations: steps.iter().map(|s| s.staleness_violations.len()).sum(),
-        learner_steps: steps.len() as u64,
+        max_staleness_seen: steps.max_staleness().max(buffer_max_staleness.unwrap_or(0)),
+        staleness_violations: steps.staleness_violations(),
+        learner_steps: steps.count(),
         prompts_admitted: ledger.admitted,
         prompts_trained: ledger.trained,
         prompts_dropped: ledger.dropped_by_reason.clone(),
@@ -135,7 +132,7 @@ pub fn summarize(
         parse_failures: activity.counter("parse_failures"),
         busy_ratio,
         generate_train_overlap_s: overlap_seconds(&activity.spans(), "generate", "train"),
-        weight_sync_ms: mean(&steps.iter().map(|s| s.sync_ms).collect::<Vec<_>>()),
+        weight_sync_ms: steps.mean_sync_ms(),
         weight_sync_bytes: steps.last().map(|s| s.sync_bytes).unwrap_or(0),
         reward_mean_first: mean(&rewards[..window.min(rewards.len())]),
         reward_mean_last: mean(&rewards[rewards.len().saturating_sub(window)..]),
