@@ -4,7 +4,7 @@
 #   make test    set up, build, generate parity fixtures with transformers, run every test
 #   make bench   decode and vision throughput against transformers; async-RL throughput
 #                (grlhf bench: real, simulated, scale), the weight data plane against raw TCP and
-#                criterion microbenchmarks (target/bench/)
+#                criterion microbenchmarks, the memory of a 10,000-step run (target/bench/)
 #   make soak    a few minutes of training with faults injected, a SIGKILL and a resume; reports
 #                what was trained, injected, restarted and lost (runs/soak/soak-report.md)
 
@@ -43,6 +43,7 @@ bench: build
 	bash benchmarks/vision.sh
 	bash benchmarks/async.sh
 	bash benchmarks/weights.sh
+	bash benchmarks/memory.sh
 
 soak: build
 	bash scripts/soak.sh

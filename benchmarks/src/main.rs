@@ -5,6 +5,7 @@
 //! on the same checkpoints, machine and thread count, alternating with grlhf point by point).
 
 mod decode;
+mod memory;
 mod report;
 mod vision;
 mod weights;
@@ -107,6 +108,23 @@ enum Command {
         out: PathBuf,
     },
     /// Redraws vision.png from a vision.json written earlier (e.g. fetched from a GPU machine).
+    /// Resident memory of a long `grlhf run` (telemetry must not grow with the run): RSS sampled
+    /// per learner step (writes memory.json / memory.md / memory.png).
+    Memory {
+        /// The run config (its steps and run_dir are replaced).
+        #[arg(long, default_value = "configs/bench-memory.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        steps: u64,
+        /// RSS here is the reference the end is compared with.
+        #[arg(long, default_value_t = 1_000)]
+        warmup_step: u64,
+        /// The grlhf binary to run.
+        #[arg(long, default_value = "target/release/grlhf")]
+        grlhf: PathBuf,
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
     VisionPlot {
         /// The vision.json to read.
         json: PathBuf,
@@ -184,6 +202,24 @@ fn main() -> Result<()> {
             std::fs::write(out.join("weights.md"), &table)?;
             println!("{table}");
             println!("wrote {}/weights.{{json,md}}", out.display());
+        }
+        Command::Memory {
+            config,
+            steps,
+            warmup_step,
+            grlhf,
+            out,
+        } => {
+            let report = memory::measure(&grlhf, &config, steps, warmup_step, &out)?;
+            let table = memory::table(&report);
+            std::fs::write(
+                out.join("memory.json"),
+                serde_json::to_string_pretty(&report)?,
+            )?;
+            std::fs::write(out.join("memory.md"), &table)?;
+            memory::plot(&out.join("memory.png"), &report)?;
+            println!("{table}");
+            println!("wrote {}/memory.{{json,md,png}}", out.display());
         }
         Command::VisionPlot { json, png } => {
             let text = std::fs::read_to_string(&json)
