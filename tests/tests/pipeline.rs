@@ -70,9 +70,16 @@ fn check_common(outcome: &RunOutcome, eta: u64) {
         "summary.json",
         "policy/model.safetensors",
         "policy/tokenizer.json",
+        "trace",
+        "plots/reward.png",
+        "plots/throughput.png",
     ] {
         assert!(outcome.run_dir.join(file).exists(), "{file} missing");
     }
+    let tb = std::fs::read_dir(outcome.run_dir.join("tb"))
+        .unwrap()
+        .count();
+    assert_eq!(tb, 1, "one TensorBoard event file per run");
     let lines = std::fs::read_to_string(outcome.run_dir.join("metrics.jsonl"))
         .unwrap()
         .lines()

@@ -59,5 +59,17 @@ fn print_summary(outcome: &RunOutcome) {
             r.checkpoint_failures.len()
         );
     }
-    println!("run directory: {}", outcome.run_dir.display());
+    let dir = &outcome.run_dir;
+    println!("run directory: {}", dir.display());
+    let (plots, tb) = (dir.join("plots"), dir.join("tb"));
+    if plots.is_dir() {
+        println!("plots: {}", plots.display());
+    }
+    if tb.is_dir() {
+        println!(
+            "tensorboard --logdir {}   (trace for ui.perfetto.dev: {})",
+            tb.display(),
+            dir.join("trace").display()
+        );
+    }
 }
