@@ -99,9 +99,9 @@ enum Command {
     },
     /// Draw a run's plots (RUN_DIR/plots/: reward, KL, clip fraction, response length,
     /// staleness, throughput, held-out evaluation) from its metrics.jsonl and eval.jsonl; works
-    /// on a running, finished or killed run.
+    /// on a running, finished or killed run, and on a pipeline directory (every run below it).
     Plot {
-        /// The run directory.
+        /// A run directory, or a directory holding run directories.
         run_dir: PathBuf,
     },
     /// List every registered kind per role (judges, post-judge stages, workflows, prompt

@@ -1,8 +1,9 @@
 //! `RUN_DIR/plots/`: the pictures of one run, drawn from the files it wrote — reward, KL, clip
 //! fraction, response length, staleness and throughput over policy versions from
 //! `metrics.jsonl`, and the held-out evaluation from `eval.jsonl`. `grlhf run` draws them when
-//! it ends; `grlhf plot RUN_DIR` draws them again for any run directory, a killed run's
-//! included (a line cut off by the kill is skipped and counted).
+//! it ends; `grlhf plot DIR` draws them again for any run directory, a killed run's included (a
+//! line cut off by the kill is skipped and counted), or for every run directory below DIR (a
+//! pipeline's stages and variants).
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -245,4 +246,32 @@ pub fn draw_run_plots(run_dir: &Path) -> Result<Plotted> {
         evals: evals.len(),
         skipped_lines: skipped_steps + skipped_evals,
     })
+}
+
+/// The run directories at or below `dir` (those holding a `metrics.jsonl`), at most three levels
+/// down, in name order; checkpoints and plots are not looked into.
+pub fn run_dirs_below(dir: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
+        if dir.join("metrics.jsonl").is_file() {
+            out.push(dir.to_path_buf());
+            return Ok(());
+        }
+        if depth == 0 {
+            return Ok(());
+        }
+        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .filter(|p| !p.ends_with("checkpoints") && !p.ends_with("plots") && !p.ends_with("tb"))
+            .collect();
+        subdirs.sort();
+        for sub in subdirs {
+            walk(&sub, depth - 1, out)?;
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, 3, &mut out)?;
+    Ok(out)
 }

@@ -528,11 +528,30 @@ fn a_live_run_exports_every_documented_series_and_a_killed_run_still_plots() {
         "{logged} vs {steps_written}"
     );
 
-    // A directory that is not a run is refused, naming it.
+    // A directory with no run in it is refused, naming it.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(empty.join("nested")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_grlhf"))
+        .args(["plot", empty.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no metrics.jsonl") && stderr.contains("empty"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(run_dir.join("plots")).unwrap();
+
+    // A directory holding run directories (a pipeline's): each one's plots.
     let out = Command::new(env!("CARGO_BIN_EXE_grlhf"))
         .args(["plot", tmp.path().to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no metrics.jsonl"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(run_dir.join("plots/reward.png").is_file());
 }
