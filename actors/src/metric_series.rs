@@ -139,18 +139,13 @@ pub const SERIES: &[Series] = &[
     histogram(STALENESS, "Staleness (learner version minus the version that generated it) of every trained group.", &[], STALENESS_BUCKETS),
     histogram(WEIGHT_SYNC_SECONDS, "Time to copy a new policy version into one subscriber.", &[], SECONDS_BUCKETS),
     counter(WEIGHT_SYNC_BYTES, "Bytes of weights the learner published, over all subscribers' copies.", &[]),
-    histogram(ACTOR_BUSY_SECONDS, "Busy spans of an actor, by activity (generate, judge, train, sync, eval); rate() of its _sum is the busy share, 1 minus that the idle share.", &["actor", "role", "index", "activity"], SECONDS_BUCKETS),
+    histogram(ACTOR_BUSY_SECONDS, "Busy spans of an actor, by activity (generate, judge, train, sync, evaluate); rate() of its _sum is the busy share, 1 minus that the idle share.", &["actor", "role", "index", "activity"], SECONDS_BUCKETS),
     counter(ACTOR_RESTARTS, "Restarts of a failed generator or judge by the supervisor.", ACTOR_LABELS),
     counter(FAULTS_INJECTED, "Faults injected on purpose by [faults], by kind.", &["kind"]),
     counter(CHECKPOINTS_WRITTEN, "Checkpoints written and verified.", &[]),
     gauge(LAST_CHECKPOINT_TIMESTAMP, "Unix time of the newest checkpoint (its age is time() minus this; 0 before the first).", &[]),
     gauge(EVAL_SCORE, "Mean held-out score of the newest evaluation, over all prompts (family=\"all\") and per task family.", &["family"]),
 ];
-
-/// The catalogue entry of `name`.
-pub fn series(name: &str) -> Option<&'static Series> {
-    SERIES.iter().find(|s| s.name == name)
-}
 
 /// Splits an actor name into its role and index at the first `-` followed by a digit:
 /// `generator-1` → (`generator`, `1`), `judge-0-2` (judge table 0, replica 2) → (`judge`,
@@ -227,8 +222,7 @@ pub fn describe_and_register(drop_reasons: &[&'static str]) {
             match s.kind {
                 SeriesKind::Counter => metrics::counter!(s.name).increment(0),
                 SeriesKind::Gauge => metrics::gauge!(s.name).increment(0.0),
-                // A histogram shows once it has an observation; each is recorded early in a run.
-                SeriesKind::Histogram => {}
+                SeriesKind::Histogram => drop(metrics::histogram!(s.name)),
             }
         }
     }

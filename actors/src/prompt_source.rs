@@ -115,8 +115,8 @@ pub struct PromptSourceState {
     next_uid: u64,
     version: Version,
     admitted: u64,
-    /// uid → (index in the prompt set, admission version), for every admitted prompt.
-    /// Where each prompt in flight came from, to issue it again (pruned on every new version).
+    /// uid → (index in the prompt set, admission version) of each prompt in flight, to issue it
+    /// again (finished ones are pruned on every new version).
     issued: HashMap<u64, (usize, Version)>,
     requeue: VecDeque<u64>,
     replacements: u64,

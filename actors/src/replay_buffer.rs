@@ -184,8 +184,6 @@ impl BufferState {
             // The learner is gone: its batch stays in flight in the ledger.
             tracing::warn!("replay buffer: the learner left before its batch");
         }
-        metrics::gauge!(crate::metric_series::QUEUE_DEPTH, "stage" => "buffer")
-            .set(self.groups.len() as f64);
     }
 }
 
@@ -248,6 +246,9 @@ impl Actor for ReplayBuffer {
                 let _ = reply.send(state.groups.iter().map(SavedGroup::from).collect());
             }
         }
+        // After every arrival, purge and serve: the groups scored and waiting for the learner.
+        metrics::gauge!(crate::metric_series::QUEUE_DEPTH, "stage" => "buffer")
+            .set(state.groups.len() as f64);
         Ok(())
     }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -25,9 +25,13 @@ pub struct TraceWriter {
 
 impl TraceWriter {
     /// Opens `path` for appending (creating it with the array's opening bracket) and names this
-    /// process's track `label`.
+    /// process's track `label`. A last line cut off by a killed writer is removed first, so the
+    /// file stays valid JSON up to its end.
     pub fn append(path: &Path, label: &str) -> std::io::Result<TraceWriter> {
         let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        if !fresh {
+            cut_partial_line(path)?;
+        }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let mut writer = TraceWriter {
             out: BufWriter::new(file),
@@ -42,12 +46,16 @@ impl TraceWriter {
         Ok(writer)
     }
 
+    /// Writes one event line with a single write, so a flush never splits it between calls.
+    fn line(&mut self, event: String) -> std::io::Result<()> {
+        self.out.write_all(event.as_bytes())
+    }
+
     fn metadata(&mut self, what: &str, pid: u32, tid: u32, name: &str) -> std::io::Result<()> {
         let name = serde_json::to_string(name).expect("a string serialises");
-        writeln!(
-            self.out,
-            r#"{{"ph":"M","name":"{what}","pid":{pid},"tid":{tid},"args":{{"name":{name}}}}},"#
-        )
+        self.line(format!(
+            "{{\"ph\":\"M\",\"name\":\"{what}\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":{name}}}}},\n"
+        ))
     }
 
     /// Names thread `tid` (an interned actor, from 1) after `actor`.
@@ -58,29 +66,42 @@ impl TraceWriter {
     /// One busy span of thread `tid`; times in seconds since the run started.
     pub fn span(&mut self, tid: u32, kind: &str, start: f64, end: f64) -> std::io::Result<()> {
         let kind = serde_json::to_string(kind).expect("a string serialises");
-        writeln!(
-            self.out,
-            r#"{{"ph":"X","name":{kind},"pid":{},"tid":{tid},"ts":{:.3},"dur":{:.3}}},"#,
+        self.line(format!(
+            "{{\"ph\":\"X\",\"name\":{kind},\"pid\":{},\"tid\":{tid},\"ts\":{:.3},\"dur\":{:.3}}},\n",
             self.pid,
             start * 1e6,
             (end - start).max(0.0) * 1e6
-        )
+        ))
     }
 
     /// A group reached a milestone.
     pub fn milestone(&mut self, event: &GroupEvent) -> std::io::Result<()> {
-        writeln!(
-            self.out,
-            r#"{{"ph":"i","s":"t","name":"{}","pid":{},"tid":0,"ts":{:.3},"args":{{"uid":{}}}}},"#,
+        self.line(format!(
+            "{{\"ph\":\"i\",\"s\":\"t\",\"name\":\"{}\",\"pid\":{},\"tid\":0,\"ts\":{:.3},\"args\":{{\"uid\":{}}}}},\n",
             event.milestone.as_str(),
             self.pid,
             event.time * 1e6,
             event.uid
-        )
+        ))
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// Truncates `path` after its last newline (a writer killed mid-line leaves a fragment).
+fn cut_partial_line(path: &Path) -> std::io::Result<()> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = file.metadata()?.len();
+    // An event line is a few hundred bytes: the last newline is within the last 64 kB.
+    let from = len.saturating_sub(64 << 10);
+    file.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    match tail.iter().rposition(|&b| b == b'\n') {
+        Some(i) if (i as u64) + 1 < len - from => file.set_len(from + i as u64 + 1),
+        _ => Ok(()),
     }
 }
 

@@ -144,6 +144,13 @@ fn the_trace_file_holds_every_span_and_event_the_window_dropped() {
     std::fs::write(&path, text).unwrap();
     let read = read_trace(&path, false).unwrap();
     assert_eq!((read.spans.len(), read.bad_lines), (1_000, 1));
+    // The next writer (a resume) cuts the fragment off before it appends.
+    let resumed = ActivityLog::with_window(10);
+    resumed.stream_to(&path, "resumed").unwrap();
+    resumed.record("learner", "train", 0.0, 1.0);
+    resumed.flush_trace();
+    let read = read_trace(&path, false).unwrap();
+    assert_eq!((read.spans.len(), read.bad_lines), (1_001, 0));
     // Perfetto / Chrome read the JSON array form without its closing bracket; with one added it
     // is plain JSON, every event an object with a phase.
     let text = std::fs::read_to_string(&path).unwrap();

@@ -107,7 +107,6 @@ enum Command {
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
     },
-    /// Redraws vision.png from a vision.json written earlier (e.g. fetched from a GPU machine).
     /// Resident memory of a long `grlhf run` (telemetry must not grow with the run): RSS sampled
     /// per learner step (writes memory.json / memory.md / memory.png).
     Memory {
@@ -125,6 +124,7 @@ enum Command {
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
     },
+    /// Redraws vision.png from a vision.json written earlier (e.g. fetched from a GPU machine).
     VisionPlot {
         /// The vision.json to read.
         json: PathBuf,

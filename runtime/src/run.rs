@@ -544,7 +544,11 @@ impl RunWriters {
             None => None,
         };
         let board = match config.telemetry.tensorboard {
-            true => Some(RunBoard::create(&config.run_dir, config.group_size)?),
+            true => {
+                // A fresh run in a used directory shows alone; a resume adds a file beside.
+                let fresh = restored.learner.is_none();
+                Some(RunBoard::create(&config.run_dir, config.group_size, fresh)?)
+            }
             false => None,
         };
         let bar = progress_bar(show_progress, config.steps, start_version);
@@ -615,7 +619,6 @@ async fn run_topology(
     let summary = finished.summary(&config);
     let text = serde_json::to_string_pretty(&summary)?;
     std::fs::write(config.run_dir.join("summary.json"), text)?;
-    finished.activity.flush_trace();
     if let Some(board) = board.as_mut() {
         board.summary(reached, &summary)?;
     }

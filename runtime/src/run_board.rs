@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use grlhf_actors::evaluator::EvalStats;
 use grlhf_actors::learner::StepStats;
 use serde_json::Value;
@@ -43,10 +43,15 @@ const NOT_SCALARS: [&str; 7] = [
 ];
 
 impl RunBoard {
-    /// A new event file under `run_dir/tb/`.
-    pub fn create(run_dir: &Path, group_size: usize) -> Result<RunBoard> {
+    /// A new event file under `run_dir/tb/`; `fresh`: the event files of an earlier run there
+    /// are removed first (a resume keeps them: TensorBoard joins the files by step).
+    pub fn create(run_dir: &Path, group_size: usize, fresh: bool) -> Result<RunBoard> {
+        let dir = run_dir.join("tb");
+        if fresh {
+            remove_event_files(&dir)?;
+        }
         Ok(RunBoard {
-            writer: EventWriter::create(&run_dir.join("tb"))?,
+            writer: EventWriter::create(&dir)?,
             last_time: None,
             group_size,
         })
@@ -123,6 +128,25 @@ impl RunBoard {
         self.writer.scalars(version, &scalars)?;
         self.writer.flush()
     }
+}
+
+/// Removes the TensorBoard event files in `dir` (nothing else), if it exists.
+fn remove_event_files(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_events = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("events.out.tfevents."));
+        if is_events {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing the old event file {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// A histogram of counted values (`value → how many`).

@@ -248,8 +248,8 @@ pub fn draw_run_plots(run_dir: &Path) -> Result<Plotted> {
     })
 }
 
-/// The run directories at or below `dir` (those holding a `metrics.jsonl`), at most three levels
-/// down, in name order; checkpoints and plots are not looked into.
+/// The run directories at or below `dir` (those holding a `metrics.jsonl`), at most five levels
+/// down (`seed-N/sweep/nN/<variant>/` of a reproduce run), in name order; checkpoints and plots are not looked into.
 pub fn run_dirs_below(dir: &Path) -> Result<Vec<PathBuf>> {
     fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
         if dir.join("metrics.jsonl").is_file() {
@@ -272,6 +272,6 @@ pub fn run_dirs_below(dir: &Path) -> Result<Vec<PathBuf>> {
         Ok(())
     }
     let mut out = Vec::new();
-    walk(dir, 3, &mut out)?;
+    walk(dir, 5, &mut out)?;
     Ok(out)
 }

@@ -169,10 +169,6 @@ impl EventWriter {
         Ok(writer)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn event(&mut self, step: u64, what: What) -> Result<()> {
         let event = Event {
             wall_time: unix_time(),

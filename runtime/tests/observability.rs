@@ -90,6 +90,18 @@ max_new_tokens = 4
     )
 }
 
+/// Runs a config given as text, in this process.
+fn run_text(text: &str) -> grlhf::run::RunOutcome {
+    let config = RunConfig::from_toml(text, Path::new("observability.toml")).unwrap();
+    run(
+        config,
+        Path::new("observability.toml"),
+        Registry::with_builtins(),
+        false,
+    )
+    .unwrap()
+}
+
 const READ_EVENTS: &str = r#"
 import json, sys
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -142,15 +154,7 @@ fn a_finished_run_writes_tensorboard_events_a_trace_and_plots() {
     let tmp = tempfile::tempdir().unwrap();
     let run_dir = tmp.path().join("run");
     let steps = 6;
-    let text = config_text(&run_dir, steps, "");
-    let config = RunConfig::from_toml(&text, Path::new("observability.toml")).unwrap();
-    let outcome = run(
-        config,
-        Path::new("observability.toml"),
-        Registry::with_builtins(),
-        false,
-    )
-    .unwrap();
+    let outcome = run_text(&config_text(&run_dir, steps, ""));
 
     // TensorBoard: every numeric figure of every metrics.jsonl line, at versions 1..=steps.
     let lines = jsonl(&run_dir.join("metrics.jsonl"));
@@ -265,6 +269,16 @@ fn a_finished_run_writes_tensorboard_events_a_trace_and_plots() {
         actors.contains("learner") && actors.contains("generator-1"),
         "{actors:?}"
     );
+
+    // A fresh run in the same directory replaces the trace and the event files (a resume would
+    // add to them).
+    let second = run_text(&config_text(&run_dir, 2, ""));
+    let files = std::fs::read_dir(run_dir.join("tb")).unwrap().count();
+    assert_eq!(files, 1, "one event file: the old run's is gone");
+    let events = python_json(READ_EVENTS, &[run_dir.join("tb").to_str().unwrap()]);
+    assert_eq!(events["scalars"]["train/loss"].as_array().unwrap().len(), 2);
+    let trace = read_trace(&run_dir.join("trace"), false).unwrap();
+    assert_eq!(trace.spans.len(), second.activity.spans().len());
 
     // The end-of-run plots.
     for name in [

@@ -153,8 +153,9 @@ fn run_one(
         .collect();
     config.run_dir = request.out.join("runs").join(slug);
     config.evaluator = None;
-    // Every step is measured.
+    // Every step and every span is measured: the trace holds what the window drops.
     config.telemetry.steps_window = config.telemetry.steps_window.max(config.steps as usize);
+    config.telemetry.trace = true;
     // Periodic checkpoints would land inside the measured window; the final one (after the
     // last step) stays.
     config.checkpoint.every = 0;
@@ -179,18 +180,23 @@ fn run_one(
     let mut outcome = outcome;
     let (spans, events) = outcome.activity.evicted();
     if spans + events > 0 {
-        // The in-memory window lost the oldest spans; the trace file has every one.
+        // The in-memory window lost the oldest spans; the trace file has every one, unless
+        // writing it failed or left a line unreadable.
         let trace = config.run_dir.join("trace");
-        let read = match config.telemetry.trace {
-            true => read_trace(&trace, true).ok(),
-            false => None,
+        let problem = match (outcome.activity.trace_error(), read_trace(&trace, true)) {
+            (Some(e), _) => Err(format!("writing it failed: {e}")),
+            (None, Err(e)) => Err(format!("reading it failed: {e}")),
+            (None, Ok(all)) if all.bad_lines > 0 => {
+                Err(format!("{} lines are unreadable", all.bad_lines))
+            }
+            (None, Ok(all)) => Ok(all),
         };
-        match read {
-            Some(all) => outcome.activity = ActivityLog::from_records(all.spans, all.events),
-            None => bail!(
+        match problem {
+            Ok(all) => outcome.activity = ActivityLog::from_records(all.spans, all.events),
+            Err(why) => bail!(
                 "{}: bench `{label}` outgrew its activity window ({spans} spans and {events} \
-                 group events dropped) and {} could not be read, so its busy times would be \
-                 wrong: turn [telemetry] trace on or raise activity_window above {}",
+                 group events dropped) and its trace {} is incomplete ({why}), so its busy \
+                 times would be wrong: raise [telemetry] activity_window above {}",
                 request.config_path.display(),
                 trace.display(),
                 outcome.activity.window()

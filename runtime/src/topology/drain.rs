@@ -123,6 +123,8 @@ impl Topology {
         let _ = buffer_handle.await;
         let _ = source_handle.await;
         let kills = self.kills.lock().unwrap().clone();
+        // Everything the actors recorded is on disk before anyone reads the trace back.
+        self.activity.flush_trace();
         Ok(Finished {
             steps: self.steps,
             evals,

@@ -37,10 +37,7 @@ impl Topology {
     pub async fn spawn(mut plan: TopologyPlan, restored: Restored) -> Result<Topology> {
         let activity = ActivityLog::with_window(plan.activity_window);
         if let Some(path) = &plan.trace {
-            let label = format!("grlhf run (pid {})", std::process::id());
-            activity
-                .stream_to(path, &label)
-                .with_context(|| format!("opening the trace file {}", path.display()))?;
+            open_trace(&activity, path, restored.learner.is_none())?;
         }
         let Restored {
             ledger,
@@ -245,6 +242,19 @@ async fn spawn_stages(
             .map_err(|e| anyhow!("{}: {e}", stage.label))?;
     }
     Ok(sink)
+}
+
+/// Streams `activity` to the trace at `path`: a fresh run in a used directory starts its own
+/// trace, a resume continues it.
+fn open_trace(activity: &ActivityLog, path: &std::path::Path, fresh: bool) -> Result<()> {
+    if fresh && path.exists() {
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the old trace {}", path.display()))?;
+    }
+    let label = format!("grlhf run (pid {})", std::process::id());
+    activity
+        .stream_to(path, &label)
+        .with_context(|| format!("opening the trace file {}", path.display()))
 }
 
 /// Judges, each started by the supervisor (which restarts it from its plan's `rebuild`).
