@@ -281,15 +281,7 @@ fn a_finished_run_writes_tensorboard_events_a_trace_and_plots() {
     assert_eq!(trace.spans.len(), second.activity.spans().len());
 
     // The end-of-run plots.
-    for name in [
-        "reward",
-        "kl",
-        "clip_fraction",
-        "response_length",
-        "staleness",
-        "throughput",
-        "eval",
-    ] {
+    for name in PLOTS {
         let path = run_dir.join("plots").join(format!("{name}.png"));
         let image = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(image.width() >= 400, "{}", path.display());
@@ -307,6 +299,25 @@ fn scrape(port: u16) -> Option<String> {
     stream.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.").then(|| body.to_string())
+}
+
+/// The plots every run with an evaluator draws.
+const PLOTS: [&str; 7] = [
+    "reward",
+    "kl",
+    "clip_fraction",
+    "response_length",
+    "staleness",
+    "throughput",
+    "eval",
+];
+
+/// `grlhf plot DIR`.
+fn grlhf_plot(dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_grlhf"))
+        .args(["plot", dir.to_str().unwrap()])
+        .output()
+        .unwrap()
 }
 
 fn free_port() -> u16 {
@@ -510,10 +521,7 @@ fn a_live_run_exports_every_documented_series_and_a_killed_run_still_plots() {
         !run_dir.join("plots").exists(),
         "a killed run drew no plots itself"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_grlhf"))
-        .args(["plot", run_dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = grlhf_plot(&run_dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -521,15 +529,7 @@ fn a_live_run_exports_every_documented_series_and_a_killed_run_still_plots() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("learner steps"), "{stdout}");
-    for name in [
-        "reward",
-        "kl",
-        "clip_fraction",
-        "response_length",
-        "staleness",
-        "throughput",
-        "eval",
-    ] {
+    for name in PLOTS {
         let png = run_dir.join("plots").join(format!("{name}.png"));
         image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
     }
@@ -545,10 +545,7 @@ fn a_live_run_exports_every_documented_series_and_a_killed_run_still_plots() {
     // A directory with no run in it is refused, naming it.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(empty.join("nested")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_grlhf"))
-        .args(["plot", empty.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = grlhf_plot(&empty);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -558,10 +555,7 @@ fn a_live_run_exports_every_documented_series_and_a_killed_run_still_plots() {
     std::fs::remove_dir_all(run_dir.join("plots")).unwrap();
 
     // A directory holding run directories (a pipeline's): each one's plots.
-    let out = Command::new(env!("CARGO_BIN_EXE_grlhf"))
-        .args(["plot", tmp.path().to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = grlhf_plot(tmp.path());
     assert!(
         out.status.success(),
         "{}",
