@@ -6,63 +6,20 @@
 //! ([`FinishReason`]), together with the log-probability of every sampled token.
 //!
 //! Sampling is repeatable: row `i` draws its uniforms from a ChaCha8 stream seeded by `seed`
-//! with stream id `i`, so the same seed and prompts give the same tokens on every run.
+//! with stream id `i`, so the same seed and prompts give the same tokens on every run. The loop
+//! after the prompt pass ([`decode`], in [`crate::decode_loop`]) never waits for the device.
 
-use rand::Rng;
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use std::rc::Rc;
+
 use tch::{Device, Kind, Tensor};
 
+pub use crate::decode_loop::{decode, Prefilled, TokenDecoder};
 use crate::error::{ModelError, Result};
+pub use crate::generation_io::{FinishReason, GeneratedSequence, GenerationConfig};
 use crate::kv_cache::KvCache;
 use crate::qwen2::{check_token_ids, PositionIds, Qwen2ForCausalLM};
-use crate::sampling::{apply_repetition_penalty, sample, SamplingParams};
-
-/// What to generate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GenerationConfig {
-    /// Upper bound on generated tokens per sequence (the stop token included).
-    pub max_new_tokens: usize,
-    #[serde(default)]
-    pub sampling: SamplingParams,
-    /// A sequence finishes when it emits one of these; the stop token is kept in its output.
-    #[serde(default)]
-    pub stop_token_ids: Vec<i64>,
-    #[serde(default)]
-    pub seed: u64,
-}
-
-impl GenerationConfig {
-    pub fn greedy(max_new_tokens: usize) -> GenerationConfig {
-        GenerationConfig {
-            max_new_tokens,
-            sampling: SamplingParams::greedy(),
-            stop_token_ids: Vec::new(),
-            seed: 0,
-        }
-    }
-}
-
-/// Why a sequence ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// It emitted a stop token (the last token of `tokens`).
-    Stop,
-    /// It reached `max_new_tokens` without one.
-    Length,
-}
-
-/// One generated continuation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GeneratedSequence {
-    pub tokens: Vec<i64>,
-    /// Log-probability of each token of `tokens` (see [`crate::sampling`] for which one).
-    pub logprobs: Vec<f32>,
-    pub finish_reason: FinishReason,
-}
+use crate::slot_cache::SlotCache;
+use crate::slot_decoding::{decode_in_slots, Admitted, SlotDecoder};
 
 /// Generates a continuation for every prompt, in one batch.
 pub fn generate(
@@ -144,20 +101,6 @@ fn generate_unchecked(
     decode(model, prefilled, config)
 }
 
-/// A model that can extend cached sequences one token per row.
-pub trait TokenDecoder {
-    fn device(&self) -> Device;
-
-    /// Logits `[batch, vocab]` for one new token per row (`tokens`: `[batch, 1]`) at the
-    /// given rotary positions, appended to `cache`.
-    fn decode_step(
-        &self,
-        tokens: &Tensor,
-        positions: &[i64],
-        cache: &mut KvCache,
-    ) -> Result<Tensor>;
-}
-
 impl TokenDecoder for Qwen2ForCausalLM {
     fn device(&self) -> Device {
         Qwen2ForCausalLM::device(self)
@@ -166,97 +109,78 @@ impl TokenDecoder for Qwen2ForCausalLM {
     fn decode_step(
         &self,
         tokens: &Tensor,
-        positions: &[i64],
+        positions: &Tensor,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
-        let positions = text_positions(positions, self.device());
+        let positions = text_positions(positions);
         let hidden = self.hidden_states(tokens, &positions, None, Some(cache))?;
         self.logits(&hidden.select(1, 0))
     }
 }
 
-/// `[batch, 1]` text positions for a decode step.
-pub(crate) fn text_positions(positions: &[i64], device: Device) -> PositionIds {
-    PositionIds::Text(Tensor::from_slice(positions).to_device(device).unsqueeze(1))
+impl SlotDecoder for Qwen2ForCausalLM {
+    fn device(&self) -> Device {
+        Qwen2ForCausalLM::device(self)
+    }
+
+    fn new_slot_cache(&self, slots: i64, capacity: i64) -> Result<SlotCache> {
+        let config = self.config();
+        SlotCache::new(
+            config.num_hidden_layers,
+            slots,
+            config.num_kv_heads(),
+            config.head_dim(),
+            capacity,
+            self.kind(),
+            self.device(),
+        )
+    }
+
+    fn decode_slots(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        cache: &mut SlotCache,
+    ) -> Result<Tensor> {
+        let embeds = self.model().embed(tokens)?;
+        let hidden = self
+            .model()
+            .forward_slots(&embeds, &text_positions(positions), cache)?;
+        self.logits(&hidden.select(1, 0))
+    }
 }
 
-/// The state after a prompt pass: last-position logits, the filled cache, and the rotary
-/// position each row's first generated token takes.
-#[derive(Debug)]
-pub struct Prefilled {
-    pub logits: Tensor,
-    pub cache: KvCache,
-    pub next_positions: Vec<i64>,
-    /// Each row's prompt ids (padding left out): what a repetition penalty counts as seen.
-    pub prompts: Vec<Vec<i64>>,
-}
-
-/// The sampling loop shared by every model: samples, records tokens / log-probs / finish
-/// reasons, and feeds the tokens back until every row stopped or `max_new_tokens` is reached.
-pub fn decode(
-    model: &impl TokenDecoder,
-    prefilled: Prefilled,
+/// Generates a continuation for every prompt with continuous batching: `slots` rows decode at
+/// once and a finished row takes the next prompt (see [`crate::slot_decoding`]). Prompt `i`
+/// samples what row `i` of [`generate`] over all prompts samples.
+pub fn generate_in_slots(
+    model: &Qwen2ForCausalLM,
+    prompts: &[Vec<i64>],
+    slots: usize,
     config: &GenerationConfig,
 ) -> Result<Vec<GeneratedSequence>> {
+    check_request(prompts, model.config(), config)?;
     let device = model.device();
-    let Prefilled {
-        mut logits,
-        mut cache,
-        next_positions,
-        prompts,
-    } = prefilled;
-    // Tokens a repetition penalty applies to: the prompt, then each generated token.
-    let mut seen = config.sampling.repetition_penalty.map(|_| prompts);
-    let batch = next_positions.len();
-    let max_new = config.max_new_tokens as i64;
-    let mut rngs: Vec<ChaCha8Rng> = (0..batch as u64)
-        .map(|row| {
-            let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-            rng.set_stream(row);
-            rng
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let admit = |i: usize| -> Result<Admitted> {
+        let prompt = &prompts[i];
+        let len = prompt.len() as i64;
+        let ids = Tensor::from_slice(prompt).unsqueeze(0).to_device(device);
+        let mut cache = model.new_cache(1, len)?;
+        let positions = PositionIds::sequential(1, len, 0, device);
+        let hidden = model.hidden_states(&ids, &positions, None, Some(&mut cache))?;
+        Ok(Admitted {
+            logits: model.logits(&hidden.select(1, len - 1))?,
+            cache: Rc::new(cache),
+            next_position: len,
         })
-        .collect();
-    let mut out: Vec<GeneratedSequence> = (0..batch)
-        .map(|_| GeneratedSequence {
-            tokens: Vec::new(),
-            logprobs: Vec::new(),
-            finish_reason: FinishReason::Length,
-        })
-        .collect();
-    let mut done = vec![false; batch];
+    };
+    tch::no_grad(|| decode_in_slots(model, prompts.len(), longest, admit, slots, config))
+}
 
-    for step in 0..max_new {
-        // One uniform per row every step (finished rows too) keeps each row's stream aligned
-        // with its step count, independent of the other rows.
-        let uniforms: Vec<f64> = rngs.iter_mut().map(|r| 1.0 - r.random::<f64>()).collect();
-        let uniforms = Tensor::from_slice(&uniforms).to_device(device);
-        if let (Some(penalty), Some(seen)) = (config.sampling.repetition_penalty, &seen) {
-            logits = apply_repetition_penalty(&logits, seen, penalty);
-        }
-        let (tokens, logprobs) = sample(&logits, &config.sampling, &uniforms);
-        let tokens_host = Vec::<i64>::try_from(tokens.to_device(Device::Cpu))?;
-        let logprobs_host = Vec::<f32>::try_from(logprobs.to_device(Device::Cpu))?;
-        for row in 0..batch {
-            if done[row] {
-                continue;
-            }
-            out[row].tokens.push(tokens_host[row]);
-            if let Some(seen) = seen.as_mut() {
-                seen[row].push(tokens_host[row]);
-            }
-            out[row].logprobs.push(logprobs_host[row]);
-            if config.stop_token_ids.contains(&tokens_host[row]) {
-                out[row].finish_reason = FinishReason::Stop;
-                done[row] = true;
-            }
-        }
-        if step + 1 == max_new || done.iter().all(|&d| d) {
-            break;
-        }
-        let positions: Vec<i64> = next_positions.iter().map(|p| p + step).collect();
-        logits = model.decode_step(&tokens.unsqueeze(1), &positions, &mut cache)?;
-    }
-    Ok(out)
+/// `[batch, 1]` text positions for a decode step from `[batch]` device positions.
+pub(crate) fn text_positions(positions: &Tensor) -> PositionIds {
+    PositionIds::Text(positions.unsqueeze(1))
 }
 
 /// Left-pads prompts to `width`: `(ids [batch, width] i64, mask [batch, width] bool)`.

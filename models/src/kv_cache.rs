@@ -121,6 +121,30 @@ impl KvCache {
     }
 }
 
+/// Where a layer's new keys and values go in one forward pass.
+#[derive(Debug)]
+pub(crate) enum CacheWrite<'a> {
+    /// Nowhere: attention covers this pass's own keys.
+    None,
+    /// Appended at a write offset every row shares (this module's [`KvCache`]).
+    At(&'a mut LayerCache, i64),
+    /// One token per slot, each at its slot's own length (the slot cache's `[slots, 1, 1, 1]`
+    /// index; see `crate::slot_cache`).
+    Slots(&'a mut LayerCache, &'a Tensor),
+}
+
+impl CacheWrite<'_> {
+    /// Stores `keys`/`values` (`[batch, heads, count, head_dim]`) and returns the keys and
+    /// values attention runs over.
+    pub(crate) fn store(self, keys: Tensor, values: Tensor) -> Result<(Tensor, Tensor)> {
+        match self {
+            CacheWrite::None => Ok((keys, values)),
+            CacheWrite::At(layer, offset) => layer.append(offset, &keys, &values),
+            CacheWrite::Slots(layer, index) => layer.write_slots(index, &keys, &values),
+        }
+    }
+}
+
 impl LayerCache {
     /// Stores `keys`/`values` (`[batch, heads, count, head_dim]`) at `offset` and returns views
     /// of everything cached up to and including them.

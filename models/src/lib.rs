@@ -3,7 +3,9 @@
 //! - [`qwen2`]: the Qwen2 decoder (text model of Qwen2 / Qwen2.5, language half of Qwen2-VL),
 //!   loaded from Hugging Face `config.json` + safetensors ([`config`], [`weights`]).
 //! - [`generation`]: batched KV-cache generation ([`kv_cache`]) with greedy / temperature /
-//!   top-k / top-p sampling ([`sampling`]), stop tokens, finish reasons and per-token log-probs.
+//!   top-k / top-p sampling ([`sampling`]), stop tokens, finish reasons and per-token log-probs;
+//!   its sampling loop ([`decode_loop`]) never waits for the device. [`slot_decoding`]: continuous
+//!   batching, with finished rows refilled from a queue ([`slot_cache`]).
 //! - [`logprobs`]: teacher-forced, differentiable log-probs of responses (the learner's path).
 //! - [`value_head`]: a scalar (Bradley–Terry) reward model.
 //! - [`tokenizer`], [`chat_template`]: HF `tokenizer.json` and the Qwen2 chat format.
@@ -16,10 +18,13 @@
 
 pub mod chat_template;
 pub mod config;
+pub mod decode_loop;
 pub mod device;
 pub mod error;
+mod fused_linear;
 pub mod generation;
 pub mod generation_config;
+pub mod generation_io;
 pub mod image_processor;
 pub mod kv_cache;
 pub mod logprobs;
@@ -27,6 +32,8 @@ pub mod mrope;
 pub mod qwen2;
 pub mod qwen2_vl;
 pub mod sampling;
+pub mod slot_cache;
+pub mod slot_decoding;
 pub mod tokenizer;
 pub mod value_head;
 pub mod weights;

@@ -17,7 +17,9 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::Config;
 use crate::error::{ModelError, Result};
-use crate::kv_cache::{KvCache, LayerCache};
+use crate::fused_linear::{grad_enabled, FusedLinear};
+use crate::kv_cache::{CacheWrite, KvCache};
+use crate::slot_cache::SlotCache;
 use crate::weights::{self, LoadOptions};
 
 /// Position ids fed to the rotary embedding.
@@ -48,6 +50,7 @@ impl PositionIds {
 #[derive(Debug)]
 pub(crate) struct RmsNorm {
     weight: Tensor,
+    size: i64,
     eps: f64,
 }
 
@@ -55,27 +58,23 @@ impl RmsNorm {
     pub(crate) fn new(p: nn::Path, size: i64, eps: f64) -> RmsNorm {
         RmsNorm {
             weight: p.var("weight", &[size], nn::Init::Const(1.0)),
+            size,
             eps,
         }
     }
 
     pub(crate) fn forward(&self, xs: &Tensor) -> Tensor {
         let dtype = xs.kind();
-        // Casts are skipped for f32 inputs: no-ops that would still cost a dispatch each.
-        let upcast = dtype != Kind::Float;
-        let xs32 = if upcast {
-            xs.to_kind(Kind::Float)
-        } else {
-            xs.shallow_clone()
-        };
+        if dtype == Kind::Float {
+            // libtorch's one-op RMSNorm gives the same bits as transformers' steps below in f32
+            // (tested in tests/fused.rs), in one dispatch instead of five. In bf16 / f16 it
+            // rounds the scale product differently, so reduced precision keeps the steps.
+            return xs.rms_norm([self.size], Some(&self.weight), self.eps);
+        }
+        let xs32 = xs.to_kind(Kind::Float);
         let variance = xs32.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
         let normed = xs32 * (variance + self.eps).rsqrt();
-        let normed = if upcast {
-            normed.to_kind(dtype)
-        } else {
-            normed
-        };
-        &self.weight * normed
+        &self.weight * normed.to_kind(dtype)
     }
 }
 
@@ -181,6 +180,9 @@ struct Attention {
     k_proj: nn::Linear,
     v_proj: nn::Linear,
     o_proj: nn::Linear,
+    /// q, k and v in one buffer for inference (see [`crate::fused_linear`]); set once the
+    /// parameters have their final dtype and device.
+    qkv: Option<FusedLinear>,
     num_heads: i64,
     num_kv_heads: i64,
     head_dim: i64,
@@ -195,9 +197,45 @@ impl Attention {
             k_proj: nn::linear(&p / "k_proj", h, nkv * d, Default::default()),
             v_proj: nn::linear(&p / "v_proj", h, nkv * d, Default::default()),
             o_proj: linear_no_bias(&p / "o_proj", nh * d, h),
+            qkv: None,
             num_heads: nh,
             num_kv_heads: nkv,
             head_dim: d,
+        }
+    }
+
+    fn fuse(&mut self) {
+        let parts = &mut [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj];
+        self.qkv = Some(FusedLinear::bind(parts));
+    }
+
+    /// Rotated queries and keys and the values, `[batch, heads, seq, head_dim]` each.
+    fn project(&self, xs: &Tensor, rotary: &RotaryTables, fused: bool) -> (Tensor, Tensor, Tensor) {
+        let (b, t) = (xs.size()[0], xs.size()[1]);
+        let (nh, nkv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        match self.qkv.as_ref().filter(|_| fused) {
+            Some(qkv) => {
+                // One matmul, one rotary pass over the query and key heads together.
+                let heads = qkv
+                    .forward(xs)
+                    .view([b, t, nh + 2 * nkv, d])
+                    .transpose(1, 2);
+                let qk = rotary.apply(&heads.narrow(1, 0, nh + nkv));
+                (
+                    qk.narrow(1, 0, nh),
+                    qk.narrow(1, nh, nkv),
+                    heads.narrow(1, nh + nkv, nkv),
+                )
+            }
+            None => {
+                let heads =
+                    |proj: &nn::Linear, n: i64| proj.forward(xs).view([b, t, n, d]).transpose(1, 2);
+                (
+                    rotary.apply(&heads(&self.q_proj, nh)),
+                    rotary.apply(&heads(&self.k_proj, nkv)),
+                    heads(&self.v_proj, nkv),
+                )
+            }
         }
     }
 
@@ -206,21 +244,12 @@ impl Attention {
         xs: &Tensor,
         rotary: &RotaryTables,
         mask: &AttentionMask,
-        cache: Option<(&mut LayerCache, i64)>,
+        cache: CacheWrite<'_>,
+        fused: bool,
     ) -> Result<Tensor> {
         let (b, t) = (xs.size()[0], xs.size()[1]);
-        let heads = |proj: &nn::Linear, n: i64| {
-            proj.forward(xs)
-                .view([b, t, n, self.head_dim])
-                .transpose(1, 2)
-        };
-        let q = rotary.apply(&heads(&self.q_proj, self.num_heads));
-        let k = rotary.apply(&heads(&self.k_proj, self.num_kv_heads));
-        let v = heads(&self.v_proj, self.num_kv_heads);
-        let (k, v) = match cache {
-            Some((layer, offset)) => layer.append(offset, &k, &v)?,
-            None => (k, v),
-        };
+        let (q, k, v) = self.project(xs, rotary, fused);
+        let (k, v) = cache.store(k, v)?;
         let (attn_mask, is_causal) = match mask {
             AttentionMask::None => (None, false),
             AttentionMask::Causal => (None, t > 1),
@@ -249,6 +278,8 @@ struct Mlp {
     gate_proj: nn::Linear,
     up_proj: nn::Linear,
     down_proj: nn::Linear,
+    /// gate and up in one buffer for inference (see [`crate::fused_linear`]).
+    gate_up: Option<FusedLinear>,
 }
 
 impl Mlp {
@@ -258,11 +289,25 @@ impl Mlp {
             gate_proj: linear_no_bias(&p / "gate_proj", h, i),
             up_proj: linear_no_bias(&p / "up_proj", h, i),
             down_proj: linear_no_bias(&p / "down_proj", i, h),
+            gate_up: None,
         }
     }
 
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        let gated = self.gate_proj.forward(xs).silu() * self.up_proj.forward(xs);
+    fn fuse(&mut self) {
+        self.gate_up = Some(FusedLinear::bind(&mut [
+            &mut self.gate_proj,
+            &mut self.up_proj,
+        ]));
+    }
+
+    fn forward(&self, xs: &Tensor, fused: bool) -> Tensor {
+        let gated = match self.gate_up.as_ref().filter(|_| fused) {
+            Some(gate_up) => {
+                let parts = gate_up.forward(xs).split_with_sizes(gate_up.sizes(), -1);
+                parts[0].silu() * &parts[1]
+            }
+            None => self.gate_proj.forward(xs).silu() * self.up_proj.forward(xs),
+        };
         self.down_proj.forward(&gated)
     }
 }
@@ -291,15 +336,17 @@ impl DecoderLayer {
         xs: &Tensor,
         rotary: &RotaryTables,
         mask: &AttentionMask,
-        cache: Option<(&mut LayerCache, i64)>,
+        cache: CacheWrite<'_>,
+        fused: bool,
     ) -> Result<Tensor> {
-        let attn =
-            self.self_attn
-                .forward(&self.input_layernorm.forward(xs), rotary, mask, cache)?;
+        let normed = self.input_layernorm.forward(xs);
+        let attn = self
+            .self_attn
+            .forward(&normed, rotary, mask, cache, fused)?;
         let xs = xs + attn;
         let mlp = self
             .mlp
-            .forward(&self.post_attention_layernorm.forward(&xs));
+            .forward(&self.post_attention_layernorm.forward(&xs), fused);
         Ok(xs + mlp)
     }
 }
@@ -339,6 +386,41 @@ impl Qwen2Model {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Puts q/k/v and gate/up of every layer into shared buffers (see [`crate::fused_linear`]).
+    /// Called once the parameters have their final dtype and device.
+    pub(crate) fn fuse_projections(&mut self) {
+        for layer in &mut self.layers {
+            layer.self_attn.fuse();
+            layer.mlp.fuse();
+        }
+    }
+
+    /// Whether this forward may use the fused projections: no gradient is being recorded, and
+    /// the buffers still hold the parameters (an error when they do not).
+    fn use_fused(&self) -> Result<bool> {
+        if grad_enabled() {
+            return Ok(false);
+        }
+        match self.layers.first() {
+            Some(DecoderLayer {
+                self_attn:
+                    Attention {
+                        qkv: Some(qkv),
+                        q_proj,
+                        ..
+                    },
+                ..
+            }) => {
+                if qkv.is_bound(q_proj) {
+                    Ok(true)
+                } else {
+                    Err(FusedLinear::unbound_error())
+                }
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Token embeddings, `[batch, seq, hidden]`. Ids must be in range (see
@@ -401,14 +483,43 @@ impl Qwen2Model {
             },
         };
         let rotary = self.rotary.tables(positions, embeds.kind())?;
+        let fused = self.use_fused()?;
         let mut xs = embeds.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            let layer_cache = cache.as_deref_mut().map(|c| (&mut c.layers[i], offset));
-            xs = layer.forward(&xs, &rotary, &mask, layer_cache)?;
+            let write = match cache.as_deref_mut() {
+                Some(c) => CacheWrite::At(&mut c.layers[i], offset),
+                None => CacheWrite::None,
+            };
+            xs = layer.forward(&xs, &rotary, &mask, write, fused)?;
         }
         if let Some(cache) = cache {
             cache.advance(seq);
         }
+        Ok(self.norm.forward(&xs))
+    }
+}
+
+impl Qwen2Model {
+    /// One decode step for every slot of `cache`: `embeds` is `[slots, 1, hidden]`, `positions`
+    /// the rotary position of each slot's token. Returns final-norm hidden states
+    /// `[slots, 1, hidden]`; every slot's cache grows by one. Shapes do not depend on the
+    /// slots' lengths, and nothing is read back from the device.
+    pub fn forward_slots(
+        &self,
+        embeds: &Tensor,
+        positions: &PositionIds,
+        cache: &mut SlotCache,
+    ) -> Result<Tensor> {
+        let step = cache.step();
+        let mask = AttentionMask::Explicit(step.mask);
+        let rotary = self.rotary.tables(positions, embeds.kind())?;
+        let fused = self.use_fused()?;
+        let mut xs = embeds.shallow_clone();
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let write = CacheWrite::Slots(layer_cache, &step.index);
+            xs = layer.forward(&xs, &rotary, &mask, write, fused)?;
+        }
+        cache.advance();
         Ok(self.norm.forward(&xs))
     }
 }
@@ -516,11 +627,12 @@ impl Qwen2ForCausalLM {
         config.validate(&crate::config::in_memory())?;
         let mut vs = nn::VarStore::new(device);
         let root = vs.root();
-        let model = Qwen2Model::new(&root / "model", config);
+        let mut model = Qwen2Model::new(&root / "model", config);
         let lm_head = (!config.tie_word_embeddings)
             .then(|| linear_no_bias(&root / "lm_head", config.hidden_size, config.vocab_size));
         init_like_transformers(&vs, config.initializer_range);
         vs.set_kind(kind);
+        model.fuse_projections();
         Ok(Qwen2ForCausalLM {
             vs,
             model,
@@ -675,6 +787,23 @@ mod tests {
             .max()
             .double_value(&[]);
         assert!(diff > 1e-6, "height/width streams had no effect");
+    }
+
+    #[test]
+    fn one_op_rms_norm_equals_transformers_steps_in_f32() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let norm = RmsNorm::new(vs.root() / "norm", 896, 1e-6);
+        tch::no_grad(|| {
+            let _ = norm.weight.shallow_clone().normal_(1.0, 0.1);
+        });
+        for rows in [1, 7, 64] {
+            let xs = Tensor::randn([rows, 896], (Kind::Float, Device::Cpu)) * 3.0;
+            let variance = xs.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+            let steps = &norm.weight * (&xs * (variance + 1e-6).rsqrt());
+            let one_op = tch::no_grad(|| norm.forward(&xs));
+            assert!(one_op.equal(&steps), "{rows} rows differ");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! [`crate::image_processor`] and their placeholders expanded and positioned by [`crate::mrope`].
 
 use std::path::Path;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
@@ -26,6 +27,8 @@ use crate::kv_cache::KvCache;
 use crate::logprobs::{ResponseLogprobs, TeacherForcing};
 use crate::mrope::{batch_position_ids, rope_index, MropePositions};
 use crate::qwen2::{init_like_transformers, linear_no_bias, PositionIds, Qwen2Model, RmsNorm};
+use crate::slot_cache::SlotCache;
+use crate::slot_decoding::{decode_in_slots, Admitted, SlotDecoder};
 use crate::weights::{self, LoadOptions};
 
 /// Writes a whole number as an integer: Hugging Face configs spell `mlp_ratio` as `4`, and
@@ -627,11 +630,12 @@ impl Qwen2VlForConditionalGeneration {
         let root = vs.root();
         let visual = VisionTransformer::new(&root / "visual", &config.vision_config);
         let text = &config.text_config;
-        let model = Qwen2Model::new(&root / "model", text);
+        let mut model = Qwen2Model::new(&root / "model", text);
         let lm_head = (!text.tie_word_embeddings)
             .then(|| linear_no_bias(&root / "lm_head", text.hidden_size, text.vocab_size));
         init_like_transformers(&vs, text.initializer_range);
         vs.set_kind(kind);
+        model.fuse_projections();
         Ok(Qwen2VlForConditionalGeneration {
             vs,
             visual,
@@ -760,6 +764,67 @@ impl Qwen2VlForConditionalGeneration {
                 prompts: tokens.clone(),
             };
             decode(self, prefilled, config)
+        })
+    }
+
+    /// [`generate`](Self::generate) with continuous batching (see [`crate::slot_decoding`]):
+    /// `samples_per_prompt` samples of each prompt, `slots` of them decoding at once, a finished
+    /// one replaced by the next. Each prompt runs its prompt pass alone, with its own images
+    /// (`pixel_values[i]`: prompt `i`'s patches), once for all its samples. Sample `j` of prompt
+    /// `i` is request `i * samples_per_prompt + j`: it samples what that row of
+    /// [`generate`](Self::generate) over the prompts, each repeated, samples.
+    pub fn generate_in_slots(
+        &self,
+        prompts: &[MultimodalPrompt],
+        pixel_values: &[Option<&Tensor>],
+        samples_per_prompt: usize,
+        slots: usize,
+        config: &GenerationConfig,
+    ) -> Result<Vec<GeneratedSequence>> {
+        let tokens: Vec<Vec<i64>> = prompts.iter().map(|p| p.tokens.clone()).collect();
+        check_request(&tokens, &self.config.text_config, config)?;
+        if pixel_values.len() != prompts.len() || samples_per_prompt == 0 {
+            return Err(ModelError::invalid(
+                "pixel_values",
+                format!(
+                    "{} prompts, {} pixel entries, {samples_per_prompt} samples per prompt: one \
+                     entry per prompt and at least one sample are needed",
+                    prompts.len(),
+                    pixel_values.len()
+                ),
+            ));
+        }
+        let longest = tokens.iter().map(Vec::len).max().unwrap_or(0);
+        let mut last: Option<(usize, Admitted)> = None;
+        let mut admit = |request: usize| -> Result<Admitted> {
+            let prompt = request / samples_per_prompt;
+            if last.as_ref().map(|(seen, _)| *seen) != Some(prompt) {
+                last = Some((
+                    prompt,
+                    self.prefill_alone(&prompts[prompt], pixel_values[prompt])?,
+                ));
+            }
+            Ok(last.as_ref().expect("set above").1.share())
+        };
+        let requests = prompts.len() * samples_per_prompt;
+        tch::no_grad(|| decode_in_slots(self, requests, longest, &mut admit, slots, config))
+    }
+
+    /// One prompt's pass into its own batch-1 cache, continuing at its max position + 1.
+    fn prefill_alone(
+        &self,
+        prompt: &MultimodalPrompt,
+        pixel_values: Option<&Tensor>,
+    ) -> Result<Admitted> {
+        let len = prompt.tokens.len() as i64;
+        let mut cache = self.new_cache(1, len)?;
+        let one = std::slice::from_ref(prompt);
+        let hidden = self.hidden_states(one, pixel_values, Some(&mut cache))?;
+        let delta = self.positions(one)?[0].delta;
+        Ok(Admitted {
+            logits: self.logits(&hidden.select(1, len - 1))?,
+            cache: Rc::new(cache),
+            next_position: len + delta,
         })
     }
 
@@ -912,6 +977,39 @@ impl Qwen2VlForConditionalGeneration {
     }
 }
 
+impl SlotDecoder for Qwen2VlForConditionalGeneration {
+    fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    fn new_slot_cache(&self, slots: i64, capacity: i64) -> Result<SlotCache> {
+        let text = &self.config.text_config;
+        SlotCache::new(
+            text.num_hidden_layers,
+            slots,
+            text.num_kv_heads(),
+            text.head_dim(),
+            capacity,
+            self.model.embedding_weight().kind(),
+            self.device(),
+        )
+    }
+
+    fn decode_slots(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        cache: &mut SlotCache,
+    ) -> Result<Tensor> {
+        // Generated tokens are text: the same position on all three rope streams.
+        let embeds = self.model.embed(tokens)?;
+        let hidden = self
+            .model
+            .forward_slots(&embeds, &text_positions(positions), cache)?;
+        self.logits(&hidden.select(1, 0))
+    }
+}
+
 impl TokenDecoder for Qwen2VlForConditionalGeneration {
     fn device(&self) -> Device {
         self.vs.device()
@@ -920,12 +1018,12 @@ impl TokenDecoder for Qwen2VlForConditionalGeneration {
     fn decode_step(
         &self,
         tokens: &Tensor,
-        positions: &[i64],
+        positions: &Tensor,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         // Generated tokens are text: the same position on all three rope streams.
         let embeds = self.model.embed(tokens)?;
-        let positions = text_positions(positions, self.vs.device());
+        let positions = text_positions(positions);
         let hidden = self
             .model
             .forward_embeds(&embeds, &positions, None, Some(cache))?;

@@ -31,10 +31,11 @@ impl Qwen2RewardModel {
         config.validate(&crate::config::in_memory())?;
         let mut vs = nn::VarStore::new(device);
         let root = vs.root();
-        let model = Qwen2Model::new(&root / "model", config);
+        let mut model = Qwen2Model::new(&root / "model", config);
         let score = linear_no_bias(&root / "score", config.hidden_size, 1);
         crate::qwen2::init_like_transformers(&vs, config.initializer_range);
         vs.set_kind(kind);
+        model.fuse_projections();
         Ok(Qwen2RewardModel {
             vs,
             model,

@@ -3,11 +3,13 @@
 
 mod support;
 
-use grlhf_models::generation::left_pad;
+use grlhf_models::decode_loop::poll_interval;
+use grlhf_models::generation::{decode, left_pad, Prefilled, TokenDecoder};
 use grlhf_models::logprobs::response_logprobs;
-use grlhf_models::sampling::{filter_logits, sample};
+use grlhf_models::sampling::{apply_repetition_penalty, filter_logits, sample};
 use grlhf_models::{
-    generate, Config, FinishReason, GenerationConfig, PositionIds, Qwen2ForCausalLM, SamplingParams,
+    generate, Config, FinishReason, GeneratedSequence, GenerationConfig, PositionIds,
+    Qwen2ForCausalLM, SamplingParams,
 };
 use proptest::prelude::*;
 use support::*;
@@ -348,4 +350,179 @@ fn extreme_uniforms_stay_inside_the_filtered_set() {
         let t = tokens.int64_value(&[0]);
         assert!(t == 0 || t == 1, "u = {u} picked excluded token {t}");
     }
+}
+
+/// The prompt pass `generate` does, built from the public API: left-padded prompts through the
+/// model into a fresh cache.
+fn prefill(model: &Qwen2ForCausalLM, prompts: &[Vec<i64>], max_new: usize) -> Prefilled {
+    let width = prompts.iter().map(Vec::len).max().unwrap() as i64;
+    let (input, mask) = left_pad(prompts, width, model.device()).unwrap();
+    let mut cache = model
+        .new_cache(prompts.len() as i64, width + max_new as i64)
+        .unwrap();
+    let positions = PositionIds::from_attention_mask(&mask);
+    let hidden = model
+        .hidden_states(&input, &positions, Some(&mask), Some(&mut cache))
+        .unwrap();
+    Prefilled {
+        logits: model.logits(&hidden.select(1, width - 1)).unwrap(),
+        cache,
+        next_positions: prompts.iter().map(|p| p.len() as i64).collect(),
+        prompts: prompts.to_vec(),
+    }
+}
+
+/// The sampling loop as it was before it went sync-free: uniforms drawn and uploaded, tokens and
+/// log-probs read back, stop tokens checked and positions built on the host at every step.
+fn stepwise_decode(
+    model: &Qwen2ForCausalLM,
+    prefilled: Prefilled,
+    config: &GenerationConfig,
+) -> Vec<GeneratedSequence> {
+    use rand::Rng;
+    use rand_chacha::rand_core::SeedableRng;
+    let Prefilled {
+        mut logits,
+        mut cache,
+        next_positions,
+        prompts,
+    } = prefilled;
+    let device = model.device();
+    let mut seen = prompts;
+    let batch = next_positions.len();
+    let mut rngs: Vec<rand_chacha::ChaCha8Rng> = (0..batch as u64)
+        .map(|row| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
+            rng.set_stream(row);
+            rng
+        })
+        .collect();
+    let mut out: Vec<GeneratedSequence> = (0..batch)
+        .map(|_| GeneratedSequence {
+            tokens: vec![],
+            logprobs: vec![],
+            finish_reason: FinishReason::Length,
+        })
+        .collect();
+    let mut done = vec![false; batch];
+    let max_new = config.max_new_tokens as i64;
+    for step in 0..max_new {
+        let uniforms: Vec<f64> = rngs.iter_mut().map(|r| 1.0 - r.random::<f64>()).collect();
+        if let Some(penalty) = config.sampling.repetition_penalty {
+            logits = apply_repetition_penalty(&logits, &seen, penalty);
+        }
+        let (tokens, logprobs) = sample(
+            &logits,
+            &config.sampling,
+            &Tensor::from_slice(&uniforms).to_device(device),
+        );
+        let tokens_host = Vec::<i64>::try_from(tokens.to_device(Device::Cpu)).unwrap();
+        let logprobs_host = Vec::<f32>::try_from(logprobs.to_device(Device::Cpu)).unwrap();
+        for row in 0..batch {
+            if done[row] {
+                continue;
+            }
+            out[row].tokens.push(tokens_host[row]);
+            out[row].logprobs.push(logprobs_host[row]);
+            seen[row].push(tokens_host[row]);
+            if config.stop_token_ids.contains(&tokens_host[row]) {
+                out[row].finish_reason = FinishReason::Stop;
+                done[row] = true;
+            }
+        }
+        if step + 1 == max_new || done.iter().all(|&d| d) {
+            break;
+        }
+        let positions: Vec<i64> = next_positions.iter().map(|p| p + step).collect();
+        logits = model
+            .decode_step(
+                &tokens.unsqueeze(1),
+                &Tensor::from_slice(&positions).to_device(device),
+                &mut cache,
+            )
+            .unwrap();
+    }
+    out
+}
+
+#[test]
+fn sync_free_loop_equals_the_stepwise_loop_bit_for_bit() {
+    let model = tiny_model();
+    let prompts = prompts();
+    let sampled = |top_k, top_p, repetition_penalty| SamplingParams {
+        temperature: 0.8,
+        top_k,
+        top_p,
+        repetition_penalty,
+    };
+    // Tokens greedy decoding emits early on, used as stop tokens so rows finish at different
+    // steps (and the whole batch finishes before max_new_tokens in some cases).
+    let free = generate(&model, &prompts, &GenerationConfig::greedy(10)).unwrap();
+    let early_stops = vec![free[0].tokens[2], free[2].tokens[0]];
+    let all_stop: Vec<i64> = free.iter().map(|g| g.tokens[1]).collect();
+    let cases = [
+        ("greedy", SamplingParams::greedy(), vec![]),
+        (
+            "greedy with stops",
+            SamplingParams::greedy(),
+            early_stops.clone(),
+        ),
+        (
+            "greedy, every row stops",
+            SamplingParams::greedy(),
+            all_stop.clone(),
+        ),
+        ("temperature", sampled(None, None, None), vec![]),
+        (
+            "top-k, top-p",
+            sampled(Some(7), Some(0.9), None),
+            early_stops.clone(),
+        ),
+        (
+            "repetition penalty",
+            sampled(None, Some(0.95), Some(1.3)),
+            all_stop,
+        ),
+        (
+            "greedy penalty",
+            SamplingParams {
+                repetition_penalty: Some(1.5),
+                ..SamplingParams::greedy()
+            },
+            early_stops,
+        ),
+    ];
+    for (label, sampling, stop_token_ids) in cases {
+        for seed in [0u64, 7] {
+            let config = GenerationConfig {
+                max_new_tokens: 10,
+                sampling: sampling.clone(),
+                stop_token_ids: stop_token_ids.clone(),
+                seed,
+            };
+            let (new, old) = tch::no_grad(|| {
+                (
+                    decode(&model, prefill(&model, &prompts, 10), &config).unwrap(),
+                    stepwise_decode(&model, prefill(&model, &prompts, 10), &config),
+                )
+            });
+            assert_eq!(new, old, "{label}, seed {seed}: the loops differ");
+            assert_eq!(new, generate(&model, &prompts, &config).unwrap(), "{label}");
+        }
+    }
+    // The stops above really end rows early, and once the whole batch.
+    let config = GenerationConfig {
+        stop_token_ids: free.iter().map(|g| g.tokens[1]).collect(),
+        ..GenerationConfig::greedy(10)
+    };
+    let out = generate(&model, &prompts, &config).unwrap();
+    assert!(out
+        .iter()
+        .all(|g| g.finish_reason == FinishReason::Stop && g.tokens.len() <= 2));
+}
+
+#[test]
+fn finished_batches_poll_rarely_on_devices_and_every_step_on_the_cpu() {
+    assert_eq!(poll_interval(Device::Cpu), 1);
+    assert!(poll_interval(Device::Cuda(0)) > 1);
 }

@@ -202,6 +202,58 @@ fn greedy_generation_with_images_matches_transformers_alone_and_batched() {
 }
 
 #[test]
+fn continuous_batching_with_images_matches_transformers_and_the_plain_batch() {
+    for arch in ARCHITECTURES {
+        let model = load(arch);
+        let cases = cases(arch, &model);
+        let n = read_json(fixtures().join(arch).join("expected.json"))["max_new_tokens"]
+            .as_u64()
+            .unwrap() as usize;
+        let prompts: Vec<MultimodalPrompt> = cases.iter().map(|c| c.prompt.clone()).collect();
+        let pixels: Vec<Option<&Tensor>> = cases.iter().map(|c| Some(&c.pixels)).collect();
+        // Two greedy samples per prompt through one and two slots: transformers' continuation.
+        for slots in [1, 2] {
+            let out = model
+                .generate_in_slots(&prompts, &pixels, 2, slots, &GenerationConfig::greedy(n))
+                .unwrap();
+            for (r, got) in out.iter().enumerate() {
+                assert_eq!(
+                    got.tokens,
+                    cases[r / 2].greedy,
+                    "{arch}: {slots} slots, request {r}"
+                );
+            }
+        }
+        // Sampled: request r samples what row r of the plain batch (each prompt repeated) does.
+        let config = GenerationConfig {
+            sampling: grlhf_models::SamplingParams {
+                temperature: 1.0,
+                ..grlhf_models::SamplingParams::greedy()
+            },
+            seed: 5,
+            ..GenerationConfig::greedy(n)
+        };
+        let repeated: Vec<MultimodalPrompt> = prompts
+            .iter()
+            .flat_map(|p| [p.clone(), p.clone()])
+            .collect();
+        let all_pixels: Vec<Tensor> = cases
+            .iter()
+            .flat_map(|c| [c.pixels.shallow_clone(), c.pixels.shallow_clone()])
+            .collect();
+        let plain = model
+            .generate(&repeated, Some(&Tensor::cat(&all_pixels, 0)), &config)
+            .unwrap();
+        let slotted = model
+            .generate_in_slots(&prompts, &pixels, 2, 3, &config)
+            .unwrap();
+        for (r, (got, want)) in slotted.iter().zip(&plain).enumerate() {
+            assert_eq!(got.tokens, want.tokens, "{arch}: sampled request {r}");
+        }
+    }
+}
+
+#[test]
 fn teacher_forced_logprobs_with_images_equal_generation_and_reach_the_vision_tower() {
     for arch in ARCHITECTURES {
         let model = load(arch);

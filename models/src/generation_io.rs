@@ -1,0 +1,52 @@
+//! What a generation request asks for ([`GenerationConfig`]) and what it returns
+//! ([`GeneratedSequence`] with its [`FinishReason`]), shared by [`crate::generation`] and the
+//! sampling loop in [`crate::decode_loop`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::sampling::SamplingParams;
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationConfig {
+    /// Upper bound on generated tokens per sequence (the stop token included).
+    pub max_new_tokens: usize,
+    #[serde(default)]
+    pub sampling: SamplingParams,
+    /// A sequence finishes when it emits one of these; the stop token is kept in its output.
+    #[serde(default)]
+    pub stop_token_ids: Vec<i64>,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl GenerationConfig {
+    pub fn greedy(max_new_tokens: usize) -> GenerationConfig {
+        GenerationConfig {
+            max_new_tokens,
+            sampling: SamplingParams::greedy(),
+            stop_token_ids: Vec::new(),
+            seed: 0,
+        }
+    }
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// It emitted a stop token (the last token of `tokens`).
+    Stop,
+    /// It reached `max_new_tokens` without one.
+    Length,
+}
+
+/// One generated continuation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedSequence {
+    pub tokens: Vec<i64>,
+    /// Log-probability of each token of `tokens` (see [`crate::sampling`] for which one).
+    pub logprobs: Vec<f32>,
+    pub finish_reason: FinishReason,
+}
