@@ -32,6 +32,10 @@ pub struct GeneratorConfig {
     pub temperature: f64,
     pub top_p: Option<f64>,
     pub top_k: Option<i64>,
+    /// Continuous batching: at most this many samples decode at once, and a finished one hands
+    /// its row to the next waiting sample (`grlhf_models::slot_decoding`). `None`: all
+    /// `batch_prompts × group_size` samples of a call decode as one plain batch.
+    pub slots: Option<usize>,
 }
 
 impl Default for GeneratorConfig {
@@ -42,6 +46,7 @@ impl Default for GeneratorConfig {
             temperature: 1.0,
             top_p: None,
             top_k: None,
+            slots: None,
         }
     }
 }
@@ -146,7 +151,11 @@ impl RolloutEngine for VlEngine {
             .flat_map(|e| std::iter::repeat_n(e, n))
             .collect();
         let generation = config.generation(self.stop_ids.clone(), seed);
-        let sequences = VlEngine::generate(self, &batch, &generation)?;
+        // Sample j of prompt i is row i·n + j either way, so both draw the same randomness.
+        let sequences = match config.slots {
+            Some(slots) => self.generate_in_slots(&encoded, n, slots, &generation)?,
+            None => VlEngine::generate(self, &batch, &generation)?,
+        };
         Ok(encoded
             .iter()
             .enumerate()

@@ -157,6 +157,24 @@ impl VlEngine {
             .map_err(|e| e.to_string())
     }
 
+    /// `samples_per_prompt` samples of each prompt with continuous batching through `slots`
+    /// rows (see `grlhf_models::slot_decoding`); sample j of prompt i comes out at
+    /// i·samples_per_prompt + j.
+    pub fn generate_in_slots(
+        &self,
+        prompts: &[EncodedPrompt],
+        samples_per_prompt: usize,
+        slots: usize,
+        config: &GenerationConfig,
+    ) -> Result<Vec<GeneratedSequence>, String> {
+        let batch: Vec<MultimodalPrompt> = prompts.iter().map(|p| p.prompt.clone()).collect();
+        let pixels: Vec<Option<&Tensor>> =
+            prompts.iter().map(|p| p.pixel_values.as_ref()).collect();
+        self.model
+            .generate_in_slots(&batch, &pixels, samples_per_prompt, slots, config)
+            .map_err(|e| e.to_string())
+    }
+
     /// Differentiable teacher-forced log-probs (grad mode follows the caller).
     pub fn logprobs(
         &self,

@@ -125,6 +125,9 @@ pub struct GeneratorPoolConfig {
     pub temperature: f64,
     pub top_p: Option<f64>,
     pub top_k: Option<i64>,
+    /// Continuous batching: at most this many samples decode at once per generator, a finished
+    /// one replaced by the next waiting sample; unset, a whole batch decodes together.
+    pub slots: Option<usize>,
 }
 
 impl Default for GeneratorPoolConfig {
@@ -138,6 +141,7 @@ impl Default for GeneratorPoolConfig {
             temperature: sampling.temperature,
             top_p: sampling.top_p,
             top_k: sampling.top_k,
+            slots: sampling.slots,
         }
     }
 }
@@ -150,6 +154,7 @@ impl GeneratorPoolConfig {
             temperature: self.temperature,
             top_p: self.top_p,
             top_k: self.top_k,
+            slots: self.slots,
         }
     }
 
@@ -459,6 +464,9 @@ impl RunConfig {
         }
         if self.generator.max_new_tokens == 0 {
             bail!("generator.max_new_tokens = 0");
+        }
+        if self.generator.slots == Some(0) {
+            bail!("generator.slots = 0: continuous batching needs at least one slot (leave it unset to decode each batch whole)");
         }
         if self.generator.temperature.is_nan() || self.generator.temperature <= 0.0 {
             bail!(

@@ -78,6 +78,10 @@ fn errors_name_the_file_and_the_field() {
         ),
         (GOOD.replace("mode = \"async\"", "mode = \"fast\""), "mode"),
         (
+            GOOD.replace("[model]", "[generator]\nslots = 0\n\n[model]"),
+            "generator.slots",
+        ),
+        (
             GOOD.replace("batch_groups = 2", "batch_groups = 0"),
             "batch_groups",
         ),

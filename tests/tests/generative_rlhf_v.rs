@@ -275,7 +275,28 @@ fn shipped_pipeline_configs_load() {
         assert!(config.variants.contains(&Variant::GrmRlGrouped), "{name}");
         assert!(config.variants.contains(&Variant::RmGrpo), "{name}");
     }
-    // The multi-GPU variant loads where four GPUs exist; elsewhere its error names the field.
+    // The GPU configs load where their GPUs exist; elsewhere their error names the field.
+    match PipelineConfig::from_file(&configs.join("gpu-smoke.toml")) {
+        Ok(config) => {
+            assert!(tch::Cuda::device_count() >= 1);
+            assert!(config.variants.contains(&Variant::GrmRlGrouped));
+        }
+        Err(e) => {
+            let text = format!("{e:#}");
+            assert!(
+                text.contains("warm_start.device") && text.contains("cuda:0"),
+                "{text}"
+            );
+            // Everything but the placement is checked here too: the same file on the CPU.
+            let tmp = tempfile::tempdir().unwrap();
+            let on_cpu = std::fs::read_to_string(configs.join("gpu-smoke.toml"))
+                .unwrap()
+                .replace("\"cuda:0\"", "\"cpu\"");
+            std::fs::write(tmp.path().join("smoke.toml"), on_cpu).unwrap();
+            PipelineConfig::from_file(&tmp.path().join("smoke.toml"))
+                .unwrap_or_else(|e| panic!("gpu-smoke.toml on the CPU: {e:#}"));
+        }
+    }
     match PipelineConfig::from_file(&configs.join("reproduce-multi-gpu.toml")) {
         Ok(_) => assert!(tch::Cuda::device_count() >= 4),
         Err(e) => {
