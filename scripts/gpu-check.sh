@@ -4,9 +4,13 @@
 # Build here first (scripts/gpu-stage.sh puts stripped binaries in .gpu/), carry .gpu/, then run
 # this from the repository root there. Results go to $OUT (or target/gpu-check): doctor output,
 # bf16/f32 parity on CUDA against transformers on the same GPU (text and vision-language),
-# the generation tests on CUDA, the decode benchmark (0.5B-shaped random Qwen2, bf16) and the
-# multimodal benchmark (2B-shaped random Qwen2-VL, bf16) against transformers.
-# CHECKS selects parts: "parity generation decode vision" (the default) or a subset.
+# the generation tests on CUDA (the sync-free loop against the stepwise one, token for token),
+# continuous batching (slot cache) on CUDA, which attention kernel SDPA picks for decode shapes
+# and what cuDNN's plan cache costs, the decode benchmark (0.5B-shaped random Qwen2, bf16) and
+# the multimodal benchmark (2B-shaped random Qwen2-VL, bf16) against transformers, and a short
+# `grlhf pipeline` (configs/gpu-smoke.toml) with every model on cuda:0.
+# CHECKS selects parts: "parity generation slots sdpa decode vision pipeline" (the default) or a
+# subset.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.gpu}
@@ -16,7 +20,7 @@ mkdir -p "$RESULTS"
 TORCH_LIB=$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 status=0
-CHECKS=${CHECKS:-"parity generation decode vision"}
+CHECKS=${CHECKS:-"parity generation slots sdpa decode vision pipeline"}
 wants() { [[ " $CHECKS " == *" $1 "* ]]; }
 
 "$BIN/grlhf" doctor > "$RESULTS/doctor.txt" 2>&1 || status=1
@@ -36,6 +40,14 @@ if wants generation; then
   GRLHF_TEST_DEVICE=cuda:0 "$BIN/generation" --test-threads 1 > "$RESULTS/generation.txt" 2>&1 || status=1
 fi
 
+if wants slots; then
+  GRLHF_TEST_DEVICE=cuda:0 "$BIN/slot_decoding" --test-threads 1 > "$RESULTS/slots.txt" 2>&1 || status=1
+fi
+
+if wants sdpa; then
+  timeout 120 "$PY" benchmarks/sdpa_choice.py --out "$RESULTS/sdpa.json" > "$RESULTS/sdpa.txt" 2>&1 || status=1
+fi
+
 if wants vision; then
   PRESETS=${VL_PRESETS:-2b} DEVICE=cuda:0 DTYPE=bf16 IMAGES=8 BATCH=8 NEW_TOKENS=64 \
     REPEATS=${REPEATS:-2} BENCH="$BIN/grlhf-bench" PY="$PY" OUT_DIR=/tmp/grlhf-gpu-vision \
@@ -49,6 +61,11 @@ if wants decode; then
     BATCHES=${BATCHES:-1,8,64} REPEATS=${REPEATS:-2} GRLHF="$BIN/grlhf" BENCH="$BIN/grlhf-bench" \
     PY="$PY" OUT_DIR=/tmp/grlhf-gpu-bench bash benchmarks/decode.sh > "$RESULTS/bench.txt" 2>&1 || status=1
   cp /tmp/grlhf-gpu-bench/decode.json /tmp/grlhf-gpu-bench/decode.png "$RESULTS/" 2>/dev/null
+fi
+
+if wants pipeline; then
+  timeout 300 "$BIN/grlhf" pipeline configs/gpu-smoke.toml > "$RESULTS/pipeline.txt" 2>&1 || status=1
+  cp runs/gpu-smoke/report.md "$RESULTS/pipeline-report.md" 2>/dev/null
 fi
 
 tail -n 3 "$RESULTS"/*.txt

@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release -p grlhf -p grlhf-bench
-cargo test --release -p grlhf-models --no-run --test parity --test generation --test qwen2_vl
+cargo test --release -p grlhf-models --no-run --test parity --test generation --test qwen2_vl \
+  --test slot_decoding
 mkdir -p .gpu
 cp target/release/grlhf target/release/grlhf-bench .gpu/
-for t in parity generation qwen2_vl; do
+for t in parity generation qwen2_vl slot_decoding; do
   bin=$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -n 1)
   cp "$bin" ".gpu/$t"
 done
