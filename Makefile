@@ -2,7 +2,8 @@
 #
 #   make demo    set up, build, run the main job
 #   make test    set up, build, generate parity fixtures with transformers, run every test
-#   make bench   decode and vision throughput against transformers; async-RL throughput
+#   make bench   decode and vision throughput against transformers; continuous batching against
+#                a plain batch; async-RL throughput
 #                (grlhf bench: real, simulated, scale), the weight data plane against raw TCP and
 #                criterion microbenchmarks, the memory of a 10,000-step run (target/bench/)
 #   make soak    a few minutes of training with faults injected, a SIGKILL and a resume; reports
@@ -40,6 +41,7 @@ demo: build
 
 bench: build
 	bash benchmarks/decode.sh
+	bash benchmarks/slots.sh
 	bash benchmarks/vision.sh
 	bash benchmarks/async.sh
 	bash benchmarks/weights.sh

@@ -2,11 +2,14 @@
 //!
 //! `grlhf-bench decode` measures the generation engine's decode throughput on checkpoints and
 //! compares it with transformers' `generate` (`benchmarks/decode_peer.py`, run by this harness
-//! on the same checkpoints, machine and thread count, alternating with grlhf point by point).
+//! on the same checkpoints, machine and thread count, alternating with grlhf point by point);
+//! `grlhf-bench slots` measures continuous batching against one plain batch in the same run.
 
 mod decode;
+mod decode_compare;
 mod memory;
 mod report;
+mod slots;
 mod vision;
 mod weights;
 
@@ -124,6 +127,31 @@ enum Command {
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
     },
+    /// Continuous batching (`generate_in_slots`) against one plain batch of the same requests,
+    /// with RL-like varied lengths (writes slots.json / slots.md / slots.png; no peer).
+    Slots {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, default_value_t = 64)]
+        requests: usize,
+        #[arg(long, value_delimiter = ',', default_value = "8,16,32")]
+        slots: Vec<usize>,
+        #[arg(long, default_value_t = 16)]
+        prompt_len: usize,
+        #[arg(long, default_value_t = 128)]
+        max_new_tokens: usize,
+        /// Every this-many-th token id is a stop token (stop probability ≈ 1/N per step).
+        #[arg(long, default_value_t = 32)]
+        stop_every: i64,
+    },
+    /// Compares `decode.json` files of different builds (LABEL=FILE, repeatable; files under
+    /// one label are pooled) and writes decode-compare.md / decode-compare.png.
+    DecodeCompare {
+        #[arg(long = "run", required = true)]
+        runs: Vec<decode_compare::LabelledRun>,
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
     /// Redraws vision.png from a vision.json written earlier (e.g. fetched from a GPU machine).
     VisionPlot {
         /// The vision.json to read.
@@ -220,6 +248,70 @@ fn main() -> Result<()> {
             memory::plot(&out.join("memory.png"), &report)?;
             println!("{table}");
             println!("wrote {}/memory.{{json,md,png}}", out.display());
+        }
+        Command::Slots {
+            run,
+            requests,
+            slots,
+            prompt_len,
+            max_new_tokens,
+            stop_every,
+        } => {
+            anyhow::ensure!(
+                requests >= 1 && !slots.contains(&0) && stop_every >= 1 && max_new_tokens >= 1,
+                "--requests, --slots, --stop-every and --max-new-tokens must be positive"
+            );
+            anyhow::ensure!(
+                run.peer_python.is_none(),
+                "--peer-python: the slots benchmark compares with grlhf's own plain batch"
+            );
+            let (threads, dev, kind) = run.prepare()?;
+            let workload = slots::SlotsWorkload {
+                requests,
+                prompt_len,
+                max_new_tokens,
+                stop_every,
+                slots,
+                repeats: run.repeats,
+                threads,
+                device: run.device.clone(),
+                dtype: run.dtype.clone(),
+            };
+            let mut points = Vec::new();
+            for m in &run.models {
+                points.extend(slots::measure(m, &workload, dev, kind)?);
+            }
+            let machine = report::machine_name(&run.device);
+            let table = slots::table(&machine, &workload, &points);
+            let out = &run.out;
+            std::fs::create_dir_all(out)?;
+            let json =
+                serde_json::json!({"machine": machine, "workload": workload, "points": points});
+            std::fs::write(out.join("slots.json"), serde_json::to_string_pretty(&json)?)?;
+            std::fs::write(out.join("slots.md"), &table)?;
+            slots::plot(&out.join("slots.png"), &machine, &points)?;
+            println!("{table}");
+            println!("wrote {}/slots.{{json,md,png}}", out.display());
+        }
+        Command::DecodeCompare { runs, out } => {
+            let mut labels: Vec<String> = Vec::new();
+            for run in &runs {
+                if !labels.contains(&run.label) {
+                    labels.push(run.label.clone());
+                }
+            }
+            let (machine, points) = decode_compare::pool(&runs)?;
+            let table = decode_compare::table(&machine, &labels, &points);
+            std::fs::create_dir_all(&out)?;
+            let json = serde_json::json!({"machine": machine, "labels": labels, "points": points});
+            std::fs::write(
+                out.join("decode-compare.json"),
+                serde_json::to_string_pretty(&json)?,
+            )?;
+            std::fs::write(out.join("decode-compare.md"), &table)?;
+            decode_compare::plot(&out.join("decode-compare.png"), &machine, &labels, &points)?;
+            println!("{table}");
+            println!("wrote {}/decode-compare.{{json,md,png}}", out.display());
         }
         Command::VisionPlot { json, png } => {
             let text = std::fs::read_to_string(&json)
