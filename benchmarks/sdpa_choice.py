@@ -8,9 +8,12 @@ every step) could rebuild plans and grow memory. This prints, for a Qwen2-0.5B-s
 
 - the backend `scaled_dot_product_attention` chooses (torch._fused_sdp_choice) with and without
   a boolean mask, with GQA expanded or not, at batch 1, 8 and 64;
-- per backend forced in turn (cuDNN, flash, efficient, math): the time of one attention call at
-  kv length 512, and the host RSS / GPU memory growth over `--lengths` calls with a key length
-  that changes every call (what decoding does), in a JSON file.
+- per backend forced in turn (cuDNN, flash, efficient, math), called as grlhf calls SDPA (K/V
+  with 2 heads and `enable_gqa=True`; with a `[b, 1, 1, kv]` bool mask, as the slot cache and
+  padded batches do, and without): the time of one call at kv length 512, and the growth of the
+  host's current RSS over `--lengths` calls whose key length changes every call (what decoding
+  does; the plan cache is host memory), in a JSON file. Inputs are sliced from one buffer
+  allocated at the longest length, so GPU allocations do not change with the length.
 
 Run on a GPU machine: python3 benchmarks/sdpa_choice.py --out sdpa.json
 """
@@ -33,7 +36,9 @@ BACKENDS = {
 
 
 def rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Current resident set (pages), not ru_maxrss's peak.
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def tensors(batch, kv_len, heads=14, kv_heads=2, dim=64, expand=True, mask=False):
@@ -56,32 +61,39 @@ def choice(batch, kv_len, expand, mask):
         return f"error: {e}"
 
 
-def timed(backend, batch=8, kv_len=512, repeats=200):
-    q, k, v, m = tensors(batch, kv_len)
+def attend(q, k, v, m):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=m, enable_gqa=True)
+
+
+def timed(backend, mask, batch=8, kv_len=512, repeats=200):
+    q, k, v, m = tensors(batch, kv_len, expand=False, mask=mask)
     with sdpa_kernel([BACKENDS[backend]]):
         try:
-            F.scaled_dot_product_attention(q, k, v)
+            attend(q, k, v, m)
         except RuntimeError as e:
             return {"error": str(e).splitlines()[0]}
         torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(repeats):
-            F.scaled_dot_product_attention(q, k, v)
+            attend(q, k, v, m)
         torch.cuda.synchronize()
     return {"us_per_call": (time.perf_counter() - start) / repeats * 1e6}
 
 
-def growth(backend, lengths):
+def growth(backend, mask, lengths):
+    q, k_all, v_all, m_all = tensors(8, 64 + lengths, expand=False, mask=mask)
     torch.cuda.synchronize()
+    torch.cuda.empty_cache()
     rss0, gpu0 = rss_mib(), torch.cuda.memory_reserved() / 2**20
     with sdpa_kernel([BACKENDS[backend]]):
         try:
             for kv_len in range(64, 64 + lengths):
-                q, k, v, _ = tensors(8, kv_len)
-                F.scaled_dot_product_attention(q, k, v)
+                m = None if m_all is None else m_all[..., :kv_len]
+                attend(q, k_all[:, :, :kv_len], v_all[:, :, :kv_len], m)
         except RuntimeError as e:
             return {"error": str(e).splitlines()[0]}
     torch.cuda.synchronize()
+    torch.cuda.empty_cache()
     return {
         "calls": lengths,
         "host_rss_growth_mib": rss_mib() - rss0,
@@ -108,7 +120,9 @@ def main():
                     {"batch": batch, "gqa_expanded": expand, "bool_mask": mask,
                      "chosen": choice(batch, 512, expand, mask)})
     for name in BACKENDS:
-        report["backends"][name] = {**timed(name), **growth(name, args.lengths)}
+        for mask in (False, True):
+            key = f"{name}, {'bool mask' if mask else 'no mask'}"
+            report["backends"][key] = {**timed(name, mask), **growth(name, mask, args.lengths)}
     json.dump(report, open(args.out, "w"), indent=1)
     for c in report["choices"]:
         print(c)

@@ -41,7 +41,10 @@ if wants generation; then
 fi
 
 if wants slots; then
-  GRLHF_TEST_DEVICE=cuda:0 "$BIN/slot_decoding" --test-threads 1 > "$RESULTS/slots.txt" 2>&1 || status=1
+  # Continuous batching, and fused q/k/v + gate/up against the separate projections, on CUDA.
+  { GRLHF_TEST_DEVICE=cuda:0 "$BIN/slot_decoding" --test-threads 1
+    GRLHF_TEST_DEVICE=cuda:0 "$BIN/fused" --test-threads 1
+  } > "$RESULTS/slots.txt" 2>&1 || status=1
 fi
 
 if wants sdpa; then
@@ -64,8 +67,12 @@ if wants decode; then
 fi
 
 if wants pipeline; then
-  timeout 300 "$BIN/grlhf" pipeline configs/gpu-smoke.toml > "$RESULTS/pipeline.txt" 2>&1 || status=1
-  cp runs/gpu-smoke/report.md "$RESULTS/pipeline-report.md" 2>/dev/null
+  rm -rf runs/gpu-smoke
+  if timeout 300 "$BIN/grlhf" pipeline configs/gpu-smoke.toml > "$RESULTS/pipeline.txt" 2>&1; then
+    cp runs/gpu-smoke/report.md "$RESULTS/pipeline-report.md"
+  else
+    status=1
+  fi
 fi
 
 tail -n 3 "$RESULTS"/*.txt

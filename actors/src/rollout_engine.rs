@@ -65,6 +65,7 @@ impl GeneratorConfig {
             },
             stop_token_ids,
             seed,
+            poll_every: None,
         }
     }
 }

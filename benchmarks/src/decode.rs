@@ -52,10 +52,16 @@ pub fn bench_prompt(len: usize, vocab: i64) -> Vec<i64> {
         .collect()
 }
 
+/// The median; for an even count, the mean of the middle two.
 pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).expect("finite timings"));
-    v[v.len() / 2]
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Measures grlhf and (when `peer_python` is given) transformers on one checkpoint, alternating

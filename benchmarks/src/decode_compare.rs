@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context, Result};
 use grlhf::charts::{grouped_bars, BarPanel};
 use serde::Serialize;
 
-use crate::decode::DecodePoint;
+use crate::decode::{median, DecodePoint};
 
 /// One labelled `decode.json`.
 #[derive(Debug, Clone)]
@@ -84,7 +84,7 @@ pub fn pool(runs: &[LabelledRun]) -> Result<(String, Vec<ComparedPoint>)> {
                 .map(|(_, p)| p.tokens_per_second)
                 .collect();
             ComparedPoint {
-                tokens_per_second: middle(&values),
+                tokens_per_second: median(&values),
                 min: values.iter().copied().fold(f64::INFINITY, f64::min),
                 max: values.iter().copied().fold(0.0, f64::max),
                 runs: values.len(),
@@ -95,18 +95,6 @@ pub fn pool(runs: &[LabelledRun]) -> Result<(String, Vec<ComparedPoint>)> {
         })
         .collect();
     Ok((machine, pooled))
-}
-
-/// The median, averaging the middle two values of an even count.
-fn middle(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Markdown table: one row per (model, batch), one column per label, and the last label over
@@ -217,8 +205,8 @@ mod tests {
 
     #[test]
     fn pooled_medians_average_the_middle_pair() {
-        assert_eq!(middle(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(middle(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //! - rotary positions live on the device and advance by one per step;
 //! - tokens and log-probs stay on the device and are stacked once after the loop;
 //! - stop tokens are matched on the device, into one `done` flag per row;
-//! - whether every row is done is read back only every [`poll_interval`] steps.
+//! - stop tokens are looked up in a `[vocab]` mask (a gather; libtorch's `isin` may sort and
+//!   read a size back on a GPU when there are many stop ids);
+//! - whether every row is done is read back only every [`poll_interval`] steps (or
+//!   `GenerationConfig::poll_every`).
 //!
 //! After the loop one copy brings tokens and log-probs to the host, where each row is cut after
 //! its first stop token. Rows that finish early keep being fed (their outputs are discarded), as
@@ -23,7 +26,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::generation_io::{FinishReason, GeneratedSequence, GenerationConfig};
 use crate::kv_cache::KvCache;
 use crate::sampling::sample;
@@ -80,18 +83,17 @@ pub fn decode(
     } = prefilled;
     let batch = next_positions.len();
     let max_new = config.max_new_tokens as i64;
+    let vocab = logits.size()[1];
+    let poll_every = checked_poll_every(config, Some(vocab), device)? as i64;
     let uniforms = upload_uniforms(config, batch, device)?;
-    let stop_ids = (!config.stop_token_ids.is_empty())
-        .then(|| Tensor::from_slice(&config.stop_token_ids).to_device(device));
+    let stop_mask = stop_mask(&config.stop_token_ids, vocab, device)?;
     let mut done = Tensor::f_zeros([batch as i64], (Kind::Bool, device))?;
     let mut positions = Tensor::from_slice(&next_positions).to_device(device);
     let penalty = config.sampling.repetition_penalty;
-    let vocab = logits.size()[1];
     let mut seen = match penalty {
         Some(_) => Some(seen_mask(&prompts, vocab, device)?),
         None => None,
     };
-    let poll_every = poll_interval(device);
     let mut tokens_per_step = Vec::with_capacity(max_new as usize);
     let mut logprobs_per_step = Vec::with_capacity(max_new as usize);
 
@@ -103,8 +105,8 @@ pub fn decode(
         if let Some(seen) = seen.as_mut() {
             let _ = seen.scatter_value_(1, &tokens.unsqueeze(1), 1);
         }
-        if let Some(stop_ids) = &stop_ids {
-            done = done.logical_or(&Tensor::isin(&tokens, stop_ids, false, false));
+        if let Some(stop_mask) = &stop_mask {
+            done = done.logical_or(&stop_mask.index_select(0, &tokens));
         }
         let next = tokens.unsqueeze(1);
         tokens_per_step.push(tokens);
@@ -112,7 +114,7 @@ pub fn decode(
         if step + 1 == max_new {
             break;
         }
-        if stop_ids.is_some() && (step + 1) % poll_every == 0 && done.all().int64_value(&[]) != 0 {
+        if stop_mask.is_some() && (step + 1) % poll_every == 0 && done.all().int64_value(&[]) != 0 {
             break;
         }
         logits = model.decode_step(&next, &positions, &mut cache)?;
@@ -133,6 +135,47 @@ pub fn decode(
         steps,
         &config.stop_token_ids,
     ))
+}
+
+/// The read-back interval `config` asks for (or the device's), after checking what a decode
+/// loop needs: at least one new token, an interval of at least one step, stop ids inside the
+/// vocabulary.
+pub(crate) fn checked_poll_every(
+    config: &GenerationConfig,
+    vocab: Option<i64>,
+    device: Device,
+) -> Result<usize> {
+    if config.max_new_tokens == 0 {
+        return Err(ModelError::invalid("max_new_tokens", "must be at least 1"));
+    }
+    let vocab = vocab.unwrap_or(i64::MAX);
+    if let Some(bad) = config
+        .stop_token_ids
+        .iter()
+        .find(|&&id| id < 0 || id >= vocab)
+    {
+        return Err(ModelError::invalid(
+            "stop_token_ids",
+            format!("{bad} is outside the vocabulary of {vocab}"),
+        ));
+    }
+    match config.poll_every {
+        Some(0) => Err(ModelError::invalid("poll_every", "must be at least 1 step")),
+        Some(n) => Ok(n),
+        None => Ok(poll_interval(device) as usize),
+    }
+}
+
+/// `[vocab]` bool, true at the stop ids (`None` without any).
+fn stop_mask(stop_token_ids: &[i64], vocab: i64, device: Device) -> Result<Option<Tensor>> {
+    if stop_token_ids.is_empty() {
+        return Ok(None);
+    }
+    let mut mask = vec![false; vocab as usize];
+    for &id in stop_token_ids {
+        mask[id as usize] = true;
+    }
+    Ok(Some(Tensor::from_slice(&mask).to_device(device)))
 }
 
 /// `[max_new_tokens, batch]` uniforms in (0, 1]: row `i` draws one per step from ChaCha8 stream
@@ -162,6 +205,7 @@ fn upload_uniforms(config: &GenerationConfig, batch: usize, device: Device) -> R
 fn seen_mask(prompts: &[Vec<i64>], vocab: i64, device: Device) -> Result<Tensor> {
     let mut mask = vec![false; prompts.len() * vocab as usize];
     for (row, prompt) in prompts.iter().enumerate() {
+        crate::qwen2::check_token_ids(prompt, vocab, &format!("prompt {row}"))?;
         for &token in prompt {
             mask[row * vocab as usize + token as usize] = true;
         }

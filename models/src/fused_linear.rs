@@ -9,7 +9,9 @@
 //! Inference (no gradient being recorded) runs the one matmul and splits its output, which saves
 //! a dispatch (and on a GPU a kernel launch) per extra projection per layer: decode steps at small
 //! batch are bound by exactly that. Training runs the separate projections, because autograd
-//! must see the leaf parameters. On the CPU both give the same bits (`tests/fused.rs`).
+//! must see the leaf parameters. On the CPU both give the same bits (`tests/fused.rs`); on a
+//! GPU cuBLAS may pick different kernels for the wider matrix, so they agree to rounding
+//! (`scripts/gpu-check.sh` runs the same test there with a tolerance).
 //!
 //! Anything that replaces a parameter's storage instead of copying into it (`VarStore::set_kind`
 //! or a device move after construction) breaks the sharing; [`FusedLinear::is_bound`] detects it
@@ -37,6 +39,10 @@ impl FusedLinear {
         let weight =
             tch::no_grad(|| Tensor::cat(&parts.iter().map(|p| &p.ws).collect::<Vec<_>>(), 0));
         let with_bias = parts.iter().all(|p| p.bs.is_some());
+        assert!(
+            with_bias || parts.iter().all(|p| p.bs.is_none()),
+            "fused projections need a bias on every part or on none"
+        );
         let bias = with_bias.then(|| {
             tch::no_grad(|| {
                 let biases: Vec<&Tensor> = parts.iter().filter_map(|p| p.bs.as_ref()).collect();

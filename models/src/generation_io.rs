@@ -19,6 +19,12 @@ pub struct GenerationConfig {
     pub stop_token_ids: Vec<i64>,
     #[serde(default)]
     pub seed: u64,
+    /// Steps between the host's reads of which sequences have finished: each read waits for
+    /// the device, and a sequence that stops between reads costs up to `poll_every - 1` wasted
+    /// steps. `None`: [`crate::decode_loop::poll_interval`] of the device (1 on the CPU, 8 on a
+    /// GPU). Results do not depend on it.
+    #[serde(default)]
+    pub poll_every: Option<usize>,
 }
 
 impl GenerationConfig {
@@ -28,6 +34,7 @@ impl GenerationConfig {
             sampling: SamplingParams::greedy(),
             stop_token_ids: Vec::new(),
             seed: 0,
+            poll_every: None,
         }
     }
 }

@@ -67,7 +67,7 @@ impl RmsNorm {
         let dtype = xs.kind();
         if dtype == Kind::Float {
             // libtorch's one-op RMSNorm gives the same bits as transformers' steps below in f32
-            // (tested in tests/fused.rs), in one dispatch instead of five. In bf16 / f16 it
+            // on the CPU (tested below, `one_op_rms_norm_equals_transformers_steps_in_f32`), in one dispatch instead of five. In bf16 / f16 it
             // rounds the scale product differently, so reduced precision keeps the steps.
             return xs.rms_norm([self.size], Some(&self.weight), self.eps);
         }
@@ -510,7 +510,7 @@ impl Qwen2Model {
         positions: &PositionIds,
         cache: &mut SlotCache,
     ) -> Result<Tensor> {
-        let step = cache.step();
+        let step = cache.step()?;
         let mask = AttentionMask::Explicit(step.mask);
         let rotary = self.rotary.tables(positions, embeds.kind())?;
         let fused = self.use_fused()?;

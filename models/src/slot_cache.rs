@@ -25,6 +25,10 @@ pub struct SlotCache {
     lengths: Tensor,
     /// `[1, capacity]` i64: key positions, compared against `lengths` for the mask.
     key_positions: Tensor,
+    /// The same lengths as the host knows them (every change is made by the host), so a step
+    /// past the capacity is an error here instead of an out-of-bounds write (a device assert
+    /// on a GPU).
+    host_lengths: Vec<i64>,
     capacity: i64,
 }
 
@@ -67,6 +71,7 @@ impl SlotCache {
             layers,
             lengths: Tensor::f_zeros([slots], (Kind::Int64, device))?,
             key_positions: Tensor::f_arange(capacity, (Kind::Int64, device))?.unsqueeze(0),
+            host_lengths: vec![0; slots as usize],
             capacity,
         })
     }
@@ -123,27 +128,43 @@ impl SlotCache {
                 .f_copy_(&prompt_layer.values.get(0).narrow(1, 0, len))?;
         }
         let _ = self.lengths.get(slot).f_fill_(len)?;
+        self.host_lengths[slot as usize] = len;
         Ok(())
     }
 
     /// Empties `slot` (length 0). Its stale keys stay, hidden by the length.
     pub fn reset(&mut self, slot: i64) -> Result<()> {
+        if !(0..self.slots()).contains(&slot) {
+            return Err(ModelError::invalid(
+                "slot_cache",
+                format!("slot {slot} of {} cannot be reset", self.slots()),
+            ));
+        }
         let _ = self.lengths.get(slot).f_fill_(0)?;
+        self.host_lengths[slot as usize] = 0;
         Ok(())
     }
 
-    /// Write positions and masks for the next decode step (one token per slot).
-    pub(crate) fn step(&self) -> SlotStep {
+    /// Write positions and masks for the next decode step (one token per slot); an error when
+    /// a slot is full.
+    pub(crate) fn step(&self) -> Result<SlotStep> {
+        if let Some(full) = self.host_lengths.iter().position(|&l| l >= self.capacity) {
+            return Err(ModelError::invalid(
+                "slot_cache",
+                format!("slot {full} is full ({} positions)", self.capacity),
+            ));
+        }
         let mask = self.key_positions.le_tensor(&self.lengths.unsqueeze(1));
-        SlotStep {
+        Ok(SlotStep {
             index: self.lengths.view([-1, 1, 1, 1]),
             mask: mask.unsqueeze(1).unsqueeze(1),
-        }
+        })
     }
 
     /// Marks the step's token as written in every slot.
     pub(crate) fn advance(&mut self) {
         let _ = self.lengths.g_add_scalar_(1);
+        self.host_lengths.iter_mut().for_each(|l| *l += 1);
     }
 }
 

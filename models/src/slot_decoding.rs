@@ -27,7 +27,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
-use crate::decode_loop::poll_interval;
+use crate::decode_loop::checked_poll_every;
 use crate::error::{ModelError, Result};
 use crate::generation_io::{FinishReason, GeneratedSequence, GenerationConfig};
 use crate::kv_cache::KvCache;
@@ -108,10 +108,18 @@ pub fn decode_in_slots(
     if slots == 0 {
         return Err(ModelError::invalid("slots", "must be at least 1"));
     }
+    if config.sampling.repetition_penalty.is_some() {
+        // It needs a per-slot seen-token mask reset on every admission; not built.
+        return Err(ModelError::invalid(
+            "repetition_penalty",
+            "not supported with continuous batching (slots); decode as one batch instead",
+        ));
+    }
     let device = model.device();
     let slots = slots.min(requests.max(1));
     let max_new = config.max_new_tokens;
-    let poll_every = poll_interval(device) as usize;
+    // Stop ids are checked against the vocabulary by the callers' request checks.
+    let poll_every = checked_poll_every(config, None, device)?;
     // A slot may run `poll_every - 1` steps past its last token before the host sees it.
     let capacity = (longest_prompt + max_new + poll_every) as i64;
     let mut state = Slots {

@@ -1,10 +1,14 @@
 //! Fused q/k/v and gate/up projections (`grlhf_models::fused_linear`): inference through the one
 //! shared buffer gives the same bits as training's separate projections, the var store keeps
 //! Hugging Face's parameters without a second copy, and every in-place write (loading, an
-//! optimiser step) reaches the fused path.
+//! optimiser step) reaches the fused path. On the device `GRLHF_TEST_DEVICE` names (the CPU by
+//! default): bit for bit on the CPU, to rounding on a GPU (cuBLAS picks kernels per shape).
+
+mod support;
 
 use grlhf_models::generation::left_pad;
 use grlhf_models::{generate, Config, GenerationConfig, PositionIds, Qwen2ForCausalLM};
+use support::device;
 use tch::{Device, Kind, Tensor};
 
 fn config(tie: bool) -> Config {
@@ -19,13 +23,13 @@ fn config(tie: bool) -> Config {
 
 fn model(kind: Kind) -> Qwen2ForCausalLM {
     tch::manual_seed(5);
-    Qwen2ForCausalLM::new(&config(false), Device::Cpu, kind).unwrap()
+    Qwen2ForCausalLM::new(&config(false), device(), kind).unwrap()
 }
 
 /// Logits of a left-padded batch: with gradients recorded (separate projections) or not (fused).
 fn padded_logits(model: &Qwen2ForCausalLM, record_grad: bool) -> Tensor {
     let prompts = vec![vec![5i64, 17, 3], vec![9, 8, 7, 6, 5, 4], vec![42]];
-    let (ids, mask) = left_pad(&prompts, 6, Device::Cpu).unwrap();
+    let (ids, mask) = left_pad(&prompts, 6, device()).unwrap();
     let positions = PositionIds::from_attention_mask(&mask);
     let run = || model.forward(&ids, &positions, Some(&mask), None).unwrap();
     if record_grad {
@@ -37,8 +41,18 @@ fn padded_logits(model: &Qwen2ForCausalLM, record_grad: bool) -> Tensor {
     }
 }
 
+/// Equal bits on the CPU; on a GPU, equal to the parity tests' rounding bounds.
 fn same_bits(a: &Tensor, b: &Tensor) -> bool {
-    a.to_kind(Kind::Float).equal(&b.to_kind(Kind::Float))
+    let bound = if a.kind() == Kind::BFloat16 {
+        2e-2
+    } else {
+        1e-4
+    };
+    let (a, b) = (a.to_kind(Kind::Float), b.to_kind(Kind::Float));
+    match device() {
+        Device::Cpu => a.equal(&b),
+        _ => (a - b).abs().max().double_value(&[]) <= bound,
+    }
 }
 
 #[test]
@@ -113,7 +127,7 @@ fn in_place_writes_reach_the_fused_path() {
     // Loading a checkpoint copies into the parameters: a loaded model infers as the saved one.
     let dir = tempfile::tempdir().unwrap();
     model.save(dir.path()).unwrap();
-    let loaded = Qwen2ForCausalLM::load(dir.path(), Device::Cpu, Kind::Float).unwrap();
+    let loaded = Qwen2ForCausalLM::load(dir.path(), device(), Kind::Float).unwrap();
     assert!(same_bits(&padded_logits(&loaded, false), &fused));
     let greedy = GenerationConfig::greedy(6);
     assert_eq!(
@@ -126,8 +140,10 @@ fn in_place_writes_reach_the_fused_path() {
 fn a_var_store_recast_after_construction_is_refused_for_inference() {
     let mut model = model(Kind::Float);
     model.var_store_mut().set_kind(Kind::Double);
-    let ids = Tensor::from_slice(&[3i64, 9, 27]).unsqueeze(0);
-    let positions = PositionIds::sequential(1, 3, 0, Device::Cpu);
+    let ids = Tensor::from_slice(&[3i64, 9, 27])
+        .unsqueeze(0)
+        .to_device(device());
+    let positions = PositionIds::sequential(1, 3, 0, device());
     let err = tch::no_grad(|| model.forward(&ids, &positions, None, None))
         .unwrap_err()
         .to_string();

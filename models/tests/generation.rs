@@ -131,6 +131,7 @@ fn generation_logprobs_equal_teacher_forced_logprobs() {
             sampling: sampling.clone(),
             stop_token_ids: vec![],
             seed: 3,
+            poll_every: None,
         };
         let out = generate(&model, &prompts, &config).unwrap();
         let responses: Vec<Vec<i64>> = out.iter().map(|g| g.tokens.clone()).collect();
@@ -179,6 +180,7 @@ fn sampling_is_repeatable_for_a_seed() {
         },
         stop_token_ids: vec![],
         seed: 1234,
+        poll_every: None,
     };
     let a = generate(&model, &prompts(), &config).unwrap();
     let b = generate(&model, &prompts(), &config).unwrap();
@@ -493,12 +495,15 @@ fn sync_free_loop_equals_the_stepwise_loop_bit_for_bit() {
         ),
     ];
     for (label, sampling, stop_token_ids) in cases {
-        for seed in [0u64, 7] {
+        // Reading back every step (the CPU's default), every 3rd, and every 8th (a GPU's):
+        // rows that finish between reads keep decoding, and their extra tokens are dropped.
+        for (seed, poll_every) in [(0u64, None), (7, Some(3)), (3, Some(8))] {
             let config = GenerationConfig {
                 max_new_tokens: 10,
                 sampling: sampling.clone(),
                 stop_token_ids: stop_token_ids.clone(),
                 seed,
+                poll_every,
             };
             let (new, old) = tch::no_grad(|| {
                 (
@@ -506,7 +511,10 @@ fn sync_free_loop_equals_the_stepwise_loop_bit_for_bit() {
                     stepwise_decode(&model, prefill(&model, &prompts, 10), &config),
                 )
             });
-            assert_eq!(new, old, "{label}, seed {seed}: the loops differ");
+            assert_eq!(
+                new, old,
+                "{label}, seed {seed}, poll {poll_every:?}: the loops differ"
+            );
             assert_eq!(new, generate(&model, &prompts, &config).unwrap(), "{label}");
         }
     }
@@ -525,4 +533,43 @@ fn sync_free_loop_equals_the_stepwise_loop_bit_for_bit() {
 fn finished_batches_poll_rarely_on_devices_and_every_step_on_the_cpu() {
     assert_eq!(poll_interval(Device::Cpu), 1);
     assert!(poll_interval(Device::Cuda(0)) > 1);
+}
+
+#[test]
+fn a_bad_decode_request_is_an_error_not_a_panic() {
+    let model = tiny_model();
+    let run = |config: GenerationConfig| {
+        tch::no_grad(|| decode(&model, prefill(&model, &[vec![1, 2]], 4), &config).map(|_| ()))
+    };
+    let zero = run(GenerationConfig::greedy(0)).unwrap_err().to_string();
+    assert!(zero.contains("max_new_tokens"), "{zero}");
+    let never = GenerationConfig {
+        poll_every: Some(0),
+        ..GenerationConfig::greedy(3)
+    };
+    assert!(run(never).unwrap_err().to_string().contains("poll_every"));
+    let outside = GenerationConfig {
+        stop_token_ids: vec![97],
+        ..GenerationConfig::greedy(3)
+    };
+    let err = run(outside).unwrap_err().to_string();
+    assert!(
+        err.contains("stop_token_ids") && err.contains("97"),
+        "{err}"
+    );
+    // A hand-built prompt pass whose prompt ids are outside the vocabulary, with a penalty
+    // (which indexes a mask by them).
+    let mut bad = prefill(&model, &[vec![1, 2]], 4);
+    bad.prompts = vec![vec![1, 500]];
+    let penalty = GenerationConfig {
+        sampling: SamplingParams {
+            repetition_penalty: Some(1.2),
+            ..SamplingParams::greedy()
+        },
+        ..GenerationConfig::greedy(3)
+    };
+    let err = tch::no_grad(|| decode(&model, bad, &penalty))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("500"), "{err}");
 }

@@ -115,6 +115,7 @@ fn sampled(seed: u64, stops: Vec<i64>) -> GenerationConfig {
         },
         stop_token_ids: stops,
         seed,
+        poll_every: None,
     }
 }
 
@@ -163,8 +164,20 @@ fn every_request_is_decoded_once_as_in_one_plain_batch() {
             .filter(|g| g.finish_reason == FinishReason::Stop)
             .count();
         for slots in [1, 2, 3, 7, 12] {
-            let got = generate_in_slots(&model, &prompts, slots, config).unwrap();
-            assert_same(&got, &plain, &format!("{label}, {slots} slots"));
+            // Reads every step, every 3rd and every 8th: a slot that stops between reads keeps
+            // decoding until the host sees it, and those tokens are dropped.
+            for poll_every in [None, Some(3), Some(8)] {
+                let config = GenerationConfig {
+                    poll_every,
+                    ..config.clone()
+                };
+                let got = generate_in_slots(&model, &prompts, slots, &config).unwrap();
+                assert_same(
+                    &got,
+                    &plain,
+                    &format!("{label}, {slots} slots, poll {poll_every:?}"),
+                );
+            }
         }
     }
     assert!(
@@ -206,4 +219,39 @@ fn bad_slot_requests_are_errors() {
     let (_, one) = tch::no_grad(|| prefill_alone(&model, &[1], 0));
     let err = slots.fill(2, &one).unwrap_err().to_string();
     assert!(err.contains("slot 2 of 2"), "{err}");
+    assert!(slots
+        .reset(-1)
+        .unwrap_err()
+        .to_string()
+        .contains("slot -1 of 2"));
+    // A full slot is an error before anything is written (on a GPU, an out-of-bounds write
+    // would be a device assert).
+    let (_, three) = tch::no_grad(|| prefill_alone(&model, &[1, 2, 3], 0));
+    slots.fill(0, &three).unwrap();
+    let step = |slots: &mut grlhf_models::slot_cache::SlotCache| {
+        tch::no_grad(|| {
+            model.decode_slots(
+                &Tensor::from_slice(&[4i64, 4])
+                    .unsqueeze(1)
+                    .to_device(device()),
+                &Tensor::from_slice(&[3i64, 0]).to_device(device()),
+                slots,
+            )
+        })
+    };
+    let _ = step(&mut slots).unwrap();
+    let err = step(&mut slots).unwrap_err().to_string();
+    assert!(err.contains("slot 0 is full"), "{err}");
+    // A repetition penalty needs a per-slot seen mask, which slots do not keep: refused.
+    let penalty = GenerationConfig {
+        sampling: SamplingParams {
+            repetition_penalty: Some(1.2),
+            ..SamplingParams::greedy()
+        },
+        ..GenerationConfig::greedy(4)
+    };
+    let err = generate_in_slots(&model, &prompts(), 2, &penalty)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("repetition_penalty"), "{err}");
 }

@@ -128,6 +128,7 @@ pub fn run(request: &GenerateRequest) -> Result<GenerateOutput> {
         sampling: request.sampling.clone(),
         stop_token_ids: stop_token_ids.clone(),
         seed: request.seed,
+        poll_every: None,
     };
     let start = std::time::Instant::now();
     let (prompt_tokens, sequences) = model.generate(

@@ -1,5 +1,6 @@
 //! A generator's continuous batching (`[generator] slots`) on a real world model with images:
-//! the same rollouts as one plain batch, for every slot count, and a zero slot count refused.
+//! the same rollouts as one plain batch, for every slot count. (A zero slot count is refused
+//! by the run config: tests/config_errors.rs.)
 
 use std::sync::Arc;
 
