@@ -124,16 +124,7 @@ impl SlotDecoder for Qwen2ForCausalLM {
     }
 
     fn new_slot_cache(&self, slots: i64, capacity: i64) -> Result<SlotCache> {
-        let config = self.config();
-        SlotCache::new(
-            config.num_hidden_layers,
-            slots,
-            config.num_kv_heads(),
-            config.head_dim(),
-            capacity,
-            self.kind(),
-            self.device(),
-        )
+        SlotCache::for_decoder(self.config(), slots, capacity, self.kind(), self.device())
     }
 
     fn decode_slots(

@@ -50,14 +50,7 @@ impl KvCache {
             ));
         }
         let shape = [batch, num_kv_heads, capacity, head_dim];
-        let layers = (0..num_layers)
-            .map(|_| -> Result<LayerCache> {
-                Ok(LayerCache {
-                    keys: Tensor::f_zeros(shape, (kind, device))?,
-                    values: Tensor::f_zeros(shape, (kind, device))?,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let layers = LayerCache::allocate(num_layers, shape, kind, device)?;
         Ok(KvCache {
             layers,
             key_valid: Tensor::f_zeros([batch, capacity], (Kind::Bool, device))?,
@@ -146,6 +139,23 @@ impl CacheWrite<'_> {
 }
 
 impl LayerCache {
+    /// `num_layers` zeroed caches with `[rows, kv_heads, capacity, head_dim]` keys and values.
+    pub(crate) fn allocate(
+        num_layers: i64,
+        shape: [i64; 4],
+        kind: Kind,
+        device: Device,
+    ) -> Result<Vec<LayerCache>> {
+        (0..num_layers)
+            .map(|_| {
+                Ok(LayerCache {
+                    keys: Tensor::f_zeros(shape, (kind, device))?,
+                    values: Tensor::f_zeros(shape, (kind, device))?,
+                })
+            })
+            .collect()
+    }
+
     /// Stores `keys`/`values` (`[batch, heads, count, head_dim]`) at `offset` and returns views
     /// of everything cached up to and including them.
     pub(crate) fn append(

@@ -983,14 +983,12 @@ impl SlotDecoder for Qwen2VlForConditionalGeneration {
     }
 
     fn new_slot_cache(&self, slots: i64, capacity: i64) -> Result<SlotCache> {
-        let text = &self.config.text_config;
-        SlotCache::new(
-            text.num_hidden_layers,
+        let kind = self.model.embedding_weight().kind();
+        SlotCache::for_decoder(
+            &self.config.text_config,
             slots,
-            text.num_kv_heads(),
-            text.head_dim(),
             capacity,
-            self.model.embedding_weight().kind(),
+            kind,
             self.device(),
         )
     }

@@ -14,6 +14,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::config::Config;
 use crate::error::{ModelError, Result};
 use crate::kv_cache::{KvCache, LayerCache};
 
@@ -59,21 +60,32 @@ impl SlotCache {
             ));
         }
         let shape = [slots, num_kv_heads, capacity, head_dim];
-        let layers = (0..num_layers)
-            .map(|_| -> Result<LayerCache> {
-                Ok(LayerCache {
-                    keys: Tensor::f_zeros(shape, (kind, device))?,
-                    values: Tensor::f_zeros(shape, (kind, device))?,
-                })
-            })
-            .collect::<Result<_>>()?;
         Ok(SlotCache {
-            layers,
+            layers: LayerCache::allocate(num_layers, shape, kind, device)?,
             lengths: Tensor::f_zeros([slots], (Kind::Int64, device))?,
             key_positions: Tensor::f_arange(capacity, (Kind::Int64, device))?.unsqueeze(0),
             host_lengths: vec![0; slots as usize],
             capacity,
         })
+    }
+
+    /// Slots for a decoder of this config (its layers, KV heads and head size).
+    pub fn for_decoder(
+        config: &Config,
+        slots: i64,
+        capacity: i64,
+        kind: Kind,
+        device: Device,
+    ) -> Result<SlotCache> {
+        SlotCache::new(
+            config.num_hidden_layers,
+            slots,
+            config.num_kv_heads(),
+            config.head_dim(),
+            capacity,
+            kind,
+            device,
+        )
     }
 
     pub fn slots(&self) -> i64 {
