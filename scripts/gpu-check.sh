@@ -41,10 +41,16 @@ if wants generation; then
 fi
 
 if wants slots; then
-  # Continuous batching, and fused q/k/v + gate/up against the separate projections, on CUDA.
-  { GRLHF_TEST_DEVICE=cuda:0 "$BIN/slot_decoding" --test-threads 1
+  # Continuous batching (CUDA-graph replay against the eager step included), and fused
+  # q/k/v + gate/up against the separate projections, on CUDA; then the continuous-batching
+  # benchmark on the 0.5B shape in bf16, eager and graphed.
+  { GRLHF_TEST_DEVICE=cuda:0 "$BIN/slot_decoding" --test-threads 1 --nocapture
     GRLHF_TEST_DEVICE=cuda:0 "$BIN/fused" --test-threads 1
   } > "$RESULTS/slots.txt" 2>&1 || status=1
+  timeout 240 env PRESETS=0.5b INIT_DTYPE=bf16 DEVICE=cuda:0 DTYPE=bf16 REQUESTS=64 SLOTS=16,64 \
+    REPEATS=2 CUDA_GRAPHS=1 GRLHF="$BIN/grlhf" BENCH="$BIN/grlhf-bench" \
+    OUT_DIR=/tmp/grlhf-gpu-slots bash benchmarks/slots.sh > "$RESULTS/slots-bench.txt" 2>&1 || status=1
+  cp /tmp/grlhf-gpu-slots/slots.json "$RESULTS/" 2>/dev/null
 fi
 
 if wants sdpa; then

@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 # One line per pin; the stamp records exactly this list so a changed pin reinstalls.
-PINS="torch==2.11.0 torchvision==0.26.0 transformers==5.24.0 numpy==2.4.6 pillow==13.0.0 pyarrow==26.0.1 tensorboard==2.21.0 prometheus_client==0.26.0"
+# nvidia-cuda-crt (134 KB) is the one CUDA header the torch wheel lacks (crt/host_config.h); the
+# CUDA-graph shim in models/csrc compiles against it.
+PINS="torch==2.11.0 torchvision==0.26.0 transformers==5.24.0 numpy==2.4.6 pillow==13.0.0 pyarrow==26.0.1 tensorboard==2.21.0 prometheus_client==0.26.0 nvidia-cuda-crt==13.0.88"
 STAMP="$VENV/.grlhf-setup-stamp"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$PINS" ] && [ -x "$VENV/bin/python" ] \

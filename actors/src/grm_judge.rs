@@ -118,6 +118,7 @@ impl Judge for GrmJudge {
                 stop_token_ids: self.engine.stop_ids.clone(),
                 seed: self.config.seed ^ group.prompt.uid,
                 poll_every: None,
+                cuda_graphs: false,
             };
             let outputs = self.engine.generate(&batch, &generation)?;
             for (&(i, j), output) in comparisons.iter().zip(&outputs) {

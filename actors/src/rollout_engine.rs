@@ -66,6 +66,7 @@ impl GeneratorConfig {
             stop_token_ids,
             seed,
             poll_every: None,
+            cuda_graphs: false,
         }
     }
 }

@@ -143,6 +143,9 @@ enum Command {
         /// Every this-many-th token id is a stop token (stop probability ≈ 1/N per step).
         #[arg(long, default_value_t = 32)]
         stop_every: i64,
+        /// Also time each slot count with the step replayed from a CUDA graph (CUDA only).
+        #[arg(long)]
+        cuda_graphs: bool,
     },
     /// Compares `decode.json` files of different builds (LABEL=FILE, repeatable; files under
     /// one label are pooled) and writes decode-compare.md / decode-compare.png.
@@ -256,6 +259,7 @@ fn main() -> Result<()> {
             prompt_len,
             max_new_tokens,
             stop_every,
+            cuda_graphs,
         } => {
             anyhow::ensure!(
                 requests >= 1 && !slots.contains(&0) && stop_every >= 1 && max_new_tokens >= 1,
@@ -272,6 +276,7 @@ fn main() -> Result<()> {
                 max_new_tokens,
                 stop_every,
                 slots,
+                cuda_graphs,
                 repeats: run.repeats,
                 threads,
                 device: run.device.clone(),

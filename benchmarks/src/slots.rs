@@ -31,6 +31,9 @@ pub struct SlotsWorkload {
     pub max_new_tokens: usize,
     pub stop_every: i64,
     pub slots: Vec<usize>,
+    /// Also time every slot count with the step replayed from a CUDA graph.
+    #[serde(default)]
+    pub cuda_graphs: bool,
     pub repeats: usize,
     pub threads: i32,
     pub device: String,
@@ -43,6 +46,8 @@ pub struct SlotsPoint {
     pub model: String,
     /// `None`: one plain batch of all requests.
     pub slots: Option<usize>,
+    #[serde(default)]
+    pub cuda_graphs: bool,
     pub seconds_median: f64,
     pub seconds_all: Vec<f64>,
     pub generated_tokens: usize,
@@ -53,9 +58,10 @@ pub struct SlotsPoint {
 
 impl SlotsPoint {
     fn mode(&self) -> String {
-        match self.slots {
-            None => "plain batch".to_string(),
-            Some(s) => format!("{s} slots"),
+        match (self.slots, self.cuda_graphs) {
+            (None, _) => "plain batch".to_string(),
+            (Some(s), false) => format!("{s} slots"),
+            (Some(s), true) => format!("{s} slots, graphs"),
         }
     }
 }
@@ -86,18 +92,32 @@ pub fn measure(
         stop_token_ids: (0..vocab).step_by(workload.stop_every as usize).collect(),
         seed: 0,
         poll_every: None,
+        cuda_graphs: false,
     };
-    let modes: Vec<Option<usize>> = std::iter::once(None)
-        .chain(workload.slots.iter().map(|&s| Some(s)))
+    let graph_modes = workload.cuda_graphs.then_some(true);
+    let modes: Vec<(Option<usize>, bool)> = std::iter::once((None, false))
+        .chain(workload.slots.iter().map(|&s| (Some(s), false)))
+        .chain(
+            graph_modes
+                .into_iter()
+                .flat_map(|g| workload.slots.iter().map(move |&s| (Some(s), g))),
+        )
         .collect();
-    let run = |mode: Option<usize>| -> Result<(f64, Vec<GeneratedSequence>)> {
-        let start = Instant::now();
-        let out = match mode {
-            None => generate(&model, &prompts, &config)?,
-            Some(slots) => generate_in_slots(&model, &prompts, slots, &config)?,
+    let run =
+        |(slots, cuda_graphs): (Option<usize>, bool)| -> Result<(f64, Vec<GeneratedSequence>)> {
+            let start = Instant::now();
+            let out = match slots {
+                None => generate(&model, &prompts, &config)?,
+                Some(slots) => {
+                    let config = GenerationConfig {
+                        cuda_graphs,
+                        ..config.clone()
+                    };
+                    generate_in_slots(&model, &prompts, slots, &config)?
+                }
+            };
+            Ok((start.elapsed().as_secs_f64(), out))
         };
-        Ok((start.elapsed().as_secs_f64(), out))
-    };
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut outputs: Vec<Vec<GeneratedSequence>> = vec![Vec::new(); modes.len()];
     for repeat in 0..=workload.repeats {
@@ -113,13 +133,14 @@ pub fn measure(
         .iter()
         .zip(times)
         .zip(&outputs)
-        .map(|((&slots, times), out)| {
+        .map(|((&(slots, cuda_graphs), times), out)| {
             let lengths: Vec<usize> = out.iter().map(|s| s.tokens.len()).collect();
             let generated: usize = lengths.iter().sum();
             let seconds_median = median(&times);
             SlotsPoint {
                 model: name.clone(),
                 slots,
+                cuda_graphs,
                 seconds_median,
                 seconds_all: times,
                 generated_tokens: generated,

@@ -99,6 +99,31 @@ fn find_libtorch() -> Result<Libtorch, String> {
     Ok(Libtorch { lib_dir, version })
 }
 
+/// Where a CUDA build of libtorch keeps what a C++ file that includes its CUDA headers needs:
+/// the include directories (libtorch's own, and the CUDA runtime headers of PyPI's
+/// `nvidia/cu13` packages next to the torch package). `None` for a CPU-only libtorch, or when
+/// a header is missing (`crt/host_config.h` comes from `nvidia-cuda-crt`, which
+/// `scripts/setup.sh` installs).
+pub fn cuda_include_dirs(libtorch: &Libtorch) -> Option<Vec<PathBuf>> {
+    if !libtorch.lib_dir.join("libtorch_cuda.so").exists() {
+        return None;
+    }
+    let root = libtorch.lib_dir.parent()?.canonicalize().ok()?;
+    let cuda = root.parent()?.join("nvidia").join("cu13").join("include");
+    let needed = [
+        root.join("include/ATen/cuda/CUDAGraph.h"),
+        cuda.join("cuda_runtime_api.h"),
+        cuda.join("crt/host_config.h"),
+    ];
+    needed.iter().all(|p| p.exists()).then(|| {
+        vec![
+            root.join("include"),
+            root.join("include/torch/csrc/api/include"),
+            cuda,
+        ]
+    })
+}
+
 /// Reads the version from an unpacked libtorch (`build-version`) or a PyPI torch package
 /// (`version.py`, which holds `__version__ = '2.11.0+cu130'`).
 fn read_version(root: &Path) -> Option<String> {

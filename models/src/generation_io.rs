@@ -25,6 +25,11 @@ pub struct GenerationConfig {
     /// GPU). Results do not depend on it.
     #[serde(default)]
     pub poll_every: Option<usize>,
+    /// Continuous batching only (`grlhf_models::slot_decoding`): record the decode step as a
+    /// CUDA graph after one eager step and replay it (`grlhf_models::cuda_graph`). Needs a
+    /// CUDA device and a build with the graph shim. Experimental: not yet run on a GPU.
+    #[serde(default)]
+    pub cuda_graphs: bool,
 }
 
 impl GenerationConfig {
@@ -35,6 +40,7 @@ impl GenerationConfig {
             stop_token_ids: Vec::new(),
             seed: 0,
             poll_every: None,
+            cuda_graphs: false,
         }
     }
 }

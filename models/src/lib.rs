@@ -18,6 +18,7 @@
 
 pub mod chat_template;
 pub mod config;
+pub mod cuda_graph;
 pub mod decode_loop;
 pub mod device;
 pub mod error;

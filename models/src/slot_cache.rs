@@ -160,12 +160,7 @@ impl SlotCache {
     /// Write positions and masks for the next decode step (one token per slot); an error when
     /// a slot is full.
     pub(crate) fn step(&self) -> Result<SlotStep> {
-        if let Some(full) = self.host_lengths.iter().position(|&l| l >= self.capacity) {
-            return Err(ModelError::invalid(
-                "slot_cache",
-                format!("slot {full} is full ({} positions)", self.capacity),
-            ));
-        }
+        self.check_room()?;
         let mask = self.key_positions.le_tensor(&self.lengths.unsqueeze(1));
         Ok(SlotStep {
             index: self.lengths.view([-1, 1, 1, 1]),
@@ -176,7 +171,30 @@ impl SlotCache {
     /// Marks the step's token as written in every slot.
     pub(crate) fn advance(&mut self) {
         let _ = self.lengths.g_add_scalar_(1);
+        self.count_step();
+    }
+
+    /// An error when some slot has no room for one more token.
+    pub(crate) fn check_room(&self) -> Result<()> {
+        match self.host_lengths.iter().position(|&l| l >= self.capacity) {
+            Some(full) => Err(ModelError::invalid(
+                "slot_cache",
+                format!("slot {full} is full ({} positions)", self.capacity),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The host's side of [`advance`](Self::advance): a step replayed from a CUDA graph runs
+    /// the device side without any Rust code, so its caller counts it here.
+    pub(crate) fn count_step(&mut self) {
         self.host_lengths.iter_mut().for_each(|l| *l += 1);
+    }
+
+    /// Takes back a step the host counted but the device never ran (one recorded into a CUDA
+    /// graph during capture).
+    pub(crate) fn uncount_step(&mut self) {
+        self.host_lengths.iter_mut().for_each(|l| *l -= 1);
     }
 }
 

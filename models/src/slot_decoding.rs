@@ -27,11 +27,12 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
+use crate::cuda_graph::{self, CudaGraph};
 use crate::decode_loop::checked_poll_every;
 use crate::error::{ModelError, Result};
 use crate::generation_io::{FinishReason, GeneratedSequence, GenerationConfig};
 use crate::kv_cache::KvCache;
-use crate::sampling::sample;
+use crate::sampling::{sample, SamplingParams};
 use crate::slot_cache::SlotCache;
 
 /// A model that decodes one text token per slot.
@@ -90,6 +91,11 @@ struct Slots {
     uniforms: Tensor,
     /// `[slots]` i64: the occupant's next step (indexes `uniforms`).
     steps: Tensor,
+    /// `[slots]`: the tokens and log-probs the last step sampled.
+    tokens: Tensor,
+    logprobs: Tensor,
+    /// The last index of `uniforms`' second dimension.
+    last_step: i64,
     occupants: Vec<Option<Occupant>>,
 }
 
@@ -120,33 +126,55 @@ pub fn decode_in_slots(
     let max_new = config.max_new_tokens;
     // Stop ids are checked against the vocabulary by the callers' request checks.
     let poll_every = checked_poll_every(config, None, device)?;
-    // A slot may run `poll_every - 1` steps past its last token before the host sees it.
-    let capacity = (longest_prompt + max_new + poll_every) as i64;
+    if config.cuda_graphs && !(matches!(device, Device::Cuda(_)) && cuda_graph::available()) {
+        return Err(ModelError::invalid(
+            "cuda_graphs",
+            format!(
+                "needs a CUDA device and a build with CUDA-graph support (device {device:?}, \
+                 support {})",
+                cfg!(grlhf_cuda_graphs)
+            ),
+        ));
+    }
+    // A slot may run `poll_every - 1` steps past its last token before the host sees it, and
+    // every step decodes the token it sampled (one more write after the last one).
+    let capacity = (longest_prompt + max_new + poll_every + 1) as i64;
     let mut state = Slots {
         cache: model.new_slot_cache(slots as i64, capacity)?,
         logits: Tensor::new(),
         positions: Tensor::f_zeros([slots as i64], (Kind::Int64, device))?,
         uniforms: Tensor::f_ones([slots as i64, max_new as i64], (Kind::Double, device))?,
         steps: Tensor::f_zeros([slots as i64], (Kind::Int64, device))?,
+        tokens: Tensor::f_zeros([slots as i64], (Kind::Int64, device))?,
+        logprobs: Tensor::f_zeros([slots as i64], (Kind::Float, device))?,
+        last_step: (max_new as i64 - 1).max(0),
         occupants: vec![None; slots],
     };
     let mut waiting: VecDeque<usize> = (0..requests).collect();
     let mut out: Vec<Option<GeneratedSequence>> = vec![None; requests];
     let mut window: Vec<(Tensor, Tensor)> = Vec::with_capacity(poll_every);
-    let last_step = (max_new as i64 - 1).max(0);
+    let mut graph: Option<CudaGraph> = None;
+    let mut steps_run = 0usize;
     loop {
         admit_waiting(&mut state, &mut waiting, &mut admit, config)?;
         if state.occupants.iter().all(Option::is_none) {
             break;
         }
-        let uniforms = state
-            .uniforms
-            .gather(1, &state.steps.unsqueeze(1), false)
-            .squeeze_dim(1);
-        let (tokens, logprobs) = sample(&state.logits, &config.sampling, &uniforms);
-        let _ = state.steps.g_add_scalar_(1).clamp_max_(last_step);
-        let next = tokens.unsqueeze(1);
-        window.push((tokens, logprobs));
+        match &graph {
+            Some(graph) => state.replay(graph)?,
+            // The first step runs eagerly: it warms up what capture cannot initialise.
+            None if config.cuda_graphs && steps_run > 0 => {
+                let (captured, ()) =
+                    CudaGraph::capture(device, None, || state.step(model, &config.sampling))?;
+                // Capture recorded the step without running it.
+                state.cache.uncount_step();
+                state.replay(&captured)?;
+                graph = Some(captured);
+            }
+            None => state.step(model, &config.sampling)?,
+        }
+        steps_run += 1;
+        window.push((state.tokens.copy(), state.logprobs.copy()));
         let must_read = window.len() == poll_every || soonest_end(&state, max_new) <= window.len();
         if must_read {
             retire_finished(&mut state, &mut window, config, &mut out)?;
@@ -154,8 +182,6 @@ pub fn decode_in_slots(
                 break;
             }
         }
-        state.logits = model.decode_slots(&next, &state.positions, &mut state.cache)?;
-        state.positions = &state.positions + 1;
     }
     out.into_iter()
         .enumerate()
@@ -279,5 +305,31 @@ fn empty_sequence() -> GeneratedSequence {
 impl Slots {
     fn device(&self) -> Device {
         self.positions.device()
+    }
+
+    /// One step, entirely on the device and in place (what a CUDA graph records): sample a
+    /// token per slot from `logits`, then decode those tokens into the next `logits`.
+    fn step(&mut self, model: &impl SlotDecoder, sampling: &SamplingParams) -> Result<()> {
+        let uniforms = self
+            .uniforms
+            .gather(1, &self.steps.unsqueeze(1), false)
+            .squeeze_dim(1);
+        let (tokens, logprobs) = sample(&self.logits, sampling, &uniforms);
+        self.tokens.f_copy_(&tokens)?;
+        self.logprobs.f_copy_(&logprobs)?;
+        let _ = self.steps.g_add_scalar_(1).clamp_max_(self.last_step);
+        let logits =
+            model.decode_slots(&self.tokens.unsqueeze(1), &self.positions, &mut self.cache)?;
+        self.logits.f_copy_(&logits)?;
+        let _ = self.positions.g_add_scalar_(1);
+        Ok(())
+    }
+
+    /// The captured step again, with the host's view of the slot lengths kept in step.
+    fn replay(&mut self, graph: &CudaGraph) -> Result<()> {
+        self.cache.check_room()?;
+        graph.replay()?;
+        self.cache.count_step();
+        Ok(())
     }
 }

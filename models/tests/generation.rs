@@ -132,6 +132,7 @@ fn generation_logprobs_equal_teacher_forced_logprobs() {
             stop_token_ids: vec![],
             seed: 3,
             poll_every: None,
+            cuda_graphs: false,
         };
         let out = generate(&model, &prompts, &config).unwrap();
         let responses: Vec<Vec<i64>> = out.iter().map(|g| g.tokens.clone()).collect();
@@ -181,6 +182,7 @@ fn sampling_is_repeatable_for_a_seed() {
         stop_token_ids: vec![],
         seed: 1234,
         poll_every: None,
+        cuda_graphs: false,
     };
     let a = generate(&model, &prompts(), &config).unwrap();
     let b = generate(&model, &prompts(), &config).unwrap();
@@ -504,6 +506,7 @@ fn sync_free_loop_equals_the_stepwise_loop_bit_for_bit() {
                 stop_token_ids: stop_token_ids.clone(),
                 seed,
                 poll_every,
+                cuda_graphs: false,
             };
             let (new, old) = tch::no_grad(|| {
                 (

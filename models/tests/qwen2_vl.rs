@@ -270,6 +270,7 @@ fn teacher_forced_logprobs_with_images_equal_generation_and_reach_the_vision_tow
             stop_token_ids: vec![],
             seed: 5,
             poll_every: None,
+            cuda_graphs: false,
         };
         let out = model.generate(&prompts, Some(&pixels), &config).unwrap();
         let responses: Vec<Vec<i64>> = out.iter().map(|g| g.tokens.clone()).collect();

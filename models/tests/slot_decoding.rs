@@ -116,6 +116,7 @@ fn sampled(seed: u64, stops: Vec<i64>) -> GenerationConfig {
         stop_token_ids: stops,
         seed,
         poll_every: None,
+        cuda_graphs: false,
     }
 }
 
@@ -254,4 +255,73 @@ fn bad_slot_requests_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("repetition_penalty"), "{err}");
+}
+
+/// CUDA graphs: the slot step recorded once and replayed gives what running it eagerly gives,
+/// token for token. Skipped, saying so, only when libtorch sees no CUDA device
+/// (`scripts/gpu-check.sh` runs it on a GPU machine).
+#[test]
+fn cuda_graph_replay_equals_the_eager_step_token_for_token() {
+    if !tch::Cuda::is_available() {
+        eprintln!("SKIPPED cuda_graph_replay_equals_the_eager_step_token_for_token: no CUDA device visible to libtorch");
+        return;
+    }
+    assert!(
+        grlhf_models::cuda_graph::available(),
+        "a GPU is present but this build has no CUDA-graph shim"
+    );
+    let config: Config = serde_json::from_value(serde_json::json!({
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+        "vocab_size": 97, "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "rope_theta": 10000.0, "tie_word_embeddings": false
+    }))
+    .unwrap();
+    tch::manual_seed(7);
+    let model = Qwen2ForCausalLM::new(&config, tch::Device::Cuda(0), Kind::Float).unwrap();
+    let prompts = prompts();
+    let free = generate(&model, &prompts, &GenerationConfig::greedy(12)).unwrap();
+    let stops = vec![free[1].tokens[2], free[4].tokens[5]];
+    for (label, base) in [
+        ("greedy", GenerationConfig::greedy(12)),
+        ("sampled with stops", sampled(21, stops)),
+    ] {
+        for poll_every in [Some(1), Some(4)] {
+            let eager = GenerationConfig {
+                max_new_tokens: 12,
+                poll_every,
+                ..base.clone()
+            };
+            let graphed = GenerationConfig {
+                cuda_graphs: true,
+                ..eager.clone()
+            };
+            let want = generate_in_slots(&model, &prompts, 3, &eager).unwrap();
+            let got = generate_in_slots(&model, &prompts, 3, &graphed).unwrap();
+            assert_same(
+                &got,
+                &want,
+                &format!("{label}, poll {poll_every:?}, graph vs eager"),
+            );
+        }
+    }
+}
+
+#[test]
+fn cuda_graphs_are_refused_where_they_cannot_run() {
+    let model = model();
+    let config = GenerationConfig {
+        cuda_graphs: true,
+        ..GenerationConfig::greedy(4)
+    };
+    if model.device() == tch::Device::Cpu {
+        let err = generate_in_slots(&model, &prompts(), 2, &config)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cuda_graphs") && err.contains("Cpu"), "{err}");
+    }
+    let err = grlhf_models::cuda_graph::CudaGraph::capture(tch::Device::Cpu, None, || Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CUDA work"), "{err}");
 }

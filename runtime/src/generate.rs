@@ -129,6 +129,7 @@ pub fn run(request: &GenerateRequest) -> Result<GenerateOutput> {
         stop_token_ids: stop_token_ids.clone(),
         seed: request.seed,
         poll_every: None,
+        cuda_graphs: false,
     };
     let start = std::time::Instant::now();
     let (prompt_tokens, sequences) = model.generate(
