@@ -6,6 +6,10 @@ fn main() {
     let libtorch = grlhf_build::link_libtorch();
     println!("cargo:rustc-check-cfg=cfg(grlhf_cuda_graphs)");
     println!("cargo:rerun-if-changed=csrc/cuda_graph_shim.cpp");
+    // Headers installed after a first build (nvidia-cuda-crt) must bring the shim in.
+    if let Some(dir) = grlhf_build::cuda_header_dir_to_watch(&libtorch) {
+        println!("cargo:rerun-if-changed={}", dir.display());
+    }
     let Some(includes) = grlhf_build::cuda_include_dirs(&libtorch) else {
         if libtorch.lib_dir.join("libtorch_cuda.so").exists() {
             println!(

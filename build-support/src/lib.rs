@@ -109,19 +109,55 @@ pub fn cuda_include_dirs(libtorch: &Libtorch) -> Option<Vec<PathBuf>> {
         return None;
     }
     let root = libtorch.lib_dir.parent()?.canonicalize().ok()?;
-    let cuda = root.parent()?.join("nvidia").join("cu13").join("include");
-    let needed = [
+    let cuda = cuda_header_dir(&root)?;
+    cuda_headers_checked(libtorch)
+        .iter()
+        .all(|p| p.exists())
+        .then(|| {
+            vec![
+                root.join("include"),
+                root.join("include/torch/csrc/api/include"),
+                cuda,
+            ]
+        })
+}
+
+/// The headers [`cuda_include_dirs`] requires (empty when libtorch's location cannot be
+/// resolved).
+fn cuda_headers_checked(libtorch: &Libtorch) -> Vec<PathBuf> {
+    let Some(root) = libtorch
+        .lib_dir
+        .parent()
+        .and_then(|r| r.canonicalize().ok())
+    else {
+        return Vec::new();
+    };
+    let Some(cuda) = cuda_header_dir(&root) else {
+        return Vec::new();
+    };
+    vec![
         root.join("include/ATen/cuda/CUDAGraph.h"),
         cuda.join("cuda_runtime_api.h"),
         cuda.join("crt/host_config.h"),
-    ];
-    needed.iter().all(|p| p.exists()).then(|| {
-        vec![
-            root.join("include"),
-            root.join("include/torch/csrc/api/include"),
-            cuda,
-        ]
-    })
+    ]
+}
+
+fn cuda_header_dir(torch_root: &Path) -> Option<PathBuf> {
+    Some(
+        torch_root
+            .parent()?
+            .join("nvidia")
+            .join("cu13")
+            .join("include"),
+    )
+}
+
+/// The CUDA header directory next to a PyPI libtorch, when it exists: a build script watches
+/// it, so headers installed after a first build (`nvidia-cuda-crt`) are picked up. (Watching a
+/// file that does not exist would rerun the script on every build.)
+pub fn cuda_header_dir_to_watch(libtorch: &Libtorch) -> Option<PathBuf> {
+    let root = libtorch.lib_dir.parent()?.canonicalize().ok()?;
+    cuda_header_dir(&root).filter(|dir| dir.is_dir())
 }
 
 /// Reads the version from an unpacked libtorch (`build-version`) or a PyPI torch package

@@ -162,7 +162,8 @@ pub fn decode_in_slots(
         }
         match &graph {
             Some(graph) => state.replay(graph)?,
-            // The first step runs eagerly: it warms up what capture cannot initialise.
+            // The first step runs eagerly on the capture stream (the warm-up), the second is
+            // recorded, then replayed, and later ones replay.
             None if config.cuda_graphs && steps_run > 0 => {
                 let (captured, ()) =
                     CudaGraph::capture(device, None, || state.step(model, &config.sampling))?;
@@ -170,6 +171,9 @@ pub fn decode_in_slots(
                 state.cache.uncount_step();
                 state.replay(&captured)?;
                 graph = Some(captured);
+            }
+            None if config.cuda_graphs => {
+                cuda_graph::warm_up(device, || state.step(model, &config.sampling))?
             }
             None => state.step(model, &config.sampling)?,
         }
