@@ -49,6 +49,12 @@ pub enum ClusterError {
     },
     #[error("{peer}: refused: the cluster cookie does not match (set the same GRLHF_CLUSTER_COOKIE on every node)")]
     WrongCookie { peer: String },
+    #[error("{peer}: refused: stale incarnation {theirs} (incarnation {newest} of this peer was already accepted; a restarted process starts with a newer one)")]
+    StaleIncarnation {
+        peer: String,
+        theirs: u64,
+        newest: u64,
+    },
     #[error("{peer} refused us: {reason}")]
     Refused { peer: String, reason: String },
     #[error("listening on {addr} (not loopback) needs a cluster cookie: set GRLHF_CLUSTER_COOKIE")]

@@ -5,10 +5,12 @@
 //! hash differ. With a cluster cookie both sides then prove they know it without sending it:
 //! each answers the other's random nonce with SHA-256(cookie, nonce, role). Every read has a
 //! deadline, so a silent or hostile peer is refused within [`Handshake::timeout`], never waited
-//! on.
+//! on. Last, an authenticated peer whose incarnation is older than one already accepted under
+//! its name is refused ([`crate::incarnations`]).
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ClusterError;
 use crate::frame::{read_json, write_json, DEFAULT_FRAME_LIMIT};
+use crate::incarnations::Incarnations;
 
 /// The version of grlhf's wire protocol; peers must agree on it exactly.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -155,6 +158,9 @@ pub struct Handshake {
     pub cookie: Option<Cookie>,
     /// The deadline for each of the peer's frames.
     pub timeout: Duration,
+    /// The accepting side's record of peers' incarnations, shared by the clones of this
+    /// handshake (one per accepted connection).
+    pub incarnations: Arc<Incarnations>,
 }
 
 const CLIENT_ROLE: &str = "client";
@@ -166,6 +172,7 @@ impl Handshake {
             identity,
             cookie,
             timeout: Duration::from_secs(5),
+            incarnations: Arc::new(Incarnations::default()),
         }
     }
 
@@ -253,6 +260,20 @@ impl Handshake {
                 );
                 return Err(error);
             }
+        }
+        if let Err(newest) = self.incarnations.admit(&hello.peer_name, hello.incarnation) {
+            let error = ClusterError::StaleIncarnation {
+                peer: format!("{peer} ({})", hello.peer_name),
+                theirs: hello.incarnation,
+                newest,
+            };
+            let _ = write_json(
+                stream,
+                &Verdict::Refused {
+                    reason: error.to_string(),
+                },
+            );
+            return Err(error);
         }
         write_json(stream, &Verdict::Welcome).map_err(ClusterError::frame(&peer))?;
         set_timeouts(stream, previous, &peer)?;

@@ -3,7 +3,8 @@
 //! What is here:
 //! - [`frame`]: length-prefixed control frames with a size limit checked before allocation;
 //! - [`handshake`]: every connection's first exchange: grlhf version, wire protocol, run and
-//!   config hash must agree, and a cluster cookie is proven without being sent;
+//!   config hash must agree, and a cluster cookie is proven without being sent; a peer older
+//!   than one already accepted under its name is refused ([`incarnations`]);
 //! - the weight data plane: [`weight_stream`] (one version as safetensors bytes, chunk-wise
 //!   SHA-256), [`WeightServer`] on the learner's node and [`WeightClient`] on a subscriber's.
 //!
@@ -13,6 +14,7 @@
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod incarnations;
 pub mod weight_client;
 pub mod weight_server;
 pub mod weight_stream;

@@ -1,6 +1,6 @@
 //! The weight data plane on loopback: bit-exact transfer of a model over 16 MiB, latest-wins
 //! delivery, torn or corrupt versions never applied, and handshakes that refuse a wrong cookie,
-//! version or config within their deadline.
+//! version or config within their deadline, and a stale incarnation.
 
 use std::io::{Cursor, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -350,4 +350,42 @@ fn listening_beyond_loopback_without_a_cookie_is_refused() {
     open.cookie = None;
     let result = WeightServer::bind(WeightServerConfig::new("0.0.0.0:0".parse().unwrap(), open));
     assert!(matches!(result, Err(ClusterError::CookieRequired { .. })));
+}
+
+#[test]
+fn a_stale_incarnation_is_refused_and_a_peer_without_the_cookie_cannot_claim_a_newer_one() {
+    let server =
+        WeightServer::bind(WeightServerConfig::new(loopback(), handshake("right"))).unwrap();
+    let connect = |cookie: &str, incarnation: u64| {
+        let mut config =
+            WeightClientConfig::new(server.local_addr(), handshake(cookie), "node2/g0");
+        config.incarnation = incarnation;
+        WeightClient::connect(config)
+    };
+    let first = connect("right", 2).expect("incarnation 2 is welcome");
+    let stale = match connect("right", 1) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("incarnation 1 after 2 must be refused"),
+    };
+    assert!(
+        stale.contains("stale incarnation 1") && stale.contains("incarnation 2"),
+        "{stale}"
+    );
+    // A peer that cannot prove the cookie is refused before its incarnation counts: the name
+    // is not locked at 9, and the real process can still come back as 3.
+    assert!(connect("wrong", 9).is_err());
+    let again = connect("right", 2).expect("the same incarnation reconnects");
+    let newer = connect("right", 3).expect("a restarted process comes back newer");
+    // The server records a subscriber on its own thread, just after the welcome.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.subscribers().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let incarnations: Vec<u64> = server.subscribers().iter().map(|s| s.incarnation).collect();
+    assert_eq!(
+        incarnations,
+        vec![2, 2, 3],
+        "only welcomed peers become subscribers"
+    );
+    drop((first, again, newer));
 }
