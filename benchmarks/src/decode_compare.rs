@@ -12,6 +12,7 @@ use grlhf::charts::{grouped_bars, BarPanel};
 use serde::Serialize;
 
 use crate::decode::{median, DecodePoint};
+use crate::report::models_in_order;
 
 /// One labelled `decode.json`.
 #[derive(Debug, Clone)]
@@ -141,12 +142,7 @@ pub fn table(machine: &str, labels: &[String], points: &[ComparedPoint]) -> Stri
 
 /// Bars: one panel per model, batch sizes as groups, one series per label.
 pub fn plot(path: &Path, machine: &str, labels: &[String], points: &[ComparedPoint]) -> Result<()> {
-    let mut models: Vec<String> = Vec::new();
-    for p in points {
-        if !models.contains(&p.model) {
-            models.push(p.model.clone());
-        }
-    }
+    let models = models_in_order(points.iter().map(|p| p.model.as_str()));
     let panels: Vec<BarPanel> = models
         .iter()
         .map(|model| {

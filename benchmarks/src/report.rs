@@ -18,6 +18,17 @@ pub struct DecodeReport {
 
 pub use grlhf::machine::machine_name;
 
+/// Each model name once, in the order first seen (the panels' and rows' order in a report).
+pub fn models_in_order<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut models: Vec<String> = Vec::new();
+    for name in names {
+        if !models.iter().any(|m| m == name) {
+            models.push(name.to_string());
+        }
+    }
+    models
+}
+
 impl DecodeReport {
     fn find(&self, engine: &str, model: &str, batch: usize) -> Option<&DecodePoint> {
         self.points
@@ -26,13 +37,7 @@ impl DecodeReport {
     }
 
     fn models(&self) -> Vec<String> {
-        let mut models: Vec<String> = Vec::new();
-        for p in &self.points {
-            if !models.contains(&p.model) {
-                models.push(p.model.clone());
-            }
-        }
-        models
+        models_in_order(self.points.iter().map(|p| p.model.as_str()))
     }
 
     /// Markdown table: one row per (model, batch).

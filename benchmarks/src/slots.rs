@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
 use crate::decode::{bench_prompt, median, NamedModel};
+use crate::report::models_in_order;
 
 /// What to measure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,12 +208,7 @@ pub fn table(machine: &str, workload: &SlotsWorkload, points: &[SlotsPoint]) -> 
 
 /// Bars: tokens/s per mode, one panel per model.
 pub fn plot(path: &Path, machine: &str, points: &[SlotsPoint]) -> Result<()> {
-    let mut models: Vec<String> = Vec::new();
-    for p in points {
-        if !models.contains(&p.model) {
-            models.push(p.model.clone());
-        }
-    }
+    let models = models_in_order(points.iter().map(|p| p.model.as_str()));
     let panels: Vec<BarPanel> = models
         .iter()
         .map(|model| {

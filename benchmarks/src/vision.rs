@@ -15,6 +15,7 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::decode::{median, run_python_peer, DecodePoint, NamedModel};
+use crate::report::models_in_order;
 use grlhf::charts::{grouped_bars, BarPanel};
 
 /// What to measure.
@@ -198,12 +199,7 @@ pub fn table(machine: &str, w: &VisionWorkload, points: &[DecodePoint]) -> Strin
 
 /// One PNG panel per measure, grlhf and transformers side by side for each checkpoint.
 pub fn plot(path: &Path, machine: &str, points: &[DecodePoint]) -> Result<()> {
-    let mut models: Vec<String> = Vec::new();
-    for p in points {
-        if !models.contains(&p.model) {
-            models.push(p.model.clone());
-        }
-    }
+    let models = models_in_order(points.iter().map(|p| p.model.as_str()));
     let panels: Vec<BarPanel> = [
         ("vision_images_per_s", "vision encoding", "images / s"),
         (
