@@ -54,6 +54,10 @@ pub enum EvaluatorMsg {
     Weights(WeightUpdate),
 }
 
+// Local-only: ractor's `cluster` feature (on for the whole workspace, see grlhf-cluster) asks
+// every message type to say whether it can cross the network; this one never does.
+impl ractor::Message for EvaluatorMsg {}
+
 pub struct EvaluatorArgs {
     pub name: String,
     pub model_dir: std::path::PathBuf,

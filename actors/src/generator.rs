@@ -36,6 +36,10 @@ pub enum GeneratorMsg {
     Fault,
 }
 
+// Local-only: ractor's `cluster` feature (on for the whole workspace, see grlhf-cluster) asks
+// every message type to say whether it can cross the network; this one never does.
+impl ractor::Message for GeneratorMsg {}
+
 #[derive(Clone)]
 pub struct GeneratorArgs {
     pub name: String,

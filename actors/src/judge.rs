@@ -33,6 +33,10 @@ pub enum JudgeMsg {
     Fault,
 }
 
+// Local-only: ractor's `cluster` feature (on for the whole workspace, see grlhf-cluster) asks
+// every message type to say whether it can cross the network; this one never does.
+impl ractor::Message for JudgeMsg {}
+
 /// One group queued at a judge; dropping it takes the group off the judge's count.
 #[derive(Debug)]
 pub struct QueueSlot {

@@ -63,6 +63,10 @@ pub enum LearnerMsg {
     Abort(String),
 }
 
+// Local-only: ractor's `cluster` feature (on for the whole workspace, see grlhf-cluster) asks
+// every message type to say whether it can cross the network; this one never does.
+impl ractor::Message for LearnerMsg {}
+
 /// Where and how often the learner writes checkpoints.
 #[derive(Debug, Clone)]
 pub struct CheckpointPlan {

@@ -79,6 +79,10 @@ pub enum PromptSourceMsg {
     Snapshot(RpcReplyPort<SourceCheckpoint>),
 }
 
+// Local-only: ractor's `cluster` feature (on for the whole workspace, see grlhf-cluster) asks
+// every message type to say whether it can cross the network; this one never does.
+impl ractor::Message for PromptSourceMsg {}
+
 /// Where the source stands: enough to continue the same prompt order after a restart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceCheckpoint {

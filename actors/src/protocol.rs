@@ -111,6 +111,10 @@ pub struct RolloutGroup {
     pub temperature: f64,
 }
 
+// Local-only: ractor's `cluster` feature (on for the whole workspace, see grlhf-cluster) asks
+// every message type to say whether it can cross the network; this one never does.
+impl ractor::Message for RolloutGroup {}
+
 /// What a judge saw.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct JudgeDetails {

@@ -85,6 +85,10 @@ pub enum BufferMsg {
     Snapshot(RpcReplyPort<Vec<SavedGroup>>),
 }
 
+// Local-only: ractor's `cluster` feature (on for the whole workspace, see grlhf-cluster) asks
+// every message type to say whether it can cross the network; this one never does.
+impl ractor::Message for BufferMsg {}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BufferStats {
     pub buffered: usize,

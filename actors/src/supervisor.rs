@@ -96,6 +96,10 @@ pub enum SupervisorMsg {
     Report(RpcReplyPort<SupervisionReport>),
 }
 
+// Local-only: ractor's `cluster` feature (on for the whole workspace, see grlhf-cluster) asks
+// every message type to say whether it can cross the network; this one never does.
+impl ractor::Message for SupervisorMsg {}
+
 pub struct SupervisorArgs {
     pub policy: RestartPolicy,
     pub source: ActorRef<PromptSourceMsg>,

@@ -42,6 +42,10 @@ pub struct State {
 
 pub struct Scored(pub ScoredGroup);
 
+// With ractor's `cluster` feature on (grlhf turns it on), a user's actor message says it is
+// local-only; docs/plugins.md.
+impl ractor::Message for Scored {}
+
 impl Actor for LengthPenalty {
     type Msg = Scored;
     type State = State;
