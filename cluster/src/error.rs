@@ -82,6 +82,9 @@ pub enum ClusterError {
         bytes: u64,
         limit: u64,
     },
+    /// A remote call that failed, timed out, or lost its peer.
+    #[error("{peer}: {message}")]
+    Remote { peer: String, message: String },
     #[error("{peer}: malformed: {message}")]
     Malformed { peer: String, message: String },
     #[error(transparent)]

@@ -47,6 +47,12 @@ impl Cookie {
             .map(Cookie)
     }
 
+    /// The secret itself, for ractor_cluster's node authentication (which, like this
+    /// handshake, answers challenges with it and never sends it).
+    pub(crate) fn secret(&self) -> &str {
+        &self.0
+    }
+
     fn proof(&self, nonce: &str, role: &str) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.0.as_bytes());
@@ -91,8 +97,8 @@ impl RunIdentity {
         hex(&Sha256::digest(text.as_bytes()))
     }
 
-    /// The first field where `theirs` differs from `self`.
-    fn mismatch(&self, theirs: &RunIdentity) -> Option<(&'static str, String, String)> {
+    /// The first field where `theirs` differs from `self`: its name, ours, theirs.
+    pub fn mismatch(&self, theirs: &RunIdentity) -> Option<(&'static str, String, String)> {
         let fields = [
             ("grlhf_version", &self.grlhf_version, &theirs.grlhf_version),
             ("run_id", &self.run_id, &theirs.run_id),

@@ -8,16 +8,23 @@
 //! - the weight data plane: [`weight_stream`] (one version as safetensors bytes, chunk-wise
 //!   SHA-256), [`WeightServer`] on the learner's node and [`WeightClient`] on a subscriber's.
 //!
-//! The actor control plane across nodes (ractor_cluster), heartbeats and remote placement in
-//! the topology are not built yet; docs/distributed.md says what is and what is not.
+//! - the actor control plane on ractor_cluster: [`node`] (a process's node server, joining the
+//!   head), [`wire`] (serde envelopes), remote generators ([`engine_host`] on a worker,
+//!   [`remote_engine`] standing in for the engine on the head, with heartbeats).
+//!
+//! docs/distributed.md says what is built and what is not.
 
+pub mod engine_host;
 pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod incarnations;
+pub mod node;
+pub mod remote_engine;
 pub mod weight_client;
 pub mod weight_server;
 pub mod weight_stream;
+pub mod wire;
 
 pub use error::{ClusterError, FrameError};
 pub use handshake::{Cookie, Handshake, RunIdentity, GRLHF_VERSION, PROTOCOL_VERSION};

@@ -125,6 +125,23 @@ struct RunArgs {
     /// config's `run_dir` is ignored; `steps` may be raised to train further).
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
+    /// Be the head of a multi-process run: listen for workers here (the generators
+    /// `[generator] nodes` places on workers run there). A non-loopback address needs
+    /// GRLHF_CLUSTER_COOKIE (docs/distributed.md).
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "join")]
+    listen: Option<std::net::SocketAddr>,
+    /// Be a worker of the run whose head listens at HEAD:PORT: host the engines of the
+    /// generators placed on `--node`, and exit when the head's session ends.
+    #[arg(
+        long,
+        value_name = "HEAD:PORT",
+        requires = "node",
+        conflicts_with = "resume"
+    )]
+    join: Option<std::net::SocketAddr>,
+    /// This worker's node name, as `[generator] nodes` spells it.
+    #[arg(long, value_name = "NAME", requires = "join")]
+    node: Option<String>,
 }
 
 #[derive(Args)]

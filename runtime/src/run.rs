@@ -45,12 +45,14 @@ use grlhf_tasks::world::{HeldOut, Split, SplitRecords, SplitSizes, WorldConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 
+use crate::distributed::{ClusterRun, HeadCluster};
 use crate::model_source::ModelSource;
 use crate::run_board::RunBoard;
 use crate::run_config::{RunConfig, Stage};
 use crate::run_plots::draw_run_plots;
 use crate::topology::{
-    config_plan, Devices, RealRun, Restored, Resume, StepObserver, Topology, TopologyPlan,
+    config_plan, Devices, RealRun, RemoteEngines, Restored, Resume, StepObserver, Topology,
+    TopologyPlan,
 };
 pub use crate::topology::{Reliability, RunOutcome, Summary};
 
@@ -291,7 +293,7 @@ pub fn run(
     registry: Registry,
     show_progress: bool,
 ) -> Result<RunOutcome> {
-    run_or_resume(config, config_path, registry, show_progress, None)
+    run_or_resume(config, config_path, registry, show_progress, None, None)
 }
 
 /// Continues the run in `run_dir` from its newest checkpoint that verifies, to `config.steps`.
@@ -302,6 +304,39 @@ pub fn resume(
     show_progress: bool,
     run_dir: &Path,
 ) -> Result<RunOutcome> {
+    let resume = find_resume(&mut config, config_path, run_dir)?;
+    run_or_resume(
+        config,
+        config_path,
+        registry,
+        show_progress,
+        Some(resume),
+        None,
+    )
+}
+
+/// As [`run`] (or [`resume`], with `resume_dir`), as the head of a multi-process run: listens
+/// for workers on `listen`, and the generators `[generator] nodes` places on them run there
+/// (`crate::distributed`).
+pub fn run_as_head(
+    mut config: RunConfig,
+    config_path: &Path,
+    registry: Registry,
+    show_progress: bool,
+    resume_dir: Option<&Path>,
+    listen: std::net::SocketAddr,
+) -> Result<RunOutcome> {
+    let cluster = ClusterRun::new(config_path)?;
+    let resume = match resume_dir {
+        Some(dir) => Some(find_resume(&mut config, config_path, dir)?),
+        None => None,
+    };
+    let head = Some((cluster, listen));
+    run_or_resume(config, config_path, registry, show_progress, resume, head)
+}
+
+/// The newest checkpoint of `run_dir` that verifies; `config` now writes into `run_dir`.
+fn find_resume(config: &mut RunConfig, config_path: &Path, run_dir: &Path) -> Result<Resume> {
     config.run_dir = run_dir.to_path_buf();
     let root = run_dir.join("checkpoints");
     let (dir, state, skipped) =
@@ -315,17 +350,11 @@ pub fn resume(
             config.steps
         );
     }
-    run_or_resume(
-        config,
-        config_path,
-        registry,
-        show_progress,
-        Some(Resume {
-            dir,
-            state,
-            skipped,
-        }),
-    )
+    Ok(Resume {
+        dir,
+        state,
+        skipped,
+    })
 }
 
 fn run_shape(config: &RunConfig, prompts: usize) -> RunShape {
@@ -371,6 +400,7 @@ fn run_or_resume(
     registry: Registry,
     show_progress: bool,
     resume: Option<Resume>,
+    head: Option<(ClusterRun, std::net::SocketAddr)>,
 ) -> Result<RunOutcome> {
     std::fs::create_dir_all(&config.run_dir)
         .with_context(|| format!("creating {}", config.run_dir.display()))?;
@@ -409,6 +439,21 @@ fn run_or_resume(
         Some(resume) => Restored::from_checkpoint(resume, &specs, &config.run_dir)?,
         None => Restored::default(),
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    // Held until the run ends: dropping it closes the workers' sessions, and they exit.
+    let head = match head {
+        Some((cluster, listen)) => {
+            Some(runtime.block_on(HeadCluster::start(cluster, listen, &config))?)
+        }
+        None => None,
+    };
+    let remote_engines = head.as_ref().map(|head| {
+        let head = head.remote_engines();
+        Arc::new(move |generator: &str, node: &str| head(generator, node)) as RemoteEngines
+    });
     let mut plan = config_plan(RealRun {
         config: &config,
         config_path,
@@ -419,13 +464,12 @@ fn run_or_resume(
         devices,
         eval_prompts,
         shape,
+        remote_engines,
     })?;
     plan.prompt_order = order;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(run_topology(config, plan, restored, policy, show_progress))
+    let outcome = runtime.block_on(run_topology(config, plan, restored, policy, show_progress));
+    drop(head);
+    outcome
 }
 
 /// Every kind the config names must be registered, and each kind's table must parse into its

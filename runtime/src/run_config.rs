@@ -128,6 +128,12 @@ pub struct GeneratorPoolConfig {
     /// Continuous batching: at most this many samples decode at once per generator, a finished
     /// one replaced by the next waiting sample; unset, a whole batch decodes together.
     pub slots: Option<usize>,
+    /// Where each generator runs: a worker node's name (one for all, or one per generator;
+    /// `head` is this process). Unset: every generator in the head's process. Remote
+    /// generators need `grlhf run --listen` on the head and `--join --node NAME` on each worker
+    /// (`crate::cluster_config`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 impl Default for GeneratorPoolConfig {
@@ -142,6 +148,7 @@ impl Default for GeneratorPoolConfig {
             top_p: sampling.top_p,
             top_k: sampling.top_k,
             slots: sampling.slots,
+            nodes: Vec::new(),
         }
     }
 }
@@ -373,6 +380,9 @@ pub struct RunConfig {
     pub checkpoint: CheckpointConfig,
     #[serde(default)]
     pub supervision: SupervisionConfig,
+    /// `[cluster]`: deadlines between a head and its workers (`crate::cluster_config`).
+    #[serde(default)]
+    pub cluster: crate::cluster_config::ClusterConfig,
     /// `[faults]`: injected failures (off by default; see `crate::faults`).
     #[serde(default)]
     pub faults: crate::faults::FaultsConfig,
@@ -494,7 +504,8 @@ impl RunConfig {
         for device in &self.generator.devices {
             check_device("generator.devices", device)?;
         }
-        Ok(())
+        crate::cluster_config::validate_nodes(&self.generator.nodes, self.generator.count)?;
+        self.cluster.validate()
     }
 
     /// `[data]`: the source and what it reads.

@@ -65,7 +65,7 @@ pub fn simulated_plan(
             let judge_cost = cost.clone();
             JudgePlan {
                 name: format!("judge-0-{j}"),
-                placement: here,
+                placement: here.clone(),
                 rebuild: Arc::new(move || {
                     let cost = judge_cost.clone();
                     Ok(Box::new(move || {
@@ -81,7 +81,7 @@ pub fn simulated_plan(
             let generator_cost = cost.clone();
             GeneratorPlan {
                 name: format!("generator-{g}"),
-                placement: here,
+                placement: here.clone(),
                 engine: Arc::new(move |_weights| {
                     Ok(Box::new(SimRolloutEngine {
                         cost: generator_cost.clone(),

@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use grlhf_actors::grpo::Grpo;
 use grlhf_actors::learner::{CheckpointPlan, LearnerConfig};
 use grlhf_actors::policy_loss::PolicyLoss;
 use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::registry::{JudgeContext, LossContext, MetricContext, Registry, WorkflowContext};
-use grlhf_actors::rollout_engine::vl_rollout_engine;
+use grlhf_actors::rollout_engine::{vl_rollout_engine, RolloutEngineBuilder};
 use grlhf_actors::rollout_workflow::RolloutWorkflow;
 use grlhf_actors::train_engine::GrpoTrainer;
 use tch::{Device, Kind};
@@ -18,6 +18,7 @@ use tch::{Device, Kind};
 use super::plan::{
     EvaluatorPlan, GeneratorPlan, JudgePlan, LearnerPlan, Placement, StagePlan, TopologyPlan,
 };
+use crate::cluster_config::node_of;
 use crate::run_config::RunConfig;
 
 /// Every device a config names, parsed (errors name the field).
@@ -81,7 +82,14 @@ pub struct RealRun<'a> {
     pub eval_prompts: Vec<PromptSpec>,
     /// What a resumed run must agree on (written into every checkpoint).
     pub shape: grlhf_actors::checkpoint::RunShape,
+    /// The head of a multi-process run: builds the remote engine of a generator (by name) on a
+    /// worker node (by name). `None`: one process, and `[generator] nodes` must not place any
+    /// generator elsewhere.
+    pub remote_engines: Option<RemoteEngines>,
 }
+
+/// Builds the engine of generator `name` hosted on worker `node` (`crate::distributed`).
+pub type RemoteEngines = Arc<dyn Fn(&str, &str) -> RolloutEngineBuilder>;
 
 /// The plan of `run`'s config.
 pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
@@ -95,6 +103,7 @@ pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
         devices,
         eval_prompts,
         shape,
+        remote_engines,
     } = run;
     let stages = config
         .stages
@@ -114,15 +123,35 @@ pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
         .generators
         .iter()
         .enumerate()
-        .map(|(g, &device)| GeneratorPlan {
-            name: format!("generator-{g}"),
-            placement: Placement::Local(device),
-            engine: vl_rollout_engine(policy.clone(), device, kind),
-            workflow: workflow.clone(),
-            config: config.generator.sampling(),
-            seed: config.seed.wrapping_add(g as u64 * 7919),
+        .map(|(g, &device)| {
+            let name = format!("generator-{g}");
+            let (placement, engine) = match node_of(&config.generator.nodes, g) {
+                None => (
+                    Placement::Local(device),
+                    vl_rollout_engine(policy.clone(), device, kind),
+                ),
+                Some(node) => {
+                    let Some(remote) = &remote_engines else {
+                        bail!(
+                            "{}: generator.nodes places {name} on node `{node}`: start this process as the head (`grlhf run CONFIG --listen ADDR:PORT`) and the worker with `--join ADDR:PORT --node {node}`",
+                            config_path.display()
+                        );
+                    };
+                    let node = node.to_string();
+                    let engine = remote(&name, &node);
+                    (Placement::Remote { node }, engine)
+                }
+            };
+            Ok(GeneratorPlan {
+                name,
+                placement,
+                engine,
+                workflow: workflow.clone(),
+                config: config.generator.sampling(),
+                seed: config.seed.wrapping_add(g as u64 * 7919),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     let loss = loss_of(config, config_path, &registry)?;
     let learner = learner_plan(config, &policy, devices.learner, kind, shape, loss);
     let evaluator = match (&config.evaluator, devices.evaluator) {

@@ -24,18 +24,24 @@ use tch::{Device, Kind};
 use crate::faults::FaultsConfig;
 use crate::run_config::RunConfig;
 
-/// Where a role runs. Today every role is in this process, on one device; the shape leaves room
-/// for a role placed in another process or on another node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a role runs: in this process on a device, or (generators) on a worker node, whose
+/// engine the role's actor here drives over the cluster (`grlhf_cluster::remote_engine`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
     Local(Device),
+    /// On worker `node` (its device is the worker's business: the same config names it).
+    Remote {
+        node: String,
+    },
 }
 
 impl Placement {
-    /// The device the role's engine runs on.
+    /// The device this process hands the role's weight updates over on: a remote role's
+    /// updates are held on the CPU here and sent over the weight data plane.
     pub fn device(&self) -> Device {
         match self {
             Placement::Local(device) => *device,
+            Placement::Remote { .. } => Device::Cpu,
         }
     }
 }

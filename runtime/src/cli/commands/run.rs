@@ -1,5 +1,8 @@
-//! `grlhf run CONFIG [--resume RUN_DIR]`: trains an RL topology from a TOML config (or continues
-//! one from its newest good checkpoint) through `crate::run`, then prints the run's summary.
+//! `grlhf run CONFIG [--resume RUN_DIR] [--listen ADDR:PORT]`: trains an RL topology from a TOML
+//! config (or continues one from its newest good checkpoint) through `crate::run`, then prints
+//! the run's summary; with `--listen`, as the head of a multi-process run.
+//! `grlhf run CONFIG --join HEAD:PORT --node NAME`: a worker of such a run
+//! (`crate::distributed`).
 
 use crate::run::RunOutcome;
 use crate::run_config::RunConfig;
@@ -12,11 +15,22 @@ pub fn run(args: RunArgs, registry: crate::cli::Kinds) -> Result<()> {
     let parsed = RunConfig::from_file(&args.config)?;
     let registry = registry();
     let show_progress = !args.no_progress;
-    let outcome = match args.resume {
-        Some(run_dir) => {
+    if let (Some(head), Some(node)) = (args.join, &args.node) {
+        return crate::distributed::run_worker(parsed, &args.config, head, node);
+    }
+    let outcome = match (args.listen, args.resume) {
+        (Some(listen), resume) => crate::run::run_as_head(
+            parsed,
+            &args.config,
+            registry,
+            show_progress,
+            resume.as_deref(),
+            listen,
+        )?,
+        (None, Some(run_dir)) => {
             crate::run::resume(parsed, &args.config, registry, show_progress, &run_dir)?
         }
-        None => crate::run::run(parsed, &args.config, registry, show_progress)?,
+        (None, None) => crate::run::run(parsed, &args.config, registry, show_progress)?,
     };
     print_summary(&outcome);
     Ok(())

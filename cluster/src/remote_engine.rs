@@ -1,0 +1,338 @@
+//! The head's side of a remote generator: a [`RolloutEngine`] whose batches run on a worker's
+//! [`crate::engine_host::EngineHost`].
+//!
+//! The generator actor on the head drives it exactly as it drives a local engine, on its device
+//! thread, so nothing of the generator's protocol changes. What this engine adds:
+//! - **finding the host**: the first batch waits (bounded) for a member of the generator's
+//!   process group, pings every member and keeps the newest incarnation; an older one than
+//!   this generator already used is never attached (a frozen process that woke up);
+//! - **weights**: [`RolloutEngine::apply_weights`] publishes on a weight server of this engine
+//!   (encoded once, sent by its own thread: the generator never waits on the network) and the
+//!   next batch names that version, which the host applies first;
+//! - **deadlines**: every call has one, and while a batch runs the host is pinged every
+//!   `heartbeat_every`; `heartbeat_misses` unanswered pings in a row fail the batch, and with it
+//!   the generator, whose supervisor then restarts it and issues its prompts again. A killed
+//!   worker fails the call at once (ractor_cluster closes the session); a frozen one is caught by
+//!   the heartbeat.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use grlhf_actors::error::ActorError;
+use grlhf_actors::prompt_source::PromptSpec;
+use grlhf_actors::rollout_engine::{
+    GeneratedGroup, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
+};
+use ractor::rpc::CallResult;
+use ractor::ActorRef;
+use tch::Tensor;
+
+use crate::engine_host::{engine_group, EngineHostMsg};
+use crate::error::ClusterError;
+use crate::handshake::{Cookie, Handshake, RunIdentity};
+use crate::incarnations::Incarnations;
+use crate::weight_server::{WeightServer, WeightServerConfig};
+use crate::weight_stream::{EncodedWeights, DEFAULT_CHUNK_BYTES};
+use crate::wire::{Envelope, HostReply, HostRequest, WirePrompt};
+
+/// Deadlines of a remote engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemoteTimeouts {
+    /// How long the builder waits for the worker's host to appear (a worker starting, or
+    /// rejoining after a restart).
+    pub attach: Duration,
+    /// The longest one batch may take.
+    pub batch: Duration,
+    pub heartbeat_every: Duration,
+    pub heartbeat_misses: u32,
+}
+
+impl Default for RemoteTimeouts {
+    fn default() -> Self {
+        RemoteTimeouts {
+            attach: Duration::from_secs(60),
+            batch: Duration::from_secs(1800),
+            heartbeat_every: Duration::from_secs(2),
+            heartbeat_misses: 3,
+        }
+    }
+}
+
+/// Everything a remote engine needs, shared by the engines its generator builds over a run
+/// (one per restart).
+pub struct RemoteEngineSpec {
+    pub generator: String,
+    pub node: String,
+    pub identity: RunIdentity,
+    /// The head's incarnation.
+    pub incarnation: u64,
+    pub cookie: Option<Cookie>,
+    /// The address workers reach the head on; this engine's weight server listens there.
+    pub weights_ip: IpAddr,
+    pub timeouts: RemoteTimeouts,
+    /// The head's tokio runtime (the engine lives on a plain device thread).
+    pub runtime: tokio::runtime::Handle,
+    /// The newest incarnation of the host each node ran, across restarts.
+    pub hosts_seen: Incarnations,
+}
+
+/// A builder of remote engines for a generator's plan.
+pub fn remote_rollout_engine(spec: RemoteEngineSpec) -> RolloutEngineBuilder {
+    let spec = Arc::new(spec);
+    Arc::new(move |start_from: Option<&Path>| {
+        RemoteRolloutEngine::attach(spec.clone(), start_from)
+            .map(|engine| Box::new(engine) as Box<dyn RolloutEngine>)
+            .map_err(|e| ActorError::Engine(e.to_string()))
+    })
+}
+
+pub struct RemoteRolloutEngine {
+    spec: Arc<RemoteEngineSpec>,
+    /// Found and attached at the first batch, not when built: building runs while the
+    /// generator actor starts, and waiting for a worker there would hold up the head.
+    host: Option<ActorRef<EngineHostMsg>>,
+    weights: WeightServer,
+    published: u64,
+}
+
+impl RemoteRolloutEngine {
+    fn peer(&self) -> String {
+        format!("node {} ({})", self.spec.node, self.spec.generator)
+    }
+
+    /// Starts this engine's weight server and publishes `start_from` (a resume's weights
+    /// file) as version 1; the host is attached at the first batch.
+    fn attach(
+        spec: Arc<RemoteEngineSpec>,
+        start_from: Option<&Path>,
+    ) -> Result<RemoteRolloutEngine, ClusterError> {
+        let weights = WeightServer::bind(WeightServerConfig::new(
+            SocketAddr::new(spec.weights_ip, 0),
+            Handshake::new(spec.identity.clone(), spec.cookie.clone()),
+        ))?;
+        let mut published = 0;
+        if let Some(path) = start_from {
+            let bytes = std::fs::read(path).map_err(ClusterError::io(format!(
+                "reading {} to send to node {}",
+                path.display(),
+                spec.node
+            )))?;
+            weights.publish_encoded(EncodedWeights::from_bytes(1, bytes, DEFAULT_CHUNK_BYTES));
+            published = 1;
+        }
+        Ok(RemoteRolloutEngine {
+            spec,
+            host: None,
+            weights,
+            published,
+        })
+    }
+
+    /// The attached host: found (waiting for the worker to join, bounded) and told where the
+    /// weights are, the first time.
+    async fn host(&mut self) -> Result<ActorRef<EngineHostMsg>, ClusterError> {
+        if let Some(host) = &self.host {
+            return Ok(host.clone());
+        }
+        let spec = &self.spec;
+        let host = find_host(spec).await?;
+        let request = HostRequest::Attach {
+            identity: spec.identity.clone(),
+            generator: spec.generator.clone(),
+            weights: self.weights.local_addr(),
+        };
+        let peer = self.peer();
+        match call(spec, &host, request, spec.timeouts.attach, &peer).await? {
+            HostReply::Attached { .. } => {}
+            other => return Err(unexpected(&peer, other)),
+        }
+        tracing::info!(generator = %spec.generator, node = %spec.node, "remote engine attached");
+        self.host = Some(host.clone());
+        Ok(host)
+    }
+
+    /// Runs `request` while pinging the host every `heartbeat_every`.
+    async fn call_watched(&mut self, request: HostRequest) -> Result<HostReply, ClusterError> {
+        let host = self.host().await?;
+        let spec = &self.spec;
+        let peer = self.peer();
+        let batch = call(spec, &host, request, spec.timeouts.batch, &peer);
+        tokio::pin!(batch);
+        let mut ticks = tokio::time::interval(spec.timeouts.heartbeat_every);
+        ticks.tick().await;
+        let mut misses = 0;
+        loop {
+            tokio::select! {
+                reply = &mut batch => return reply,
+                _ = ticks.tick() => {
+                    match call(spec, &host, HostRequest::Ping, spec.timeouts.heartbeat_every, &peer).await {
+                        Ok(_) => misses = 0,
+                        Err(e) => {
+                            misses += 1;
+                            tracing::warn!(%peer, misses, "heartbeat missed: {e}");
+                            if misses >= spec.timeouts.heartbeat_misses {
+                                return Err(ClusterError::Remote {
+                                    peer: peer.clone(),
+                                    message: format!(
+                                        "{misses} heartbeats in a row unanswered (every {:?}): the worker is frozen or unreachable",
+                                        spec.timeouts.heartbeat_every
+                                    ),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Waits for the generator's host to join its process group; of several (a restarted worker
+/// next to a frozen old one), the newest incarnation that answers a ping.
+async fn find_host(spec: &RemoteEngineSpec) -> Result<ActorRef<EngineHostMsg>, ClusterError> {
+    let group = engine_group(&spec.generator);
+    let deadline = tokio::time::Instant::now() + spec.timeouts.attach;
+    let peer = format!("node {} ({})", spec.node, spec.generator);
+    loop {
+        let mut newest: Option<(u64, ActorRef<EngineHostMsg>)> = None;
+        for member in ractor::pg::get_members(&group) {
+            let host: ActorRef<EngineHostMsg> = member.into();
+            let ping = call_raw(
+                spec,
+                &host,
+                HostRequest::Ping,
+                spec.timeouts.heartbeat_every,
+                &peer,
+            );
+            if let Ok((incarnation, HostReply::Pong { node, .. })) = ping.await {
+                if node == spec.node && newest.as_ref().is_none_or(|(i, _)| incarnation > *i) {
+                    newest = Some((incarnation, host));
+                }
+            }
+        }
+        if let Some((incarnation, host)) = newest {
+            match spec.hosts_seen.admit(&spec.node, incarnation) {
+                Ok(()) => return Ok(host),
+                Err(seen) => tracing::warn!(
+                    %peer, incarnation, seen,
+                    "ignoring a stale engine host (a newer incarnation was already used)"
+                ),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ClusterError::Remote {
+                peer,
+                message: format!(
+                    "no engine host joined within {:?}: start `grlhf run CONFIG --join HEAD:PORT --node {}`",
+                    spec.timeouts.attach, spec.node
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One request and its decoded reply, with the replier's incarnation.
+async fn call_raw(
+    spec: &RemoteEngineSpec,
+    host: &ActorRef<EngineHostMsg>,
+    request: HostRequest,
+    timeout: Duration,
+    peer: &str,
+) -> Result<(u64, HostReply), ClusterError> {
+    let bytes = Envelope::new(&spec.identity.run_id, spec.incarnation, request).encode();
+    let lost = |message: String| ClusterError::Remote {
+        peer: peer.to_string(),
+        message,
+    };
+    match host
+        .call(|port| EngineHostMsg::Call(bytes, port), Some(timeout))
+        .await
+    {
+        Ok(CallResult::Success(reply)) => {
+            let envelope = Envelope::<HostReply>::decode(&reply, &spec.identity.run_id, peer)?;
+            Ok((envelope.incarnation, envelope.body))
+        }
+        Ok(CallResult::Timeout) => Err(lost(format!("no answer within {timeout:?}"))),
+        Ok(CallResult::SenderError) => Err(lost(
+            "the worker's session closed mid-call (the worker died or left)".into(),
+        )),
+        Err(e) => Err(lost(format!("the worker is unreachable: {e}"))),
+    }
+}
+
+async fn call(
+    spec: &RemoteEngineSpec,
+    host: &ActorRef<EngineHostMsg>,
+    request: HostRequest,
+    timeout: Duration,
+    peer: &str,
+) -> Result<HostReply, ClusterError> {
+    match call_raw(spec, host, request, timeout, peer).await?.1 {
+        HostReply::Refused { reason } => Err(ClusterError::Refused {
+            peer: peer.to_string(),
+            reason,
+        }),
+        HostReply::Failed { reason } => Err(ClusterError::Remote {
+            peer: peer.to_string(),
+            message: reason,
+        }),
+        reply => Ok(reply),
+    }
+}
+
+fn unexpected(peer: &str, reply: HostReply) -> ClusterError {
+    ClusterError::Malformed {
+        peer: peer.to_string(),
+        message: format!("unexpected reply {reply:?}"),
+    }
+}
+
+impl RolloutEngine for RemoteRolloutEngine {
+    fn generate(
+        &mut self,
+        prompts: &[PromptSpec],
+        n: usize,
+        config: &GeneratorConfig,
+        seed: u64,
+    ) -> Result<Vec<GeneratedGroup>, ActorError> {
+        let engine_error = |e: ClusterError| ActorError::Engine(e.to_string());
+        let prompts = prompts
+            .iter()
+            .map(WirePrompt::from_spec)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(engine_error)?;
+        let expected = prompts.len();
+        let request = HostRequest::Generate {
+            prompts,
+            n: n as u32,
+            config: config.clone(),
+            seed,
+            weights_version: self.published,
+        };
+        let runtime = self.spec.runtime.clone();
+        match runtime
+            .block_on(self.call_watched(request))
+            .map_err(engine_error)?
+        {
+            HostReply::Generated { groups } if groups.len() == expected => Ok(groups),
+            HostReply::Generated { groups } => Err(ActorError::Engine(format!(
+                "{}: {} groups for {expected} prompts",
+                self.peer(),
+                groups.len()
+            ))),
+            other => Err(engine_error(unexpected(&self.peer(), other))),
+        }
+    }
+
+    fn apply_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<(), ActorError> {
+        let version = self.published + 1;
+        self.weights
+            .publish(version, tensors)
+            .map_err(|e| ActorError::Engine(format!("{}: publishing weights: {e}", self.peer())))?;
+        self.published = version;
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! What crosses the actor link between a head and its workers: small serde envelopes.
+//!
+//! Every message is an [`Envelope`] — wire protocol version, run id and the sender's
+//! incarnation around a body — encoded as JSON into the one byte payload ractor_cluster carries
+//! for us ([`crate::engine_host::EngineHostMsg`]). Decoding is ours, not a
+//! `BytesConvertable` impl: ractor allows those to panic on bad bytes, while here a malformed,
+//! foreign-protocol or other-run message is an error that names what is wrong.
+//!
+//! Prompts travel as [`WirePrompt`] (their image as PNG bytes); rollouts as they are
+//! ([`grlhf_actors::protocol::Rollout`] is serde already).
+
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use grlhf_actors::prompt_source::PromptSpec;
+use grlhf_actors::rollout_engine::{GeneratedGroup, GeneratorConfig};
+use grlhf_models::image_processor::RgbImage;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ClusterError;
+use crate::handshake::{RunIdentity, PROTOCOL_VERSION};
+
+/// A body with the fields every grlhf message carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub protocol: u32,
+    pub run_id: String,
+    /// The sender's incarnation (a restarted process has a newer one).
+    pub incarnation: u64,
+    pub body: T,
+}
+
+impl<T: Serialize> Envelope<T> {
+    pub fn new(run_id: &str, incarnation: u64, body: T) -> Envelope<T> {
+        Envelope {
+            protocol: PROTOCOL_VERSION,
+            run_id: run_id.to_string(),
+            incarnation,
+            body,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("grlhf's wire types serialise to JSON")
+    }
+}
+
+impl<T: DeserializeOwned> Envelope<T> {
+    /// Decodes a payload from `peer`, refusing another protocol version or another run.
+    pub fn decode(bytes: &[u8], run_id: &str, peer: &str) -> Result<Envelope<T>, ClusterError> {
+        #[derive(Deserialize)]
+        struct Head {
+            protocol: u32,
+            run_id: String,
+        }
+        let malformed = |e: serde_json::Error| ClusterError::Malformed {
+            peer: peer.to_string(),
+            message: format!("not a grlhf envelope: {e}"),
+        };
+        let head: Head = serde_json::from_slice(bytes).map_err(malformed)?;
+        if head.protocol != PROTOCOL_VERSION {
+            return Err(ClusterError::Mismatch {
+                peer: peer.to_string(),
+                field: "protocol",
+                ours: PROTOCOL_VERSION.to_string(),
+                theirs: head.protocol.to_string(),
+            });
+        }
+        if head.run_id != run_id {
+            return Err(ClusterError::Mismatch {
+                peer: peer.to_string(),
+                field: "run_id",
+                ours: run_id.to_string(),
+                theirs: head.run_id,
+            });
+        }
+        serde_json::from_slice(bytes).map_err(malformed)
+    }
+}
+
+/// A prompt as a remote engine needs it: the chat turns and the image (PNG).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WirePrompt {
+    pub id: String,
+    pub system: String,
+    pub user: String,
+    pub image_png: Option<Vec<u8>>,
+}
+
+impl WirePrompt {
+    pub fn from_spec(spec: &PromptSpec) -> Result<WirePrompt, ClusterError> {
+        let image_png = match &spec.image {
+            Some(image) => Some(encode_png(image, &spec.id)?),
+            None => None,
+        };
+        Ok(WirePrompt {
+            id: spec.id.clone(),
+            system: spec.system.clone(),
+            user: spec.user.clone(),
+            image_png,
+        })
+    }
+
+    /// The spec a generation engine reads (the fields only judges use stay empty: judging
+    /// happens on the head, which keeps the original).
+    pub fn into_spec(self, peer: &str) -> Result<PromptSpec, ClusterError> {
+        let image = match &self.image_png {
+            Some(png) => Some(Arc::new(decode_png(png, &self.id, peer)?)),
+            None => None,
+        };
+        Ok(PromptSpec {
+            id: self.id,
+            question: String::new(),
+            system: self.system,
+            user: self.user,
+            image,
+            reference: None,
+            world: None,
+        })
+    }
+}
+
+fn encode_png(image: &RgbImage, id: &str) -> Result<Vec<u8>, ClusterError> {
+    let buffer = image::RgbImage::from_raw(image.width, image.height, image.pixels.clone())
+        .ok_or_else(|| ClusterError::Malformed {
+            peer: "this process".into(),
+            message: format!("prompt {id}: image buffer does not match its size"),
+        })?;
+    let mut png = Vec::new();
+    buffer
+        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| ClusterError::Malformed {
+            peer: "this process".into(),
+            message: format!("prompt {id}: encoding its image as PNG: {e}"),
+        })?;
+    Ok(png)
+}
+
+fn decode_png(png: &[u8], id: &str, peer: &str) -> Result<RgbImage, ClusterError> {
+    let malformed = |message: String| ClusterError::Malformed {
+        peer: peer.to_string(),
+        message: format!("prompt {id}: {message}"),
+    };
+    let decoded = image::load_from_memory_with_format(png, image::ImageFormat::Png)
+        .map_err(|e| malformed(format!("image is not a PNG: {e}")))?
+        .to_rgb8();
+    RgbImage::from_rgb(decoded.width(), decoded.height(), decoded.into_raw())
+        .map_err(|e| malformed(e.to_string()))
+}
+
+/// What a head asks of an engine host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum HostRequest {
+    /// Are you alive (and which incarnation are you)? Answered at once, even mid-batch.
+    Ping,
+    /// Serve `generator` for this run; take weights from `weights` (the head's weight server
+    /// for this engine). Refused when the identity differs, naming the field.
+    Attach {
+        identity: RunIdentity,
+        generator: String,
+        weights: SocketAddr,
+    },
+    /// One generation batch, after applying at least weights version `weights_version` of the
+    /// attached weight server (0: the engine's own weights).
+    Generate {
+        prompts: Vec<WirePrompt>,
+        n: u32,
+        config: GeneratorConfig,
+        seed: u64,
+        weights_version: u64,
+    },
+}
+
+/// An engine host's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum HostReply {
+    Pong { node: String, busy: bool },
+    Attached { node: String },
+    Generated { groups: Vec<GeneratedGroup> },
+    Refused { reason: String },
+    Failed { reason: String },
+}

@@ -1,0 +1,107 @@
+//! `[cluster]` and `[generator] nodes`: which generators run on which worker node, and the
+//! deadlines of the calls between a head and its workers (docs/distributed.md).
+//!
+//! A config places generator `g` on node `nodes[g]` (one entry for all, or one per generator;
+//! `head`, or no `nodes` at all, keeps it in the head's process). The head is started with
+//! `grlhf run CONFIG --listen ADDR:PORT`, each worker with
+//! `grlhf run CONFIG --join HEAD:PORT --node NAME`, from the same config file: its SHA-256 is
+//! part of the identity both sides check.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use grlhf_cluster::remote_engine::RemoteTimeouts;
+use serde::{Deserialize, Serialize};
+
+/// The node name that means "in the head's own process".
+pub const HEAD_NODE: &str = "head";
+
+/// `[cluster]`: deadlines of remote calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// While a remote batch runs, the head pings its worker this often...
+    pub heartbeat_every_s: f64,
+    /// ...and this many unanswered pings in a row declare the worker dead (frozen or gone):
+    /// its generator fails and restarts, and its prompts are issued again.
+    pub heartbeat_misses: u32,
+    /// How long a (re)starting remote generator waits for its worker to join.
+    pub attach_timeout_s: f64,
+    /// The longest one remote generation batch may take.
+    pub batch_timeout_s: f64,
+    /// How long a worker waits for the weights version a batch needs.
+    pub weights_timeout_s: f64,
+    /// How long a worker waits for its session with the head to be authenticated.
+    pub join_timeout_s: f64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            heartbeat_every_s: 2.0,
+            heartbeat_misses: 3,
+            attach_timeout_s: 60.0,
+            batch_timeout_s: 1800.0,
+            weights_timeout_s: 120.0,
+            join_timeout_s: 30.0,
+        }
+    }
+}
+
+impl ClusterConfig {
+    pub fn validate(&self) -> Result<()> {
+        let seconds = [
+            ("cluster.heartbeat_every_s", self.heartbeat_every_s),
+            ("cluster.attach_timeout_s", self.attach_timeout_s),
+            ("cluster.batch_timeout_s", self.batch_timeout_s),
+            ("cluster.weights_timeout_s", self.weights_timeout_s),
+            ("cluster.join_timeout_s", self.join_timeout_s),
+        ];
+        for (field, value) in seconds {
+            if !(value.is_finite() && value > 0.0) {
+                bail!("{field} = {value}: a deadline must be a positive number of seconds");
+            }
+        }
+        if self.heartbeat_misses == 0 {
+            bail!("cluster.heartbeat_misses = 0: at least one ping must go unanswered");
+        }
+        Ok(())
+    }
+
+    pub fn remote_timeouts(&self) -> RemoteTimeouts {
+        RemoteTimeouts {
+            attach: Duration::from_secs_f64(self.attach_timeout_s),
+            batch: Duration::from_secs_f64(self.batch_timeout_s),
+            heartbeat_every: Duration::from_secs_f64(self.heartbeat_every_s),
+            heartbeat_misses: self.heartbeat_misses,
+        }
+    }
+}
+
+/// Checks `[generator] nodes` against the generator count: one entry, or one per generator,
+/// each a plain name.
+pub fn validate_nodes(nodes: &[String], count: usize) -> Result<()> {
+    if !nodes.is_empty() && nodes.len() != 1 && nodes.len() != count {
+        bail!("generator.nodes: give one node, or one per generator ({count})");
+    }
+    for node in nodes {
+        let plain = !node.is_empty()
+            && node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !plain {
+            bail!("generator.nodes: `{node}` is not a node name (letters, digits, `-`, `_`, `.`; `{HEAD_NODE}` for the head)");
+        }
+    }
+    Ok(())
+}
+
+/// The node generator `index` runs on; `None`: the head's process.
+pub fn node_of(nodes: &[String], index: usize) -> Option<&str> {
+    let node = match nodes.len() {
+        0 => return None,
+        1 => &nodes[0],
+        _ => &nodes[index],
+    };
+    (node != HEAD_NODE).then_some(node.as_str())
+}
