@@ -32,6 +32,11 @@ pub enum ActorError {
     /// Anything an engine or model reports (loading, encoding, generating).
     #[error("{0}")]
     Engine(String),
+    /// An engine hosted elsewhere (a worker node) is gone, frozen, or refused to serve. Not the
+    /// prompts' fault: a generator fails on it, so its supervisor restarts it and the prompts
+    /// it held are issued again under their uids, instead of being dropped.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl ActorError {

@@ -232,6 +232,11 @@ impl Generator {
             (Ok(groups), generate_ms) => {
                 Self::hand_on(state, prompts, groups, version, generate_ms)
             }
+            (Err(ActorError::Unreachable(why)), _) => {
+                // Failing the actor hands its held prompts back (the supervisor issues them
+                // again); dropping them would lose them for this run.
+                return Err(why.into());
+            }
             (Err(e), _) => {
                 tracing::error!("generator {}: generation failed: {e}", state.args.name);
                 for (item, _) in prompts {

@@ -19,9 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grlhf_actors::device_worker::DeviceWorker;
-use grlhf_actors::rollout_engine::{
-    GeneratedGroup, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
-};
+use grlhf_actors::rollout_engine::{GeneratorConfig, RolloutEngine, RolloutEngineBuilder};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use tch::Device;
@@ -175,16 +173,28 @@ impl Hosted {
         seed: u64,
         need: u64,
         timeout: Duration,
-    ) -> Result<Vec<GeneratedGroup>, String> {
-        self.catch_up(need, timeout)?;
-        let specs = prompts
+    ) -> HostReply {
+        if let Err(reason) = self.catch_up(need, timeout) {
+            return HostReply::Failed { reason };
+        }
+        let specs = match prompts
             .into_iter()
             .map(|p| p.into_spec("the head"))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        self.engine
-            .generate(&specs, n, config, seed)
-            .map_err(|e| e.to_string())
+        {
+            Ok(specs) => specs,
+            Err(e) => {
+                return HostReply::Failed {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        match self.engine.generate(&specs, n, config, seed) {
+            Ok(groups) => HostReply::Generated { groups },
+            Err(e) => HostReply::EngineError {
+                reason: e.to_string(),
+            },
+        }
     }
 }
 
@@ -282,13 +292,9 @@ impl Actor for EngineHost {
                         })
                         .await;
                     busy.store(false, Ordering::Relaxed);
-                    let reply = match result {
-                        Ok(Ok(groups)) => HostReply::Generated { groups },
-                        Ok(Err(reason)) => HostReply::Failed { reason },
-                        Err(e) => HostReply::Failed {
-                            reason: e.to_string(),
-                        },
-                    };
+                    let reply = result.unwrap_or_else(|e| HostReply::Failed {
+                        reason: e.to_string(),
+                    });
                     Self::reply(&args, port, reply);
                 });
             }

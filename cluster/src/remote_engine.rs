@@ -153,36 +153,49 @@ impl RemoteRolloutEngine {
         Ok(host)
     }
 
-    /// Runs `request` while pinging the host every `heartbeat_every`.
+    /// Runs `request` while pinging the host every `heartbeat_every`. The host is declared
+    /// dead when nothing was heard from it for `heartbeat_misses × heartbeat_every`, measured
+    /// from its last answer, so a freeze is caught at most that long after it began.
     async fn call_watched(&mut self, request: HostRequest) -> Result<HostReply, ClusterError> {
         let host = self.host().await?;
-        let spec = &self.spec;
+        let spec = self.spec.clone();
         let peer = self.peer();
-        let batch = call(spec, &host, request, spec.timeouts.batch, &peer);
+        let batch = call(&spec, &host, request, spec.timeouts.batch, &peer);
         tokio::pin!(batch);
-        let mut ticks = tokio::time::interval(spec.timeouts.heartbeat_every);
-        ticks.tick().await;
-        let mut misses = 0;
+        let every = spec.timeouts.heartbeat_every;
+        let silence = every * spec.timeouts.heartbeat_misses;
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (heard, mut answers) = tokio::sync::mpsc::unbounded_channel::<bool>();
+        let mut pinging = false;
+        let mut last_heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 reply = &mut batch => return reply,
-                _ = ticks.tick() => {
-                    match call(spec, &host, HostRequest::Ping, spec.timeouts.heartbeat_every, &peer).await {
-                        Ok(_) => misses = 0,
-                        Err(e) => {
-                            misses += 1;
-                            tracing::warn!(%peer, misses, "heartbeat missed: {e}");
-                            if misses >= spec.timeouts.heartbeat_misses {
-                                return Err(ClusterError::Remote {
-                                    peer: peer.clone(),
-                                    message: format!(
-                                        "{misses} heartbeats in a row unanswered (every {:?}): the worker is frozen or unreachable",
-                                        spec.timeouts.heartbeat_every
-                                    ),
-                                });
-                            }
-                        }
+                _ = ticks.tick(), if !pinging => {
+                    // On a task of its own: an unanswered ping must not hold up the batch's
+                    // reply or the deadline.
+                    pinging = true;
+                    let (spec, host, peer, heard) = (spec.clone(), host.clone(), peer.clone(), heard.clone());
+                    tokio::spawn(async move {
+                        let answered = call(&spec, &host, HostRequest::Ping, silence, &peer).await.is_ok();
+                        let _ = heard.send(answered);
+                    });
+                }
+                Some(answered) = answers.recv() => {
+                    pinging = false;
+                    if answered {
+                        last_heard = tokio::time::Instant::now();
                     }
+                }
+                _ = tokio::time::sleep_until(last_heard + silence) => {
+                    return Err(ClusterError::Remote {
+                        peer: peer.clone(),
+                        message: format!(
+                            "no heartbeat answered for {silence:?} (heartbeat_misses = {} × every {every:?}): the worker is frozen or unreachable",
+                            spec.timeouts.heartbeat_misses
+                        ),
+                    });
                 }
             }
         }
@@ -298,12 +311,11 @@ impl RolloutEngine for RemoteRolloutEngine {
         config: &GeneratorConfig,
         seed: u64,
     ) -> Result<Vec<GeneratedGroup>, ActorError> {
-        let engine_error = |e: ClusterError| ActorError::Engine(e.to_string());
         let prompts = prompts
             .iter()
             .map(WirePrompt::from_spec)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(engine_error)?;
+            .map_err(|e| ActorError::Engine(e.to_string()))?;
         let expected = prompts.len();
         let request = HostRequest::Generate {
             prompts,
@@ -313,17 +325,20 @@ impl RolloutEngine for RemoteRolloutEngine {
             weights_version: self.published,
         };
         let runtime = self.spec.runtime.clone();
-        match runtime
-            .block_on(self.call_watched(request))
-            .map_err(engine_error)?
-        {
-            HostReply::Generated { groups } if groups.len() == expected => Ok(groups),
-            HostReply::Generated { groups } => Err(ActorError::Engine(format!(
-                "{}: {} groups for {expected} prompts",
-                self.peer(),
-                groups.len()
-            ))),
-            other => Err(engine_error(unexpected(&self.peer(), other))),
+        // Whatever keeps the worker from serving fails the generator (its prompts are issued
+        // again); only the engine's own failure on these prompts drops them, as locally.
+        let unreachable = |e: ClusterError| ActorError::Unreachable(e.to_string());
+        match runtime.block_on(self.call_watched(request)) {
+            Ok(HostReply::Generated { groups }) if groups.len() == expected => Ok(groups),
+            Ok(HostReply::EngineError { reason }) => {
+                Err(ActorError::Engine(format!("{}: {reason}", self.peer())))
+            }
+            Ok(other) => Err(unreachable(unexpected(&self.peer(), other))),
+            Err(e) => {
+                // The next batch looks for the host again (a restarted worker).
+                self.host = None;
+                Err(unreachable(e))
+            }
         }
     }
 

@@ -176,9 +176,27 @@ pub enum HostRequest {
 /// An engine host's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HostReply {
-    Pong { node: String, busy: bool },
-    Attached { node: String },
-    Generated { groups: Vec<GeneratedGroup> },
-    Refused { reason: String },
-    Failed { reason: String },
+    Pong {
+        node: String,
+        busy: bool,
+    },
+    Attached {
+        node: String,
+    },
+    Generated {
+        groups: Vec<GeneratedGroup>,
+    },
+    /// Not served, and never will be as things stand (another run, config or generator).
+    Refused {
+        reason: String,
+    },
+    /// The host could not serve this call (weights did not arrive, a bad payload, a thread
+    /// gone): the worker is unfit, not the prompts.
+    Failed {
+        reason: String,
+    },
+    /// The engine itself failed on these prompts, as a local engine would have.
+    EngineError {
+        reason: String,
+    },
 }
