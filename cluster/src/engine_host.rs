@@ -78,9 +78,14 @@ pub struct EngineHost;
 
 impl EngineHost {
     fn reply(args: &EngineHostArgs, port: RpcReplyPort<Vec<u8>>, body: HostReply) {
-        let envelope = Envelope::new(&args.identity.run_id, args.incarnation, body);
+        let (run_id, incarnation) = (&args.identity.run_id, args.incarnation);
+        let bytes = Envelope::new(run_id, incarnation, body)
+            .encode_within_limit("the reply")
+            .unwrap_or_else(|reason| {
+                Envelope::new(run_id, incarnation, HostReply::EngineError { reason }).encode()
+            });
         // The head may have given up on this call (a timeout); nothing to do then.
-        let _ = port.send(envelope.encode());
+        let _ = port.send(bytes);
     }
 
     async fn attach(

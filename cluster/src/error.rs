@@ -82,6 +82,9 @@ pub enum ClusterError {
         bytes: u64,
         limit: u64,
     },
+    /// A message refused before sending: over the actor link's size limit.
+    #[error("{peer}: {message}")]
+    TooLargeToSend { peer: String, message: String },
     /// A remote call that failed, timed out, or lost its peer.
     #[error("{peer}: {message}")]
     Remote { peer: String, message: String },

@@ -255,11 +255,16 @@ async fn call_raw(
     timeout: Duration,
     peer: &str,
 ) -> Result<(u64, HostReply), ClusterError> {
-    let bytes = Envelope::new(&spec.identity.run_id, spec.incarnation, request).encode();
     let lost = |message: String| ClusterError::Remote {
         peer: peer.to_string(),
         message,
     };
+    let bytes = Envelope::new(&spec.identity.run_id, spec.incarnation, request)
+        .encode_within_limit("the request")
+        .map_err(|message| ClusterError::TooLargeToSend {
+            peer: peer.to_string(),
+            message,
+        })?;
     match host
         .call(|port| EngineHostMsg::Call(bytes, port), Some(timeout))
         .await
@@ -333,6 +338,8 @@ impl RolloutEngine for RemoteRolloutEngine {
             Ok(HostReply::EngineError { reason }) => {
                 Err(ActorError::Engine(format!("{}: {reason}", self.peer())))
             }
+            // The batch, not the worker: dropped with its reason, as a local engine's error.
+            Err(e @ ClusterError::TooLargeToSend { .. }) => Err(ActorError::Engine(e.to_string())),
             Ok(other) => Err(unreachable(unexpected(&self.peer(), other))),
             Err(e) => {
                 // The next batch looks for the host again (a restarted worker).

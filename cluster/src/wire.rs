@@ -22,6 +22,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::ClusterError;
 use crate::handshake::{RunIdentity, PROTOCOL_VERSION};
 
+/// The largest envelope sent over the actor link. ractor_cluster refuses inbound frames over
+/// 16 MiB ([`ractor_cluster::DEFAULT_MAX_INBOUND_FRAME_SIZE`]) by closing the whole session, so
+/// grlhf refuses an oversize message itself, before sending it, with an error that says what to
+/// change; the margin covers ractor_cluster's own framing.
+pub const MAX_ENVELOPE_BYTES: usize = 12 << 20;
+
 /// A body with the fields every grlhf message carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope<T> {
@@ -44,6 +50,19 @@ impl<T: Serialize> Envelope<T> {
 
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("grlhf's wire types serialise to JSON")
+    }
+
+    /// [`Envelope::encode`], refused over [`MAX_ENVELOPE_BYTES`]; `what` names the message.
+    pub fn encode_within_limit(&self, what: &str) -> Result<Vec<u8>, String> {
+        let bytes = self.encode();
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(format!(
+                "{what} encodes to {:.1} MiB, over the actor link's limit of {} MiB (fewer prompts per batch: generator.batch_prompts)",
+                bytes.len() as f64 / (1 << 20) as f64,
+                MAX_ENVELOPE_BYTES >> 20
+            ));
+        }
+        Ok(bytes)
     }
 }
 

@@ -1,0 +1,417 @@
+//! A remote engine and its engine host in one process: the whole request protocol (envelopes,
+//! attach, weights over the TCP plane before a batch, pings while a batch runs) without a
+//! second process. The host is a local actor here, so only ractor_cluster's transport is left
+//! out; runtime/tests/distributed.rs covers that with real processes.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use grlhf_actors::error::ActorError;
+use grlhf_actors::prompt_source::PromptSpec;
+use grlhf_actors::protocol::Rollout;
+use grlhf_actors::rollout_engine::{
+    GeneratedGroup, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
+};
+use grlhf_cluster::engine_host::{engine_group, EngineHost, EngineHostArgs, EngineHostMsg};
+use grlhf_cluster::incarnations::Incarnations;
+use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec, RemoteTimeouts};
+use grlhf_cluster::wire::{Envelope, HostReply, HostRequest};
+use grlhf_cluster::RunIdentity;
+use grlhf_models::generation::FinishReason;
+use grlhf_models::image_processor::RgbImage;
+use proptest::prelude::*;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tch::Tensor;
+
+/// What the fake engine saw, for the test to check.
+#[derive(Default)]
+struct Seen {
+    /// The value of `w` after each weight update.
+    weights: Vec<f64>,
+    /// (prompt user text, image size) per generated prompt.
+    prompts: Vec<(String, Option<(u32, u32)>)>,
+}
+
+/// A deterministic engine: each response encodes the prompt, the seed and the current weight,
+/// so the test can tell that the right weights were in place for the right batch.
+struct FakeEngine {
+    w: f64,
+    seen: Arc<Mutex<Seen>>,
+    delay: Duration,
+}
+
+impl RolloutEngine for FakeEngine {
+    fn generate(
+        &mut self,
+        prompts: &[PromptSpec],
+        n: usize,
+        _config: &GeneratorConfig,
+        seed: u64,
+    ) -> Result<Vec<GeneratedGroup>, ActorError> {
+        std::thread::sleep(self.delay);
+        let mut seen = self.seen.lock().unwrap();
+        Ok(prompts
+            .iter()
+            .map(|p| {
+                seen.prompts.push((
+                    p.user.clone(),
+                    p.image.as_ref().map(|i| (i.width, i.height)),
+                ));
+                let rollouts = (0..n)
+                    .map(|k| Rollout {
+                        tokens: vec![seed as i64, k as i64, p.user.len() as i64],
+                        logprobs: vec![self.w as f32, -0.5, -0.25],
+                        finish_reason: FinishReason::Stop,
+                        text: format!("{}#{k}", p.user),
+                        policy_mask: None,
+                    })
+                    .collect();
+                (vec![1, 2, 3], rollouts)
+            })
+            .collect())
+    }
+
+    fn apply_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<(), ActorError> {
+        let (_, w) = tensors
+            .iter()
+            .find(|(name, _)| name == "w")
+            .ok_or("no tensor named w")?;
+        self.w = w.double_value(&[0]);
+        self.seen.lock().unwrap().weights.push(self.w);
+        Ok(())
+    }
+}
+
+fn fake_builder(seen: Arc<Mutex<Seen>>, delay: Duration) -> RolloutEngineBuilder {
+    Arc::new(move |_: Option<&Path>| {
+        Ok(Box::new(FakeEngine {
+            w: 0.0,
+            seen: seen.clone(),
+            delay,
+        }) as Box<dyn RolloutEngine>)
+    })
+}
+
+fn identity(config: &str) -> RunIdentity {
+    RunIdentity::new("remote-test", RunIdentity::hash_config(config))
+}
+
+fn timeouts() -> RemoteTimeouts {
+    RemoteTimeouts {
+        attach: Duration::from_secs(5),
+        batch: Duration::from_secs(30),
+        heartbeat_every: Duration::from_millis(100),
+        heartbeat_misses: 3,
+    }
+}
+
+fn spec(generator: &str, runtime: &tokio::runtime::Runtime, config: &str) -> RemoteEngineSpec {
+    RemoteEngineSpec {
+        generator: generator.into(),
+        node: "w1".into(),
+        identity: identity(config),
+        incarnation: 1,
+        cookie: None,
+        weights_ip: "127.0.0.1".parse().unwrap(),
+        timeouts: timeouts(),
+        runtime: runtime.handle().clone(),
+        hosts_seen: Incarnations::default(),
+    }
+}
+
+fn spawn_host(
+    runtime: &tokio::runtime::Runtime,
+    generator: &str,
+    config: &str,
+    engine: RolloutEngineBuilder,
+) -> ActorRef<EngineHostMsg> {
+    let args = EngineHostArgs {
+        generator: generator.into(),
+        node: "w1".into(),
+        incarnation: 7,
+        identity: identity(config),
+        cookie: None,
+        engine,
+        device: tch::Device::Cpu,
+        weights_timeout: Duration::from_secs(5),
+    };
+    runtime
+        .block_on(Actor::spawn(None, EngineHost, args))
+        .unwrap()
+        .0
+}
+
+fn prompt(user: &str, image: Option<(u32, u32)>) -> PromptSpec {
+    PromptSpec {
+        id: user.into(),
+        question: "q".into(),
+        system: "sys".into(),
+        user: user.into(),
+        image: image.map(|(w, h)| {
+            let pixels = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+            Arc::new(RgbImage::from_rgb(w, h, pixels).unwrap())
+        }),
+        reference: None,
+        world: None,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn batches_run_on_the_host_after_the_weights_they_name_arrived() {
+    let rt = runtime();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let _host = spawn_host(
+        &rt,
+        "gen-a",
+        "c",
+        fake_builder(seen.clone(), Duration::ZERO),
+    );
+    let build = remote_rollout_engine(spec("gen-a", &rt, "c"));
+    let mut engine = build(None).unwrap();
+    let config = GeneratorConfig::default();
+    let prompts = [prompt("red?", Some((5, 3))), prompt("text only", None)];
+
+    // No weights published yet: the engine's own.
+    let groups = engine.generate(&prompts, 2, &config, 11).unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0].1[1].tokens, vec![11, 1, 4]);
+    assert_eq!(groups[0].1[0].logprobs[0], 0.0);
+    assert_eq!(groups[1].1[0].text, "text only#0");
+
+    // Two updates before a batch: the batch sees the second (latest wins, never older).
+    for w in [0.25f64, 0.75] {
+        let t = Tensor::from_slice(&[w as f32]);
+        engine.apply_weights(&[("w".into(), t)]).unwrap();
+    }
+    let groups = engine.generate(&prompts[..1], 3, &config, 12).unwrap();
+    assert_eq!(groups[0].1.len(), 3);
+    assert_eq!(groups[0].1[2].logprobs[0], 0.75);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.weights.last(), Some(&0.75));
+    assert!(seen.weights.iter().all(|w| [0.25, 0.75].contains(w)));
+    // The image crossed as PNG with its size intact.
+    assert_eq!(seen.prompts[0], ("red?".to_string(), Some((5, 3))));
+    assert_eq!(seen.prompts[1], ("text only".to_string(), None));
+}
+
+#[test]
+fn a_host_of_another_config_refuses_to_attach_naming_the_field() {
+    let rt = runtime();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let _host = spawn_host(&rt, "gen-b", "ours", fake_builder(seen, Duration::ZERO));
+    let mut engine = remote_rollout_engine(spec("gen-b", &rt, "theirs"))(None).unwrap();
+    let err = engine
+        .generate(&[prompt("p", None)], 2, &GeneratorConfig::default(), 1)
+        .unwrap_err();
+    assert!(matches!(err, ActorError::Unreachable(_)), "{err:?}");
+    assert!(err.to_string().contains("`config_hash` differs"), "{err}");
+}
+
+#[test]
+fn no_host_is_reported_when_the_attach_deadline_passes() {
+    let rt = runtime();
+    let mut spec = spec("gen-nobody", &rt, "c");
+    spec.timeouts.attach = Duration::from_millis(300);
+    let mut engine = remote_rollout_engine(spec)(None).unwrap();
+    let started = Instant::now();
+    let err = engine
+        .generate(&[prompt("p", None)], 2, &GeneratorConfig::default(), 1)
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        err.to_string().contains("--node w1"),
+        "the error says how to start the worker: {err}"
+    );
+}
+
+#[test]
+fn an_oversize_batch_is_refused_before_sending_and_dropped_not_failed() {
+    let rt = runtime();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let _host = spawn_host(
+        &rt,
+        "gen-c",
+        "c",
+        fake_builder(seen.clone(), Duration::ZERO),
+    );
+    let mut engine = remote_rollout_engine(spec("gen-c", &rt, "c"))(None).unwrap();
+    let huge = "x".repeat(13 << 20);
+    let err = engine
+        .generate(&[prompt(&huge, None)], 2, &GeneratorConfig::default(), 1)
+        .unwrap_err();
+    assert!(matches!(err, ActorError::Engine(_)), "{err:?}");
+    assert!(err.to_string().contains("generator.batch_prompts"), "{err}");
+    assert!(seen.lock().unwrap().prompts.is_empty());
+    // The link is still usable.
+    engine
+        .generate(&[prompt("small", None)], 2, &GeneratorConfig::default(), 1)
+        .unwrap();
+}
+
+#[test]
+fn a_busy_host_still_answers_pings_so_a_long_batch_is_not_taken_for_a_dead_worker() {
+    let rt = runtime();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    // One batch takes 10 heartbeat intervals, over three times the silence that declares a
+    // worker dead.
+    let _host = spawn_host(
+        &rt,
+        "gen-d",
+        "c",
+        fake_builder(seen, Duration::from_secs(1)),
+    );
+    let mut engine = remote_rollout_engine(spec("gen-d", &rt, "c"))(None).unwrap();
+    engine
+        .generate(&[prompt("slow", None)], 2, &GeneratorConfig::default(), 1)
+        .unwrap();
+}
+
+/// A host that answers pings until frozen, then keeps every call unanswered (holding its
+/// reply port, as a stopped process does): what a SIGSTOPped worker looks like from the head.
+struct FreezingHost;
+
+impl Actor for FreezingHost {
+    type Msg = EngineHostMsg;
+    type State = (Arc<AtomicBool>, Vec<ractor::RpcReplyPort<Vec<u8>>>);
+    type Arguments = (String, Arc<AtomicBool>);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (generator, frozen): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        ractor::pg::join(engine_group(&generator), vec![myself.get_cell()]);
+        Ok((frozen, Vec::new()))
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        EngineHostMsg::Call(bytes, port): Self::Msg,
+        (frozen, held): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let request = Envelope::<HostRequest>::decode(&bytes, "remote-test", "head")?.body;
+        let reply = match request {
+            _ if frozen.load(Ordering::SeqCst) => {
+                held.push(port);
+                return Ok(());
+            }
+            HostRequest::Ping => HostReply::Pong {
+                node: "w1".into(),
+                busy: false,
+            },
+            HostRequest::Attach { .. } => HostReply::Attached { node: "w1".into() },
+            // The batch never finishes; the worker freezes while it runs.
+            HostRequest::Generate { .. } => {
+                frozen.store(true, Ordering::SeqCst);
+                held.push(port);
+                return Ok(());
+            }
+        };
+        let _ = port.send(Envelope::new("remote-test", 3, reply).encode());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_frozen_host_is_declared_dead_after_the_heartbeat_silence_and_fails_the_generator() {
+    let rt = runtime();
+    let frozen = Arc::new(AtomicBool::new(false));
+    rt.block_on(Actor::spawn(
+        None,
+        FreezingHost,
+        ("gen-e".to_string(), frozen.clone()),
+    ))
+    .unwrap();
+    let mut engine = remote_rollout_engine(spec("gen-e", &rt, "c"))(None).unwrap();
+    let started = Instant::now();
+    let err = engine
+        .generate(&[prompt("p", None)], 2, &GeneratorConfig::default(), 1)
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(frozen.load(Ordering::SeqCst));
+    assert!(matches!(err, ActorError::Unreachable(_)), "{err:?}");
+    assert!(err.to_string().contains("frozen or unreachable"), "{err}");
+    // Silence is 3 × 100 ms from the last answer (the attach, just before the batch); the
+    // batch's own deadline is 30 s.
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "declared dead after {took:?}"
+    );
+}
+
+#[test]
+fn envelopes_of_another_protocol_or_run_and_garbage_are_refused_naming_why() {
+    let ours = Envelope::new("run-a", 1, HostRequest::Ping).encode();
+    assert!(Envelope::<HostRequest>::decode(&ours, "run-a", "p").is_ok());
+    let other_run = Envelope::<HostRequest>::decode(&ours, "run-b", "p").unwrap_err();
+    assert!(
+        other_run.to_string().contains("`run_id` differs"),
+        "{other_run}"
+    );
+    let mut foreign: serde_json::Value = serde_json::from_slice(&ours).unwrap();
+    foreign["protocol"] = 99.into();
+    let foreign = serde_json::to_vec(&foreign).unwrap();
+    let err = Envelope::<HostRequest>::decode(&foreign, "run-a", "p").unwrap_err();
+    assert!(err.to_string().contains("`protocol` differs"), "{err}");
+    let garbage = Envelope::<HostRequest>::decode(b"\x00\xffGET / HTTP/1.1", "run-a", "p");
+    assert!(garbage
+        .unwrap_err()
+        .to_string()
+        .contains("not a grlhf envelope"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// A prompt survives the wire: chat turns as they were, the image pixel for pixel (PNG is
+    /// lossless), inside an envelope that decodes to the same request.
+    #[test]
+    fn prompts_round_trip_through_envelopes(
+        user in "\\PC{0,40}",
+        system in "\\PC{0,20}",
+        size in proptest::option::of((1u32..24, 1u32..24)),
+        seed in any::<u64>(),
+    ) {
+        let spec = PromptSpec {
+            system: system.clone(),
+            ..prompt(&user, size)
+        };
+        let wire = grlhf_cluster::wire::WirePrompt::from_spec(&spec).unwrap();
+        let request = HostRequest::Generate {
+            prompts: vec![wire],
+            n: 3,
+            config: GeneratorConfig::default(),
+            seed,
+            weights_version: 2,
+        };
+        let bytes = Envelope::new("r", 5, request).encode();
+        let back = Envelope::<HostRequest>::decode(&bytes, "r", "p").unwrap();
+        prop_assert_eq!(back.incarnation, 5);
+        let HostRequest::Generate { mut prompts, seed: s, n, weights_version, .. } = back.body else {
+            panic!("not a Generate");
+        };
+        prop_assert_eq!((s, n, weights_version), (seed, 3, 2));
+        let spec_back = prompts.remove(0).into_spec("p").unwrap();
+        prop_assert_eq!(&spec_back.user, &user);
+        prop_assert_eq!(&spec_back.system, &system);
+        match (&spec.image, &spec_back.image) {
+            (None, None) => {}
+            (Some(a), Some(b)) => {
+                prop_assert_eq!((a.width, a.height), (b.width, b.height));
+                prop_assert_eq!(&a.pixels, &b.pixels);
+            }
+            _ => prop_assert!(false, "image lost or invented"),
+        }
+    }
+}
