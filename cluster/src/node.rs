@@ -109,16 +109,25 @@ impl ClusterNode {
         })
     }
 
-    /// Connects to the head at `head` and waits until the session is authenticated and ready
-    /// (a wrong cookie never gets there: it is reported when `timeout` passes).
+    /// Connects to the head at `head` and waits until the session is authenticated and ready.
+    /// A head not listening yet is tried again until `timeout` passes (workers may start
+    /// before their head, as a batch scheduler starts them); a wrong cookie never gets a
+    /// session and is reported at once, when the head closes it.
     pub async fn join(&self, head: SocketAddr, timeout: Duration) -> Result<String, ClusterError> {
-        ractor_cluster::client_connect(&self.server, head)
-            .await
-            .map_err(|e| ClusterError::Io {
-                what: format!("connecting to the head at {head}"),
-                error: std::io::Error::other(format!("{e:?}")),
-            })?;
-        match tokio::time::timeout(timeout, self.events.recv_async()).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match ractor_cluster::client_connect(&self.server, head).await {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(ClusterError::Io {
+                        what: format!("connecting to the head at {head} (for {timeout:?})"),
+                        error: std::io::Error::other(format!("{e:?}")),
+                    })
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        match tokio::time::timeout_at(deadline, self.events.recv_async()).await {
             Ok(Ok(NodeEvent::Ready { peer })) => Ok(peer),
             Ok(Ok(NodeEvent::Disconnected { peer })) => Err(ClusterError::Refused {
                 peer: format!("{head} ({peer})"),

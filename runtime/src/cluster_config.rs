@@ -31,7 +31,8 @@ pub struct ClusterConfig {
     pub batch_timeout_s: f64,
     /// How long a worker waits for the weights version a batch needs.
     pub weights_timeout_s: f64,
-    /// How long a worker waits for its session with the head to be authenticated.
+    /// How long a worker keeps trying to reach the head (it may start first) and waits for
+    /// its session to be authenticated.
     pub join_timeout_s: f64,
 }
 

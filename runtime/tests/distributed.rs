@@ -1,0 +1,518 @@
+//! `grlhf run` across processes on 127.0.0.1, with the real binary and tiny world models (CPU):
+//! a head and two workers (and a generator of the head's own) train with the ledger balanced; a synchronous two-process run gives
+//! the one-process run's rewards and losses; a wrong cookie, another config or an unplaced node
+//! is refused within a deadline; a SIGKILLed or SIGSTOPped worker costs no prompt; a killed
+//! head is resumed and its workers exit cleanly. Every wait is bounded.
+//!
+//! The tests take turns (a lock): each starts up to four processes, and this machine has 2
+//! cores.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A tiny policy-rl config with generators on `nodes`; `extra` is appended.
+fn config_text(run_dir: &Path, mode: &str, steps: u64, nodes: &[&str], extra: &str) -> String {
+    let count = nodes.len().max(1);
+    let nodes = if nodes.is_empty() {
+        String::new()
+    } else {
+        format!("nodes = {nodes:?}")
+    };
+    format!(
+        r#"
+mode = "{mode}"
+steps = {steps}
+seed = 0
+run_dir = "{}"
+max_staleness = 2
+group_size = 4
+batch_groups = 4
+
+[data]
+world_size = 64
+
+[model]
+policy = "world:tiny"
+
+[generator]
+count = {count}
+{nodes}
+batch_prompts = 2
+max_new_tokens = 6
+
+[[judge]]
+kind = "rule_judge"
+rule = "reference_overlap"
+
+[learner]
+lr = 1e-2
+micro_batch = 16
+
+[learner.grpo]
+kl_beta = 0.0
+
+[cluster]
+join_timeout_s = 60
+attach_timeout_s = 30
+
+{extra}
+"#,
+        run_dir.display()
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped (a failed assertion leaves nothing running).
+struct Proc {
+    child: Child,
+    name: String,
+}
+
+impl Proc {
+    fn start(name: &str, args: &[&str], cookie: Option<&str>) -> Proc {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_grlhf"));
+        command
+            .args(args)
+            .env_remove("GRLHF_CLUSTER_COOKIE")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(cookie) = cookie {
+            command.env("GRLHF_CLUSTER_COOKIE", cookie);
+        }
+        Proc {
+            child: command.spawn().unwrap(),
+            name: name.into(),
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Waits for the exit (at most `limit`): status success, stdout, stderr.
+    fn finish(mut self, limit: Duration) -> (bool, String, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {limit:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let (mut out, mut err) = (String::new(), String::new());
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.success(), out, err)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(proc: &Proc, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &proc.pid()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {}", proc.name);
+}
+
+fn head(config: &Path, port: u16, extra: &[&str]) -> Proc {
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "run",
+        config.to_str().unwrap(),
+        "--no-progress",
+        "--listen",
+        &listen,
+    ];
+    args.extend_from_slice(extra);
+    Proc::start("head", &args, None)
+}
+
+fn worker(config: &Path, port: u16, node: &str) -> Proc {
+    let join = format!("127.0.0.1:{port}");
+    let args = [
+        "run",
+        config.to_str().unwrap(),
+        "--join",
+        &join,
+        "--node",
+        node,
+    ];
+    Proc::start(node, &args, None)
+}
+
+fn summary(run_dir: &Path) -> Value {
+    let text = std::fs::read_to_string(run_dir.join("summary.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn steps_logged(run_dir: &Path) -> usize {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+fn wait_for_steps(run_dir: &Path, steps: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while steps_logged(run_dir) < steps {
+        assert!(
+            Instant::now() < deadline,
+            "{steps} steps not logged within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The run's ledger: balanced, and nothing dropped but for the counted reasons a one-process
+/// run has too (stale under η, groups without reward variance).
+fn assert_no_prompt_lost(s: &Value, steps: u64) {
+    assert_eq!(s["learner_steps"], steps, "{s}");
+    assert_eq!(s["ledger_balanced"], true, "{s}");
+    assert_eq!(s["prompts_trained"], steps * 4, "{s}");
+    for (reason, _) in s["prompts_dropped"].as_object().unwrap() {
+        assert!(
+            reason == "stale" || reason == "zero_variance",
+            "prompts dropped for {reason}: {s}"
+        );
+    }
+    assert!(s["max_staleness_seen"].as_u64().unwrap() <= 2, "{s}");
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_head_and_two_workers_train_with_the_ledger_balanced_and_no_prompt_lost() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let config = write(
+        dir.path(),
+        "c.toml",
+        &config_text(&run_dir, "async", 12, &["w1", "w2", "head"], ""),
+    );
+    let port = free_port();
+    let head = head(&config, port, &[]);
+    let (w1, w2) = (worker(&config, port, "w1"), worker(&config, port, "w2"));
+    let (ok, out, err) = head.finish(Duration::from_secs(240));
+    assert!(ok, "head failed:\n{out}\n{err}");
+    let s = summary(&run_dir);
+    assert_no_prompt_lost(&s, 12);
+    // Both remote generators and the head's own produced work.
+    for g in ["generator-0", "generator-1", "generator-2"] {
+        assert!(s["busy_ratio"][g].as_f64().unwrap() > 0.0, "{g} idle: {s}");
+    }
+    // The workers heard the head's session end and exited cleanly.
+    for (w, name) in [(w1, "w1"), (w2, "w2")] {
+        let (ok, out, err) = w.finish(Duration::from_secs(30));
+        assert!(ok, "{name} failed:\n{out}\n{err}");
+        assert!(out.contains("hosting generator-"), "{out}");
+        assert!(out.contains("the head's session ended"), "{out}");
+    }
+}
+
+#[test]
+fn a_synchronous_two_process_run_matches_the_one_process_run() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let (local_dir, remote_dir) = (dir.path().join("local"), dir.path().join("remote"));
+    let local = write(
+        dir.path(),
+        "local.toml",
+        &config_text(&local_dir, "sync", 4, &[], ""),
+    );
+    // One generator, so which generator takes a prompt (and so its seed) cannot differ
+    // between the runs; here it runs on the worker.
+    let remote = write(
+        dir.path(),
+        "remote.toml",
+        &config_text(&remote_dir, "sync", 4, &["w1"], ""),
+    );
+    let (ok, out, err) = Proc::start(
+        "local",
+        &["run", local.to_str().unwrap(), "--no-progress"],
+        None,
+    )
+    .finish(Duration::from_secs(240));
+    assert!(ok, "{out}\n{err}");
+    let port = free_port();
+    let head = head(&remote, port, &[]);
+    let w1 = worker(&remote, port, "w1");
+    let (ok, out, err) = head.finish(Duration::from_secs(240));
+    assert!(ok, "{out}\n{err}");
+    w1.finish(Duration::from_secs(30));
+    let lines = |d: &Path| -> Vec<Value> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (a, b) = (lines(&local_dir), lines(&remote_dir));
+    assert_eq!(a.len(), 4);
+    assert_eq!(b.len(), 4);
+    for (x, y) in a.iter().zip(&b) {
+        for key in ["reward_mean", "loss", "kl", "grad_norm"] {
+            let (x, y) = (x[key].as_f64().unwrap(), y[key].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-5, "{key}: one process {x}, two {y}");
+        }
+        assert_eq!(x["response_tokens"], y["response_tokens"]);
+    }
+}
+
+#[test]
+fn a_wrong_cookie_another_config_or_an_unplaced_node_is_refused_within_a_deadline() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let text = config_text(
+        &run_dir,
+        "async",
+        50,
+        &["w1"],
+        "[supervision]\nmax_restarts = 2\n",
+    );
+    let config = write(dir.path(), "c.toml", &text);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let join = listen.clone();
+    let head = Proc::start(
+        "head",
+        &[
+            "run",
+            config.to_str().unwrap(),
+            "--no-progress",
+            "--listen",
+            &listen,
+        ],
+        Some("cookie-a"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    // A worker with another cookie never gets a session.
+    let started = Instant::now();
+    let (ok, _, err) = Proc::start(
+        "w1",
+        &[
+            "run",
+            config.to_str().unwrap(),
+            "--join",
+            &join,
+            "--node",
+            "w1",
+        ],
+        Some("cookie-b"),
+    )
+    .finish(Duration::from_secs(20));
+    assert!(!ok);
+    assert!(err.contains("GRLHF_CLUSTER_COOKIE"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A node the config places nothing on is refused before it connects.
+    let (ok, _, err) = Proc::start(
+        "w9",
+        &[
+            "run",
+            config.to_str().unwrap(),
+            "--join",
+            &join,
+            "--node",
+            "w9",
+        ],
+        Some("cookie-a"),
+    )
+    .finish(Duration::from_secs(20));
+    assert!(!ok);
+    assert!(err.contains("places no generator there"), "{err}");
+
+    // A worker started from a different config is refused at attach; the head names the field
+    // and stops (its generator cannot run).
+    let other = write(dir.path(), "other.toml", &format!("{text}\n# edited\n"));
+    let started = Instant::now();
+    let _w1 = Proc::start(
+        "w1",
+        &[
+            "run",
+            other.to_str().unwrap(),
+            "--join",
+            &join,
+            "--node",
+            "w1",
+        ],
+        Some("cookie-a"),
+    );
+    let (ok, out, err) = head.finish(Duration::from_secs(60));
+    assert!(!ok, "{out}");
+    assert!(err.contains("`config_hash` differs"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // A non-loopback head needs a cookie.
+    let (ok, _, err) = Proc::start(
+        "head",
+        &["run", config.to_str().unwrap(), "--listen", "0.0.0.0:0"],
+        None,
+    )
+    .finish(Duration::from_secs(20));
+    assert!(!ok);
+    assert!(err.contains("GRLHF_CLUSTER_COOKIE"), "{err}");
+}
+
+#[test]
+fn a_killed_worker_is_detected_at_once_and_frozen_ones_by_the_heartbeat_losing_no_prompt() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let steps = 80;
+    let config = write(
+        dir.path(),
+        "c.toml",
+        &config_text(&run_dir, "async", steps, &["w1", "w2"], ""),
+    );
+    let port = free_port();
+    let head = head(&config, port, &[]);
+    let w1 = worker(&config, port, "w1");
+    let w2 = worker(&config, port, "w2");
+    wait_for_steps(&run_dir, 3, Duration::from_secs(120));
+
+    // SIGKILL w1, then start it again: the head restarts generator-0 on the new process.
+    drop(w1);
+    let w1 = worker(&config, port, "w1");
+    wait_for_steps(
+        &run_dir,
+        steps_logged(&run_dir) + 3,
+        Duration::from_secs(120),
+    );
+
+    // SIGSTOP both workers past the heartbeat's silence (6 s): the run has no generator left
+    // and waits; once they go on, the restarted generator finds the same process again.
+    let at_freeze = steps_logged(&run_dir);
+    assert!(
+        at_freeze < steps as usize,
+        "the run ended before the faults; lengthen it"
+    );
+    signal(&w1, "-STOP");
+    signal(&w2, "-STOP");
+    std::thread::sleep(Duration::from_secs(8));
+    signal(&w1, "-CONT");
+    signal(&w2, "-CONT");
+
+    let (ok, out, err) = head.finish(Duration::from_secs(300));
+    assert!(ok, "{out}\n{err}");
+    let s = summary(&run_dir);
+    assert_no_prompt_lost(&s, steps);
+    let failures: Vec<String> = s["reliability"]["actor_failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    let failed = |generator: &str, cause: &str| {
+        failures
+            .iter()
+            .any(|f| f.starts_with(generator) && f.contains(cause))
+    };
+    assert!(
+        failed("generator-0", "session closed") || failed("generator-0", "unreachable"),
+        "the kill was seen as generator-0's failure: {failures:?}"
+    );
+    // A generator frozen mid-batch is caught by the heartbeat. (One that was idle, waiting
+    // for admissible prompts, holds nothing; its freeze is noticed at its next batch, if it
+    // still lasts then.)
+    assert!(
+        failed("generator-0", "no heartbeat answered")
+            || failed("generator-1", "no heartbeat answered"),
+        "a freeze was caught by the heartbeat: {failures:?}"
+    );
+    assert!(
+        s["reliability"]["prompts_reissued"].as_u64().unwrap() >= 1,
+        "{s}"
+    );
+    for w in [w1, w2] {
+        let (ok, out, err) = w.finish(Duration::from_secs(30));
+        assert!(ok, "{out}\n{err}");
+    }
+}
+
+#[test]
+fn a_killed_head_is_resumed_and_its_workers_exit_cleanly() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let steps = 60;
+    let config = write(
+        dir.path(),
+        "c.toml",
+        &config_text(
+            &run_dir,
+            "async",
+            steps,
+            &["w1"],
+            "[checkpoint]\nevery = 2\n",
+        ),
+    );
+    let port = free_port();
+    let first = head(&config, port, &[]);
+    let w1 = worker(&config, port, "w1");
+    wait_for_steps(&run_dir, 5, Duration::from_secs(120));
+    drop(first); // SIGKILL
+    let (ok, out, err) = w1.finish(Duration::from_secs(30));
+    assert!(
+        ok,
+        "the worker exits cleanly when the head dies:\n{out}\n{err}"
+    );
+    assert!(out.contains("the head's session ended"), "{out}");
+
+    let port = free_port();
+    let resumed = head(&config, port, &["--resume", run_dir.to_str().unwrap()]);
+    let w1 = worker(&config, port, "w1");
+    let (ok, out, err) = resumed.finish(Duration::from_secs(300));
+    assert!(ok, "{out}\n{err}");
+    let s = summary(&run_dir);
+    assert!(s["reliability"]["resumed_from"].is_string(), "{s}");
+    assert_eq!(s["learner_steps"], steps);
+    assert_eq!(s["ledger_balanced"], true, "{s}");
+    w1.finish(Duration::from_secs(30));
+}
