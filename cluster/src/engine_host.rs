@@ -179,9 +179,12 @@ impl Hosted {
         need: u64,
         timeout: Duration,
     ) -> HostReply {
+        let started = Instant::now();
         if let Err(reason) = self.catch_up(need, timeout) {
             return HostReply::Failed { reason };
         }
+        let weights_s = started.elapsed().as_secs_f64();
+        let started = Instant::now();
         let specs = match prompts
             .into_iter()
             .map(|p| p.into_spec("the head"))
@@ -195,7 +198,11 @@ impl Hosted {
             }
         };
         match self.engine.generate(&specs, n, config, seed) {
-            Ok(groups) => HostReply::Generated { groups },
+            Ok(groups) => HostReply::Generated {
+                groups,
+                weights_s,
+                generate_s: started.elapsed().as_secs_f64(),
+            },
             Err(e) => HostReply::EngineError {
                 reason: e.to_string(),
             },

@@ -10,7 +10,8 @@
 //!
 //! - the actor control plane on ractor_cluster: [`node`] (a process's node server, joining the
 //!   head), [`wire`] (serde envelopes), remote generators ([`engine_host`] on a worker,
-//!   [`remote_engine`] standing in for the engine on the head, with heartbeats).
+//!   [`remote_engine`] standing in for the engine on the head, with heartbeats;
+//!   [`remote_stats`]: what the process boundary costs).
 //!
 //! docs/distributed.md says what is built and what is not.
 
@@ -21,6 +22,7 @@ pub mod handshake;
 pub mod incarnations;
 pub mod node;
 pub mod remote_engine;
+pub mod remote_stats;
 pub mod weight_client;
 pub mod weight_server;
 pub mod weight_stream;

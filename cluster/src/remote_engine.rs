@@ -33,6 +33,7 @@ use crate::engine_host::{engine_group, EngineHostMsg};
 use crate::error::ClusterError;
 use crate::handshake::{Cookie, Handshake, RunIdentity};
 use crate::incarnations::Incarnations;
+use crate::remote_stats::{BatchTiming, RemoteStats};
 use crate::weight_server::{WeightServer, WeightServerConfig};
 use crate::weight_stream::{EncodedWeights, DEFAULT_CHUNK_BYTES};
 use crate::wire::{Envelope, HostReply, HostRequest, WirePrompt};
@@ -76,6 +77,8 @@ pub struct RemoteEngineSpec {
     pub runtime: tokio::runtime::Handle,
     /// The newest incarnation of the host each node ran, across restarts.
     pub hosts_seen: Incarnations,
+    /// Where this generator's batch timings and weight traffic are added up.
+    pub stats: RemoteStats,
 }
 
 /// A builder of remote engines for a generator's plan.
@@ -95,7 +98,12 @@ pub struct RemoteRolloutEngine {
     host: Option<ActorRef<EngineHostMsg>>,
     weights: WeightServer,
     published: u64,
+    /// Tells this engine's figures from those of the generator's earlier engines.
+    instance: u64,
 }
+
+/// Numbers the engines of a process, for [`RemoteStats`].
+static ENGINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl RemoteRolloutEngine {
     fn peer(&self) -> String {
@@ -127,6 +135,7 @@ impl RemoteRolloutEngine {
             host: None,
             weights,
             published,
+            instance: ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -149,6 +158,7 @@ impl RemoteRolloutEngine {
             other => return Err(unexpected(&peer, other)),
         }
         tracing::info!(generator = %spec.generator, node = %spec.node, "remote engine attached");
+        spec.stats.attached(&spec.generator, &spec.node);
         self.host = Some(host.clone());
         Ok(host)
     }
@@ -330,11 +340,34 @@ impl RolloutEngine for RemoteRolloutEngine {
             weights_version: self.published,
         };
         let runtime = self.spec.runtime.clone();
+        let started = std::time::Instant::now();
+        let reply = runtime.block_on(self.call_watched(request));
+        let call_s = started.elapsed().as_secs_f64();
+        let spec = &self.spec;
+        spec.stats.weights(
+            &spec.generator,
+            &spec.node,
+            self.instance,
+            &self.weights.subscribers(),
+        );
         // Whatever keeps the worker from serving fails the generator (its prompts are issued
         // again); only the engine's own failure on these prompts drops them, as locally.
         let unreachable = |e: ClusterError| ActorError::Unreachable(e.to_string());
-        match runtime.block_on(self.call_watched(request)) {
-            Ok(HostReply::Generated { groups }) if groups.len() == expected => Ok(groups),
+        match reply {
+            Ok(HostReply::Generated {
+                groups,
+                weights_s,
+                generate_s,
+            }) if groups.len() == expected => {
+                let timing = BatchTiming {
+                    groups: expected as u64,
+                    call_s,
+                    worker_weights_s: weights_s,
+                    worker_generate_s: generate_s,
+                };
+                spec.stats.batch(&spec.generator, &spec.node, timing);
+                Ok(groups)
+            }
             Ok(HostReply::EngineError { reason }) => {
                 Err(ActorError::Engine(format!("{}: {reason}", self.peer())))
             }

@@ -204,6 +204,10 @@ pub enum HostReply {
     },
     Generated {
         groups: Vec<GeneratedGroup>,
+        /// Seconds the host waited for and applied the weights the batch named.
+        weights_s: f64,
+        /// Seconds the engine generated.
+        generate_s: f64,
     },
     /// Not served, and never will be as things stand (another run, config or generator).
     Refused {

@@ -17,6 +17,7 @@ use grlhf_actors::rollout_engine::{
 use grlhf_cluster::engine_host::{engine_group, EngineHost, EngineHostArgs, EngineHostMsg};
 use grlhf_cluster::incarnations::Incarnations;
 use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec, RemoteTimeouts};
+use grlhf_cluster::remote_stats::RemoteStats;
 use grlhf_cluster::wire::{Envelope, HostReply, HostRequest};
 use grlhf_cluster::RunIdentity;
 use grlhf_models::generation::FinishReason;
@@ -118,6 +119,7 @@ fn spec(generator: &str, runtime: &tokio::runtime::Runtime, config: &str) -> Rem
         timeouts: timeouts(),
         runtime: runtime.handle().clone(),
         hosts_seen: Incarnations::default(),
+        stats: RemoteStats::default(),
     }
 }
 
@@ -176,7 +178,9 @@ fn batches_run_on_the_host_after_the_weights_they_name_arrived() {
         "c",
         fake_builder(seen.clone(), Duration::ZERO),
     );
-    let build = remote_rollout_engine(spec("gen-a", &rt, "c"));
+    let spec = spec("gen-a", &rt, "c");
+    let stats = spec.stats.clone();
+    let build = remote_rollout_engine(spec);
     let mut engine = build(None).unwrap();
     let config = GeneratorConfig::default();
     let prompts = [prompt("red?", Some((5, 3))), prompt("text only", None)];
@@ -202,6 +206,19 @@ fn batches_run_on_the_host_after_the_weights_they_name_arrived() {
     // The image crossed as PNG with its size intact.
     assert_eq!(seen.prompts[0], ("red?".to_string(), Some((5, 3))));
     assert_eq!(seen.prompts[1], ("text only".to_string(), None));
+
+    // The head's account: two batches of 2 and 1 prompts, one attach, the weights that went.
+    let stats = stats.snapshot();
+    let s = &stats["gen-a"];
+    assert_eq!(
+        (s.node.as_str(), s.attaches, s.batches, s.groups),
+        ("w1", 1, 2, 3)
+    );
+    assert!(
+        s.call_s >= s.worker_weights_s + s.worker_generate_s,
+        "{s:?}"
+    );
+    assert!(s.weight_versions >= 1 && s.weight_bytes > 0, "{s:?}");
 }
 
 #[test]

@@ -19,6 +19,7 @@ use grlhf_cluster::engine_host::{EngineHost, EngineHostArgs};
 use grlhf_cluster::incarnations::Incarnations;
 use grlhf_cluster::node::{ClusterNode, NodeEvent};
 use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec};
+use grlhf_cluster::remote_stats::RemoteStats;
 use grlhf_cluster::{Cookie, RunIdentity};
 use ractor::Actor;
 
@@ -66,6 +67,8 @@ pub struct HeadCluster {
     listen: SocketAddr,
     config: crate::cluster_config::ClusterConfig,
     runtime: tokio::runtime::Handle,
+    /// What the remote generators cost (`summary.json`'s `remote_generators`).
+    pub stats: RemoteStats,
 }
 
 impl HeadCluster {
@@ -82,6 +85,7 @@ impl HeadCluster {
             listen,
             config: config.cluster.clone(),
             runtime: tokio::runtime::Handle::current(),
+            stats: RemoteStats::default(),
         })
     }
 
@@ -89,6 +93,7 @@ impl HeadCluster {
     pub fn remote_engines(&self) -> impl Fn(&str, &str) -> RolloutEngineBuilder + 'static {
         let (run, ip) = (self.run.clone(), self.listen.ip());
         let (timeouts, runtime) = (self.config.remote_timeouts(), self.runtime.clone());
+        let stats = self.stats.clone();
         move |generator: &str, node: &str| {
             remote_rollout_engine(RemoteEngineSpec {
                 generator: generator.to_string(),
@@ -100,6 +105,7 @@ impl HeadCluster {
                 timeouts,
                 runtime: runtime.clone(),
                 hosts_seen: Incarnations::default(),
+                stats: stats.clone(),
             })
         }
     }

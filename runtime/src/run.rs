@@ -467,7 +467,15 @@ fn run_or_resume(
         remote_engines,
     })?;
     plan.prompt_order = order;
-    let outcome = runtime.block_on(run_topology(config, plan, restored, policy, show_progress));
+    let stats = head.as_ref().map(|h| h.stats.clone());
+    let outcome = runtime.block_on(run_topology(
+        config,
+        plan,
+        restored,
+        policy,
+        show_progress,
+        stats,
+    ));
     drop(head);
     outcome
 }
@@ -638,6 +646,7 @@ async fn run_topology(
     restored: Restored,
     policy: PathBuf,
     show_progress: bool,
+    remote: Option<grlhf_cluster::remote_stats::RemoteStats>,
 ) -> Result<RunOutcome> {
     let mut writers = RunWriters::create(&config, &restored, show_progress)?;
     let mut topology = Topology::spawn(plan, restored).await?;
@@ -660,7 +669,10 @@ async fn run_topology(
             std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
         }
     }
-    let summary = finished.summary(&config);
+    let mut summary = finished.summary(&config);
+    if let Some(remote) = remote {
+        summary.remote_generators = remote.snapshot();
+    }
     let text = serde_json::to_string_pretty(&summary)?;
     std::fs::write(config.run_dir.join("summary.json"), text)?;
     if let Some(board) = board.as_mut() {

@@ -53,6 +53,10 @@ pub struct Summary {
     pub eval_last_per_family: BTreeMap<String, f64>,
     pub interrupted: bool,
     pub reliability: Reliability,
+    /// Generators on worker nodes (a head's run): batches, the process boundary's overhead per
+    /// group, weight traffic (`grlhf_cluster::remote_stats`). Empty in a one-process run.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote_generators: BTreeMap<String, grlhf_cluster::remote_stats::RemoteGeneratorStats>,
 }
 
 /// Faults met and survived, checkpoints and resumes (part of `summary.json`).
@@ -141,6 +145,7 @@ pub fn summarize(
         eval_last_per_family: BTreeMap::new(),
         interrupted,
         reliability: Reliability::default(),
+        remote_generators: BTreeMap::new(),
     }
 }
 

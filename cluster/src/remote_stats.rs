@@ -1,0 +1,111 @@
+//! What crossing processes cost a run, per remote generator: its node, batches and how the
+//! head's wall time of a batch call splits into the worker's own work (waiting for weights,
+//! generating) and the rest — serialisation, the actor link, scheduling: the control plane's
+//! overhead — and what the weight data plane moved. The head writes it into `summary.json`
+//! (`remote_generators`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::weight_server::SubscriberStats;
+
+/// One remote generator over a run (summed over its engines: a restart builds a new one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RemoteGeneratorStats {
+    pub node: String,
+    /// Engines attached to a worker (1, plus one per restart that reached a worker).
+    pub attaches: u64,
+    pub batches: u64,
+    pub groups: u64,
+    /// Head side: from sending a batch request to its reply decoded.
+    pub call_s: f64,
+    /// Worker side: waiting for the weights version the batch named, and applying it.
+    pub worker_weights_s: f64,
+    /// Worker side: the engine's generation.
+    pub worker_generate_s: f64,
+    /// `call_s` minus the worker's time, per group: what the process boundary costs.
+    pub overhead_ms_per_group: f64,
+    /// Weight versions sent to the worker, their bytes, the time writing them, and the rate.
+    pub weight_versions: u64,
+    pub weight_bytes: u64,
+    pub weight_send_s: f64,
+    pub weight_gb_per_s: f64,
+}
+
+#[derive(Default)]
+struct Entry {
+    stats: RemoteGeneratorStats,
+    /// Each engine's weight server's cumulative figures, by engine.
+    weights: BTreeMap<u64, (u64, u64, f64)>,
+}
+
+/// Shared by a head's remote engines; read once the run is over.
+#[derive(Clone, Default)]
+pub struct RemoteStats(Arc<Mutex<BTreeMap<String, Entry>>>);
+
+/// One batch as the head saw it.
+pub struct BatchTiming {
+    pub groups: u64,
+    pub call_s: f64,
+    pub worker_weights_s: f64,
+    pub worker_generate_s: f64,
+}
+
+impl RemoteStats {
+    fn with(&self, generator: &str, node: &str, update: impl FnOnce(&mut Entry)) {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = all.entry(generator.to_string()).or_default();
+        entry.stats.node = node.to_string();
+        update(entry);
+    }
+
+    pub fn attached(&self, generator: &str, node: &str) {
+        self.with(generator, node, |e| e.stats.attaches += 1);
+    }
+
+    pub fn batch(&self, generator: &str, node: &str, t: BatchTiming) {
+        self.with(generator, node, |e| {
+            let s = &mut e.stats;
+            s.batches += 1;
+            s.groups += t.groups;
+            s.call_s += t.call_s;
+            s.worker_weights_s += t.worker_weights_s;
+            s.worker_generate_s += t.worker_generate_s;
+        });
+    }
+
+    /// The cumulative figures of engine `engine`'s weight server.
+    pub fn weights(&self, generator: &str, node: &str, engine: u64, subs: &[SubscriberStats]) {
+        let versions = subs.iter().map(|s| s.versions_sent).sum();
+        let bytes = subs.iter().map(|s| s.bytes_sent).sum();
+        let send_s = subs.iter().map(|s| s.send_s).sum();
+        self.with(generator, node, |e| {
+            e.weights.insert(engine, (versions, bytes, send_s));
+        });
+    }
+
+    /// Every remote generator's figures, derived rates filled in.
+    pub fn snapshot(&self) -> BTreeMap<String, RemoteGeneratorStats> {
+        let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .map(|(name, entry)| {
+                let mut s = entry.stats.clone();
+                for (versions, bytes, send_s) in entry.weights.values() {
+                    s.weight_versions += versions;
+                    s.weight_bytes += bytes;
+                    s.weight_send_s += send_s;
+                }
+                let worker_s = s.worker_weights_s + s.worker_generate_s;
+                if s.groups > 0 {
+                    s.overhead_ms_per_group = (s.call_s - worker_s) * 1e3 / s.groups as f64;
+                }
+                if s.weight_send_s > 0.0 {
+                    s.weight_gb_per_s = s.weight_bytes as f64 / s.weight_send_s / 1e9;
+                }
+                (name.clone(), s)
+            })
+            .collect()
+    }
+}
