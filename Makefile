@@ -4,7 +4,8 @@
 #   make test    set up, build, generate parity fixtures with transformers, run every test
 #   make bench   decode and vision throughput against transformers; continuous batching against
 #                a plain batch; async-RL throughput
-#                (grlhf bench: real, simulated, scale), the weight data plane against raw TCP and
+#                (grlhf bench: real, simulated, scale), the weight data plane against raw TCP, the
+#                control plane across processes against one process, and
 #                criterion microbenchmarks, the memory of a 10,000-step run (target/bench/)
 #   make soak    a few minutes of training with faults injected, a SIGKILL and a resume; reports
 #                what was trained, injected, restarted and lost (runs/soak/soak-report.md)
@@ -45,6 +46,7 @@ bench: build
 	bash benchmarks/vision.sh
 	bash benchmarks/async.sh
 	bash benchmarks/weights.sh
+	bash benchmarks/control_plane.sh
 	bash benchmarks/memory.sh
 
 soak: build

@@ -5,6 +5,7 @@
 //! on the same checkpoints, machine and thread count, alternating with grlhf point by point);
 //! `grlhf-bench slots` measures continuous batching against one plain batch in the same run.
 
+mod control_plane;
 mod decode;
 mod decode_compare;
 mod memory;
@@ -110,6 +111,26 @@ enum Command {
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
     },
+    /// The control plane across processes: a batch's remote call against the same instant
+    /// engine in this process, per group (starts a worker copy of itself on 127.0.0.1; writes
+    /// control_plane.json / control_plane.md).
+    ControlPlane {
+        /// Prompts per batch (each a rendered world scene).
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+        batches: Vec<usize>,
+        #[arg(long, default_value_t = 8)]
+        group_size: usize,
+        /// Tokens per response.
+        #[arg(long, default_value_t = 32)]
+        tokens: usize,
+        #[arg(long, default_value_t = 50)]
+        repeats: usize,
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+        /// Internal: run as the worker of the head at this address.
+        #[arg(long, hide = true)]
+        worker_of: Option<std::net::SocketAddr>,
+    },
     /// Resident memory of a long `grlhf run` (telemetry must not grow with the run): RSS sampled
     /// per learner step (writes memory.json / memory.md / memory.png).
     Memory {
@@ -212,6 +233,32 @@ fn main() -> Result<()> {
             vision::plot(&out.join("vision.png"), &machine, &points)?;
             println!("{table}");
             println!("wrote {}/vision.{{json,md,png}}", out.display());
+        }
+        Command::ControlPlane {
+            batches,
+            group_size,
+            tokens,
+            repeats,
+            out,
+            worker_of,
+        } => {
+            if let Some(head) = worker_of {
+                return control_plane::worker(head, tokens);
+            }
+            anyhow::ensure!(
+                repeats >= 1 && group_size >= 1 && batches.iter().all(|&b| b >= 1),
+                "--repeats, --group-size and --batches must be positive"
+            );
+            let report = control_plane::measure(&batches, group_size, tokens, repeats)?;
+            let table = control_plane::table(&report);
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(
+                out.join("control_plane.json"),
+                serde_json::to_string_pretty(&report)?,
+            )?;
+            std::fs::write(out.join("control_plane.md"), &table)?;
+            println!("{table}");
+            println!("wrote {}/control_plane.{{json,md}}", out.display());
         }
         Command::Weights {
             mib,
