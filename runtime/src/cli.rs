@@ -63,6 +63,10 @@ enum Command {
     Generate(GenerateArgs),
     /// Run an RL topology from a TOML config (see configs/).
     Run(RunArgs),
+    /// Start a multi-process run on this machine: a head listening on 127.0.0.1 and one worker
+    /// per node that `[generator] nodes` names (each a `grlhf run` process); waits for the head
+    /// and ends with its status (docs/distributed.md).
+    Launch(LaunchArgs),
     /// Measure async-RL throughput of a run config: bench.json / bench.md, a Perfetto trace and
     /// Gantt chart, a sweep (sync vs async at each η, and the `[bench.sweep]` axes), a check of
     /// the simulator against the real run, and simulated scale runs (`[bench] scale`).
@@ -142,6 +146,17 @@ struct RunArgs {
     /// This worker's node name, as `[generator] nodes` spells it.
     #[arg(long, value_name = "NAME", requires = "join")]
     node: Option<String>,
+}
+
+#[derive(Args)]
+struct LaunchArgs {
+    config: PathBuf,
+    /// The head's port (default: a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// No progress bar (for logs and CI).
+    #[arg(long)]
+    no_progress: bool,
 }
 
 #[derive(Args)]
@@ -429,6 +444,7 @@ fn run(cli: Cli, registry: Kinds) -> Result<()> {
         Command::Inspect(InspectCommand::Logits(args)) => commands::inspect::logits(args),
         Command::Generate(args) => commands::generate::generate(args),
         Command::Run(args) => commands::run::run(args, registry),
+        Command::Launch(args) => commands::launch::launch(args),
         Command::Bench(args) => commands::bench::bench(args, registry),
         Command::Pipeline(args) => commands::pipeline::pipeline(args, registry),
         Command::Reproduce(args) => commands::reproduce::reproduce(args, registry),

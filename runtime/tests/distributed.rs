@@ -516,3 +516,35 @@ fn a_killed_head_is_resumed_and_its_workers_exit_cleanly() {
     assert_eq!(s["ledger_balanced"], true, "{s}");
     w1.finish(Duration::from_secs(30));
 }
+
+#[test]
+fn grlhf_launch_starts_a_head_and_a_worker_per_node_and_ends_with_the_heads_status() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let config = write(
+        dir.path(),
+        "c.toml",
+        &config_text(&run_dir, "async", 6, &["w1", "w2", "w1"], ""),
+    );
+    let (ok, out, err) = Proc::start(
+        "launch",
+        &["launch", config.to_str().unwrap(), "--no-progress"],
+        None,
+    )
+    .finish(Duration::from_secs(240));
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("2 worker(s): w1, w2"), "{out}");
+    assert_no_prompt_lost(&summary(&run_dir), 6);
+
+    // A config with nothing remote is refused, saying what to run instead.
+    let local = write(
+        dir.path(),
+        "local.toml",
+        &config_text(&dir.path().join("l"), "async", 6, &[], ""),
+    );
+    let (ok, _, err) = Proc::start("launch", &["launch", local.to_str().unwrap()], None)
+        .finish(Duration::from_secs(30));
+    assert!(!ok);
+    assert!(err.contains("nothing to launch"), "{err}");
+}

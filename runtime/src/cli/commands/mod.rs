@@ -10,6 +10,7 @@ pub mod generate;
 pub mod init_model;
 pub mod inspect;
 pub mod kinds;
+pub mod launch;
 pub mod pipeline;
 pub mod plot;
 pub mod reproduce;
