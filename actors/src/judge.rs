@@ -18,6 +18,14 @@ use crate::protocol::{GroupSink, JudgeDetails, RolloutGroup, ScoredGroup, Scored
 /// Scores groups; runs on the judge's device thread (so it may own a model).
 pub trait Judge {
     fn score(&mut self, group: &RolloutGroup) -> Result<(Vec<f32>, JudgeDetails), String>;
+
+    /// `Some(why)` after a failed [`Judge::score`] when this judge cannot score any group now:
+    /// it runs elsewhere and its worker is gone, frozen or refusing. The judge actor then fails
+    /// instead of dropping the group, so its supervisor restarts it and the prompts it held are
+    /// issued again. Judges in this process keep the default.
+    fn unreachable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Builds a judge on its device thread.
@@ -122,13 +130,19 @@ impl Actor for JudgeActor {
         }
         let start = state.activity.now();
         let started = Instant::now();
-        let (group, result) = state
+        let (group, result, unreachable) = state
             .worker
             .run(move |judge: &mut Box<dyn Judge>| {
                 let result = judge.score(&group);
-                (group, result)
+                let unreachable = result.as_ref().err().and_then(|_| judge.unreachable());
+                (group, result, unreachable)
             })
             .await?;
+        if let Some(why) = unreachable {
+            // Failing hands the group's prompt back to be issued again (the supervisor releases
+            // what this judge held); dropping it would lose it for this run.
+            return Err(why.into());
+        }
         state
             .activity
             .record(&state.name, "judge", start, state.activity.now());

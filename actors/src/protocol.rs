@@ -116,7 +116,7 @@ pub struct RolloutGroup {
 impl ractor::Message for RolloutGroup {}
 
 /// What a judge saw.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct JudgeDetails {
     pub judge: String,
     /// GRM: `scores[i][j]` is the score response i received when compared with j.

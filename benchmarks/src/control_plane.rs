@@ -20,11 +20,12 @@ use grlhf_actors::protocol::Rollout;
 use grlhf_actors::rollout_engine::{
     GeneratedGroup, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
 };
-use grlhf_cluster::engine_host::{EngineHost, EngineHostArgs};
 use grlhf_cluster::incarnations::Incarnations;
 use grlhf_cluster::node::{ClusterNode, NodeEvent};
-use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec, RemoteTimeouts};
+use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
+use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec};
 use grlhf_cluster::remote_stats::RemoteStats;
+use grlhf_cluster::role_host::{HostedRole, RoleHost, RoleHostArgs};
 use grlhf_cluster::wire::{Envelope, HostRequest, WirePrompt};
 use grlhf_cluster::RunIdentity;
 use grlhf_models::generation::FinishReason;
@@ -88,17 +89,17 @@ pub fn worker(head: SocketAddr, tokens: usize) -> Result<()> {
     runtime.block_on(async {
         let node = ClusterNode::start(NODE, "127.0.0.1:0".parse()?, None).await?;
         node.join(head, Duration::from_secs(30)).await?;
-        let args = EngineHostArgs {
-            generator: GENERATOR.into(),
+        let args = RoleHostArgs {
+            role: GENERATOR.into(),
             node: NODE.into(),
             incarnation: 1,
             identity: identity(),
             cookie: None,
-            engine: instant(tokens),
+            hosted: HostedRole::Engine(instant(tokens)),
             device: tch::Device::Cpu,
             weights_timeout: Duration::from_secs(30),
         };
-        let _host = ractor::Actor::spawn(None, EngineHost, args)
+        let _host = ractor::Actor::spawn(None, RoleHost, args)
             .await
             .map_err(|e| anyhow!("{e}"))?;
         while let Some(event) = node.next_event().await {
@@ -230,19 +231,19 @@ pub fn measure(
         .stdout(Stdio::null())
         .spawn()
         .context("starting the worker process")?;
-    let spec = RemoteEngineSpec {
-        generator: GENERATOR.into(),
+    let link = RemoteRole {
+        role: GENERATOR.into(),
         node: NODE.into(),
         identity: identity(),
         incarnation: 1,
         cookie: None,
-        weights_ip: listen.ip(),
-        timeouts: RemoteTimeouts {
-            attach: Duration::from_secs(60),
-            ..RemoteTimeouts::default()
-        },
+        timeouts: RemoteTimeouts::default(),
         runtime: runtime.handle().clone(),
         hosts_seen: Incarnations::default(),
+    };
+    let spec = RemoteEngineSpec {
+        link: Arc::new(link),
+        weights_ip: listen.ip(),
         stats: RemoteStats::default(),
     };
     let mut engine = remote_rollout_engine(spec)(None).map_err(|e| anyhow!("{e}"))?;

@@ -6,23 +6,25 @@
 //!   config hash must agree, and a cluster cookie is proven without being sent; a peer older
 //!   than one already accepted under its name is refused ([`incarnations`]);
 //! - the weight data plane: [`weight_stream`] (one version as safetensors bytes, chunk-wise
-//!   SHA-256), [`WeightServer`] on the learner's node and [`WeightClient`] on a subscriber's.
-//!
+//!   SHA-256), [`WeightServer`] on the learner's node and [`WeightClient`] on a subscriber's;
 //! - the actor control plane on ractor_cluster: [`node`] (a process's node server, joining the
-//!   head), [`wire`] (serde envelopes), remote generators ([`engine_host`] on a worker,
-//!   [`remote_engine`] standing in for the engine on the head, with heartbeats;
-//!   [`remote_stats`]: what the process boundary costs).
+//!   head), [`wire`] (serde envelopes), remote roles: [`role_host`] on a worker hosts a
+//!   generator's engine or a judge; on the head [`remote_engine`] and [`remote_judge`] stand in
+//!   for them, through [`remote_call`] (finding and attaching the host, deadlines, heartbeats);
+//!   [`remote_stats`]: what the process boundary costs.
 //!
 //! docs/distributed.md says what is built and what is not.
 
-pub mod engine_host;
 pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod incarnations;
 pub mod node;
+pub mod remote_call;
 pub mod remote_engine;
+pub mod remote_judge;
 pub mod remote_stats;
+pub mod role_host;
 pub mod weight_client;
 pub mod weight_server;
 pub mod weight_stream;

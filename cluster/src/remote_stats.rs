@@ -1,8 +1,8 @@
-//! What crossing processes cost a run, per remote generator: its node, batches and how the
-//! head's wall time of a batch call splits into the worker's own work (waiting for weights,
-//! generating) and the rest — serialisation, the actor link, scheduling: the control plane's
-//! overhead — and what the weight data plane moved. The head writes it into `summary.json`
-//! (`remote_generators`).
+//! What crossing processes cost a run, per remote role (generator or judge): its node, calls,
+//! and how the head's wall time of a call splits into the worker's own work (waiting for
+//! weights, generating or scoring) and the rest — serialisation, the actor link, scheduling:
+//! the control plane's overhead — and what the weight data plane moved. The head writes it into
+//! `summary.json` (`remote_roles`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,20 +11,21 @@ use serde::Serialize;
 
 use crate::weight_server::SubscriberStats;
 
-/// One remote generator over a run (summed over its engines: a restart builds a new one).
+/// One remote role over a run (summed over its engines or judges: a restart builds a new one).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct RemoteGeneratorStats {
+pub struct RemoteRoleStats {
     pub node: String,
-    /// Engines attached to a worker (1, plus one per restart that reached a worker).
+    /// Attaches to a worker (1, plus one per restart that reached a worker).
     pub attaches: u64,
-    pub batches: u64,
+    /// Requests served: generation batches, or groups scored.
+    pub calls: u64,
     pub groups: u64,
-    /// Head side: from sending a batch request to its reply decoded.
+    /// Head side: from sending a request to its reply decoded.
     pub call_s: f64,
-    /// Worker side: waiting for the weights version the batch named, and applying it.
+    /// Worker side: waiting for the weights version a batch named, and applying it.
     pub worker_weights_s: f64,
-    /// Worker side: the engine's generation.
-    pub worker_generate_s: f64,
+    /// Worker side: generating or scoring.
+    pub worker_compute_s: f64,
     /// `call_s` minus the worker's time, per group: what the process boundary costs.
     pub overhead_ms_per_group: f64,
     /// Weight versions sent to the worker, their bytes, the time writing them, and the rate.
@@ -36,7 +37,7 @@ pub struct RemoteGeneratorStats {
 
 #[derive(Default)]
 struct Entry {
-    stats: RemoteGeneratorStats,
+    stats: RemoteRoleStats,
     /// Each engine's weight server's cumulative figures, by engine.
     weights: BTreeMap<u64, (u64, u64, f64)>,
 }
@@ -45,49 +46,49 @@ struct Entry {
 #[derive(Clone, Default)]
 pub struct RemoteStats(Arc<Mutex<BTreeMap<String, Entry>>>);
 
-/// One batch as the head saw it.
-pub struct BatchTiming {
+/// One call as the head saw it.
+pub struct CallTiming {
     pub groups: u64,
     pub call_s: f64,
     pub worker_weights_s: f64,
-    pub worker_generate_s: f64,
+    pub worker_compute_s: f64,
 }
 
 impl RemoteStats {
-    fn with(&self, generator: &str, node: &str, update: impl FnOnce(&mut Entry)) {
+    fn with(&self, role: &str, node: &str, update: impl FnOnce(&mut Entry)) {
         let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = all.entry(generator.to_string()).or_default();
+        let entry = all.entry(role.to_string()).or_default();
         entry.stats.node = node.to_string();
         update(entry);
     }
 
-    pub fn attached(&self, generator: &str, node: &str) {
-        self.with(generator, node, |e| e.stats.attaches += 1);
+    pub fn attached(&self, role: &str, node: &str) {
+        self.with(role, node, |e| e.stats.attaches += 1);
     }
 
-    pub fn batch(&self, generator: &str, node: &str, t: BatchTiming) {
-        self.with(generator, node, |e| {
+    pub fn call(&self, role: &str, node: &str, t: CallTiming) {
+        self.with(role, node, |e| {
             let s = &mut e.stats;
-            s.batches += 1;
+            s.calls += 1;
             s.groups += t.groups;
             s.call_s += t.call_s;
             s.worker_weights_s += t.worker_weights_s;
-            s.worker_generate_s += t.worker_generate_s;
+            s.worker_compute_s += t.worker_compute_s;
         });
     }
 
     /// The cumulative figures of engine `engine`'s weight server.
-    pub fn weights(&self, generator: &str, node: &str, engine: u64, subs: &[SubscriberStats]) {
+    pub fn weights(&self, role: &str, node: &str, engine: u64, subs: &[SubscriberStats]) {
         let versions = subs.iter().map(|s| s.versions_sent).sum();
         let bytes = subs.iter().map(|s| s.bytes_sent).sum();
         let send_s = subs.iter().map(|s| s.send_s).sum();
-        self.with(generator, node, |e| {
+        self.with(role, node, |e| {
             e.weights.insert(engine, (versions, bytes, send_s));
         });
     }
 
-    /// Every remote generator's figures, derived rates filled in.
-    pub fn snapshot(&self) -> BTreeMap<String, RemoteGeneratorStats> {
+    /// Every remote role's figures, derived rates filled in.
+    pub fn snapshot(&self) -> BTreeMap<String, RemoteRoleStats> {
         let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
         all.iter()
             .map(|(name, entry)| {
@@ -97,7 +98,7 @@ impl RemoteStats {
                     s.weight_bytes += bytes;
                     s.weight_send_s += send_s;
                 }
-                let worker_s = s.worker_weights_s + s.worker_generate_s;
+                let worker_s = s.worker_weights_s + s.worker_compute_s;
                 if s.groups > 0 {
                     s.overhead_ms_per_group = (s.call_s - worker_s) * 1e3 / s.groups as f64;
                 }

@@ -14,8 +14,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use grlhf_actors::prompt_source::PromptSpec;
+use grlhf_actors::protocol::{JudgeDetails, PromptItem, Rollout, RolloutGroup};
 use grlhf_actors::rollout_engine::{GeneratedGroup, GeneratorConfig};
 use grlhf_models::image_processor::RgbImage;
+use grlhf_tasks::records::WorldKey;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -169,17 +171,89 @@ fn decode_png(png: &[u8], id: &str, peer: &str) -> Result<RgbImage, ClusterError
         .map_err(|e| malformed(e.to_string()))
 }
 
-/// What a head asks of an engine host.
+/// A generated group as a remote judge needs it: the prompt (with what rule rewards read: the
+/// reference and the world's key), the chat turns, the responses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireGroup {
+    pub uid: u64,
+    pub prompt: WirePrompt,
+    pub question: String,
+    pub reference: Option<String>,
+    pub world: Option<WorldKey>,
+    pub admitted_at: u64,
+    pub prompt_tokens: Vec<i64>,
+    pub rollouts: Vec<Rollout>,
+    pub policy_version: u64,
+    pub generator: String,
+    pub generate_ms: f64,
+    pub temperature: f64,
+}
+
+impl WireGroup {
+    pub fn from_group(group: &RolloutGroup) -> Result<WireGroup, ClusterError> {
+        let item = &group.prompt;
+        let image_png = match &item.image {
+            Some(image) => Some(encode_png(image, &item.id)?),
+            None => None,
+        };
+        Ok(WireGroup {
+            uid: item.uid,
+            prompt: WirePrompt {
+                id: item.id.clone(),
+                system: group.system.clone(),
+                user: group.user.clone(),
+                image_png,
+            },
+            question: item.question.clone(),
+            reference: item.reference.clone(),
+            world: item.world.as_deref().cloned(),
+            admitted_at: item.admitted_at,
+            prompt_tokens: group.prompt_tokens.clone(),
+            rollouts: group.rollouts.clone(),
+            policy_version: group.policy_version,
+            generator: group.generator.clone(),
+            generate_ms: group.generate_ms,
+            temperature: group.temperature,
+        })
+    }
+
+    pub fn into_group(self, peer: &str) -> Result<RolloutGroup, ClusterError> {
+        let (system, user) = (self.prompt.system.clone(), self.prompt.user.clone());
+        let spec = self.prompt.into_spec(peer)?;
+        Ok(RolloutGroup {
+            prompt: Arc::new(PromptItem {
+                uid: self.uid,
+                id: spec.id,
+                question: self.question,
+                image: spec.image,
+                reference: self.reference,
+                world: self.world.map(Arc::new),
+                admitted_at: self.admitted_at,
+            }),
+            system,
+            user,
+            prompt_tokens: self.prompt_tokens,
+            rollouts: self.rollouts,
+            policy_version: self.policy_version,
+            generator: self.generator,
+            generate_ms: self.generate_ms,
+            temperature: self.temperature,
+        })
+    }
+}
+
+/// What a head asks of a role host.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HostRequest {
     /// Are you alive (and which incarnation are you)? Answered at once, even mid-batch.
     Ping,
-    /// Serve `generator` for this run; take weights from `weights` (the head's weight server
-    /// for this engine). Refused when the identity differs, naming the field.
+    /// Serve `role` (`generator-0`, `judge-0-1`) for this run; an engine takes its weights
+    /// from `weights` (the head's weight server for it). Refused when the identity differs,
+    /// naming the field.
     Attach {
         identity: RunIdentity,
-        generator: String,
-        weights: SocketAddr,
+        role: String,
+        weights: Option<SocketAddr>,
     },
     /// One generation batch, after applying at least weights version `weights_version` of the
     /// attached weight server (0: the engine's own weights).
@@ -190,9 +264,17 @@ pub enum HostRequest {
         seed: u64,
         weights_version: u64,
     },
+    /// Score one group (a hosted judge).
+    Score(Box<ScoreRequest>),
 }
 
-/// An engine host's answer.
+/// A hosted judge's work: score one group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScoreRequest {
+    pub group: WireGroup,
+}
+
+/// A role host's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HostReply {
     Pong {
@@ -208,6 +290,12 @@ pub enum HostReply {
         weights_s: f64,
         /// Seconds the engine generated.
         generate_s: f64,
+    },
+    Scored {
+        rewards: Vec<f32>,
+        details: JudgeDetails,
+        /// Seconds the judge scored.
+        judge_s: f64,
     },
     /// Not served, and never will be as things stand (another run, config or generator).
     Refused {

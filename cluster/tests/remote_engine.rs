@@ -14,10 +14,11 @@ use grlhf_actors::protocol::Rollout;
 use grlhf_actors::rollout_engine::{
     GeneratedGroup, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
 };
-use grlhf_cluster::engine_host::{engine_group, EngineHost, EngineHostArgs, EngineHostMsg};
 use grlhf_cluster::incarnations::Incarnations;
-use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec, RemoteTimeouts};
+use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
+use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec};
 use grlhf_cluster::remote_stats::RemoteStats;
+use grlhf_cluster::role_host::{role_group, HostedRole, RoleHost, RoleHostArgs, RoleHostMsg};
 use grlhf_cluster::wire::{Envelope, HostReply, HostRequest};
 use grlhf_cluster::RunIdentity;
 use grlhf_models::generation::FinishReason;
@@ -108,19 +109,47 @@ fn timeouts() -> RemoteTimeouts {
     }
 }
 
-fn spec(generator: &str, runtime: &tokio::runtime::Runtime, config: &str) -> RemoteEngineSpec {
-    RemoteEngineSpec {
-        generator: generator.into(),
+fn link(role: &str, runtime: &tokio::runtime::Runtime, config: &str) -> Arc<RemoteRole> {
+    Arc::new(RemoteRole {
+        role: role.into(),
         node: "w1".into(),
         identity: identity(config),
         incarnation: 1,
         cookie: None,
-        weights_ip: "127.0.0.1".parse().unwrap(),
         timeouts: timeouts(),
         runtime: runtime.handle().clone(),
         hosts_seen: Incarnations::default(),
+    })
+}
+
+fn spec(generator: &str, runtime: &tokio::runtime::Runtime, config: &str) -> RemoteEngineSpec {
+    RemoteEngineSpec {
+        link: link(generator, runtime, config),
+        weights_ip: "127.0.0.1".parse().unwrap(),
         stats: RemoteStats::default(),
     }
+}
+
+fn spawn_role_host(
+    runtime: &tokio::runtime::Runtime,
+    role: &str,
+    config: &str,
+    hosted: HostedRole,
+) -> ActorRef<RoleHostMsg> {
+    let args = RoleHostArgs {
+        role: role.into(),
+        node: "w1".into(),
+        incarnation: 7,
+        identity: identity(config),
+        cookie: None,
+        hosted,
+        device: tch::Device::Cpu,
+        weights_timeout: Duration::from_secs(5),
+    };
+    runtime
+        .block_on(Actor::spawn(None, RoleHost, args))
+        .unwrap()
+        .0
 }
 
 fn spawn_host(
@@ -128,21 +157,8 @@ fn spawn_host(
     generator: &str,
     config: &str,
     engine: RolloutEngineBuilder,
-) -> ActorRef<EngineHostMsg> {
-    let args = EngineHostArgs {
-        generator: generator.into(),
-        node: "w1".into(),
-        incarnation: 7,
-        identity: identity(config),
-        cookie: None,
-        engine,
-        device: tch::Device::Cpu,
-        weights_timeout: Duration::from_secs(5),
-    };
-    runtime
-        .block_on(Actor::spawn(None, EngineHost, args))
-        .unwrap()
-        .0
+) -> ActorRef<RoleHostMsg> {
+    spawn_role_host(runtime, generator, config, HostedRole::Engine(engine))
 }
 
 fn prompt(user: &str, image: Option<(u32, u32)>) -> PromptSpec {
@@ -211,13 +227,10 @@ fn batches_run_on_the_host_after_the_weights_they_name_arrived() {
     let stats = stats.snapshot();
     let s = &stats["gen-a"];
     assert_eq!(
-        (s.node.as_str(), s.attaches, s.batches, s.groups),
+        (s.node.as_str(), s.attaches, s.calls, s.groups),
         ("w1", 1, 2, 3)
     );
-    assert!(
-        s.call_s >= s.worker_weights_s + s.worker_generate_s,
-        "{s:?}"
-    );
+    assert!(s.call_s >= s.worker_weights_s + s.worker_compute_s, "{s:?}");
     assert!(s.weight_versions >= 1 && s.weight_bytes > 0, "{s:?}");
 }
 
@@ -238,7 +251,9 @@ fn a_host_of_another_config_refuses_to_attach_naming_the_field() {
 fn no_host_is_reported_when_the_attach_deadline_passes() {
     let rt = runtime();
     let mut spec = spec("gen-nobody", &rt, "c");
-    spec.timeouts.attach = Duration::from_millis(300);
+    let mut link = Arc::into_inner(spec.link).unwrap();
+    link.timeouts.attach = Duration::from_millis(300);
+    spec.link = Arc::new(link);
     let mut engine = remote_rollout_engine(spec)(None).unwrap();
     let started = Instant::now();
     let err = engine
@@ -298,7 +313,7 @@ fn a_busy_host_still_answers_pings_so_a_long_batch_is_not_taken_for_a_dead_worke
 struct FreezingHost;
 
 impl Actor for FreezingHost {
-    type Msg = EngineHostMsg;
+    type Msg = RoleHostMsg;
     type State = (Arc<AtomicBool>, Vec<ractor::RpcReplyPort<Vec<u8>>>);
     type Arguments = (String, Arc<AtomicBool>);
 
@@ -307,14 +322,14 @@ impl Actor for FreezingHost {
         myself: ActorRef<Self::Msg>,
         (generator, frozen): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        ractor::pg::join(engine_group(&generator), vec![myself.get_cell()]);
+        ractor::pg::join(role_group(&generator), vec![myself.get_cell()]);
         Ok((frozen, Vec::new()))
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
-        EngineHostMsg::Call(bytes, port): Self::Msg,
+        RoleHostMsg::Call(bytes, port): Self::Msg,
         (frozen, held): &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let request = Envelope::<HostRequest>::decode(&bytes, "remote-test", "head")?.body;
@@ -329,7 +344,7 @@ impl Actor for FreezingHost {
             },
             HostRequest::Attach { .. } => HostReply::Attached { node: "w1".into() },
             // The batch never finishes; the worker freezes while it runs.
-            HostRequest::Generate { .. } => {
+            HostRequest::Generate { .. } | HostRequest::Score(_) => {
                 frozen.store(true, Ordering::SeqCst);
                 held.push(port);
                 return Ok(());

@@ -1,8 +1,10 @@
-//! `[cluster]` and `[generator] nodes`: which generators run on which worker node, and the
-//! deadlines of the calls between a head and its workers (docs/distributed.md).
+//! `[cluster]`, `[generator] nodes` and `[[judge]] node`: which generators and judges run on
+//! which worker node, and the deadlines of the calls between a head and its workers
+//! (docs/distributed.md).
 //!
 //! A config places generator `g` on node `nodes[g]` (one entry for all, or one per generator;
-//! `head`, or no `nodes` at all, keeps it in the head's process). The head is started with
+//! `head`, or no `nodes` at all, keeps it in the head's process), and every judge of a
+//! `[[judge]]` table on its `node`. The head is started with
 //! `grlhf run CONFIG --listen ADDR:PORT`, each worker with
 //! `grlhf run CONFIG --join HEAD:PORT --node NAME`, from the same config file: its SHA-256 is
 //! part of the identity both sides check.
@@ -10,7 +12,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use grlhf_cluster::remote_engine::RemoteTimeouts;
+use grlhf_cluster::remote_call::RemoteTimeouts;
 use serde::{Deserialize, Serialize};
 
 /// The node name that means "in the head's own process".
@@ -86,15 +88,26 @@ pub fn validate_nodes(nodes: &[String], count: usize) -> Result<()> {
         bail!("generator.nodes: give one node, or one per generator ({count})");
     }
     for node in nodes {
-        let plain = !node.is_empty()
-            && node
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-        if !plain {
-            bail!("generator.nodes: `{node}` is not a node name (letters, digits, `-`, `_`, `.`; `{HEAD_NODE}` for the head)");
-        }
+        validate_node("generator.nodes", node)?;
     }
     Ok(())
+}
+
+/// A node name: letters, digits, `-`, `_`, `.` (`head` for the head).
+pub fn validate_node(field: &str, node: &str) -> Result<()> {
+    let plain = !node.is_empty()
+        && node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !plain {
+        bail!("{field}: `{node}` is not a node name (letters, digits, `-`, `_`, `.`; `{HEAD_NODE}` for the head)");
+    }
+    Ok(())
+}
+
+/// The node a `[[judge]]` table's judges run on; `None`: the head's process.
+pub fn judge_node(node: &Option<String>) -> Option<&str> {
+    node.as_deref().filter(|n| *n != HEAD_NODE)
 }
 
 /// The node generator `index` runs on; `None`: the head's process.

@@ -2,31 +2,37 @@
 //! (`--join HEAD:PORT --node NAME`), on ractor_cluster (docs/distributed.md).
 //!
 //! The head runs the whole topology as a one-process run does — prompt source, ledger, replay
-//! buffer, judges, learner, supervisor, checkpoints, and a generator actor for every generator.
-//! A generator that `[generator] nodes` places on a worker gets a remote engine
-//! (`grlhf_cluster::remote_engine`) instead of a model; the worker hosts the model
-//! (`grlhf_cluster::engine_host`) and runs the batches. Both sides read the same config file,
+//! buffer, learner, supervisor, checkpoints, and an actor for every generator and judge. A
+//! generator that `[generator] nodes` places on a worker gets a remote engine
+//! (`grlhf_cluster::remote_engine`) instead of a model, a judge whose `[[judge]]` table names a
+//! `node` a remote judge (`grlhf_cluster::remote_judge`); the worker hosts the models
+//! (`grlhf_cluster::role_host`) and does the work. Both sides read the same config file,
 //! and its SHA-256, the grlhf version and the wire protocol must agree before a worker serves.
 //! A worker exits when the head's session ends (the run finished, or the head died).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use grlhf_actors::registry::Registry;
 use grlhf_actors::rollout_engine::{vl_rollout_engine, RolloutEngineBuilder};
-use grlhf_cluster::engine_host::{EngineHost, EngineHostArgs};
+use grlhf_actors::supervisor::JudgeRebuild;
 use grlhf_cluster::incarnations::Incarnations;
 use grlhf_cluster::node::{ClusterNode, NodeEvent};
+use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
 use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec};
+use grlhf_cluster::remote_judge::{remote_judge, RemoteJudgeSpec};
 use grlhf_cluster::remote_stats::RemoteStats;
+use grlhf_cluster::role_host::{HostedRole, RoleHost, RoleHostArgs};
 use grlhf_cluster::{Cookie, RunIdentity};
 use ractor::Actor;
 
-use crate::cluster_config::node_of;
+use crate::cluster_config::{node_of, HEAD_NODE};
 use crate::model_source::ModelSource;
 use crate::run_config::RunConfig;
-use crate::topology::Devices;
+use crate::topology::{judges_on, Devices, RemoteRoles};
 
 /// What every process of one run shares, and this process's incarnation.
 #[derive(Debug, Clone)]
@@ -59,16 +65,52 @@ impl ClusterRun {
     }
 }
 
-/// The head's node: listening for workers, and building the remote engines of the generators
-/// placed on them.
+/// The head's node: listening for workers, and building the stand-ins of the roles placed on
+/// them.
 pub struct HeadCluster {
-    run: ClusterRun,
     node: ClusterNode,
-    listen: SocketAddr,
-    config: crate::cluster_config::ClusterConfig,
+    factory: Arc<RemoteFactory>,
+}
+
+/// Builds remote engines and judges (`crate::topology::RemoteRoles`).
+struct RemoteFactory {
+    run: ClusterRun,
+    weights_ip: IpAddr,
+    timeouts: RemoteTimeouts,
     runtime: tokio::runtime::Handle,
-    /// What the remote generators cost (`summary.json`'s `remote_generators`).
-    pub stats: RemoteStats,
+    stats: RemoteStats,
+}
+
+impl RemoteFactory {
+    fn link(&self, role: &str, node: &str) -> Arc<RemoteRole> {
+        Arc::new(RemoteRole {
+            role: role.to_string(),
+            node: node.to_string(),
+            identity: self.run.identity.clone(),
+            incarnation: self.run.incarnation,
+            cookie: self.run.cookie.clone(),
+            timeouts: self.timeouts,
+            runtime: self.runtime.clone(),
+            hosts_seen: Incarnations::default(),
+        })
+    }
+}
+
+impl RemoteRoles for RemoteFactory {
+    fn engine(&self, generator: &str, node: &str) -> RolloutEngineBuilder {
+        remote_rollout_engine(RemoteEngineSpec {
+            link: self.link(generator, node),
+            weights_ip: self.weights_ip,
+            stats: self.stats.clone(),
+        })
+    }
+
+    fn judge(&self, judge: &str, node: &str) -> JudgeRebuild {
+        remote_judge(RemoteJudgeSpec {
+            link: self.link(judge, node),
+            stats: self.stats.clone(),
+        })
+    }
 }
 
 impl HeadCluster {
@@ -79,35 +121,24 @@ impl HeadCluster {
             .await
             .map_err(|e| anyhow!("--listen {listen}: {e}"))?;
         tracing::info!(%listen, "head listening for workers");
-        Ok(HeadCluster {
+        let factory = Arc::new(RemoteFactory {
             run,
-            node,
-            listen,
-            config: config.cluster.clone(),
+            weights_ip: listen.ip(),
+            timeouts: config.cluster.remote_timeouts(),
             runtime: tokio::runtime::Handle::current(),
             stats: RemoteStats::default(),
-        })
+        });
+        Ok(HeadCluster { node, factory })
     }
 
-    /// Builds the engine of a generator (by name) hosted on a worker node (by name).
-    pub fn remote_engines(&self) -> impl Fn(&str, &str) -> RolloutEngineBuilder + 'static {
-        let (run, ip) = (self.run.clone(), self.listen.ip());
-        let (timeouts, runtime) = (self.config.remote_timeouts(), self.runtime.clone());
-        let stats = self.stats.clone();
-        move |generator: &str, node: &str| {
-            remote_rollout_engine(RemoteEngineSpec {
-                generator: generator.to_string(),
-                node: node.to_string(),
-                identity: run.identity.clone(),
-                incarnation: run.incarnation,
-                cookie: run.cookie.clone(),
-                weights_ip: ip,
-                timeouts,
-                runtime: runtime.clone(),
-                hosts_seen: Incarnations::default(),
-                stats: stats.clone(),
-            })
-        }
+    /// The stand-ins of remote roles, for the topology plan.
+    pub fn remote_roles(&self) -> Arc<dyn RemoteRoles> {
+        self.factory.clone()
+    }
+
+    /// What the remote roles cost (`summary.json`'s `remote_roles`).
+    pub fn stats(&self) -> RemoteStats {
+        self.factory.stats.clone()
     }
 }
 
@@ -118,30 +149,61 @@ impl Drop for HeadCluster {
     }
 }
 
+/// What worker `node` hosts: generators' engines and judges, by role name.
+fn hosted_on(
+    config: &RunConfig,
+    config_path: &Path,
+    registry: Registry,
+    node: &str,
+) -> Result<Vec<(String, HostedRole, tch::Device)>> {
+    let kind = config.model.dtype.kind()?;
+    let devices = Devices::parse(config)?;
+    let mut hosted = Vec::new();
+    let generators: Vec<usize> = (0..config.generator.count)
+        .filter(|&g| node_of(&config.generator.nodes, g) == Some(node))
+        .collect();
+    if !generators.is_empty() {
+        let fresh = config.run_dir.join("nodes").join(node).join("init-policy");
+        let policy = ModelSource::parse("model.policy", &config.model.policy)?
+            .materialise(&fresh, config.seed)?;
+        for g in generators {
+            let device = devices.generators[g];
+            let engine = vl_rollout_engine(policy.clone(), device, kind);
+            hosted.push((format!("generator-{g}"), HostedRole::Engine(engine), device));
+        }
+    }
+    let registry = Arc::new(registry);
+    for (name, rebuild, device) in judges_on(config, config_path, &registry, &devices, kind, node)?
+    {
+        hosted.push((name, HostedRole::Judge(rebuild), device));
+    }
+    if hosted.is_empty() {
+        bail!(
+            "--node {node}: {} places no generator or judge there (generator.nodes = {:?}, [[judge]] nodes = {:?})",
+            config_path.display(),
+            config.generator.nodes,
+            config
+                .judges
+                .iter()
+                .map(|j| j.node.as_deref().unwrap_or(HEAD_NODE))
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(hosted)
+}
+
 /// Runs worker `node` of the run `config` describes: joins the head at `head`, hosts the
-/// engines of the generators placed on `node`, and returns when the head's session ends.
+/// generators' engines and the judges placed on `node`, and returns when the head's session
+/// ends.
 pub fn run_worker(
     config: RunConfig,
     config_path: &Path,
+    registry: Registry,
     head: SocketAddr,
     node: &str,
 ) -> Result<()> {
-    let served: Vec<usize> = (0..config.generator.count)
-        .filter(|&g| node_of(&config.generator.nodes, g) == Some(node))
-        .collect();
-    if served.is_empty() {
-        bail!(
-            "--node {node}: {} places no generator there (generator.nodes = {:?})",
-            config_path.display(),
-            config.generator.nodes
-        );
-    }
+    let hosted = hosted_on(&config, config_path, registry, node)?;
     let run = ClusterRun::new(config_path)?;
-    let kind = config.model.dtype.kind()?;
-    let devices = Devices::parse(&config)?;
-    let fresh = config.run_dir.join("nodes").join(node).join("init-policy");
-    let policy = ModelSource::parse("model.policy", &config.model.policy)?
-        .materialise(&fresh, config.seed)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -164,24 +226,24 @@ pub fn run_worker(
             .await
             .map_err(|e| anyhow!("--join {head}: {e}"))?;
         let mut hosts = Vec::new();
-        for &g in &served {
-            let device = devices.generators[g];
-            let args = EngineHostArgs {
-                generator: format!("generator-{g}"),
+        let mut names = Vec::new();
+        for (role, hosted, device) in hosted {
+            let args = RoleHostArgs {
+                role: role.clone(),
                 node: node.to_string(),
                 incarnation: run.incarnation,
                 identity: run.identity.clone(),
                 cookie: run.cookie.clone(),
-                engine: vl_rollout_engine(policy.clone(), device, kind),
+                hosted,
                 device,
                 weights_timeout: Duration::from_secs_f64(config.cluster.weights_timeout_s),
             };
-            let (host, handle) = Actor::spawn(None, EngineHost, args)
+            let (host, handle) = Actor::spawn(None, RoleHost, args)
                 .await
-                .map_err(|e| anyhow!("--node {node}: starting generator-{g}'s engine: {e}"))?;
+                .map_err(|e| anyhow!("--node {node}: starting {role}: {e}"))?;
             hosts.push((host, handle));
+            names.push(role);
         }
-        let names: Vec<String> = served.iter().map(|g| format!("generator-{g}")).collect();
         println!(
             "worker {node}: joined the head at {head}; hosting {}",
             names.join(", ")

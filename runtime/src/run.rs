@@ -51,8 +51,7 @@ use crate::run_board::RunBoard;
 use crate::run_config::{RunConfig, Stage};
 use crate::run_plots::draw_run_plots;
 use crate::topology::{
-    config_plan, Devices, RealRun, RemoteEngines, Restored, Resume, StepObserver, Topology,
-    TopologyPlan,
+    config_plan, Devices, RealRun, Restored, Resume, StepObserver, Topology, TopologyPlan,
 };
 pub use crate::topology::{Reliability, RunOutcome, Summary};
 
@@ -450,10 +449,7 @@ fn run_or_resume(
         }
         None => None,
     };
-    let remote_engines = head.as_ref().map(|head| {
-        let head = head.remote_engines();
-        Arc::new(move |generator: &str, node: &str| head(generator, node)) as RemoteEngines
-    });
+    let remote = head.as_ref().map(HeadCluster::remote_roles);
     let mut plan = config_plan(RealRun {
         config: &config,
         config_path,
@@ -464,10 +460,10 @@ fn run_or_resume(
         devices,
         eval_prompts,
         shape,
-        remote_engines,
+        remote,
     })?;
     plan.prompt_order = order;
-    let stats = head.as_ref().map(|h| h.stats.clone());
+    let stats = head.as_ref().map(HeadCluster::stats);
     let outcome = runtime.block_on(run_topology(
         config,
         plan,
@@ -671,7 +667,7 @@ async fn run_topology(
     }
     let mut summary = finished.summary(&config);
     if let Some(remote) = remote {
-        summary.remote_generators = remote.snapshot();
+        summary.remote_roles = remote.snapshot();
     }
     let text = serde_json::to_string_pretty(&summary)?;
     std::fs::write(config.run_dir.join("summary.json"), text)?;

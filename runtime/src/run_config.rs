@@ -182,6 +182,10 @@ pub struct ActorTable {
     pub count: usize,
     #[serde(default = "cpu")]
     pub device: DeviceName,
+    /// Judges: the worker node they run on (`head`, or unset: this process;
+    /// `crate::cluster_config`). Post-judge stages always run on the head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Everything else: the kind's own settings (checked by its factory).
     #[serde(flatten)]
     pub settings: toml::Table,
@@ -569,8 +573,16 @@ impl RunConfig {
         }
         for (i, judge) in self.judges.iter().enumerate() {
             check_device(&format!("judge[{i}].device"), &judge.device)?;
+            if let Some(node) = &judge.node {
+                crate::cluster_config::validate_node(&format!("judge[{i}].node"), node)?;
+            }
             if judge.count == 0 {
                 bail!("judge[{i}].count = 0");
+            }
+        }
+        for (i, stage) in self.stages.iter().enumerate() {
+            if stage.node.is_some() {
+                bail!("post_judge[{i}].node: post-judge stages run on the head (only judges and generators can be placed on a worker)");
             }
         }
         if self.judges.is_empty() {

@@ -73,6 +73,16 @@ attach_timeout_s = 30
     )
 }
 
+/// `text` with its judges (`count` of them) on worker `node`.
+fn judges_on(text: &str, node: &str, count: usize) -> String {
+    let table = "[[judge]]\nkind = \"rule_judge\"\nrule = \"reference_overlap\"\n";
+    assert!(text.contains(table));
+    text.replace(
+        table,
+        &format!("{table}node = \"{node}\"\ncount = {count}\n"),
+    )
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -265,11 +275,11 @@ fn a_synchronous_two_process_run_matches_the_one_process_run() {
         &config_text(&local_dir, "sync", 4, &[], ""),
     );
     // One generator, so which generator takes a prompt (and so its seed) cannot differ
-    // between the runs; here it runs on the worker.
+    // between the runs; here it and the judge run on the worker.
     let remote = write(
         dir.path(),
         "remote.toml",
-        &config_text(&remote_dir, "sync", 4, &["w1"], ""),
+        &judges_on(&config_text(&remote_dir, "sync", 4, &["w1"], ""), "w1", 1),
     );
     let (ok, out, err) = Proc::start(
         "local",
@@ -366,7 +376,7 @@ fn a_wrong_cookie_another_config_or_an_unplaced_node_is_refused_within_a_deadlin
     )
     .finish(Duration::from_secs(20));
     assert!(!ok);
-    assert!(err.contains("places no generator there"), "{err}");
+    assert!(err.contains("places no generator or judge there"), "{err}");
 
     // A worker started from a different config is refused at attach; the head names the field
     // and stops (its generator cannot run).
@@ -547,4 +557,41 @@ fn grlhf_launch_starts_a_head_and_a_worker_per_node_and_ends_with_the_heads_stat
         .finish(Duration::from_secs(30));
     assert!(!ok);
     assert!(err.contains("nothing to launch"), "{err}");
+}
+
+#[test]
+fn judges_on_a_worker_score_and_survive_the_worker_being_killed() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let steps = 40;
+    let text = config_text(&run_dir, "async", steps, &["head", "w1"], "");
+    let config = write(dir.path(), "c.toml", &judges_on(&text, "w2", 2));
+    let port = free_port();
+    let head = head(&config, port, &[]);
+    let w1 = worker(&config, port, "w1");
+    let w2 = worker(&config, port, "w2");
+    wait_for_steps(&run_dir, 3, Duration::from_secs(120));
+    drop(w2); // SIGKILL: both judges' worker
+    let w2 = worker(&config, port, "w2");
+    let (ok, out, err) = head.finish(Duration::from_secs(300));
+    assert!(ok, "{out}\n{err}");
+    let s = summary(&run_dir);
+    assert_no_prompt_lost(&s, steps);
+    let failures = s["reliability"]["actor_failures"].to_string();
+    assert!(
+        failures.contains("judge-0-"),
+        "the kill failed a judge: {failures}"
+    );
+    // Both judges scored on the worker, and the head accounted for them.
+    for judge in ["judge-0-0", "judge-0-1"] {
+        let remote = &s["remote_roles"][judge];
+        assert_eq!(remote["node"], "w2", "{s}");
+        assert!(remote["calls"].as_u64().unwrap() > 0, "{judge} idle: {s}");
+    }
+    for w in [w1, w2] {
+        let (ok, out, err) = w.finish(Duration::from_secs(30));
+        assert!(ok, "{out}\n{err}");
+        assert!(out.contains("hosting"), "{out}");
+    }
 }

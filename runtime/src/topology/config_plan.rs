@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use grlhf_actors::grpo::Grpo;
 use grlhf_actors::learner::{CheckpointPlan, LearnerConfig};
 use grlhf_actors::policy_loss::PolicyLoss;
@@ -12,13 +12,14 @@ use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::registry::{JudgeContext, LossContext, MetricContext, Registry, WorkflowContext};
 use grlhf_actors::rollout_engine::{vl_rollout_engine, RolloutEngineBuilder};
 use grlhf_actors::rollout_workflow::RolloutWorkflow;
+use grlhf_actors::supervisor::JudgeRebuild;
 use grlhf_actors::train_engine::GrpoTrainer;
 use tch::{Device, Kind};
 
 use super::plan::{
     EvaluatorPlan, GeneratorPlan, JudgePlan, LearnerPlan, Placement, StagePlan, TopologyPlan,
 };
-use crate::cluster_config::node_of;
+use crate::cluster_config::{judge_node, node_of};
 use crate::run_config::RunConfig;
 
 /// Every device a config names, parsed (errors name the field).
@@ -82,14 +83,26 @@ pub struct RealRun<'a> {
     pub eval_prompts: Vec<PromptSpec>,
     /// What a resumed run must agree on (written into every checkpoint).
     pub shape: grlhf_actors::checkpoint::RunShape,
-    /// The head of a multi-process run: builds the remote engine of a generator (by name) on a
-    /// worker node (by name). `None`: one process, and `[generator] nodes` must not place any
-    /// generator elsewhere.
-    pub remote_engines: Option<RemoteEngines>,
+    /// The head of a multi-process run: builds the stand-ins of roles placed on workers.
+    /// `None`: one process, and the config must not place any role elsewhere.
+    pub remote: Option<Arc<dyn RemoteRoles>>,
 }
 
-/// Builds the engine of generator `name` hosted on worker `node` (`crate::distributed`).
-pub type RemoteEngines = Arc<dyn Fn(&str, &str) -> RolloutEngineBuilder>;
+/// Builds the head's stand-ins for roles hosted on worker nodes (`crate::distributed`).
+pub trait RemoteRoles {
+    /// The engine of generator `generator`, hosted on worker `node`.
+    fn engine(&self, generator: &str, node: &str) -> RolloutEngineBuilder;
+    /// The judge `judge`, hosted on worker `node`.
+    fn judge(&self, judge: &str, node: &str) -> JudgeRebuild;
+}
+
+/// The error for a role placed on a worker in a one-process run.
+fn needs_head(config_path: &Path, field: &str, role: &str, node: &str) -> anyhow::Error {
+    anyhow!(
+        "{}: {field} places {role} on node `{node}`: start this process as the head (`grlhf run CONFIG --listen ADDR:PORT`) and the worker with `--join ADDR:PORT --node {node}`",
+        config_path.display()
+    )
+}
 
 /// The plan of `run`'s config.
 pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
@@ -103,7 +116,7 @@ pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
         devices,
         eval_prompts,
         shape,
-        remote_engines,
+        remote,
     } = run;
     let stages = config
         .stages
@@ -118,6 +131,7 @@ pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
         })
         .collect::<Result<Vec<_>>>()?;
     let judges = judge_plans(config, config_path, &registry, &devices.judges, kind)?;
+    let judges = place_judges(config, config_path, judges, remote.as_deref())?;
     let workflow = workflow_of(config, config_path, &registry)?;
     let generators = devices
         .generators
@@ -131,14 +145,11 @@ pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
                     vl_rollout_engine(policy.clone(), device, kind),
                 ),
                 Some(node) => {
-                    let Some(remote) = &remote_engines else {
-                        bail!(
-                            "{}: generator.nodes places {name} on node `{node}`: start this process as the head (`grlhf run CONFIG --listen ADDR:PORT`) and the worker with `--join ADDR:PORT --node {node}`",
-                            config_path.display()
-                        );
+                    let Some(remote) = &remote else {
+                        return Err(needs_head(config_path, "generator.nodes", &name, node));
                     };
+                    let engine = remote.engine(&name, node);
                     let node = node.to_string();
-                    let engine = remote(&name, &node);
                     (Placement::Remote { node }, engine)
                 }
             };
@@ -219,6 +230,56 @@ fn judge_plans(
         }
     }
     Ok(plans)
+}
+
+/// Judges of a `[[judge]]` table with a `node` get the head's stand-in instead of their own
+/// rebuild (which the worker runs).
+fn place_judges(
+    config: &RunConfig,
+    config_path: &Path,
+    mut plans: Vec<JudgePlan>,
+    remote: Option<&dyn RemoteRoles>,
+) -> Result<Vec<JudgePlan>> {
+    for plan in &mut plans {
+        let table = judge_table(&plan.name).map(|i| &config.judges[i]);
+        let Some(node) = table.and_then(|t| judge_node(&t.node)) else {
+            continue;
+        };
+        let Some(remote) = remote else {
+            return Err(needs_head(config_path, "judge.node", &plan.name, node));
+        };
+        plan.rebuild = remote.judge(&plan.name, node);
+        plan.placement = Placement::Remote {
+            node: node.to_string(),
+        };
+    }
+    Ok(plans)
+}
+
+/// The `[[judge]]` table a judge plan came from (`judge-{table}-{copy}`).
+fn judge_table(name: &str) -> Option<usize> {
+    name.strip_prefix("judge-")?.split('-').next()?.parse().ok()
+}
+
+/// The judges of `config` placed on worker `node`: their names and rebuilds (what the worker
+/// hosts).
+pub fn judges_on(
+    config: &RunConfig,
+    config_path: &Path,
+    registry: &Arc<Registry>,
+    devices: &Devices,
+    kind: Kind,
+    node: &str,
+) -> Result<Vec<(String, JudgeRebuild, Device)>> {
+    let plans = judge_plans(config, config_path, registry, &devices.judges, kind)?;
+    Ok(plans
+        .into_iter()
+        .filter_map(|plan| {
+            let i = judge_table(&plan.name)?;
+            (judge_node(&config.judges[i].node) == Some(node))
+                .then(|| (plan.name, plan.rebuild, devices.judges[i]))
+        })
+        .collect())
 }
 
 /// The config's `[workflow]` (single turn when unset).

@@ -53,10 +53,11 @@ pub struct Summary {
     pub eval_last_per_family: BTreeMap<String, f64>,
     pub interrupted: bool,
     pub reliability: Reliability,
-    /// Generators on worker nodes (a head's run): batches, the process boundary's overhead per
-    /// group, weight traffic (`grlhf_cluster::remote_stats`). Empty in a one-process run.
+    /// Generators and judges on worker nodes (a head's run): calls, the process boundary's
+    /// overhead per group, weight traffic (`grlhf_cluster::remote_stats`). Empty in a
+    /// one-process run.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub remote_generators: BTreeMap<String, grlhf_cluster::remote_stats::RemoteGeneratorStats>,
+    pub remote_roles: BTreeMap<String, grlhf_cluster::remote_stats::RemoteRoleStats>,
 }
 
 /// Faults met and survived, checkpoints and resumes (part of `summary.json`).
@@ -145,7 +146,7 @@ pub fn summarize(
         eval_last_per_family: BTreeMap::new(),
         interrupted,
         reliability: Reliability::default(),
-        remote_generators: BTreeMap::new(),
+        remote_roles: BTreeMap::new(),
     }
 }
 

@@ -16,7 +16,7 @@ pub fn run(args: RunArgs, registry: crate::cli::Kinds) -> Result<()> {
     let registry = registry();
     let show_progress = !args.no_progress;
     if let (Some(head), Some(node)) = (args.join, &args.node) {
-        return crate::distributed::run_worker(parsed, &args.config, head, node);
+        return crate::distributed::run_worker(parsed, &args.config, registry, head, node);
     }
     let outcome = match (args.listen, args.resume) {
         (Some(listen), resume) => crate::run::run_as_head(

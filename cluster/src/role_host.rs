@@ -1,0 +1,364 @@
+//! A worker's side of a remote role: an actor that owns one generator's rollout engine or one
+//! judge (on its own device thread, like every model in grlhf) and serves the head's requests
+//! over ractor_cluster.
+//!
+//! The head keeps the role's *actor* — for a generator: taking prompts, ledger holds, handing
+//! groups on; for a judge: its place in the judge pool, handing scored groups on — and only
+//! the engine or the judge moves to the worker ([`crate::remote_engine::RemoteRolloutEngine`]
+//! and [`crate::remote_judge::RemoteJudge`] stand in for them on the head). So a remote role
+//! follows exactly the protocol a local one does, and a worker that dies costs what a failed
+//! local actor costs: the supervisor restarts the actor and its prompts are issued again.
+//!
+//! The host joins the process group [`role_group`]`(role)`, which ractor_cluster mirrors onto
+//! the head. Pings are answered at once, even while a request runs (the request is awaited on
+//! a task of its own), so the head's heartbeat tells a busy worker from a frozen one. An
+//! engine's weights come over the weight data plane ([`crate::WeightClient`]), never over the
+//! actor link; a batch names the weights version it needs and waits (bounded) for it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use grlhf_actors::device_worker::DeviceWorker;
+use grlhf_actors::judge::Judge;
+use grlhf_actors::rollout_engine::{GeneratorConfig, RolloutEngine, RolloutEngineBuilder};
+use grlhf_actors::supervisor::JudgeRebuild;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+use tch::Device;
+
+use crate::error::ClusterError;
+use crate::handshake::{Cookie, Handshake, RunIdentity};
+use crate::weight_client::{WeightClient, WeightClientConfig};
+use crate::wire::{Envelope, HostReply, HostRequest, ScoreRequest, WirePrompt};
+
+/// The process group the host of `role` (`generator-0`, `judge-0-1`) joins.
+pub fn role_group(role: &str) -> String {
+    format!("grlhf/role/{role}")
+}
+
+/// The one message a role host takes: an encoded [`Envelope`] of a [`HostRequest`], answered
+/// with an encoded [`Envelope`] of a [`HostReply`].
+#[derive(RactorClusterMessage)]
+pub enum RoleHostMsg {
+    #[rpc]
+    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+}
+
+/// What a host runs.
+#[derive(Clone)]
+pub enum HostedRole {
+    /// A generator's engine, built on the host's device thread.
+    Engine(RolloutEngineBuilder),
+    /// A judge, built on the host's device thread.
+    Judge(JudgeRebuild),
+}
+
+/// What a role host is and serves.
+#[derive(Clone)]
+pub struct RoleHostArgs {
+    /// The head's role this host serves (`generator-0`, `judge-0-1`).
+    pub role: String,
+    /// This worker's node name.
+    pub node: String,
+    /// This worker process's incarnation.
+    pub incarnation: u64,
+    pub identity: RunIdentity,
+    pub cookie: Option<Cookie>,
+    pub hosted: HostedRole,
+    /// Where received weights are placed.
+    pub device: Device,
+    /// How long a batch waits for the weights version it needs.
+    pub weights_timeout: Duration,
+}
+
+/// The device thread's state.
+enum Hosted {
+    Engine {
+        engine: Box<dyn RolloutEngine>,
+        weights: Option<WeightClient>,
+        applied: u64,
+    },
+    Judge(Box<dyn Judge>),
+}
+
+pub struct RoleHostState {
+    args: RoleHostArgs,
+    worker: Arc<DeviceWorker<Hosted>>,
+    busy: Arc<AtomicBool>,
+}
+
+pub struct RoleHost;
+
+fn reply(args: &RoleHostArgs, port: RpcReplyPort<Vec<u8>>, body: HostReply) {
+    let (run_id, incarnation) = (&args.identity.run_id, args.incarnation);
+    let bytes = Envelope::new(run_id, incarnation, body)
+        .encode_within_limit("the reply")
+        .unwrap_or_else(|reason| {
+            Envelope::new(run_id, incarnation, HostReply::EngineError { reason }).encode()
+        });
+    // The head may have given up on this call (a timeout); nothing to do then.
+    let _ = port.send(bytes);
+}
+
+fn failed(e: impl ToString) -> HostReply {
+    HostReply::Failed {
+        reason: e.to_string(),
+    }
+}
+
+impl RoleHost {
+    async fn attach(
+        state: &RoleHostState,
+        identity: RunIdentity,
+        role: String,
+        weights: Option<SocketAddr>,
+    ) -> HostReply {
+        let args = &state.args;
+        if role != args.role {
+            return HostReply::Refused {
+                reason: format!("this host serves {}, not {role}", args.role),
+            };
+        }
+        if let Some((field, ours, theirs)) = args.identity.mismatch(&identity) {
+            return HostReply::Refused {
+                reason: format!(
+                    "`{field}` differs (worker {} has {ours}, the head {theirs}): start every node with the same grlhf build and config",
+                    args.node
+                ),
+            };
+        }
+        let Some(weights) = weights else {
+            return HostReply::Attached {
+                node: args.node.clone(),
+            };
+        };
+        let mut config = WeightClientConfig::new(
+            weights,
+            Handshake::new(args.identity.clone(), args.cookie.clone()),
+            format!("weights:{}/{}", args.node, args.role),
+        );
+        config.incarnation = args.incarnation;
+        config.device = args.device;
+        let connected = state
+            .worker
+            .run(move |hosted: &mut Hosted| match hosted {
+                Hosted::Engine {
+                    weights, applied, ..
+                } => {
+                    // A new subscription replaces the old one: its versions count from 1.
+                    *weights = None;
+                    *weights = Some(WeightClient::connect(config)?);
+                    *applied = 0;
+                    Ok(())
+                }
+                Hosted::Judge(_) => Err(ClusterError::Malformed {
+                    peer: "the head".into(),
+                    message: "weights offered to a judge".into(),
+                }),
+            })
+            .await;
+        match connected {
+            Ok(Ok(())) => HostReply::Attached {
+                node: args.node.clone(),
+            },
+            Ok(Err(e)) => failed(e),
+            Err(e) => failed(e),
+        }
+    }
+
+    /// Runs `work` on the device thread on a task of its own (pings are answered meanwhile)
+    /// and replies with what it returns.
+    fn spawn_work(
+        state: &RoleHostState,
+        port: RpcReplyPort<Vec<u8>>,
+        work: impl FnOnce(&mut Hosted) -> HostReply + Send + 'static,
+    ) {
+        let (worker, busy, args) = (state.worker.clone(), state.busy.clone(), state.args.clone());
+        busy.store(true, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let result = worker.run(work).await;
+            busy.store(false, Ordering::Relaxed);
+            reply(&args, port, result.unwrap_or_else(failed));
+        });
+    }
+}
+
+impl Hosted {
+    /// Applies weights until at least version `need` is in (waiting up to `timeout`).
+    fn catch_up(
+        engine: &mut Box<dyn RolloutEngine>,
+        weights: &Option<WeightClient>,
+        applied: &mut u64,
+        need: u64,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        while *applied < need {
+            let Some(client) = weights else {
+                return Err(format!(
+                    "weights version {need} asked for, but no weight server is attached"
+                ));
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match client.recv_timeout(left) {
+                Some(Ok(received)) => {
+                    let version = received.version;
+                    engine
+                        .apply_weights(&received.tensors)
+                        .map_err(|e| format!("applying weights version {version}: {e}"))?;
+                    *applied = version;
+                }
+                Some(Err(e)) => return Err(e.to_string()),
+                None => {
+                    return Err(format!(
+                        "weights version {need} did not arrive within {timeout:?} (have {applied})"
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn generate(
+        &mut self,
+        prompts: Vec<WirePrompt>,
+        n: usize,
+        config: &GeneratorConfig,
+        seed: u64,
+        (need, timeout): (u64, Duration),
+    ) -> HostReply {
+        let Hosted::Engine {
+            engine,
+            weights,
+            applied,
+        } = self
+        else {
+            return failed("a generation batch sent to a judge");
+        };
+        let started = Instant::now();
+        if let Err(reason) = Self::catch_up(engine, weights, applied, need, timeout) {
+            return HostReply::Failed { reason };
+        }
+        let weights_s = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let specs = match prompts
+            .into_iter()
+            .map(|p| p.into_spec("the head"))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(specs) => specs,
+            Err(e) => return failed(e),
+        };
+        match engine.generate(&specs, n, config, seed) {
+            Ok(groups) => HostReply::Generated {
+                groups,
+                weights_s,
+                generate_s: started.elapsed().as_secs_f64(),
+            },
+            Err(e) => HostReply::EngineError {
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    fn score(&mut self, request: ScoreRequest) -> HostReply {
+        let Hosted::Judge(judge) = self else {
+            return failed("a group to score sent to a generator's engine");
+        };
+        let group = match request.group.into_group("the head") {
+            Ok(group) => group,
+            Err(e) => return failed(e),
+        };
+        let started = Instant::now();
+        match judge.score(&group) {
+            Ok((rewards, details)) => HostReply::Scored {
+                rewards,
+                details,
+                judge_s: started.elapsed().as_secs_f64(),
+            },
+            Err(reason) => HostReply::EngineError { reason },
+        }
+    }
+}
+
+impl Actor for RoleHost {
+    type Msg = RoleHostMsg;
+    type State = RoleHostState;
+    type Arguments = RoleHostArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let hosted = args.hosted.clone();
+        let worker = DeviceWorker::spawn(&format!("host-{}", args.role), move || {
+            Ok::<_, String>(match hosted {
+                HostedRole::Engine(build) => Hosted::Engine {
+                    engine: build(None).map_err(|e| e.to_string())?,
+                    weights: None,
+                    applied: 0,
+                },
+                HostedRole::Judge(rebuild) => Hosted::Judge(rebuild()?()?),
+            })
+        })?;
+        ractor::pg::join(role_group(&args.role), vec![myself.get_cell()]);
+        Ok(RoleHostState {
+            args,
+            worker: Arc::new(worker),
+            busy: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let RoleHostMsg::Call(bytes, port) = message;
+        let args = &state.args;
+        let request =
+            match Envelope::<HostRequest>::decode(&bytes, &args.identity.run_id, "the head") {
+                Ok(envelope) => envelope.body,
+                Err(e) => {
+                    let reason = e.to_string();
+                    reply(args, port, HostReply::Refused { reason });
+                    return Ok(());
+                }
+            };
+        match request {
+            HostRequest::Ping => {
+                let busy = state.busy.load(Ordering::Relaxed);
+                let node = args.node.clone();
+                reply(args, port, HostReply::Pong { node, busy });
+            }
+            HostRequest::Attach {
+                identity,
+                role,
+                weights,
+            } => {
+                let answer = Self::attach(state, identity, role, weights).await;
+                reply(&state.args, port, answer);
+            }
+            HostRequest::Generate {
+                prompts,
+                n,
+                config,
+                seed,
+                weights_version,
+            } => {
+                let need = (weights_version, args.weights_timeout);
+                Self::spawn_work(state, port, move |hosted| {
+                    hosted.generate(prompts, n as usize, &config, seed, need)
+                });
+            }
+            HostRequest::Score(request) => {
+                Self::spawn_work(state, port, move |hosted| hosted.score(*request));
+            }
+        }
+        Ok(())
+    }
+}
