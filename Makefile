@@ -47,6 +47,7 @@ bench: build
 	bash benchmarks/async.sh
 	bash benchmarks/weights.sh
 	bash benchmarks/control_plane.sh
+	bash benchmarks/worker_loss.sh
 	bash benchmarks/memory.sh
 
 soak: build

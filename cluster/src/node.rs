@@ -5,7 +5,7 @@
 //! server on a free port and connects to the head (`--join HEAD:PORT --node NAME`). ractor_cluster
 //! authenticates the session with the cluster cookie (a challenge answered with a digest of it;
 //! the cookie is never sent) and then keeps process groups in sync across the two, which is how
-//! the head finds the engines a worker hosts ([`crate::engine_host`]). A killed peer's session
+//! the head finds the roles a worker hosts ([`crate::role_host`]). A killed peer's session
 //! ends within about a second; a frozen one keeps it, which is why remote calls carry their own
 //! heartbeat ([`crate::remote_engine`]).
 

@@ -2,7 +2,7 @@
 //!
 //! Every message is an [`Envelope`] — wire protocol version, run id and the sender's
 //! incarnation around a body — encoded as JSON into the one byte payload ractor_cluster carries
-//! for us ([`crate::engine_host::EngineHostMsg`]). Decoding is ours, not a
+//! for us ([`crate::role_host::RoleHostMsg`]). Decoding is ours, not a
 //! `BytesConvertable` impl: ractor allows those to panic on bad bytes, while here a malformed,
 //! foreign-protocol or other-run message is an error that names what is wrong.
 //!
