@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CRATES = ["models/src", "tasks/src", "actors/src", "runtime/src", "benchmarks/src"]
+CRATES = ["models/src", "tasks/src", "actors/src", "cluster/src", "runtime/src", "benchmarks/src"]
 PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
 GROUP = re.compile(r"\bcrate::\{([^}]*)\}")
 
