@@ -87,7 +87,7 @@ pub fn worker(head: SocketAddr, tokens: usize) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let node = ClusterNode::start(NODE, "127.0.0.1:0".parse()?, None).await?;
+        let node = ClusterNode::start(NODE, "127.0.0.1:0".parse()?, None, None).await?;
         node.join(head, Duration::from_secs(30)).await?;
         let args = RoleHostArgs {
             role: GENERATOR.into(),
@@ -179,6 +179,7 @@ fn measure_point(
             config: config.clone(),
             seed: repeat as u64,
             weights_version: 0,
+            weights_digest: None,
         };
         request_bytes = Envelope::new("control-plane-bench", 1, request)
             .encode()
@@ -219,7 +220,7 @@ pub fn measure(
         .local_addr()?
         .port();
     let listen: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let head = runtime.block_on(ClusterNode::start("head", listen, None))?;
+    let head = runtime.block_on(ClusterNode::start("head", listen, None, None))?;
     let mut child = Command::new(std::env::current_exe()?)
         .args([
             "control-plane",

@@ -14,10 +14,13 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::NodeConnectionMode;
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
+};
 
 use crate::error::ClusterError;
 use crate::handshake::Cookie;
+use crate::tls::ClusterTls;
 
 /// The cookie a cluster on loopback uses when `GRLHF_CLUSTER_COOKIE` is not set: only
 /// processes of this machine can reach such a node, and they could read the environment anyway.
@@ -28,6 +31,7 @@ pub struct ClusterNode {
     pub name: String,
     pub server: ActorRef<NodeServerMessage>,
     events: flume::Receiver<NodeEvent>,
+    tls: Option<ClusterTls>,
 }
 
 /// What a node hears about its sessions.
@@ -66,11 +70,13 @@ impl NodeEventSubscription for EventForwarder {
 
 impl ClusterNode {
     /// Starts this process's node server on `listen` (port 0: any free port). A non-loopback
-    /// address needs a cookie; on loopback a fixed one stands in when none is given.
+    /// address needs a cookie; on loopback a fixed one stands in when none is given. With
+    /// `tls`, sessions are mutual TLS (the listener's and [`ClusterNode::join`]'s).
     pub async fn start(
         name: &str,
         listen: SocketAddr,
         cookie: Option<&Cookie>,
+        tls: Option<&ClusterTls>,
     ) -> Result<ClusterNode, ClusterError> {
         let cookie = match cookie {
             Some(cookie) => cookie.secret().to_string(),
@@ -82,7 +88,7 @@ impl ClusterNode {
             cookie,
             name.to_string(),
             hostname(),
-            None,
+            tls.map(|t| IncomingEncryptionMode::Tls(t.acceptor.clone())),
             Some(NodeConnectionMode::Isolated),
         )
         .with_listen_addr(listen.ip());
@@ -106,6 +112,7 @@ impl ClusterNode {
             name: name.to_string(),
             server,
             events,
+            tls: tls.cloned(),
         })
     }
 
@@ -116,8 +123,25 @@ impl ClusterNode {
     pub async fn join(&self, head: SocketAddr, timeout: Duration) -> Result<String, ClusterError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            match ractor_cluster::client_connect(&self.server, head).await {
+            let connected = match &self.tls {
+                Some(tls) => {
+                    let name = tls.server_name_for(head);
+                    let connector = tls.connector.clone();
+                    ractor_cluster::client_connect_enc(&self.server, head, connector, name).await
+                }
+                None => ractor_cluster::client_connect(&self.server, head).await,
+            };
+            match connected {
                 Ok(()) => break,
+                // A refused certificate will not be accepted on a second try.
+                Err(ractor_cluster::ClientConnectErr::Encryption(e)) => {
+                    return Err(ClusterError::Refused {
+                        peer: head.to_string(),
+                        reason: format!(
+                            "the TLS handshake failed: {e} (are both nodes' certificates signed by the CA in cluster.tls_ca, and does the head's carry the name dialled?)"
+                        ),
+                    })
+                }
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(ClusterError::Io {
                         what: format!("connecting to the head at {head} (for {timeout:?})"),
@@ -131,12 +155,12 @@ impl ClusterNode {
             Ok(Ok(NodeEvent::Ready { peer })) => Ok(peer),
             Ok(Ok(NodeEvent::Disconnected { peer })) => Err(ClusterError::Refused {
                 peer: format!("{head} ({peer})"),
-                reason: "the head closed the session during authentication (is GRLHF_CLUSTER_COOKIE the same on every node?)".into(),
+                reason: "the head closed the session during authentication (is GRLHF_CLUSTER_COOKIE the same on every node, and do both or neither use [cluster] TLS, with certificates of one CA?)".into(),
             }),
             Ok(Err(_)) | Err(_) => Err(ClusterError::Refused {
                 peer: head.to_string(),
                 reason: format!(
-                    "no authenticated session within {timeout:?} (is GRLHF_CLUSTER_COOKIE the same on every node, and is the head listening there?)"
+                    "no authenticated session within {timeout:?} (is GRLHF_CLUSTER_COOKIE the same on every node, do both or neither use [cluster] TLS with certificates of one CA, and is the head listening there?)"
                 ),
             }),
         }

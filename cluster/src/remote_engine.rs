@@ -59,6 +59,8 @@ pub struct RemoteRolloutEngine {
     host: Option<ActorRef<RoleHostMsg>>,
     weights: WeightServer,
     published: u64,
+    /// The digest of the version published last (`None`: nothing published).
+    digest: Option<String>,
     /// Tells this engine's figures from those of the generator's earlier engines.
     instance: u64,
 }
@@ -78,14 +80,15 @@ impl RemoteRolloutEngine {
             SocketAddr::new(spec.weights_ip, 0),
             Handshake::new(link.identity.clone(), link.cookie.clone()),
         ))?;
-        let mut published = 0;
+        let (mut published, mut digest) = (0, None);
         if let Some(path) = start_from {
             let bytes = std::fs::read(path).map_err(ClusterError::io(format!(
                 "reading {} to send to node {}",
                 path.display(),
                 link.node
             )))?;
-            weights.publish_encoded(EncodedWeights::from_bytes(1, bytes, DEFAULT_CHUNK_BYTES));
+            let encoded = EncodedWeights::from_bytes(1, bytes, DEFAULT_CHUNK_BYTES);
+            digest = Some(weights.publish_encoded(encoded).digest);
             published = 1;
         }
         Ok(RemoteRolloutEngine {
@@ -94,6 +97,7 @@ impl RemoteRolloutEngine {
             host: None,
             weights,
             published,
+            digest,
             instance: ENGINES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
@@ -133,6 +137,7 @@ impl RolloutEngine for RemoteRolloutEngine {
             config: config.clone(),
             seed,
             weights_version: self.published,
+            weights_digest: self.digest.clone(),
         };
         let runtime = self.link.runtime.clone();
         let started = std::time::Instant::now();
@@ -178,10 +183,11 @@ impl RolloutEngine for RemoteRolloutEngine {
 
     fn apply_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<(), ActorError> {
         let version = self.published + 1;
-        self.weights.publish(version, tensors).map_err(|e| {
+        let stats = self.weights.publish(version, tensors).map_err(|e| {
             ActorError::Engine(format!("{}: publishing weights: {e}", self.link.peer()))
         })?;
         self.published = version;
+        self.digest = Some(stats.digest);
         Ok(())
     }
 }

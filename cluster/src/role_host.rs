@@ -186,12 +186,13 @@ impl RoleHost {
 }
 
 impl Hosted {
-    /// Applies weights until at least version `need` is in (waiting up to `timeout`).
+    /// Applies weights version `need` (waiting up to `timeout`), once its digest is the one the
+    /// head named; older versions still on the stream are skipped (each is a whole snapshot).
     fn catch_up(
         engine: &mut Box<dyn RolloutEngine>,
         weights: &Option<WeightClient>,
         applied: &mut u64,
-        need: u64,
+        (need, digest): (u64, Option<&str>),
         timeout: Duration,
     ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
@@ -203,8 +204,15 @@ impl Hosted {
             };
             let left = deadline.saturating_duration_since(Instant::now());
             match client.recv_timeout(left) {
+                Some(Ok(received)) if received.version < need => {}
                 Some(Ok(received)) => {
                     let version = received.version;
+                    if let Some(named) = digest.filter(|d| *d != received.digest) {
+                        return Err(format!(
+                            "weights version {version} arrived with digest {}, the head named {named}: not applied",
+                            received.digest
+                        ));
+                    }
                     engine
                         .apply_weights(&received.tensors)
                         .map_err(|e| format!("applying weights version {version}: {e}"))?;
@@ -227,7 +235,7 @@ impl Hosted {
         n: usize,
         config: &GeneratorConfig,
         seed: u64,
-        (need, timeout): (u64, Duration),
+        (need, digest, timeout): (u64, Option<String>, Duration),
     ) -> HostReply {
         let Hosted::Engine {
             engine,
@@ -238,7 +246,8 @@ impl Hosted {
             return failed("a generation batch sent to a judge");
         };
         let started = Instant::now();
-        if let Err(reason) = Self::catch_up(engine, weights, applied, need, timeout) {
+        let wanted = (need, digest.as_deref());
+        if let Err(reason) = Self::catch_up(engine, weights, applied, wanted, timeout) {
             return HostReply::Failed { reason };
         }
         let weights_s = started.elapsed().as_secs_f64();
@@ -349,8 +358,9 @@ impl Actor for RoleHost {
                 config,
                 seed,
                 weights_version,
+                weights_digest,
             } => {
-                let need = (weights_version, args.weights_timeout);
+                let need = (weights_version, weights_digest, args.weights_timeout);
                 Self::spawn_work(state, port, move |hosted| {
                     hosted.generate(prompts, n as usize, &config, seed, need)
                 });

@@ -20,6 +20,8 @@ use crate::weight_stream::{ReceiveLimits, VerifiedPayload};
 #[derive(Debug)]
 pub struct ReceivedWeights {
     pub version: u64,
+    /// The version's digest (of its chunk digests, all verified).
+    pub digest: String,
     /// On the client's device, sorted by name.
     pub tensors: Vec<(String, Tensor)>,
     pub bytes: u64,
@@ -171,6 +173,7 @@ fn receive_loop(
         });
         let update = decoded.map(|tensors| ReceivedWeights {
             version: payload.header.version,
+            digest: payload.header.digest.clone(),
             tensors,
             bytes: payload.header.total_bytes,
             receive_s: payload.receive_s,

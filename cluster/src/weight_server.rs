@@ -56,11 +56,14 @@ pub struct SubscriberStats {
 }
 
 /// What one `publish` cost.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PublishStats {
     pub version: u64,
     pub bytes: u64,
     pub encode_s: f64,
+    /// The version's digest (of its chunk digests): what a subscriber told of it over another
+    /// channel can check it received exactly this version.
+    pub digest: String,
 }
 
 #[derive(Default)]
@@ -140,6 +143,7 @@ impl WeightServer {
             version: encoded.header.version,
             bytes: encoded.header.total_bytes,
             encode_s: encoded.encode_s,
+            digest: encoded.header.digest.clone(),
         };
         let mut state = self.shared.state.lock().expect("weight server state");
         state.latest = Some(Arc::new(encoded));

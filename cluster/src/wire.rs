@@ -255,14 +255,16 @@ pub enum HostRequest {
         role: String,
         weights: Option<SocketAddr>,
     },
-    /// One generation batch, after applying at least weights version `weights_version` of the
-    /// attached weight server (0: the engine's own weights).
+    /// One generation batch, after applying weights version `weights_version` of the attached
+    /// weight server (0: the engine's own weights), whose digest must be `weights_digest`: the
+    /// weight stream is checked against what this link says.
     Generate {
         prompts: Vec<WirePrompt>,
         n: u32,
         config: GeneratorConfig,
         seed: u64,
         weights_version: u64,
+        weights_digest: Option<String>,
     },
     /// Score one group (a hosted judge).
     Score(Box<ScoreRequest>),

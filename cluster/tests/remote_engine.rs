@@ -308,6 +308,85 @@ fn a_busy_host_still_answers_pings_so_a_long_batch_is_not_taken_for_a_dead_worke
         .unwrap();
 }
 
+/// One request straight to a host, its reply decoded.
+fn ask(
+    rt: &tokio::runtime::Runtime,
+    host: &ActorRef<RoleHostMsg>,
+    request: HostRequest,
+) -> HostReply {
+    let bytes = Envelope::new("remote-test", 1, request).encode();
+    let reply = rt
+        .block_on(host.call(
+            |port| RoleHostMsg::Call(bytes, port),
+            Some(Duration::from_secs(10)),
+        ))
+        .unwrap();
+    let ractor::rpc::CallResult::Success(reply) = reply else {
+        panic!("no reply");
+    };
+    Envelope::<HostReply>::decode(&reply, "remote-test", "host")
+        .unwrap()
+        .body
+}
+
+#[test]
+fn weights_whose_digest_is_not_the_one_the_head_named_are_not_applied() {
+    let rt = runtime();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let host = spawn_host(
+        &rt,
+        "gen-f",
+        "c",
+        fake_builder(seen.clone(), Duration::ZERO),
+    );
+    let server = grlhf_cluster::WeightServer::bind(grlhf_cluster::WeightServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        grlhf_cluster::Handshake::new(identity("c"), None),
+    ))
+    .unwrap();
+    let attach = HostRequest::Attach {
+        identity: identity("c"),
+        role: "gen-f".into(),
+        weights: Some(server.local_addr()),
+    };
+    assert!(matches!(
+        ask(&rt, &host, attach),
+        HostReply::Attached { .. }
+    ));
+    let published = server
+        .publish(1, &[("w".into(), Tensor::from_slice(&[0.5f32]))])
+        .unwrap();
+    let generate = |digest: String| HostRequest::Generate {
+        prompts: vec![grlhf_cluster::wire::WirePrompt::from_spec(&prompt("p", None)).unwrap()],
+        n: 2,
+        config: GeneratorConfig::default(),
+        seed: 1,
+        weights_version: 1,
+        weights_digest: Some(digest),
+    };
+    // The stream says version 1 is X; the head's link says it is Y: refused, nothing applied.
+    match ask(&rt, &host, generate("00".repeat(32))) {
+        HostReply::Failed { reason } => assert!(reason.contains("not applied"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(seen.lock().unwrap().weights.is_empty());
+    // A new stream of the same version with the digest the head named: applied, then used.
+    let attach = HostRequest::Attach {
+        identity: identity("c"),
+        role: "gen-f".into(),
+        weights: Some(server.local_addr()),
+    };
+    assert!(matches!(
+        ask(&rt, &host, attach),
+        HostReply::Attached { .. }
+    ));
+    match ask(&rt, &host, generate(published.digest)) {
+        HostReply::Generated { groups, .. } => assert_eq!(groups[0].1[0].logprobs[0], 0.5),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(seen.lock().unwrap().weights, vec![0.5]);
+}
+
 /// A host that answers pings until frozen, then keeps every call unanswered (holding its
 /// reply port, as a stopped process does): what a SIGSTOPped worker looks like from the head.
 struct FreezingHost;
@@ -426,6 +505,7 @@ proptest! {
             config: GeneratorConfig::default(),
             seed,
             weights_version: 2,
+            weights_digest: Some("ab".repeat(32)),
         };
         let bytes = Envelope::new("r", 5, request).encode();
         let back = Envelope::<HostRequest>::decode(&bytes, "r", "p").unwrap();

@@ -11,8 +11,11 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Result};
 use grlhf_cluster::remote_call::RemoteTimeouts;
+use grlhf_cluster::tls::{ClusterTls, TlsFiles};
 use serde::{Deserialize, Serialize};
 
 /// The node name that means "in the head's own process".
@@ -36,6 +39,14 @@ pub struct ClusterConfig {
     /// How long a worker keeps trying to reach the head (it may start first) and waits for
     /// its session to be authenticated.
     pub join_timeout_s: f64,
+    /// Mutual TLS for the actor link: this node's certificate chain and key, and the cluster's
+    /// CA (PEM files; all three or none; `grlhf_cluster::tls`). Every node reads the same config
+    /// text (its hash is checked), so write node-specific files as `env:NAME` paths.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    /// The name the head's certificate must carry (default: the IP address workers dial).
+    pub tls_server_name: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -47,6 +58,10 @@ impl Default for ClusterConfig {
             batch_timeout_s: 1800.0,
             weights_timeout_s: 120.0,
             join_timeout_s: 30.0,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_server_name: None,
         }
     }
 }
@@ -68,7 +83,30 @@ impl ClusterConfig {
         if self.heartbeat_misses == 0 {
             bail!("cluster.heartbeat_misses = 0: at least one ping must go unanswered");
         }
+        let tls = [&self.tls_cert, &self.tls_key, &self.tls_ca];
+        if tls.iter().any(|f| f.is_some()) && !tls.iter().all(|f| f.is_some()) {
+            bail!("cluster.tls_cert, tls_key, tls_ca: give all three (TLS) or none");
+        }
+        if self.tls_server_name.is_some() && self.tls_cert.is_none() {
+            bail!("cluster.tls_server_name: set without TLS (tls_cert, tls_key, tls_ca)");
+        }
         Ok(())
+    }
+
+    /// The TLS settings, loaded (files read and checked), when configured.
+    pub fn tls(&self) -> Result<Option<ClusterTls>> {
+        let (Some(cert), Some(key), Some(ca)) = (&self.tls_cert, &self.tls_key, &self.tls_ca)
+        else {
+            return Ok(None);
+        };
+        let files = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+        };
+        let tls = ClusterTls::load(&files, self.tls_server_name.clone())
+            .map_err(|e| anyhow!("[cluster] TLS: {e}"))?;
+        Ok(Some(tls))
     }
 
     pub fn remote_timeouts(&self) -> RemoteTimeouts {

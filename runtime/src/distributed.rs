@@ -117,7 +117,8 @@ impl HeadCluster {
     /// Starts the head's node server on `listen` (a non-loopback address needs
     /// `GRLHF_CLUSTER_COOKIE`). Call within the run's tokio runtime.
     pub async fn start(run: ClusterRun, listen: SocketAddr, config: &RunConfig) -> Result<Self> {
-        let node = ClusterNode::start("head", listen, run.cookie.as_ref())
+        let tls = config.cluster.tls()?;
+        let node = ClusterNode::start("head", listen, run.cookie.as_ref(), tls.as_ref())
             .await
             .map_err(|e| anyhow!("--listen {listen}: {e}"))?;
         tracing::info!(%listen, "head listening for workers");
@@ -204,6 +205,7 @@ pub fn run_worker(
 ) -> Result<()> {
     let hosted = hosted_on(&config, config_path, registry, node)?;
     let run = ClusterRun::new(config_path)?;
+    let tls = config.cluster.tls()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -217,7 +219,7 @@ pub fn run_worker(
             },
             0,
         );
-        let cluster = ClusterNode::start(node, listen, run.cookie.as_ref())
+        let cluster = ClusterNode::start(node, listen, run.cookie.as_ref(), tls.as_ref())
             .await
             .map_err(|e| anyhow!("--node {node}: {e}"))?;
         let join_timeout = Duration::from_secs_f64(config.cluster.join_timeout_s);

@@ -422,8 +422,9 @@ impl RunConfig {
         Ok(config)
     }
 
-    /// Resolves `env:NAME` in the fields that name checkpoints and data: `model.policy`,
-    /// `model.reward_model`, `data.path`, `data.image_root`, `evaluator.path`.
+    /// Resolves `env:NAME` in the fields that name checkpoints, data and TLS files:
+    /// `model.policy`, `model.reward_model`, `data.path`, `data.image_root`, `evaluator.path`,
+    /// `cluster.tls_cert`, `tls_key`, `tls_ca`.
     fn expand_env_paths(&mut self) -> Result<()> {
         self.model.policy = expand_env("model.policy", &self.model.policy)?;
         let path = |field: &str, value: &mut Option<PathBuf>| -> Result<()> {
@@ -438,6 +439,9 @@ impl RunConfig {
         if let Some(eval) = &mut self.evaluator {
             path("evaluator.path", &mut eval.path)?;
         }
+        path("cluster.tls_cert", &mut self.cluster.tls_cert)?;
+        path("cluster.tls_key", &mut self.cluster.tls_key)?;
+        path("cluster.tls_ca", &mut self.cluster.tls_ca)?;
         Ok(())
     }
 

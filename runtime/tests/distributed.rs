@@ -595,3 +595,128 @@ fn judges_on_a_worker_score_and_survive_the_worker_being_killed() {
         assert!(out.contains("hosting"), "{out}");
     }
 }
+
+/// A CA and, per node, a certificate for 127.0.0.1 signed by it, as PEM files in `dir`
+/// (`ca.pem`, `NODE.pem`, `NODE.key`).
+fn tls_files(dir: &Path, nodes: &[&str]) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair, KeyUsagePurpose,
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    for node in nodes {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["127.0.0.1".into()]).unwrap();
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &ca).unwrap();
+        std::fs::write(dir.join(format!("{node}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{node}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+/// A process of a TLS run: its own certificate through the environment (the config text, and
+/// so its hash, is the same for every node).
+fn tls_proc(name: &str, args: &[&str], pki: &Path, node: &str) -> Proc {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_grlhf"));
+    command
+        .args(args)
+        .env_remove("GRLHF_CLUSTER_COOKIE")
+        .env("RUST_LOG", "warn")
+        .env("NODE_CERT", pki.join(format!("{node}.pem")))
+        .env("NODE_KEY", pki.join(format!("{node}.key")))
+        .env("CLUSTER_CA", pki.join("ca.pem"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Proc {
+        child: command.spawn().unwrap(),
+        name: name.into(),
+    }
+}
+
+#[test]
+fn a_tls_cluster_trains_and_refuses_a_worker_without_tls_or_with_another_ca() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let (pki, other_pki) = (dir.path().join("pki"), dir.path().join("other"));
+    tls_files(&pki, &["head", "w1"]);
+    tls_files(&other_pki, &["w1"]);
+    let run_dir = dir.path().join("run");
+    let tls =
+        "tls_cert = \"env:NODE_CERT\"\ntls_key = \"env:NODE_KEY\"\ntls_ca = \"env:CLUSTER_CA\"\n";
+    let text = config_text(&run_dir, "async", 8, &["w1"], "")
+        .replace("[cluster]\n", &format!("[cluster]\n{tls}"));
+    let config = write(dir.path(), "c.toml", &text);
+    let c = config.to_str().unwrap();
+    let port = free_port();
+    let (listen, short) = (format!("127.0.0.1:{port}"), "join_timeout_s = 60");
+    assert!(text.contains(short));
+    let head = tls_proc(
+        "head",
+        &["run", c, "--no-progress", "--listen", &listen],
+        &pki,
+        "head",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    // TLS files that are not there: refused before joining, naming the file.
+    let (ok, _, err) = tls_proc(
+        "w1",
+        &["run", c, "--join", &listen, "--node", "w1"],
+        &pki,
+        "nobody",
+    )
+    .finish(Duration::from_secs(30));
+    assert!(!ok);
+    assert!(err.contains("nobody.pem"), "{err}");
+
+    // A worker without TLS never gets a session.
+    let plain = write(
+        dir.path(),
+        "plain.toml",
+        &config_text(&run_dir, "async", 8, &["w1"], "").replace(short, "join_timeout_s = 10"),
+    );
+    let p = plain.to_str().unwrap();
+    let started = Instant::now();
+    let (ok, _, err) = Proc::start("w1", &["run", p, "--join", &listen, "--node", "w1"], None)
+        .finish(Duration::from_secs(60));
+    assert!(!ok);
+    assert!(err.contains("TLS"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // A certificate from another CA: the head refuses the session.
+    let started = Instant::now();
+    let (ok, _, err) = tls_proc(
+        "w1",
+        &["run", c, "--join", &listen, "--node", "w1"],
+        &other_pki,
+        "w1",
+    )
+    .finish(Duration::from_secs(90));
+    assert!(!ok);
+    assert!(err.contains("TLS"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(70));
+
+    // The right certificate: the run trains.
+    let w1 = tls_proc(
+        "w1",
+        &["run", c, "--join", &listen, "--node", "w1"],
+        &pki,
+        "w1",
+    );
+    let (ok, out, err) = head.finish(Duration::from_secs(240));
+    assert!(ok, "{out}\n{err}");
+    assert_no_prompt_lost(&summary(&run_dir), 8);
+    let (ok, out, err) = w1.finish(Duration::from_secs(30));
+    assert!(ok, "{out}\n{err}");
+}
