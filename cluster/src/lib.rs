@@ -11,7 +11,9 @@
 //!   head), [`wire`] (serde envelopes), remote roles: [`role_host`] on a worker hosts a
 //!   generator's engine or a judge; on the head [`remote_engine`] and [`remote_judge`] stand in
 //!   for them, through [`remote_call`] (finding and attaching the host, deadlines, heartbeats);
-//!   [`remote_stats`]: what the process boundary costs; [`tls`]: mutual TLS for the link.
+//!   [`remote_stats`]: what the process boundary costs; [`tls`]: mutual TLS for the link;
+//!   [`transport`]: which transport carries weights (TCP; NCCL's library is opened, its
+//!   transport not built).
 //!
 //! docs/distributed.md says what is built and what is not.
 
@@ -26,6 +28,7 @@ pub mod remote_judge;
 pub mod remote_stats;
 pub mod role_host;
 pub mod tls;
+pub mod transport;
 pub mod weight_client;
 pub mod weight_server;
 pub mod weight_stream;

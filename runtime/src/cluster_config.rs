@@ -16,7 +16,17 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Result};
 use grlhf_cluster::remote_call::RemoteTimeouts;
 use grlhf_cluster::tls::{ClusterTls, TlsFiles};
+use grlhf_cluster::transport::WeightTransport;
 use serde::{Deserialize, Serialize};
+
+/// `[weights]`: how weights reach generators on workers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeightsConfig {
+    /// `auto` (default), `tcp` or `nccl` (`grlhf_cluster::transport`; only TCP is built: `auto`
+    /// reports `tcp` and why, in `summary.json`).
+    pub transport: WeightTransport,
+}
 
 /// The node name that means "in the head's own process".
 pub const HEAD_NODE: &str = "head";

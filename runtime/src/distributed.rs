@@ -26,6 +26,7 @@ use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec};
 use grlhf_cluster::remote_judge::{remote_judge, RemoteJudgeSpec};
 use grlhf_cluster::remote_stats::RemoteStats;
 use grlhf_cluster::role_host::{HostedRole, RoleHost, RoleHostArgs};
+use grlhf_cluster::transport::TransportChoice;
 use grlhf_cluster::{Cookie, RunIdentity};
 use ractor::Actor;
 
@@ -70,6 +71,8 @@ impl ClusterRun {
 pub struct HeadCluster {
     node: ClusterNode,
     factory: Arc<RemoteFactory>,
+    /// How weights reach workers, and why (`summary.json`'s `weights_transport`).
+    pub transport: TransportChoice,
 }
 
 /// Builds remote engines and judges (`crate::topology::RemoteRoles`).
@@ -121,7 +124,12 @@ impl HeadCluster {
         let node = ClusterNode::start("head", listen, run.cookie.as_ref(), tls.as_ref())
             .await
             .map_err(|e| anyhow!("--listen {listen}: {e}"))?;
-        tracing::info!(%listen, "head listening for workers");
+        let transport = config
+            .weights
+            .transport
+            .choose(tch::Cuda::is_available())
+            .map_err(|e| anyhow!("{e}"))?;
+        tracing::info!(%listen, transport = ?transport.chosen, reason = %transport.reason, "head listening for workers");
         let factory = Arc::new(RemoteFactory {
             run,
             weights_ip: listen.ip(),
@@ -129,7 +137,11 @@ impl HeadCluster {
             runtime: tokio::runtime::Handle::current(),
             stats: RemoteStats::default(),
         });
-        Ok(HeadCluster { node, factory })
+        Ok(HeadCluster {
+            node,
+            factory,
+            transport,
+        })
     }
 
     /// The stand-ins of remote roles, for the topology plan.

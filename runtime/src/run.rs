@@ -463,7 +463,7 @@ fn run_or_resume(
         remote,
     })?;
     plan.prompt_order = order;
-    let stats = head.as_ref().map(HeadCluster::stats);
+    let stats = head.as_ref().map(|h| (h.stats(), h.transport.clone()));
     let outcome = runtime.block_on(run_topology(
         config,
         plan,
@@ -642,7 +642,10 @@ async fn run_topology(
     restored: Restored,
     policy: PathBuf,
     show_progress: bool,
-    remote: Option<grlhf_cluster::remote_stats::RemoteStats>,
+    remote: Option<(
+        grlhf_cluster::remote_stats::RemoteStats,
+        grlhf_cluster::transport::TransportChoice,
+    )>,
 ) -> Result<RunOutcome> {
     let mut writers = RunWriters::create(&config, &restored, show_progress)?;
     let mut topology = Topology::spawn(plan, restored).await?;
@@ -666,8 +669,9 @@ async fn run_topology(
         }
     }
     let mut summary = finished.summary(&config);
-    if let Some(remote) = remote {
-        summary.remote_roles = remote.snapshot();
+    if let Some((stats, transport)) = remote {
+        summary.remote_roles = stats.snapshot();
+        summary.weights_transport = Some(transport);
     }
     let text = serde_json::to_string_pretty(&summary)?;
     std::fs::write(config.run_dir.join("summary.json"), text)?;

@@ -387,6 +387,9 @@ pub struct RunConfig {
     /// `[cluster]`: deadlines between a head and its workers (`crate::cluster_config`).
     #[serde(default)]
     pub cluster: crate::cluster_config::ClusterConfig,
+    /// `[weights]`: how weights reach generators on workers.
+    #[serde(default)]
+    pub weights: crate::cluster_config::WeightsConfig,
     /// `[faults]`: injected failures (off by default; see `crate::faults`).
     #[serde(default)]
     pub faults: crate::faults::FaultsConfig,
@@ -513,6 +516,7 @@ impl RunConfig {
             check_device("generator.devices", device)?;
         }
         crate::cluster_config::validate_nodes(&self.generator.nodes, self.generator.count)?;
+        self.weights.transport.check().map_err(anyhow::Error::msg)?;
         self.cluster.validate()
     }
 

@@ -251,6 +251,12 @@ fn a_head_and_two_workers_train_with_the_ledger_balanced_and_no_prompt_lost() {
     assert!(ok, "head failed:\n{out}\n{err}");
     let s = summary(&run_dir);
     assert_no_prompt_lost(&s, 12);
+    // Weights went over TCP, and the summary says why (no NCCL transport, no GPU here).
+    assert_eq!(s["weights_transport"]["chosen"], "tcp", "{s}");
+    assert!(s["weights_transport"]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("auto:"));
     // Both remote generators and the head's own produced work.
     for g in ["generator-0", "generator-1", "generator-2"] {
         assert!(s["busy_ratio"][g].as_f64().unwrap() > 0.0, "{g} idle: {s}");

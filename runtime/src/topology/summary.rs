@@ -58,6 +58,9 @@ pub struct Summary {
     /// one-process run.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub remote_roles: BTreeMap<String, grlhf_cluster::remote_stats::RemoteRoleStats>,
+    /// How weights reached workers, and why (a head's run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights_transport: Option<grlhf_cluster::transport::TransportChoice>,
 }
 
 /// Faults met and survived, checkpoints and resumes (part of `summary.json`).
@@ -147,6 +150,7 @@ pub fn summarize(
         interrupted,
         reliability: Reliability::default(),
         remote_roles: BTreeMap::new(),
+        weights_transport: None,
     }
 }
 
