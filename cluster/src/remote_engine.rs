@@ -18,8 +18,9 @@ use std::sync::Arc;
 
 use grlhf_actors::error::ActorError;
 use grlhf_actors::prompt_source::PromptSpec;
+use grlhf_actors::protocol::Rollout;
 use grlhf_actors::rollout_engine::{
-    GeneratedGroup, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
+    Conversation, GeneratedGroup, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
 };
 use ractor::ActorRef;
 use tch::Tensor;
@@ -31,7 +32,7 @@ use crate::remote_stats::{CallTiming, RemoteStats};
 use crate::role_host::RoleHostMsg;
 use crate::weight_server::{WeightServer, WeightServerConfig};
 use crate::weight_stream::{EncodedWeights, DEFAULT_CHUNK_BYTES};
-use crate::wire::{HostReply, HostRequest, WirePrompt};
+use crate::wire::{HostReply, HostRequest, WireConversation, WirePrompt};
 
 /// Everything a remote engine needs, shared by the engines its generator builds over a run
 /// (one per restart).
@@ -117,6 +118,64 @@ impl RemoteRolloutEngine {
     }
 }
 
+impl RemoteRolloutEngine {
+    /// Sends a work request for `groups` groups and classifies the outcome: the worker's reply
+    /// (timed into the stats), the engine's own failure on these prompts (dropped, as a local
+    /// engine's would be), an oversize batch (dropped with its reason), or the worker unable
+    /// to serve ([`ActorError::Unreachable`]: the generator fails, its prompts are issued again).
+    fn work(&mut self, request: HostRequest, groups: u64) -> Result<HostReply, ActorError> {
+        let runtime = self.link.runtime.clone();
+        let started = std::time::Instant::now();
+        let reply = runtime.block_on(self.request(request));
+        let call_s = started.elapsed().as_secs_f64();
+        let (stats, link) = (&self.spec.stats, &self.link);
+        let subscribers = self.weights.subscribers();
+        stats.weights(&link.role, &link.node, self.instance, &subscribers);
+        match reply {
+            Ok(
+                reply @ (HostReply::Generated {
+                    weights_s,
+                    generate_s,
+                    ..
+                }
+                | HostReply::Continued {
+                    weights_s,
+                    generate_s,
+                    ..
+                }),
+            ) => {
+                let timing = CallTiming {
+                    groups,
+                    call_s,
+                    worker_weights_s: weights_s,
+                    worker_compute_s: generate_s,
+                };
+                stats.call(&link.role, &link.node, timing);
+                Ok(reply)
+            }
+            Ok(HostReply::EngineError { reason }) => {
+                Err(ActorError::Engine(format!("{}: {reason}", link.peer())))
+            }
+            Err(e @ ClusterError::TooLargeToSend { .. }) => Err(ActorError::Engine(e.to_string())),
+            Ok(other) => Err(self.unreachable(link.unexpected(other))),
+            Err(e) => {
+                // The next request looks for the host again (a restarted worker).
+                self.host = None;
+                Err(self.unreachable(e))
+            }
+        }
+    }
+
+    fn unreachable(&self, e: ClusterError) -> ActorError {
+        ActorError::Unreachable(e.to_string())
+    }
+
+    fn wrong_count(&self, what: &str, got: usize, expected: usize) -> ActorError {
+        let peer = self.link.peer();
+        ActorError::Unreachable(format!("{peer}: {got} {what} for {expected}"))
+    }
+}
+
 impl RolloutEngine for RemoteRolloutEngine {
     fn generate(
         &mut self,
@@ -139,45 +198,71 @@ impl RolloutEngine for RemoteRolloutEngine {
             weights_version: self.published,
             weights_digest: self.digest.clone(),
         };
-        let runtime = self.link.runtime.clone();
-        let started = std::time::Instant::now();
-        let reply = runtime.block_on(self.request(request));
-        let call_s = started.elapsed().as_secs_f64();
-        let (stats, link) = (&self.spec.stats, &self.link);
-        stats.weights(
-            &link.role,
-            &link.node,
-            self.instance,
-            &self.weights.subscribers(),
-        );
-        let unreachable = |e: ClusterError| ActorError::Unreachable(e.to_string());
-        match reply {
-            Ok(HostReply::Generated {
-                groups,
-                weights_s,
-                generate_s,
-            }) if groups.len() == expected => {
-                let timing = CallTiming {
-                    groups: expected as u64,
-                    call_s,
-                    worker_weights_s: weights_s,
-                    worker_compute_s: generate_s,
-                };
-                stats.call(&link.role, &link.node, timing);
-                Ok(groups)
+        match self.work(request, expected as u64)? {
+            HostReply::Generated { groups, .. } if groups.len() == expected => Ok(groups),
+            HostReply::Generated { groups, .. } => {
+                Err(self.wrong_count("groups", groups.len(), expected))
             }
-            // The engine's own failure on these prompts: dropped, as a local engine's would be.
+            other => Err(self.unreachable(self.link.unexpected(other))),
+        }
+    }
+
+    fn continue_conversations(
+        &mut self,
+        conversations: &[Conversation],
+        config: &GeneratorConfig,
+        seed: u64,
+    ) -> Result<Vec<Rollout>, ActorError> {
+        let conversations = conversations
+            .iter()
+            .map(|c| {
+                Ok(WireConversation {
+                    prompt: WirePrompt::from_spec(&c.prompt)?,
+                    so_far: c.so_far.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, ClusterError>>()
+            .map_err(|e| ActorError::Engine(e.to_string()))?;
+        let expected = conversations.len();
+        let request = HostRequest::Continue {
+            conversations,
+            config: config.clone(),
+            seed,
+            weights_version: self.published,
+            weights_digest: self.digest.clone(),
+        };
+        match self.work(request, 0)? {
+            HostReply::Continued { rollouts, .. } if rollouts.len() == expected => Ok(rollouts),
+            HostReply::Continued { rollouts, .. } => {
+                Err(self.wrong_count("continuations", rollouts.len(), expected))
+            }
+            other => Err(self.unreachable(self.link.unexpected(other))),
+        }
+    }
+
+    fn user_turn_tokens(&self, text: &str, close_turn: bool) -> Result<Vec<i64>, ActorError> {
+        // Asked between the turns of a batch, so the host is attached already.
+        let Some(host) = &self.host else {
+            return Err(ActorError::Unreachable(format!(
+                "{}: an environment turn asked before the first batch reached the worker",
+                self.link.peer()
+            )));
+        };
+        let request = HostRequest::UserTurn {
+            text: text.to_string(),
+            close_turn,
+        };
+        let link = &self.link;
+        let reply = link
+            .runtime
+            .block_on(link.call(host, request, link.timeouts.batch));
+        match reply {
+            Ok(HostReply::Tokens { tokens }) => Ok(tokens),
             Ok(HostReply::EngineError { reason }) => {
                 Err(ActorError::Engine(format!("{}: {reason}", link.peer())))
             }
-            // The batch, not the worker: dropped with its reason.
-            Err(e @ ClusterError::TooLargeToSend { .. }) => Err(ActorError::Engine(e.to_string())),
-            Ok(other) => Err(unreachable(link.unexpected(other))),
-            Err(e) => {
-                // The next batch looks for the host again (a restarted worker).
-                self.host = None;
-                Err(unreachable(e))
-            }
+            Ok(other) => Err(self.unreachable(link.unexpected(other))),
+            Err(e) => Err(self.unreachable(e)),
         }
     }
 

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use grlhf_actors::device_worker::DeviceWorker;
 use grlhf_actors::judge::Judge;
-use grlhf_actors::rollout_engine::{GeneratorConfig, RolloutEngine, RolloutEngineBuilder};
+use grlhf_actors::rollout_engine::{
+    Conversation, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
+};
 use grlhf_actors::supervisor::JudgeRebuild;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
@@ -31,7 +33,7 @@ use tch::Device;
 use crate::error::ClusterError;
 use crate::handshake::{Cookie, Handshake, RunIdentity};
 use crate::weight_client::{WeightClient, WeightClientConfig};
-use crate::wire::{Envelope, HostReply, HostRequest, ScoreRequest, WirePrompt};
+use crate::wire::{Envelope, HostReply, HostRequest, ScoreRequest, WireConversation, WirePrompt};
 
 /// The process group the host of `role` (`generator-0`, `judge-0-1`) joins.
 pub fn role_group(role: &str) -> String {
@@ -229,13 +231,12 @@ impl Hosted {
         Ok(())
     }
 
-    fn generate(
+    /// Catches the engine up to the weights a request names, then runs `work` on it; the
+    /// reply carries both times.
+    fn with_engine(
         &mut self,
-        prompts: Vec<WirePrompt>,
-        n: usize,
-        config: &GeneratorConfig,
-        seed: u64,
         (need, digest, timeout): (u64, Option<String>, Duration),
+        work: impl FnOnce(&mut Box<dyn RolloutEngine>) -> Result<HostReply, String>,
     ) -> HostReply {
         let Hosted::Engine {
             engine,
@@ -243,7 +244,7 @@ impl Hosted {
             applied,
         } = self
         else {
-            return failed("a generation batch sent to a judge");
+            return failed("a generation request sent to a judge");
         };
         let started = Instant::now();
         let wanted = (need, digest.as_deref());
@@ -252,20 +253,88 @@ impl Hosted {
         }
         let weights_s = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let specs = match prompts
-            .into_iter()
-            .map(|p| p.into_spec("the head"))
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(specs) => specs,
-            Err(e) => return failed(e),
-        };
-        match engine.generate(&specs, n, config, seed) {
-            Ok(groups) => HostReply::Generated {
+        match work(engine) {
+            Ok(HostReply::Generated { groups, .. }) => HostReply::Generated {
                 groups,
                 weights_s,
                 generate_s: started.elapsed().as_secs_f64(),
             },
+            Ok(HostReply::Continued { rollouts, .. }) => HostReply::Continued {
+                rollouts,
+                weights_s,
+                generate_s: started.elapsed().as_secs_f64(),
+            },
+            Ok(other) => other,
+            Err(reason) => HostReply::Failed { reason },
+        }
+    }
+
+    fn generate(
+        &mut self,
+        prompts: Vec<WirePrompt>,
+        n: usize,
+        config: &GeneratorConfig,
+        seed: u64,
+        need: (u64, Option<String>, Duration),
+    ) -> HostReply {
+        self.with_engine(need, |engine| {
+            let specs = prompts
+                .into_iter()
+                .map(|p| p.into_spec("the head"))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            Ok(match engine.generate(&specs, n, config, seed) {
+                Ok(groups) => HostReply::Generated {
+                    groups,
+                    weights_s: 0.0,
+                    generate_s: 0.0,
+                },
+                Err(e) => HostReply::EngineError {
+                    reason: e.to_string(),
+                },
+            })
+        })
+    }
+
+    fn continue_conversations(
+        &mut self,
+        conversations: Vec<WireConversation>,
+        config: &GeneratorConfig,
+        seed: u64,
+        need: (u64, Option<String>, Duration),
+    ) -> HostReply {
+        self.with_engine(need, |engine| {
+            let conversations = conversations
+                .into_iter()
+                .map(|c| {
+                    Ok(Conversation {
+                        prompt: c.prompt.into_spec("the head")?,
+                        so_far: c.so_far,
+                    })
+                })
+                .collect::<Result<Vec<_>, ClusterError>>()
+                .map_err(|e| e.to_string())?;
+            Ok(
+                match engine.continue_conversations(&conversations, config, seed) {
+                    Ok(rollouts) => HostReply::Continued {
+                        rollouts,
+                        weights_s: 0.0,
+                        generate_s: 0.0,
+                    },
+                    Err(e) => HostReply::EngineError {
+                        reason: e.to_string(),
+                    },
+                },
+            )
+        })
+    }
+
+    fn user_turn(&mut self, text: &str, close_turn: bool) -> HostReply {
+        let Hosted::Engine { engine, .. } = self else {
+            return failed("a user turn asked of a judge");
+        };
+        match engine.user_turn_tokens(text, close_turn) {
+            Ok(tokens) => HostReply::Tokens { tokens },
             Err(e) => HostReply::EngineError {
                 reason: e.to_string(),
             },
@@ -363,6 +432,23 @@ impl Actor for RoleHost {
                 let need = (weights_version, weights_digest, args.weights_timeout);
                 Self::spawn_work(state, port, move |hosted| {
                     hosted.generate(prompts, n as usize, &config, seed, need)
+                });
+            }
+            HostRequest::Continue {
+                conversations,
+                config,
+                seed,
+                weights_version,
+                weights_digest,
+            } => {
+                let need = (weights_version, weights_digest, args.weights_timeout);
+                Self::spawn_work(state, port, move |hosted| {
+                    hosted.continue_conversations(conversations, &config, seed, need)
+                });
+            }
+            HostRequest::UserTurn { text, close_turn } => {
+                Self::spawn_work(state, port, move |hosted| {
+                    hosted.user_turn(&text, close_turn)
                 });
             }
             HostRequest::Score(request) => {

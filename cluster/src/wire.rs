@@ -266,8 +266,26 @@ pub enum HostRequest {
         weights_version: u64,
         weights_digest: Option<String>,
     },
+    /// Later turns of multi-turn rollouts: one continuation of each conversation, after the
+    /// same weights check as `Generate`.
+    Continue {
+        conversations: Vec<WireConversation>,
+        config: GeneratorConfig,
+        seed: u64,
+        weights_version: u64,
+        weights_digest: Option<String>,
+    },
+    /// An environment's reply as the engine's chat template writes it (token ids).
+    UserTurn { text: String, close_turn: bool },
     /// Score one group (a hosted judge).
     Score(Box<ScoreRequest>),
+}
+
+/// A conversation to continue: its prompt, and the tokens after the prompt so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireConversation {
+    pub prompt: WirePrompt,
+    pub so_far: Vec<i64>,
 }
 
 /// A hosted judge's work: score one group.
@@ -292,6 +310,14 @@ pub enum HostReply {
         weights_s: f64,
         /// Seconds the engine generated.
         generate_s: f64,
+    },
+    Continued {
+        rollouts: Vec<Rollout>,
+        weights_s: f64,
+        generate_s: f64,
+    },
+    Tokens {
+        tokens: Vec<i64>,
     },
     Scored {
         rewards: Vec<f32>,

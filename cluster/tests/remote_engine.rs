@@ -12,7 +12,7 @@ use grlhf_actors::error::ActorError;
 use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::protocol::Rollout;
 use grlhf_actors::rollout_engine::{
-    GeneratedGroup, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
+    Conversation, GeneratedGroup, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
 };
 use grlhf_cluster::incarnations::Incarnations;
 use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
@@ -73,6 +73,33 @@ impl RolloutEngine for FakeEngine {
                 (vec![1, 2, 3], rollouts)
             })
             .collect())
+    }
+
+    fn continue_conversations(
+        &mut self,
+        conversations: &[Conversation],
+        _config: &GeneratorConfig,
+        seed: u64,
+    ) -> Result<Vec<Rollout>, ActorError> {
+        Ok(conversations
+            .iter()
+            .map(|c| Rollout {
+                tokens: vec![seed as i64, c.so_far.len() as i64],
+                logprobs: vec![self.w as f32; 2],
+                finish_reason: FinishReason::Length,
+                text: format!("{} after {:?}", c.prompt.user, c.so_far),
+                policy_mask: None,
+            })
+            .collect())
+    }
+
+    fn user_turn_tokens(&self, text: &str, close_turn: bool) -> Result<Vec<i64>, ActorError> {
+        if text.is_empty() {
+            return Err("an empty environment turn".into());
+        }
+        let mut tokens: Vec<i64> = text.bytes().map(i64::from).collect();
+        tokens.push(if close_turn { 1 } else { 0 });
+        Ok(tokens)
     }
 
     fn apply_weights(&mut self, tensors: &[(String, Tensor)]) -> Result<(), ActorError> {
@@ -232,6 +259,49 @@ fn batches_run_on_the_host_after_the_weights_they_name_arrived() {
     );
     assert!(s.call_s >= s.worker_weights_s + s.worker_compute_s, "{s:?}");
     assert!(s.weight_versions >= 1 && s.weight_bytes > 0, "{s:?}");
+}
+
+#[test]
+fn multi_turn_calls_are_forwarded_after_the_weights_they_need() {
+    let rt = runtime();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let _host = spawn_host(&rt, "gen-g", "c", fake_builder(seen, Duration::ZERO));
+    let mut engine = remote_rollout_engine(spec("gen-g", &rt, "c"))(None).unwrap();
+    let config = GeneratorConfig::default();
+    // Before any batch reached the worker there is no host to ask.
+    let early = engine.user_turn_tokens("hi", false).unwrap_err();
+    assert!(matches!(early, ActorError::Unreachable(_)), "{early:?}");
+    engine
+        .generate(&[prompt("q", None)], 2, &config, 1)
+        .unwrap();
+    assert_eq!(
+        engine.user_turn_tokens("ok", true).unwrap(),
+        vec![b'o' as i64, b'k' as i64, 1]
+    );
+    // The engine's own refusal is an engine error, not a lost worker.
+    let refused = engine.user_turn_tokens("", false).unwrap_err();
+    assert!(matches!(refused, ActorError::Engine(_)), "{refused:?}");
+    engine
+        .apply_weights(&[("w".into(), Tensor::from_slice(&[0.25f32]))])
+        .unwrap();
+    let conversations = [
+        Conversation {
+            prompt: prompt("a", Some((2, 2))),
+            so_far: vec![4, 5, 6],
+        },
+        Conversation {
+            prompt: prompt("b", None),
+            so_far: vec![],
+        },
+    ];
+    let rollouts = engine
+        .continue_conversations(&conversations, &config, 9)
+        .unwrap();
+    assert_eq!(rollouts.len(), 2);
+    assert_eq!(rollouts[0].tokens, vec![9, 3]);
+    assert_eq!(rollouts[0].text, "a after [4, 5, 6]");
+    // The continuation ran on the weights published before it.
+    assert_eq!(rollouts[1].logprobs, vec![0.25, 0.25]);
 }
 
 #[test]
@@ -423,7 +493,7 @@ impl Actor for FreezingHost {
             },
             HostRequest::Attach { .. } => HostReply::Attached { node: "w1".into() },
             // The batch never finishes; the worker freezes while it runs.
-            HostRequest::Generate { .. } | HostRequest::Score(_) => {
+            _ => {
                 frozen.store(true, Ordering::SeqCst);
                 held.push(port);
                 return Ok(());

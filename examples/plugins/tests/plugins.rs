@@ -505,3 +505,43 @@ fn the_shipped_config_runs_through_the_crates_own_binary() {
     let evals = std::fs::read_to_string(run_dir.join("eval.jsonl")).unwrap();
     assert!(evals.lines().count() >= 2, "{evals}");
 }
+
+#[test]
+fn the_crates_own_binary_launches_a_worker_that_runs_the_user_workflow_remotely() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let text =
+        config_text(&run_dir).replacen("[generator]\n", "[generator]\nnodes = [\"w1\"]\n", 1);
+    let config = dir.path().join("plugins.toml");
+    std::fs::write(&config, text).unwrap();
+    // The launcher starts this binary as the head and as worker w1, so the worker knows the
+    // crate's kinds: the multi-turn `clarify` workflow runs on the head, each turn's decoding
+    // on the worker.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_grlhf-plugins"))
+        .args(["launch", config.to_str().unwrap(), "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["learner_steps"], 4);
+    assert_eq!(summary["ledger_balanced"], true);
+    let remote = &summary["remote_roles"]["generator-0"];
+    assert_eq!(remote["node"], "w1", "{summary}");
+    assert!(remote["calls"].as_u64().unwrap() >= 2, "{remote}");
+    // Trajectories are longer than one turn's 6 tokens: the continuations ran on the worker
+    // (without them every batch would fail and nothing would train).
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    for line in metrics.lines() {
+        let step: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            step["mean_response_tokens"].as_f64().unwrap() > 6.0,
+            "{line}"
+        );
+    }
+}
