@@ -86,7 +86,18 @@ impl<S> Drop for DeviceWorker<S> {
     fn drop(&mut self) {
         self.jobs.take();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // Joined to free the model before a restarted actor loads another. Dropped on a
+            // worker of a multi-threaded tokio runtime (an actor's state), the wait moves that
+            // worker's other tasks elsewhere first: a job still running may itself need the
+            // runtime (a remote engine awaiting its worker's reply), and two joins on a
+            // two-worker runtime would otherwise leave nothing to drive it.
+            let on_multi_thread_runtime = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if on_multi_thread_runtime {
+                tokio::task::block_in_place(|| thread.join().ok());
+            } else {
+                let _ = thread.join();
+            }
         }
     }
 }

@@ -97,6 +97,7 @@ pub fn worker(head: SocketAddr, tokens: usize) -> Result<()> {
             cookie: None,
             hosted: HostedRole::Engine(instant(tokens)),
             device: tch::Device::Cpu,
+            head_ip: head.ip(),
             weights_timeout: Duration::from_secs(30),
         };
         let _host = ractor::Actor::spawn(None, RoleHost, args)

@@ -33,6 +33,14 @@ impl Incarnations {
         }
     }
 
+    /// Records `incarnation` for `peer_name` even when an older one than the record: the
+    /// caller knows the newer process is gone (it left the process group), so an older one —
+    /// a replacement on a machine whose clock is behind — may serve.
+    pub fn replace(&self, peer_name: &str, incarnation: u64) {
+        let mut newest = self.newest.lock().expect("incarnation registry");
+        newest.insert(peer_name.to_string(), incarnation);
+    }
+
     /// The newest incarnation accepted for `peer_name`, if any.
     pub fn newest(&self, peer_name: &str) -> Option<u64> {
         self.newest

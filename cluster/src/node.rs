@@ -151,7 +151,9 @@ impl ClusterNode {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
-        match tokio::time::timeout_at(deadline, self.events.recv_async()).await {
+        // Authentication gets its own bound: a head that came up just before the connect
+        // deadline still has the whole of it to welcome this worker.
+        match tokio::time::timeout(timeout, self.events.recv_async()).await {
             Ok(Ok(NodeEvent::Ready { peer })) => Ok(peer),
             Ok(Ok(NodeEvent::Disconnected { peer })) => Err(ClusterError::Refused {
                 peer: format!("{head} ({peer})"),

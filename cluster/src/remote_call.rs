@@ -2,8 +2,10 @@
 //! host, attaching, and requests with a deadline and, while they run, a heartbeat.
 //!
 //! - **Finding the host**: wait (bounded by `attach`) for a member of the role's process group,
-//!   ping every member and keep the newest incarnation on the role's node; an incarnation older
-//!   than one this role already used is never attached (a frozen process that woke up).
+//!   ping every member and keep the newest incarnation on the role's node that answers. Of a
+//!   frozen old process that woke up and its replacement, both answering, the replacement
+//!   (newer) wins; an older incarnation than one this role used serves only when no newer one
+//!   answers (a replacement on a machine whose clock is behind).
 //! - **Deadlines**: every call has one. While a request runs, the host is pinged every
 //!   `heartbeat_every` (on a task of its own); nothing heard for `heartbeat_misses ×
 //!   heartbeat_every` since the last answer fails the request. A killed worker fails the call
@@ -36,7 +38,7 @@ pub struct RemoteTimeouts {
 impl Default for RemoteTimeouts {
     fn default() -> Self {
         RemoteTimeouts {
-            attach: Duration::from_secs(60),
+            attach: Duration::from_secs(300),
             batch: Duration::from_secs(1800),
             heartbeat_every: Duration::from_secs(2),
             heartbeat_misses: 3,
@@ -106,10 +108,17 @@ impl RemoteRole {
             if let Some((incarnation, host)) = newest {
                 match self.hosts_seen.admit(&self.node, incarnation) {
                     Ok(()) => return Ok(host),
-                    Err(seen) => tracing::warn!(
-                        peer = %self.peer(), incarnation, seen,
-                        "ignoring a stale host (a newer incarnation was already used)"
-                    ),
+                    // The newer process answered no ping: it is gone, not frozen behind a
+                    // live older one (a frozen process does not answer either, but then the
+                    // older one answering is a replacement whose clock is behind).
+                    Err(seen) => {
+                        tracing::warn!(
+                            peer = %self.peer(), incarnation, seen,
+                            "the newer host is gone; attaching an older incarnation (a replacement whose clock is behind?)"
+                        );
+                        self.hosts_seen.replace(&self.node, incarnation);
+                        return Ok(host);
+                    }
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -137,8 +146,9 @@ impl RemoteRole {
             peer: peer.clone(),
             message,
         };
+        let fix = request.how_to_shrink();
         let bytes = Envelope::new(&self.identity.run_id, self.incarnation, request)
-            .encode_within_limit("the request")
+            .encode_within_limit("the request", fix)
             .map_err(|message| ClusterError::TooLargeToSend {
                 peer: peer.clone(),
                 message,

@@ -156,7 +156,11 @@ impl RemoteRolloutEngine {
             Ok(HostReply::EngineError { reason }) => {
                 Err(ActorError::Engine(format!("{}: {reason}", link.peer())))
             }
-            Err(e @ ClusterError::TooLargeToSend { .. }) => Err(ActorError::Engine(e.to_string())),
+            // The batch, not the worker: too large to send, or a reply that does not decode (a
+            // non-finite number has no JSON form).
+            Err(e @ (ClusterError::TooLargeToSend { .. } | ClusterError::Malformed { .. })) => {
+                Err(ActorError::Engine(e.to_string()))
+            }
             Ok(other) => Err(self.unreachable(link.unexpected(other))),
             Err(e) => {
                 // The next request looks for the host again (a restarted worker).
@@ -253,14 +257,13 @@ impl RolloutEngine for RemoteRolloutEngine {
             close_turn,
         };
         let link = &self.link;
-        let reply = link
-            .runtime
-            .block_on(link.call(host, request, link.timeouts.batch));
+        let reply = link.runtime.block_on(link.call_watched(host, request));
         match reply {
             Ok(HostReply::Tokens { tokens }) => Ok(tokens),
             Ok(HostReply::EngineError { reason }) => {
                 Err(ActorError::Engine(format!("{}: {reason}", link.peer())))
             }
+            Err(e @ ClusterError::Malformed { .. }) => Err(ActorError::Engine(e.to_string())),
             Ok(other) => Err(self.unreachable(link.unexpected(other))),
             Err(e) => Err(self.unreachable(e)),
         }

@@ -94,7 +94,10 @@ impl Judge for RemoteJudge {
             }
             // The worker's judge failed on this group, as a local one would have.
             Ok(HostReply::EngineError { reason }) => Err(format!("{}: {reason}", link.peer())),
-            Err(e @ ClusterError::TooLargeToSend { .. }) => Err(e.to_string()),
+            // The group, not the worker: too large to send, or a reply that does not decode.
+            Err(e @ (ClusterError::TooLargeToSend { .. } | ClusterError::Malformed { .. })) => {
+                Err(e.to_string())
+            }
             Ok(other) => {
                 let why = link.unexpected(other).to_string();
                 self.unreachable = Some(why.clone());

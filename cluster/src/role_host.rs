@@ -10,8 +10,8 @@
 //! local actor costs: the supervisor restarts the actor and its prompts are issued again.
 //!
 //! The host joins the process group [`role_group`]`(role)`, which ractor_cluster mirrors onto
-//! the head. Pings are answered at once, even while a request runs (the request is awaited on
-//! a task of its own), so the head's heartbeat tells a busy worker from a frozen one. An
+//! the head. Pings are answered at once, even while a request or an attach runs (each is
+//! awaited on a task of its own), so the head's heartbeat tells a busy worker from a frozen one. An
 //! engine's weights come over the weight data plane ([`crate::WeightClient`]), never over the
 //! actor link; a batch names the weights version it needs and waits (bounded) for it.
 
@@ -71,6 +71,9 @@ pub struct RoleHostArgs {
     pub hosted: HostedRole,
     /// Where received weights are placed.
     pub device: Device,
+    /// The head's address as this worker joined it: weight streams are dialled there, at the
+    /// port the head names.
+    pub head_ip: std::net::IpAddr,
     /// How long a batch waits for the weights version it needs.
     pub weights_timeout: Duration,
 }
@@ -96,12 +99,20 @@ pub struct RoleHost;
 fn reply(args: &RoleHostArgs, port: RpcReplyPort<Vec<u8>>, body: HostReply) {
     let (run_id, incarnation) = (&args.identity.run_id, args.incarnation);
     let bytes = Envelope::new(run_id, incarnation, body)
-        .encode_within_limit("the reply")
+        .encode_within_limit("the reply", "fewer prompts per batch (generator.batch_prompts) or shorter responses (generator.max_new_tokens)")
         .unwrap_or_else(|reason| {
             Envelope::new(run_id, incarnation, HostReply::EngineError { reason }).encode()
         });
     // The head may have given up on this call (a timeout); nothing to do then.
     let _ = port.send(bytes);
+}
+
+/// A request whose payload this host cannot use (a prompt's image that does not decode): the
+/// payload's fault, not the worker's, so the head drops it as it would a local engine's error.
+fn payload_error(e: impl ToString) -> HostReply {
+    HostReply::EngineError {
+        reason: e.to_string(),
+    }
 }
 
 fn failed(e: impl ToString) -> HostReply {
@@ -111,13 +122,17 @@ fn failed(e: impl ToString) -> HostReply {
 }
 
 impl RoleHost {
+    /// Checks the head's identity and (an engine) subscribes to its weight stream. Run on a
+    /// task of its own: the subscription is made on the device thread, which may still be
+    /// finishing a batch the head gave up on, and pings must be answered meanwhile.
     async fn attach(
-        state: &RoleHostState,
+        args: RoleHostArgs,
+        worker: Arc<DeviceWorker<Hosted>>,
         identity: RunIdentity,
         role: String,
         weights: Option<SocketAddr>,
     ) -> HostReply {
-        let args = &state.args;
+        let args = &args;
         if role != args.role {
             return HostReply::Refused {
                 reason: format!("this host serves {}, not {role}", args.role),
@@ -136,6 +151,9 @@ impl RoleHost {
                 node: args.node.clone(),
             };
         };
+        // The head's address as this worker reached it, with the stream's port: the head may
+        // listen on an unspecified address (0.0.0.0), which is no address to dial.
+        let weights = SocketAddr::new(args.head_ip, weights.port());
         let mut config = WeightClientConfig::new(
             weights,
             Handshake::new(args.identity.clone(), args.cookie.clone()),
@@ -143,8 +161,7 @@ impl RoleHost {
         );
         config.incarnation = args.incarnation;
         config.device = args.device;
-        let connected = state
-            .worker
+        let connected = worker
             .run(move |hosted: &mut Hosted| match hosted {
                 Hosted::Engine {
                     weights, applied, ..
@@ -278,11 +295,14 @@ impl Hosted {
         need: (u64, Option<String>, Duration),
     ) -> HostReply {
         self.with_engine(need, |engine| {
-            let specs = prompts
+            let specs = match prompts
                 .into_iter()
                 .map(|p| p.into_spec("the head"))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())?;
+            {
+                Ok(specs) => specs,
+                Err(e) => return Ok(payload_error(e)),
+            };
             Ok(match engine.generate(&specs, n, config, seed) {
                 Ok(groups) => HostReply::Generated {
                     groups,
@@ -347,10 +367,14 @@ impl Hosted {
         };
         let group = match request.group.into_group("the head") {
             Ok(group) => group,
-            Err(e) => return failed(e),
+            Err(e) => return payload_error(e),
         };
         let started = Instant::now();
         match judge.score(&group) {
+            // A non-finite reward has no JSON form; said here, as the local judge actor says it.
+            Ok((rewards, _)) if rewards.iter().any(|r| !r.is_finite()) => HostReply::EngineError {
+                reason: format!("a non-finite reward among {rewards:?}"),
+            },
             Ok((rewards, details)) => HostReply::Scored {
                 rewards,
                 details,
@@ -372,14 +396,19 @@ impl Actor for RoleHost {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let hosted = args.hosted.clone();
-        let worker = DeviceWorker::spawn(&format!("host-{}", args.role), move || {
-            Ok::<_, String>(match hosted {
-                HostedRole::Engine(build) => Hosted::Engine {
-                    engine: build(None).map_err(|e| e.to_string())?,
-                    weights: None,
-                    applied: 0,
-                },
-                HostedRole::Judge(rebuild) => Hosted::Judge(rebuild()?()?),
+        // Loading a model takes a while: off this runtime worker, so sessions, pings and the
+        // other hosts loading beside this one go on.
+        let name = format!("host-{}", args.role);
+        let worker = tokio::task::block_in_place(|| {
+            DeviceWorker::spawn(&name, move || {
+                Ok::<_, String>(match hosted {
+                    HostedRole::Engine(build) => Hosted::Engine {
+                        engine: build(None).map_err(|e| e.to_string())?,
+                        weights: None,
+                        applied: 0,
+                    },
+                    HostedRole::Judge(rebuild) => Hosted::Judge(rebuild()?()?),
+                })
             })
         })?;
         ractor::pg::join(role_group(&args.role), vec![myself.get_cell()]);
@@ -418,8 +447,11 @@ impl Actor for RoleHost {
                 role,
                 weights,
             } => {
-                let answer = Self::attach(state, identity, role, weights).await;
-                reply(&state.args, port, answer);
+                let (args, worker) = (state.args.clone(), state.worker.clone());
+                tokio::spawn(async move {
+                    let answer = Self::attach(args.clone(), worker, identity, role, weights).await;
+                    reply(&args, port, answer);
+                });
             }
             HostRequest::Generate {
                 prompts,

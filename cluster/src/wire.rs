@@ -54,12 +54,13 @@ impl<T: Serialize> Envelope<T> {
         serde_json::to_vec(self).expect("grlhf's wire types serialise to JSON")
     }
 
-    /// [`Envelope::encode`], refused over [`MAX_ENVELOPE_BYTES`]; `what` names the message.
-    pub fn encode_within_limit(&self, what: &str) -> Result<Vec<u8>, String> {
+    /// [`Envelope::encode`], refused over [`MAX_ENVELOPE_BYTES`]; `what` names the message
+    /// and `fix` what would make it smaller.
+    pub fn encode_within_limit(&self, what: &str, fix: &str) -> Result<Vec<u8>, String> {
         let bytes = self.encode();
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(format!(
-                "{what} encodes to {:.1} MiB, over the actor link's limit of {} MiB (fewer prompts per batch: generator.batch_prompts)",
+                "{what} encodes to {:.1} MiB, over the actor link's limit of {} MiB ({fix})",
                 bytes.len() as f64 / (1 << 20) as f64,
                 MAX_ENVELOPE_BYTES >> 20
             ));
@@ -338,4 +339,16 @@ pub enum HostReply {
     EngineError {
         reason: String,
     },
+}
+
+impl HostRequest {
+    /// What would make this request smaller, should it be too large to send.
+    pub fn how_to_shrink(&self) -> &'static str {
+        match self {
+            HostRequest::Score(_) => {
+                "a group this large: shorter responses (generator.max_new_tokens) or smaller images"
+            }
+            _ => "fewer prompts per batch: generator.batch_prompts",
+        }
+    }
 }

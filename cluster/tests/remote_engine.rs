@@ -171,6 +171,7 @@ fn spawn_role_host(
         cookie: None,
         hosted,
         device: tch::Device::Cpu,
+        head_ip: "127.0.0.1".parse().unwrap(),
         weights_timeout: Duration::from_secs(5),
     };
     runtime
@@ -455,6 +456,43 @@ fn weights_whose_digest_is_not_the_one_the_head_named_are_not_applied() {
         other => panic!("{other:?}"),
     }
     assert_eq!(seen.lock().unwrap().weights, vec![0.5]);
+}
+
+#[test]
+fn a_payload_the_worker_cannot_use_is_the_batchs_failure_not_the_workers() {
+    let rt = runtime();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let host = spawn_host(
+        &rt,
+        "gen-h",
+        "c",
+        fake_builder(seen.clone(), Duration::ZERO),
+    );
+    let attach = HostRequest::Attach {
+        identity: identity("c"),
+        role: "gen-h".into(),
+        weights: None,
+    };
+    assert!(matches!(
+        ask(&rt, &host, attach),
+        HostReply::Attached { .. }
+    ));
+    let mut broken =
+        grlhf_cluster::wire::WirePrompt::from_spec(&prompt("p", Some((3, 3)))).unwrap();
+    broken.image_png = Some(b"\x89PNG but not really".to_vec());
+    let request = HostRequest::Generate {
+        prompts: vec![broken],
+        n: 2,
+        config: GeneratorConfig::default(),
+        seed: 1,
+        weights_version: 0,
+        weights_digest: None,
+    };
+    match ask(&rt, &host, request) {
+        HostReply::EngineError { reason } => assert!(reason.contains("not a PNG"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(seen.lock().unwrap().prompts.is_empty());
 }
 
 /// A host that answers pings until frozen, then keeps every call unanswered (holding its

@@ -37,6 +37,9 @@ impl Judge for LengthJudge {
         if item.reference.as_deref() == Some("fail") {
             return Err("this group cannot be judged".into());
         }
+        if item.reference.as_deref() == Some("nan") {
+            return Ok((vec![f32::NAN, 1.0], JudgeDetails::default()));
+        }
         let rewards = group.rollouts.iter().map(|r| r.text.len() as f32).collect();
         let details = JudgeDetails {
             judge: "length".into(),
@@ -134,6 +137,7 @@ fn a_group_is_scored_on_the_worker_and_a_judge_failure_is_not_a_worker_failure()
         cookie: None,
         hosted: HostedRole::Judge(rebuild),
         device: tch::Device::Cpu,
+        head_ip: "127.0.0.1".parse().unwrap(),
         weights_timeout: Duration::from_secs(5),
     };
     rt.block_on(Actor::spawn(None, RoleHost, args)).unwrap();
@@ -151,6 +155,10 @@ fn a_group_is_scored_on_the_worker_and_a_judge_failure_is_not_a_worker_failure()
     // The worker's judge fails on this group: an ordinary judge error, the worker is fine.
     let err = judge.score(&group(12, "fail")).unwrap_err();
     assert!(err.contains("this group cannot be judged"), "{err}");
+    assert_eq!(judge.unreachable(), None);
+    // A non-finite reward (no JSON form): the group's failure, as the local judge actor has it.
+    let err = judge.score(&group(14, "nan")).unwrap_err();
+    assert!(err.contains("non-finite reward"), "{err}");
     assert_eq!(judge.unreachable(), None);
     // And the next group is scored.
     assert!(judge.score(&group(13, "3")).is_ok());

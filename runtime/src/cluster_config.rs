@@ -40,7 +40,8 @@ pub struct ClusterConfig {
     /// ...and this many unanswered pings in a row declare the worker dead (frozen or gone):
     /// its generator fails and restarts, and its prompts are issued again.
     pub heartbeat_misses: u32,
-    /// How long a (re)starting remote generator waits for its worker to join.
+    /// How long a (re)starting remote role waits for its worker to join and load its model
+    /// (a generator's first batch, a judge's first group).
     pub attach_timeout_s: f64,
     /// The longest one remote generation batch may take.
     pub batch_timeout_s: f64,
@@ -64,7 +65,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             heartbeat_every_s: 2.0,
             heartbeat_misses: 3,
-            attach_timeout_s: 60.0,
+            attach_timeout_s: 300.0,
             batch_timeout_s: 1800.0,
             weights_timeout_s: 120.0,
             join_timeout_s: 30.0,
@@ -86,8 +87,10 @@ impl ClusterConfig {
             ("cluster.join_timeout_s", self.join_timeout_s),
         ];
         for (field, value) in seconds {
-            if !(value.is_finite() && value > 0.0) {
-                bail!("{field} = {value}: a deadline must be a positive number of seconds");
+            // Bounded both ways: a zero interval makes no timer, and beyond ~115 days a
+            // deadline overflows the clock's arithmetic.
+            if !(1e-3..=1e7).contains(&value) {
+                bail!("{field} = {value}: give a number of seconds between 0.001 and 10000000");
             }
         }
         if self.heartbeat_misses == 0 {

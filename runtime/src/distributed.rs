@@ -25,10 +25,10 @@ use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
 use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec};
 use grlhf_cluster::remote_judge::{remote_judge, RemoteJudgeSpec};
 use grlhf_cluster::remote_stats::RemoteStats;
-use grlhf_cluster::role_host::{HostedRole, RoleHost, RoleHostArgs};
+use grlhf_cluster::role_host::{HostedRole, RoleHost, RoleHostArgs, RoleHostMsg};
 use grlhf_cluster::transport::TransportChoice;
 use grlhf_cluster::{Cookie, RunIdentity};
-use ractor::Actor;
+use ractor::{Actor, ActorRef};
 
 use crate::cluster_config::{node_of, HEAD_NODE};
 use crate::model_source::ModelSource;
@@ -205,6 +205,43 @@ fn hosted_on(
     Ok(hosted)
 }
 
+/// Starts a role host for each of `hosted`, all at once (each loads its model on its own
+/// thread, so a worker hosting several large ones is ready in the time of the slowest).
+async fn spawn_hosts(
+    hosted: Vec<(String, HostedRole, tch::Device)>,
+    node: &str,
+    head: SocketAddr,
+    run: &ClusterRun,
+    weights_timeout: Duration,
+) -> Result<Vec<(String, ActorRef<RoleHostMsg>, tokio::task::JoinHandle<()>)>> {
+    let starting: Vec<_> = hosted
+        .into_iter()
+        .map(|(role, hosted, device)| {
+            let args = RoleHostArgs {
+                role: role.clone(),
+                node: node.to_string(),
+                incarnation: run.incarnation,
+                identity: run.identity.clone(),
+                cookie: run.cookie.clone(),
+                hosted,
+                device,
+                head_ip: head.ip(),
+                weights_timeout,
+            };
+            (role, tokio::spawn(Actor::spawn(None, RoleHost, args)))
+        })
+        .collect();
+    let mut hosts = Vec::new();
+    for (role, started) in starting {
+        let (host, handle) = started
+            .await
+            .map_err(|e| anyhow!("--node {node}: starting {role}: {e}"))?
+            .map_err(|e| anyhow!("--node {node}: starting {role}: {e}"))?;
+        hosts.push((role, host, handle));
+    }
+    Ok(hosts)
+}
+
 /// Runs worker `node` of the run `config` describes: joins the head at `head`, hosts the
 /// generators' engines and the judges placed on `node`, and returns when the head's session
 /// ends.
@@ -235,29 +272,13 @@ pub fn run_worker(
             .await
             .map_err(|e| anyhow!("--node {node}: {e}"))?;
         let join_timeout = Duration::from_secs_f64(config.cluster.join_timeout_s);
-        cluster
+        let head_peer = cluster
             .join(head, join_timeout)
             .await
             .map_err(|e| anyhow!("--join {head}: {e}"))?;
-        let mut hosts = Vec::new();
-        let mut names = Vec::new();
-        for (role, hosted, device) in hosted {
-            let args = RoleHostArgs {
-                role: role.clone(),
-                node: node.to_string(),
-                incarnation: run.incarnation,
-                identity: run.identity.clone(),
-                cookie: run.cookie.clone(),
-                hosted,
-                device,
-                weights_timeout: Duration::from_secs_f64(config.cluster.weights_timeout_s),
-            };
-            let (host, handle) = Actor::spawn(None, RoleHost, args)
-                .await
-                .map_err(|e| anyhow!("--node {node}: starting {role}: {e}"))?;
-            hosts.push((host, handle));
-            names.push(role);
-        }
+        let weights_timeout = Duration::from_secs_f64(config.cluster.weights_timeout_s);
+        let hosts = spawn_hosts(hosted, node, head, &run, weights_timeout).await?;
+        let names: Vec<&str> = hosts.iter().map(|(role, ..)| role.as_str()).collect();
         println!(
             "worker {node}: joined the head at {head}; hosting {}",
             names.join(", ")
@@ -265,11 +286,13 @@ pub fn run_worker(
         loop {
             tokio::select! {
                 event = cluster.next_event() => match event {
-                    Some(NodeEvent::Disconnected { peer }) => {
+                    // Only the head's session: anything else that connects to this worker's
+                    // port and fails to authenticate ends a session too.
+                    Some(NodeEvent::Disconnected { peer }) if peer == head_peer => {
                         println!("worker {node}: the head's session ended ({peer}); exiting");
                         break;
                     }
-                    Some(NodeEvent::Ready { .. }) => {}
+                    Some(_) => {}
                     None => break,
                 },
                 _ = tokio::signal::ctrl_c() => {
@@ -278,7 +301,7 @@ pub fn run_worker(
                 }
             }
         }
-        for (host, handle) in hosts {
+        for (_, host, handle) in hosts {
             host.stop(None);
             let _ = handle.await;
         }

@@ -538,11 +538,9 @@ fn grlhf_launch_starts_a_head_and_a_worker_per_node_and_ends_with_the_heads_stat
     let _turn = turn();
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
-    let config = write(
-        dir.path(),
-        "c.toml",
-        &config_text(&run_dir, "async", 6, &["w1", "w2", "w1"], ""),
-    );
+    // Two generators on w1, one on w2, the judge alone on w3.
+    let text = config_text(&run_dir, "async", 6, &["w1", "w2", "w1"], "");
+    let config = write(dir.path(), "c.toml", &judges_on(&text, "w3", 1));
     let (ok, out, err) = Proc::start(
         "launch",
         &["launch", config.to_str().unwrap(), "--no-progress"],
@@ -550,7 +548,7 @@ fn grlhf_launch_starts_a_head_and_a_worker_per_node_and_ends_with_the_heads_stat
     )
     .finish(Duration::from_secs(240));
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("2 worker(s): w1, w2"), "{out}");
+    assert!(out.contains("3 worker(s): w1, w2, w3"), "{out}");
     assert_no_prompt_lost(&summary(&run_dir), 6);
 
     // A config with nothing remote is refused, saying what to run instead.
@@ -725,4 +723,43 @@ fn a_tls_cluster_trains_and_refuses_a_worker_without_tls_or_with_another_ca() {
     assert_no_prompt_lost(&summary(&run_dir), 8);
     let (ok, out, err) = w1.finish(Duration::from_secs(30));
     assert!(ok, "{out}\n{err}");
+}
+
+#[test]
+fn a_head_listening_on_every_interface_serves_weights_to_its_workers() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let config = write(
+        dir.path(),
+        "c.toml",
+        &config_text(&run_dir, "async", 4, &["w1"], ""),
+    );
+    let c = config.to_str().unwrap();
+    let port = free_port();
+    // 0.0.0.0 is where the head listens, not an address to dial: the worker reaches the weight
+    // stream at the address it joined.
+    let (listen, join) = (format!("0.0.0.0:{port}"), format!("127.0.0.1:{port}"));
+    let head = Proc::start(
+        "head",
+        &["run", c, "--no-progress", "--listen", &listen],
+        Some("a-cookie"),
+    );
+    let w1 = Proc::start(
+        "w1",
+        &["run", c, "--join", &join, "--node", "w1"],
+        Some("a-cookie"),
+    );
+    let (ok, out, err) = head.finish(Duration::from_secs(240));
+    assert!(ok, "{out}\n{err}");
+    let s = summary(&run_dir);
+    assert_no_prompt_lost(&s, 4);
+    assert!(
+        s["remote_roles"]["generator-0"]["weight_versions"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{s}"
+    );
+    w1.finish(Duration::from_secs(30));
 }

@@ -18,16 +18,15 @@ use crate::run_config::RunConfig;
 /// Starts the head and the workers, and ends with the head's status.
 pub fn launch(args: LaunchArgs) -> Result<()> {
     let config = RunConfig::from_file(&args.config)?;
-    let nodes: BTreeSet<&str> = config
-        .generator
-        .nodes
-        .iter()
-        .map(String::as_str)
+    let generator_nodes = config.generator.nodes.iter().map(String::as_str);
+    let judge_nodes = config.judges.iter().filter_map(|j| j.node.as_deref());
+    let nodes: BTreeSet<&str> = generator_nodes
+        .chain(judge_nodes)
         .filter(|n| *n != HEAD_NODE)
         .collect();
     if nodes.is_empty() {
         bail!(
-            "{}: generator.nodes places no generator on a worker, so there is nothing to launch; `grlhf run {}` runs it in one process",
+            "{}: neither generator.nodes nor a [[judge]] node places anything on a worker, so there is nothing to launch; `grlhf run {}` runs it in one process",
             args.config.display(),
             args.config.display()
         );
