@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod device_worker;
 pub mod epoch_sampler;
 pub mod error;
+pub mod eval_engine;
 pub mod eval_metric;
 pub mod evaluator;
 pub mod generator;

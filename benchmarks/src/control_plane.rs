@@ -23,7 +23,8 @@ use grlhf_actors::rollout_engine::{
 use grlhf_cluster::incarnations::Incarnations;
 use grlhf_cluster::node::{ClusterNode, NodeEvent};
 use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
-use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec};
+use grlhf_cluster::remote_engine::remote_rollout_engine;
+use grlhf_cluster::remote_model::RemoteModelSpec;
 use grlhf_cluster::remote_stats::RemoteStats;
 use grlhf_cluster::role_host::{HostedRole, RoleHost, RoleHostArgs};
 use grlhf_cluster::wire::{Envelope, HostRequest, WirePrompt};
@@ -243,7 +244,7 @@ pub fn measure(
         runtime: runtime.handle().clone(),
         hosts_seen: Incarnations::default(),
     };
-    let spec = RemoteEngineSpec {
+    let spec = RemoteModelSpec {
         link: Arc::new(link),
         weights_ip: listen.ip(),
         stats: RemoteStats::default(),

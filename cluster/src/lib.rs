@@ -9,8 +9,9 @@
 //!   SHA-256), [`WeightServer`] on the learner's node and [`WeightClient`] on a subscriber's;
 //! - the actor control plane on ractor_cluster: [`node`] (a process's node server, joining the
 //!   head), [`wire`] (serde envelopes), remote roles: [`role_host`] on a worker hosts a
-//!   generator's engine or a judge; on the head [`remote_engine`] and [`remote_judge`] stand in
-//!   for them, through [`remote_call`] (finding and attaching the host, deadlines, heartbeats);
+//!   generator's engine, a judge or the evaluator; on the head [`remote_engine`],
+//!   [`remote_judge`] and [`remote_evaluator`] stand in for them (the first and last over a
+//!   [`remote_model`] fed with weights), through [`remote_call`] (finding and attaching the host, deadlines, heartbeats);
 //!   [`remote_stats`]: what the process boundary costs; [`tls`]: mutual TLS for the link;
 //!   [`transport`]: which transport carries weights (TCP; NCCL's library is opened, its
 //!   transport not built).
@@ -24,7 +25,9 @@ pub mod incarnations;
 pub mod node;
 pub mod remote_call;
 pub mod remote_engine;
+pub mod remote_evaluator;
 pub mod remote_judge;
+pub mod remote_model;
 pub mod remote_stats;
 pub mod role_host;
 pub mod tls;

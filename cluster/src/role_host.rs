@@ -1,6 +1,6 @@
-//! A worker's side of a remote role: an actor that owns one generator's rollout engine or one
-//! judge (on its own device thread, like every model in grlhf) and serves the head's requests
-//! over ractor_cluster.
+//! A worker's side of a remote role: an actor that owns one generator's rollout engine, one
+//! judge or the evaluator's engine (on its own device thread, like every model in grlhf) and
+//! serves the head's requests over ractor_cluster.
 //!
 //! The head keeps the role's *actor* — for a generator: taking prompts, ledger holds, handing
 //! groups on; for a judge: its place in the judge pool, handing scored groups on — and only
@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grlhf_actors::device_worker::DeviceWorker;
+use grlhf_actors::error::ActorError;
+use grlhf_actors::eval_engine::{EvalEngine, EvalEngineBuilder};
 use grlhf_actors::judge::Judge;
 use grlhf_actors::rollout_engine::{
     Conversation, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
@@ -55,6 +57,8 @@ pub enum HostedRole {
     Engine(RolloutEngineBuilder),
     /// A judge, built on the host's device thread.
     Judge(JudgeRebuild),
+    /// The evaluator's engine (its policy replica, prompts and metric).
+    Evaluator(EvalEngineBuilder),
 }
 
 /// What a role host is and serves.
@@ -78,14 +82,28 @@ pub struct RoleHostArgs {
     pub weights_timeout: Duration,
 }
 
-/// The device thread's state.
-enum Hosted {
-    Engine {
-        engine: Box<dyn RolloutEngine>,
-        weights: Option<WeightClient>,
-        applied: u64,
-    },
+/// The device thread's state: the model, and (engines, evaluators) the weight stream feeding
+/// it and the version applied last.
+struct Hosted {
+    model: Model,
+    weights: Option<WeightClient>,
+    applied: u64,
+}
+
+enum Model {
+    Engine(Box<dyn RolloutEngine>),
+    Evaluator(Box<dyn EvalEngine>),
     Judge(Box<dyn Judge>),
+}
+
+impl Model {
+    fn apply_weights(&mut self, tensors: &[(String, tch::Tensor)]) -> Result<(), String> {
+        match self {
+            Model::Engine(engine) => engine.apply_weights(tensors).map_err(|e| e.to_string()),
+            Model::Evaluator(engine) => engine.apply_weights(tensors).map_err(|e| e.to_string()),
+            Model::Judge(_) => Err("a judge takes no weights".into()),
+        }
+    }
 }
 
 pub struct RoleHostState {
@@ -162,20 +180,18 @@ impl RoleHost {
         config.incarnation = args.incarnation;
         config.device = args.device;
         let connected = worker
-            .run(move |hosted: &mut Hosted| match hosted {
-                Hosted::Engine {
-                    weights, applied, ..
-                } => {
-                    // A new subscription replaces the old one: its versions count from 1.
-                    *weights = None;
-                    *weights = Some(WeightClient::connect(config)?);
-                    *applied = 0;
-                    Ok(())
+            .run(move |hosted: &mut Hosted| {
+                if let Model::Judge(_) = hosted.model {
+                    return Err(ClusterError::Malformed {
+                        peer: "the head".into(),
+                        message: "weights offered to a judge".into(),
+                    });
                 }
-                Hosted::Judge(_) => Err(ClusterError::Malformed {
-                    peer: "the head".into(),
-                    message: "weights offered to a judge".into(),
-                }),
+                // A new subscription replaces the old one: its versions count from 1.
+                hosted.weights = None;
+                hosted.weights = Some(WeightClient::connect(config)?);
+                hosted.applied = 0;
+                Ok(())
             })
             .await;
         match connected {
@@ -208,15 +224,13 @@ impl Hosted {
     /// Applies weights version `need` (waiting up to `timeout`), once its digest is the one the
     /// head named; older versions still on the stream are skipped (each is a whole snapshot).
     fn catch_up(
-        engine: &mut Box<dyn RolloutEngine>,
-        weights: &Option<WeightClient>,
-        applied: &mut u64,
+        &mut self,
         (need, digest): (u64, Option<&str>),
         timeout: Duration,
     ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        while *applied < need {
-            let Some(client) = weights else {
+        while self.applied < need {
+            let Some(client) = &self.weights else {
                 return Err(format!(
                     "weights version {need} asked for, but no weight server is attached"
                 ));
@@ -232,15 +246,16 @@ impl Hosted {
                             received.digest
                         ));
                     }
-                    engine
+                    self.model
                         .apply_weights(&received.tensors)
                         .map_err(|e| format!("applying weights version {version}: {e}"))?;
-                    *applied = version;
+                    self.applied = version;
                 }
                 Some(Err(e)) => return Err(e.to_string()),
                 None => {
                     return Err(format!(
-                        "weights version {need} did not arrive within {timeout:?} (have {applied})"
+                        "weights version {need} did not arrive within {timeout:?} (have {})",
+                        self.applied
                     ))
                 }
             }
@@ -248,29 +263,20 @@ impl Hosted {
         Ok(())
     }
 
-    /// Catches the engine up to the weights a request names, then runs `work` on it; the
-    /// reply carries both times.
-    fn with_engine(
+    /// Catches the model up to the weights a request names, then runs `work` on it; the reply
+    /// carries both times.
+    fn with_weights(
         &mut self,
         (need, digest, timeout): (u64, Option<String>, Duration),
-        work: impl FnOnce(&mut Box<dyn RolloutEngine>) -> Result<HostReply, String>,
+        work: impl FnOnce(&mut Model) -> Result<HostReply, String>,
     ) -> HostReply {
-        let Hosted::Engine {
-            engine,
-            weights,
-            applied,
-        } = self
-        else {
-            return failed("a generation request sent to a judge");
-        };
         let started = Instant::now();
-        let wanted = (need, digest.as_deref());
-        if let Err(reason) = Self::catch_up(engine, weights, applied, wanted, timeout) {
+        if let Err(reason) = self.catch_up((need, digest.as_deref()), timeout) {
             return HostReply::Failed { reason };
         }
         let weights_s = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        match work(engine) {
+        match work(&mut self.model) {
             Ok(HostReply::Generated { groups, .. }) => HostReply::Generated {
                 groups,
                 weights_s,
@@ -280,6 +286,11 @@ impl Hosted {
                 rollouts,
                 weights_s,
                 generate_s: started.elapsed().as_secs_f64(),
+            },
+            Ok(HostReply::Evaluated { stats, .. }) => HostReply::Evaluated {
+                stats,
+                weights_s,
+                eval_s: started.elapsed().as_secs_f64(),
             },
             Ok(other) => other,
             Err(reason) => HostReply::Failed { reason },
@@ -294,7 +305,10 @@ impl Hosted {
         seed: u64,
         need: (u64, Option<String>, Duration),
     ) -> HostReply {
-        self.with_engine(need, |engine| {
+        self.with_weights(need, |model| {
+            let Model::Engine(engine) = model else {
+                return Err("a generation batch sent to a host that is no generator".into());
+            };
             let specs = match prompts
                 .into_iter()
                 .map(|p| p.into_spec("the head"))
@@ -323,7 +337,10 @@ impl Hosted {
         seed: u64,
         need: (u64, Option<String>, Duration),
     ) -> HostReply {
-        self.with_engine(need, |engine| {
+        self.with_weights(need, |model| {
+            let Model::Engine(engine) = model else {
+                return Err("conversations sent to a host that is no generator".into());
+            };
             let conversations = conversations
                 .into_iter()
                 .map(|c| {
@@ -350,8 +367,8 @@ impl Hosted {
     }
 
     fn user_turn(&mut self, text: &str, close_turn: bool) -> HostReply {
-        let Hosted::Engine { engine, .. } = self else {
-            return failed("a user turn asked of a judge");
+        let Model::Engine(engine) = &self.model else {
+            return failed("a user turn asked of a host that is no generator");
         };
         match engine.user_turn_tokens(text, close_turn) {
             Ok(tokens) => HostReply::Tokens { tokens },
@@ -361,9 +378,27 @@ impl Hosted {
         }
     }
 
+    fn evaluate(&mut self, version: u64, need: (u64, Option<String>, Duration)) -> HostReply {
+        self.with_weights(need, |model| {
+            let Model::Evaluator(engine) = model else {
+                return Err("an evaluation asked of a host that is no evaluator".into());
+            };
+            Ok(match engine.evaluate(version) {
+                Ok(stats) => HostReply::Evaluated {
+                    stats: Box::new(stats),
+                    weights_s: 0.0,
+                    eval_s: 0.0,
+                },
+                Err(e) => HostReply::EngineError {
+                    reason: e.to_string(),
+                },
+            })
+        })
+    }
+
     fn score(&mut self, request: ScoreRequest) -> HostReply {
-        let Hosted::Judge(judge) = self else {
-            return failed("a group to score sent to a generator's engine");
+        let Model::Judge(judge) = &mut self.model else {
+            return failed("a group to score sent to a host that is no judge");
         };
         let group = match request.group.into_group("the head") {
             Ok(group) => group,
@@ -401,13 +436,15 @@ impl Actor for RoleHost {
         let name = format!("host-{}", args.role);
         let worker = tokio::task::block_in_place(|| {
             DeviceWorker::spawn(&name, move || {
-                Ok::<_, String>(match hosted {
-                    HostedRole::Engine(build) => Hosted::Engine {
-                        engine: build(None).map_err(|e| e.to_string())?,
-                        weights: None,
-                        applied: 0,
-                    },
-                    HostedRole::Judge(rebuild) => Hosted::Judge(rebuild()?()?),
+                let model = match hosted {
+                    HostedRole::Engine(build) => Model::Engine(build(None)?),
+                    HostedRole::Evaluator(build) => Model::Evaluator(build(None)?),
+                    HostedRole::Judge(rebuild) => Model::Judge(rebuild()?()?),
+                };
+                Ok::<_, ActorError>(Hosted {
+                    model,
+                    weights: None,
+                    applied: 0,
                 })
             })
         })?;
@@ -477,6 +514,14 @@ impl Actor for RoleHost {
                 Self::spawn_work(state, port, move |hosted| {
                     hosted.continue_conversations(conversations, &config, seed, need)
                 });
+            }
+            HostRequest::Evaluate {
+                version,
+                weights_version,
+                weights_digest,
+            } => {
+                let need = (weights_version, weights_digest, args.weights_timeout);
+                Self::spawn_work(state, port, move |hosted| hosted.evaluate(version, need));
             }
             HostRequest::UserTurn { text, close_turn } => {
                 Self::spawn_work(state, port, move |hosted| {

@@ -13,6 +13,7 @@ use std::io::Cursor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use grlhf_actors::eval_engine::EvalStats;
 use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::protocol::{JudgeDetails, PromptItem, Rollout, RolloutGroup};
 use grlhf_actors::rollout_engine::{GeneratedGroup, GeneratorConfig};
@@ -278,6 +279,13 @@ pub enum HostRequest {
     },
     /// An environment's reply as the engine's chat template writes it (token ids).
     UserTurn { text: String, close_turn: bool },
+    /// A held-out evaluation (the evaluator), labelled `version`, after the same weights check
+    /// as `Generate`.
+    Evaluate {
+        version: u64,
+        weights_version: u64,
+        weights_digest: Option<String>,
+    },
     /// Score one group (a hosted judge).
     Score(Box<ScoreRequest>),
 }
@@ -319,6 +327,11 @@ pub enum HostReply {
     },
     Tokens {
         tokens: Vec<i64>,
+    },
+    Evaluated {
+        stats: Box<EvalStats>,
+        weights_s: f64,
+        eval_s: f64,
     },
     Scored {
         rewards: Vec<f32>,

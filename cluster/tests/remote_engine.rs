@@ -16,7 +16,8 @@ use grlhf_actors::rollout_engine::{
 };
 use grlhf_cluster::incarnations::Incarnations;
 use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
-use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec};
+use grlhf_cluster::remote_engine::remote_rollout_engine;
+use grlhf_cluster::remote_model::RemoteModelSpec;
 use grlhf_cluster::remote_stats::RemoteStats;
 use grlhf_cluster::role_host::{role_group, HostedRole, RoleHost, RoleHostArgs, RoleHostMsg};
 use grlhf_cluster::wire::{Envelope, HostReply, HostRequest};
@@ -149,8 +150,8 @@ fn link(role: &str, runtime: &tokio::runtime::Runtime, config: &str) -> Arc<Remo
     })
 }
 
-fn spec(generator: &str, runtime: &tokio::runtime::Runtime, config: &str) -> RemoteEngineSpec {
-    RemoteEngineSpec {
+fn spec(generator: &str, runtime: &tokio::runtime::Runtime, config: &str) -> RemoteModelSpec {
+    RemoteModelSpec {
         link: link(generator, runtime, config),
         weights_ip: "127.0.0.1".parse().unwrap(),
         stats: RemoteStats::default(),

@@ -16,14 +16,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use grlhf_actors::eval_engine::EvalEngineBuilder;
+use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::registry::Registry;
 use grlhf_actors::rollout_engine::{vl_rollout_engine, RolloutEngineBuilder};
 use grlhf_actors::supervisor::JudgeRebuild;
 use grlhf_cluster::incarnations::Incarnations;
 use grlhf_cluster::node::{ClusterNode, NodeEvent};
 use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
-use grlhf_cluster::remote_engine::{remote_rollout_engine, RemoteEngineSpec};
+use grlhf_cluster::remote_engine::remote_rollout_engine;
+use grlhf_cluster::remote_evaluator::remote_eval_engine;
 use grlhf_cluster::remote_judge::{remote_judge, RemoteJudgeSpec};
+use grlhf_cluster::remote_model::RemoteModelSpec;
 use grlhf_cluster::remote_stats::RemoteStats;
 use grlhf_cluster::role_host::{HostedRole, RoleHost, RoleHostArgs, RoleHostMsg};
 use grlhf_cluster::transport::TransportChoice;
@@ -33,7 +37,10 @@ use ractor::{Actor, ActorRef};
 use crate::cluster_config::{node_of, HEAD_NODE};
 use crate::model_source::ModelSource;
 use crate::run_config::RunConfig;
-use crate::topology::{judges_on, Devices, RemoteRoles};
+use crate::topology::{evaluator_engine, judges_on, Devices, RemoteRoles};
+
+/// The evaluator's role name (its process group on a worker).
+const EVALUATOR_ROLE: &str = "evaluator";
 
 /// What every process of one run shares, and this process's incarnation.
 #[derive(Debug, Clone)]
@@ -101,8 +108,16 @@ impl RemoteFactory {
 
 impl RemoteRoles for RemoteFactory {
     fn engine(&self, generator: &str, node: &str) -> RolloutEngineBuilder {
-        remote_rollout_engine(RemoteEngineSpec {
+        remote_rollout_engine(RemoteModelSpec {
             link: self.link(generator, node),
+            weights_ip: self.weights_ip,
+            stats: self.stats.clone(),
+        })
+    }
+
+    fn evaluator(&self, node: &str) -> EvalEngineBuilder {
+        remote_eval_engine(RemoteModelSpec {
+            link: self.link(EVALUATOR_ROLE, node),
             weights_ip: self.weights_ip,
             stats: self.stats.clone(),
         })
@@ -162,12 +177,15 @@ impl Drop for HeadCluster {
     }
 }
 
-/// What worker `node` hosts: generators' engines and judges, by role name.
+/// What worker `node` hosts: generators' engines, judges and the evaluator, by role name.
+/// `eval_prompts`: the evaluator's held-out prompts, built from the config as the head builds
+/// them.
 fn hosted_on(
     config: &RunConfig,
     config_path: &Path,
     registry: Registry,
     node: &str,
+    eval_prompts: Vec<PromptSpec>,
 ) -> Result<Vec<(String, HostedRole, tch::Device)>> {
     let kind = config.model.dtype.kind()?;
     let devices = Devices::parse(config)?;
@@ -175,15 +193,27 @@ fn hosted_on(
     let generators: Vec<usize> = (0..config.generator.count)
         .filter(|&g| node_of(&config.generator.nodes, g) == Some(node))
         .collect();
-    if !generators.is_empty() {
+    let evaluator = config
+        .evaluator
+        .as_ref()
+        .is_some_and(|e| e.node.as_deref() == Some(node) && node != HEAD_NODE);
+    let policy = if generators.is_empty() && !evaluator {
+        None
+    } else {
         let fresh = config.run_dir.join("nodes").join(node).join("init-policy");
-        let policy = ModelSource::parse("model.policy", &config.model.policy)?
-            .materialise(&fresh, config.seed)?;
-        for g in generators {
-            let device = devices.generators[g];
-            let engine = vl_rollout_engine(policy.clone(), device, kind);
-            hosted.push((format!("generator-{g}"), HostedRole::Engine(engine), device));
-        }
+        let source = ModelSource::parse("model.policy", &config.model.policy)?;
+        Some(source.materialise(&fresh, config.seed)?)
+    };
+    for g in generators {
+        let device = devices.generators[g];
+        let policy = policy.clone().expect("materialised above");
+        let engine = vl_rollout_engine(policy, device, kind);
+        hosted.push((format!("generator-{g}"), HostedRole::Engine(engine), device));
+    }
+    if let (true, Some(policy), Some(device)) = (evaluator, &policy, devices.evaluator) {
+        let local = (config, config_path, &registry, eval_prompts);
+        let engine = evaluator_engine(local, policy, device, kind)?;
+        hosted.push((EVALUATOR_ROLE.into(), HostedRole::Evaluator(engine), device));
     }
     let registry = Arc::new(registry);
     for (name, rebuild, device) in judges_on(config, config_path, &registry, &devices, kind, node)?
@@ -192,7 +222,7 @@ fn hosted_on(
     }
     if hosted.is_empty() {
         bail!(
-            "--node {node}: {} places no generator or judge there (generator.nodes = {:?}, [[judge]] nodes = {:?})",
+            "--node {node}: {} places no generator, judge or evaluator there (generator.nodes = {:?}, [[judge]] nodes = {:?})",
             config_path.display(),
             config.generator.nodes,
             config
@@ -243,16 +273,16 @@ async fn spawn_hosts(
 }
 
 /// Runs worker `node` of the run `config` describes: joins the head at `head`, hosts the
-/// generators' engines and the judges placed on `node`, and returns when the head's session
-/// ends.
+/// generators' engines, the judges and the evaluator placed on `node` (with the evaluator's
+/// held-out prompts given), and returns when the head's session ends.
 pub fn run_worker(
     config: RunConfig,
     config_path: &Path,
-    registry: Registry,
+    (registry, eval_prompts): (Registry, Vec<PromptSpec>),
     head: SocketAddr,
     node: &str,
 ) -> Result<()> {
-    let hosted = hosted_on(&config, config_path, registry, node)?;
+    let hosted = hosted_on(&config, config_path, registry, node, eval_prompts)?;
     let run = ClusterRun::new(config_path)?;
     let tls = config.cluster.tls()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

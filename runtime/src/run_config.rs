@@ -220,6 +220,10 @@ pub struct EvaluatorConfig {
     pub path: Option<PathBuf>,
     pub max_new_tokens: usize,
     pub batch: usize,
+    /// The worker node the evaluator runs on (`head`, or unset: this process;
+    /// `crate::cluster_config`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Default for EvaluatorConfig {
@@ -234,6 +238,7 @@ impl Default for EvaluatorConfig {
             path: None,
             max_new_tokens: 16,
             batch: 16,
+            node: None,
         }
     }
 }
@@ -570,6 +575,9 @@ impl RunConfig {
         check_device("learner.device", &self.learner.device)?;
         if let Some(e) = &self.evaluator {
             check_device("evaluator.device", &e.device)?;
+            if let Some(node) = &e.node {
+                crate::cluster_config::validate_node("evaluator.node", node)?;
+            }
             if e.every == 0 || e.max_new_tokens == 0 || e.batch == 0 {
                 bail!("evaluator: every, max_new_tokens and batch must be positive");
             }

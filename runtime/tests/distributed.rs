@@ -564,12 +564,14 @@ fn grlhf_launch_starts_a_head_and_a_worker_per_node_and_ends_with_the_heads_stat
 }
 
 #[test]
-fn judges_on_a_worker_score_and_survive_the_worker_being_killed() {
+fn judges_and_the_evaluator_on_workers_and_judges_surviving_their_worker_being_killed() {
     let _turn = turn();
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
     let steps = 40;
-    let text = config_text(&run_dir, "async", steps, &["head", "w1"], "");
+    // The evaluator runs on w1 beside a generator; both judges on w2.
+    let evaluator = "[evaluator]\nevery = 10\nmetric = \"reference_overlap\"\nprompts_per_family = 1\nmax_new_tokens = 6\nnode = \"w1\"\n";
+    let text = config_text(&run_dir, "async", steps, &["head", "w1"], evaluator);
     let config = write(dir.path(), "c.toml", &judges_on(&text, "w2", 2));
     let port = free_port();
     let head = head(&config, port, &[]);
@@ -593,6 +595,10 @@ fn judges_on_a_worker_score_and_survive_the_worker_being_killed() {
         assert_eq!(remote["node"], "w2", "{s}");
         assert!(remote["calls"].as_u64().unwrap() > 0, "{judge} idle: {s}");
     }
+    // The evaluator evaluated on w1: versions 0, 10, 20, 30, 40.
+    assert_eq!(s["remote_roles"]["evaluator"]["node"], "w1", "{s}");
+    let evals = std::fs::read_to_string(run_dir.join("eval.jsonl")).unwrap();
+    assert_eq!(evals.lines().count(), 5, "{evals}");
     for w in [w1, w2] {
         let (ok, out, err) = w.finish(Duration::from_secs(30));
         assert!(ok, "{out}\n{err}");

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
+use grlhf_actors::eval_engine::{local_eval_engine, EvalEngineBuilder, EvalSettings};
 use grlhf_actors::grpo::Grpo;
 use grlhf_actors::learner::{CheckpointPlan, LearnerConfig};
 use grlhf_actors::policy_loss::PolicyLoss;
@@ -19,7 +20,7 @@ use tch::{Device, Kind};
 use super::plan::{
     EvaluatorPlan, GeneratorPlan, JudgePlan, LearnerPlan, Placement, StagePlan, TopologyPlan,
 };
-use crate::cluster_config::{judge_node, node_of};
+use crate::cluster_config::{judge_node, node_of, HEAD_NODE};
 use crate::run_config::RunConfig;
 
 /// Every device a config names, parsed (errors name the field).
@@ -94,6 +95,8 @@ pub trait RemoteRoles {
     fn engine(&self, generator: &str, node: &str) -> RolloutEngineBuilder;
     /// The judge `judge`, hosted on worker `node`.
     fn judge(&self, judge: &str, node: &str) -> JudgeRebuild;
+    /// The evaluator's engine, hosted on worker `node`.
+    fn evaluator(&self, node: &str) -> EvalEngineBuilder;
 }
 
 /// The error for a role placed on a worker in a one-process run.
@@ -166,22 +169,35 @@ pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
     let loss = loss_of(config, config_path, &registry)?;
     let learner = learner_plan(config, &policy, devices.learner, kind, shape, loss);
     let evaluator = match (&config.evaluator, devices.evaluator) {
-        (Some(eval), Some(device)) => Some(EvaluatorPlan {
-            placement: Placement::Local(device),
-            model_dir: policy.clone(),
-            kind,
-            prompts: eval_prompts,
-            metric: registry
-                .metric(
-                    &eval.metric,
-                    &serde_json::Value::Object(eval.metric_settings.clone().unwrap_or_default()),
-                    MetricContext::default(),
-                )
-                .map_err(|e| anyhow!("{}: evaluator.metric: {e}", config_path.display()))?,
-            max_new_tokens: eval.max_new_tokens,
-            batch: eval.batch,
-            every: eval.every,
-        }),
+        (Some(eval), Some(device)) => {
+            let (placement, engine) = match eval.node.as_deref().filter(|n| *n != HEAD_NODE) {
+                None => {
+                    let local = (config, config_path, registry.as_ref(), eval_prompts);
+                    let engine = evaluator_engine(local, &policy, device, kind)?;
+                    (Placement::Local(device), engine)
+                }
+                Some(node) => {
+                    let Some(remote) = &remote else {
+                        return Err(needs_head(
+                            config_path,
+                            "evaluator.node",
+                            "the evaluator",
+                            node,
+                        ));
+                    };
+                    let node = node.to_string();
+                    (
+                        Placement::Remote { node: node.clone() },
+                        remote.evaluator(&node),
+                    )
+                }
+            };
+            Some(EvaluatorPlan {
+                placement,
+                engine,
+                every: eval.every,
+            })
+        }
         _ => None,
     };
     let mut plan = TopologyPlan::new(config, prompts, judges, generators, learner);
@@ -190,6 +206,35 @@ pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
     plan.evaluator = evaluator;
     plan.faults = config.faults.clone();
     Ok(plan)
+}
+
+/// The evaluator's own engine (a policy replica in the process that runs it: the head, or the
+/// worker its `node` names), with its prompts and the registry's metric.
+pub fn evaluator_engine(
+    (config, config_path, registry, prompts): (&RunConfig, &Path, &Registry, Vec<PromptSpec>),
+    policy: &Path,
+    device: Device,
+    kind: Kind,
+) -> Result<EvalEngineBuilder> {
+    let Some(eval) = &config.evaluator else {
+        return Err(anyhow!("{}: no [evaluator]", config_path.display()));
+    };
+    let settings = serde_json::Value::Object(eval.metric_settings.clone().unwrap_or_default());
+    let metric = registry
+        .metric(&eval.metric, &settings, MetricContext::default())
+        .map_err(|e| anyhow!("{}: evaluator.metric: {e}", config_path.display()))?;
+    let settings = EvalSettings {
+        prompts,
+        metric,
+        max_new_tokens: eval.max_new_tokens,
+        batch: eval.batch,
+    };
+    Ok(local_eval_engine(
+        policy.to_path_buf(),
+        device,
+        kind,
+        settings,
+    ))
 }
 
 /// Judges of every `[[judge]]` table, `count` each; a restart asks the registry's factory again.

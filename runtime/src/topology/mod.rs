@@ -43,7 +43,7 @@ use grlhf_actors::supervisor::{ActorSlot, SupervisorMsg};
 use ractor::ActorRef;
 use tokio::task::JoinHandle;
 
-pub use config_plan::{config_plan, judges_on, Devices, RealRun, RemoteRoles};
+pub use config_plan::{config_plan, evaluator_engine, judges_on, Devices, RealRun, RemoteRoles};
 pub use drain::Finished;
 pub use drive::{Driven, StepObserver};
 pub use plan::{

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grlhf_actors::error::ActorError;
-use grlhf_actors::eval_metric::AnswerMetric;
+use grlhf_actors::eval_engine::EvalEngineBuilder;
 use grlhf_actors::learner::{CheckpointPlan, LearnerConfig, LearnerFaults};
 use grlhf_actors::policy_loss::PolicyLoss;
 use grlhf_actors::prompt_source::{PromptOrder, PromptSpec};
@@ -19,7 +19,7 @@ use grlhf_actors::rollout_engine::{GeneratorConfig, RolloutEngineBuilder};
 use grlhf_actors::rollout_workflow::RolloutWorkflow;
 use grlhf_actors::supervisor::{JudgeRebuild, RestartPolicy};
 use grlhf_actors::train_engine::{LearnerResume, TrainEngine};
-use tch::{Device, Kind};
+use tch::Device;
 
 use crate::faults::FaultsConfig;
 use crate::run_config::RunConfig;
@@ -94,12 +94,8 @@ pub struct LearnerPlan {
 /// The held-out evaluator, fed every `every`-th version.
 pub struct EvaluatorPlan {
     pub placement: Placement,
-    pub model_dir: PathBuf,
-    pub kind: Kind,
-    pub prompts: Vec<PromptSpec>,
-    pub metric: Arc<dyn AnswerMetric>,
-    pub max_new_tokens: usize,
-    pub batch: usize,
+    /// Its policy replica, prompts and metric (here), or its stand-in for one on a worker.
+    pub engine: EvalEngineBuilder,
     pub every: u64,
 }
 

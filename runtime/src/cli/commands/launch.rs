@@ -20,13 +20,15 @@ pub fn launch(args: LaunchArgs) -> Result<()> {
     let config = RunConfig::from_file(&args.config)?;
     let generator_nodes = config.generator.nodes.iter().map(String::as_str);
     let judge_nodes = config.judges.iter().filter_map(|j| j.node.as_deref());
+    let evaluator_node = config.evaluator.iter().filter_map(|e| e.node.as_deref());
     let nodes: BTreeSet<&str> = generator_nodes
         .chain(judge_nodes)
+        .chain(evaluator_node)
         .filter(|n| *n != HEAD_NODE)
         .collect();
     if nodes.is_empty() {
         bail!(
-            "{}: neither generator.nodes nor a [[judge]] node places anything on a worker, so there is nothing to launch; `grlhf run {}` runs it in one process",
+            "{}: neither generator.nodes nor a [[judge]] or [evaluator] node places anything on a worker, so there is nothing to launch; `grlhf run {}` runs it in one process",
             args.config.display(),
             args.config.display()
         );

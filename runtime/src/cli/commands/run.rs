@@ -16,7 +16,14 @@ pub fn run(args: RunArgs, registry: crate::cli::Kinds) -> Result<()> {
     let registry = registry();
     let show_progress = !args.no_progress;
     if let (Some(head), Some(node)) = (args.join, &args.node) {
-        return crate::distributed::run_worker(parsed, &args.config, registry, head, node);
+        let eval_prompts = match &parsed.evaluator {
+            Some(eval) if eval.node.as_deref() == Some(node.as_str()) => {
+                crate::run::eval_specs(&parsed, eval)?
+            }
+            _ => Vec::new(),
+        };
+        let hosted = (registry, eval_prompts);
+        return crate::distributed::run_worker(parsed, &args.config, hosted, head, node);
     }
     let outcome = match (args.listen, args.resume) {
         (Some(listen), resume) => crate::run::run_as_head(
