@@ -91,14 +91,22 @@ impl<S> Drop for DeviceWorker<S> {
             // worker's other tasks elsewhere first: a job still running may itself need the
             // runtime (a remote engine awaiting its worker's reply), and two joins on a
             // two-worker runtime would otherwise leave nothing to drive it.
-            let on_multi_thread_runtime = tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-            if on_multi_thread_runtime {
-                tokio::task::block_in_place(|| thread.join().ok());
-            } else {
-                let _ = thread.join();
-            }
+            block_in_place_if_possible(|| thread.join().ok());
         }
+    }
+}
+
+/// Runs a blocking `f`. On a worker of a multi-threaded tokio runtime, the worker's other tasks
+/// move elsewhere first ([`tokio::task::block_in_place`]), so what `f` waits for can still run;
+/// anywhere else (a plain thread, a current-thread runtime, where `block_in_place` would panic)
+/// `f` just runs.
+pub fn block_in_place_if_possible<R>(f: impl FnOnce() -> R) -> R {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 

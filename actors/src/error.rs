@@ -37,6 +37,11 @@ pub enum ActorError {
     /// it held are issued again under their uids, instead of being dropped.
     #[error("{0}")]
     Unreachable(String),
+    /// A worker refused to serve this run (another config, build or run): trying again will not
+    /// help. A generator fails on it as on an unreachable worker (the restart budget then stops
+    /// the run); an evaluator stops the run.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl ActorError {

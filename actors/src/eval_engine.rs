@@ -116,6 +116,10 @@ pub struct EvalStats {
     pub answers: Vec<String>,
     pub prompts: usize,
     pub eval_ms: f64,
+    /// Set when this version was not evaluated (a remote evaluator's worker was unreachable),
+    /// and why: the run counts it as done without writing it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// Greedy answers to `prompts`, scored by `metric` (usable without the actor, e.g. after SFT).
@@ -196,5 +200,6 @@ pub fn evaluate_prompts(
         answers: answers.iter().map(|a| a.0.clone()).collect(),
         prompts: answers.len(),
         eval_ms: started.elapsed().as_secs_f64() * 1e3,
+        skipped: None,
     })
 }

@@ -44,6 +44,20 @@ pub struct EvaluatorState {
 pub struct Evaluator;
 
 impl Evaluator {
+    /// Tells the run that `version` will not be evaluated (it counts the evaluations it waits
+    /// for), and why.
+    fn skip(state: &EvaluatorState, version: Version, why: String) {
+        tracing::warn!(
+            "{}: evaluation of v{version} skipped: {why}",
+            state.args.name
+        );
+        let _ = state.args.results.send(EvalStats {
+            version,
+            skipped: Some(why),
+            ..EvalStats::default()
+        });
+    }
+
     async fn evaluate(
         state: &mut EvaluatorState,
         version: Version,
@@ -56,10 +70,7 @@ impl Evaluator {
         let stats = match evaluated {
             Ok(stats) => stats,
             Err(ActorError::Unreachable(why)) => {
-                tracing::warn!(
-                    "{}: evaluation of v{version} skipped: {why}",
-                    state.args.name
-                );
+                Self::skip(state, version, why);
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
@@ -115,10 +126,7 @@ impl Actor for Evaluator {
         match applied {
             Ok(()) => Self::evaluate(state, version).await,
             Err(ActorError::Unreachable(why)) => {
-                tracing::warn!(
-                    "{}: evaluation of v{version} skipped: {why}",
-                    state.args.name
-                );
+                Self::skip(state, version, why);
                 Ok(())
             }
             Err(e) => Err(e.into()),

@@ -232,7 +232,7 @@ impl Generator {
             (Ok(groups), generate_ms) => {
                 Self::hand_on(state, prompts, groups, version, generate_ms)
             }
-            (Err(ActorError::Unreachable(why)), _) => {
+            (Err(ActorError::Unreachable(why) | ActorError::Refused(why)), _) => {
                 // Failing the actor hands its held prompts back (the supervisor issues them
                 // again); dropping them would lose them for this run.
                 return Err(why.into());

@@ -68,12 +68,14 @@ impl RemoteRole {
         format!("node {} ({})", self.node, self.role)
     }
 
-    /// Finds the host and attaches to it (an engine passes its weight server).
+    /// Finds the host (waiting up to `patience` for one) and attaches to it (an engine
+    /// passes its weight server).
     pub async fn attach(
         &self,
         weights: Option<SocketAddr>,
+        patience: Duration,
     ) -> Result<ActorRef<RoleHostMsg>, ClusterError> {
-        let host = self.find_host().await?;
+        let host = self.find_host(patience).await?;
         let request = HostRequest::Attach {
             identity: self.identity.clone(),
             role: self.role.clone(),
@@ -90,9 +92,9 @@ impl RemoteRole {
 
     /// Waits for the role's host to join its process group; of several (a restarted worker
     /// next to a frozen old one), the newest incarnation that answers a ping.
-    async fn find_host(&self) -> Result<ActorRef<RoleHostMsg>, ClusterError> {
+    async fn find_host(&self, patience: Duration) -> Result<ActorRef<RoleHostMsg>, ClusterError> {
         let group = role_group(&self.role);
-        let deadline = tokio::time::Instant::now() + self.timeouts.attach;
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
             let mut newest: Option<(u64, ActorRef<RoleHostMsg>)> = None;
             for member in ractor::pg::get_members(&group) {
@@ -125,8 +127,8 @@ impl RemoteRole {
                 return Err(ClusterError::Remote {
                     peer: self.peer(),
                     message: format!(
-                        "no host joined within {:?}: start `grlhf run CONFIG --join HEAD:PORT --node {}`",
-                        self.timeouts.attach, self.node
+                        "no host joined within {patience:?}: start `grlhf run CONFIG --join HEAD:PORT --node {}`",
+                        self.node
                     ),
                 });
             }
@@ -236,6 +238,19 @@ impl RemoteRole {
                     });
                 }
             }
+        }
+    }
+
+    /// An attach that failed: a refusal stays one; anything else (an odd reply included) means
+    /// the worker cannot serve now.
+    pub fn attach_error(&self, e: ClusterError) -> ClusterError {
+        match e {
+            e @ (ClusterError::Refused { .. } | ClusterError::Mismatch { .. }) => e,
+            ClusterError::Remote { .. } => e,
+            other => ClusterError::Remote {
+                peer: self.peer(),
+                message: format!("attaching: {other}"),
+            },
         }
     }
 

@@ -58,7 +58,8 @@ impl RemoteJudge {
         let host = match &self.host {
             Some(host) => host.clone(),
             None => {
-                let host = link.attach(None).await?;
+                let attached = link.attach(None, link.timeouts.attach).await;
+                let host = attached.map_err(|e| link.attach_error(e))?;
                 self.spec.stats.attached(&link.role, &link.node);
                 self.host = Some(host.clone());
                 host

@@ -47,6 +47,8 @@ pub struct RemoteModel {
     digest: Option<String>,
     /// Tells this model's figures from those of the role's earlier models.
     instance: u64,
+    /// The last attach found no host (or failed).
+    attach_failed: bool,
 }
 
 /// Numbers the remote models of a process, for [`RemoteStats`].
@@ -82,6 +84,7 @@ impl RemoteModel {
             published,
             digest,
             instance: MODELS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            attach_failed: false,
         })
     }
 
@@ -110,13 +113,22 @@ impl RemoteModel {
         Ok(())
     }
 
-    /// The request's reply from the attached host (attaching first if need be).
+    /// The request's reply from the attached host (attaching first if need be). After an
+    /// attach found no host, the next waits only a heartbeat interval until one is seen again:
+    /// an actor that keeps going without the worker (the evaluator, skipping versions) must not
+    /// spend `attach_timeout_s` per request while its updates pile up.
     async fn request(&mut self, request: HostRequest) -> Result<HostReply, ClusterError> {
         let link = self.spec.link.clone();
         let host = match &self.host {
             Some(host) => host.clone(),
             None => {
-                let host = link.attach(Some(self.weights.local_addr())).await?;
+                let patience = match self.attach_failed {
+                    true => link.timeouts.heartbeat_every,
+                    false => link.timeouts.attach,
+                };
+                let attached = link.attach(Some(self.weights.local_addr()), patience).await;
+                self.attach_failed = attached.is_err();
+                let host = attached.map_err(|e| link.attach_error(e))?;
                 self.spec.stats.attached(&link.role, &link.node);
                 self.host = Some(host.clone());
                 host
@@ -171,6 +183,10 @@ impl RemoteModel {
             }
             Err(e @ (ClusterError::TooLargeToSend { .. } | ClusterError::Malformed { .. })) => {
                 Err(ActorError::Engine(e.to_string()))
+            }
+            Err(e @ (ClusterError::Refused { .. } | ClusterError::Mismatch { .. })) => {
+                self.host = None;
+                Err(ActorError::Refused(e.to_string()))
             }
             Ok(other) => Err(unreachable(link.unexpected(other))),
             Err(e) => {

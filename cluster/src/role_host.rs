@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grlhf_actors::device_worker::DeviceWorker;
+use grlhf_actors::device_worker::{block_in_place_if_possible, DeviceWorker};
 use grlhf_actors::error::ActorError;
 use grlhf_actors::eval_engine::{EvalEngine, EvalEngineBuilder};
 use grlhf_actors::judge::Judge;
@@ -116,11 +116,33 @@ pub struct RoleHost;
 
 fn reply(args: &RoleHostArgs, port: RpcReplyPort<Vec<u8>>, body: HostReply) {
     let (run_id, incarnation) = (&args.identity.run_id, args.incarnation);
-    let bytes = Envelope::new(run_id, incarnation, body)
-        .encode_within_limit("the reply", "fewer prompts per batch (generator.batch_prompts) or shorter responses (generator.max_new_tokens)")
-        .unwrap_or_else(|reason| {
-            Envelope::new(run_id, incarnation, HostReply::EngineError { reason }).encode()
-        });
+    let encode = |body: &HostReply| {
+        Envelope::new(run_id, incarnation, body)
+            .encode_within_limit("the reply", body.how_to_shrink())
+    };
+    let bytes = match (encode(&body), body) {
+        (Ok(bytes), _) => Ok(bytes),
+        // An evaluation too large to send goes without its answer texts (the scores stay).
+        (
+            Err(_),
+            HostReply::Evaluated {
+                mut stats,
+                weights_s,
+                eval_s,
+            },
+        ) => {
+            stats.answers.clear();
+            encode(&HostReply::Evaluated {
+                stats,
+                weights_s,
+                eval_s,
+            })
+        }
+        (Err(reason), _) => Err(reason),
+    };
+    let bytes = bytes.unwrap_or_else(|reason| {
+        Envelope::new(run_id, incarnation, HostReply::EngineError { reason }).encode()
+    });
     // The head may have given up on this call (a timeout); nothing to do then.
     let _ = port.send(bytes);
 }
@@ -349,8 +371,12 @@ impl Hosted {
                         so_far: c.so_far,
                     })
                 })
-                .collect::<Result<Vec<_>, ClusterError>>()
-                .map_err(|e| e.to_string())?;
+                .collect::<Result<Vec<_>, ClusterError>>();
+            // A payload this worker cannot use is the batch's failure, not the worker's.
+            let conversations = match conversations {
+                Ok(conversations) => conversations,
+                Err(e) => return Ok(payload_error(e)),
+            };
             Ok(
                 match engine.continue_conversations(&conversations, config, seed) {
                     Ok(rollouts) => HostReply::Continued {
@@ -434,7 +460,7 @@ impl Actor for RoleHost {
         // Loading a model takes a while: off this runtime worker, so sessions, pings and the
         // other hosts loading beside this one go on.
         let name = format!("host-{}", args.role);
-        let worker = tokio::task::block_in_place(|| {
+        let worker = block_in_place_if_possible(|| {
             DeviceWorker::spawn(&name, move || {
                 let model = match hosted {
                     HostedRole::Engine(build) => Model::Engine(build(None)?),

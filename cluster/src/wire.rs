@@ -354,6 +354,17 @@ pub enum HostReply {
     },
 }
 
+impl HostReply {
+    /// What would make this reply smaller, should it be too large to send.
+    pub fn how_to_shrink(&self) -> &'static str {
+        match self {
+            HostReply::Evaluated { .. } => "fewer held-out prompts: evaluator.prompts_per_family",
+            HostReply::Scored { .. } => "a smaller group: group_size",
+            _ => "fewer prompts per batch (generator.batch_prompts) or shorter responses (generator.max_new_tokens)",
+        }
+    }
+}
+
 impl HostRequest {
     /// What would make this request smaller, should it be too large to send.
     pub fn how_to_shrink(&self) -> &'static str {

@@ -256,8 +256,8 @@ pub fn world_held_out_records(
     }
 }
 
-/// Held-out prompts for the evaluator: the world's evaluation split, or a JSONL prompt file.
-/// The evaluator's held-out prompts (`[evaluator]`), rendered into chat turns.
+/// The evaluator's held-out prompts (`[evaluator]`): the world's held-out split, or a JSONL
+/// prompt file, rendered into chat turns.
 pub fn eval_specs(
     config: &RunConfig,
     eval: &crate::run_config::EvaluatorConfig,

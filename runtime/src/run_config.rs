@@ -598,7 +598,7 @@ impl RunConfig {
         }
         for (i, stage) in self.stages.iter().enumerate() {
             if stage.node.is_some() {
-                bail!("post_judge[{i}].node: post-judge stages run on the head (only judges and generators can be placed on a worker)");
+                bail!("post_judge[{i}].node: post-judge stages run on the head (generators, judges and the evaluator can be placed on a worker)");
             }
         }
         if self.judges.is_empty() {

@@ -382,7 +382,10 @@ fn a_wrong_cookie_another_config_or_an_unplaced_node_is_refused_within_a_deadlin
     )
     .finish(Duration::from_secs(20));
     assert!(!ok);
-    assert!(err.contains("places no generator or judge there"), "{err}");
+    assert!(
+        err.contains("places no generator, judge or evaluator there"),
+        "{err}"
+    );
 
     // A worker started from a different config is refused at attach; the head names the field
     // and stops (its generator cannot run).
@@ -768,4 +771,37 @@ fn a_head_listening_on_every_interface_serves_weights_to_its_workers() {
         "{s}"
     );
     w1.finish(Duration::from_secs(30));
+}
+
+#[test]
+fn an_evaluator_whose_worker_never_comes_skips_its_evaluations_and_the_run_ends() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    // Generators in the head; the evaluator on a node no worker ever serves.
+    let extra = "[evaluator]\nevery = 2\nmetric = \"reference_overlap\"\nprompts_per_family = 1\nmax_new_tokens = 6\nnode = \"nobody\"\n";
+    let text = config_text(&run_dir, "async", 6, &[], extra)
+        .replace("attach_timeout_s = 30", "attach_timeout_s = 2");
+    let config = write(dir.path(), "c.toml", &text);
+    let c = config.to_str().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let (ok, out, err) = Proc::start(
+        "head",
+        &["run", c, "--no-progress", "--listen", &listen],
+        None,
+    )
+    .finish(Duration::from_secs(240));
+    assert!(ok, "{out}\n{err}");
+    assert!(err.contains("evaluation of v0 skipped"), "{err}");
+    let s = summary(&run_dir);
+    assert_no_prompt_lost(&s, 6);
+    let evals = std::fs::read_to_string(run_dir.join("eval.jsonl")).unwrap_or_default();
+    assert_eq!(evals.lines().count(), 0, "{evals}");
+    // Nothing waited for the evaluations that will not come (the drain's 600 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        started.elapsed()
+    );
 }

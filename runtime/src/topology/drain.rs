@@ -67,15 +67,17 @@ impl Topology {
         // The learner sent its last weights to the evaluator; collect every evaluation, then
         // stop it.
         let mut evals: Vec<EvalStats> = self.evals_seen;
+        let mut skipped = self.evals_skipped;
         if let Some((evaluator, handle)) = self.evaluator {
             let last = self.steps.last().map_or(self.start_version, |s| s.version);
             let has_last = |evals: &[EvalStats]| evals.last().map(|e| e.version) == Some(last);
-            while evals.len() < self.evaluations_expected
+            while evals.len() + skipped < self.evaluations_expected
                 && learner.aborted.is_none()
                 && !(driven.interrupted && has_last(&evals))
             {
                 match tokio::time::timeout(Duration::from_secs(600), self.evals.recv_async()).await
                 {
+                    Ok(Ok(stats)) if stats.skipped.is_some() => skipped += 1,
                     Ok(Ok(stats)) => {
                         on_eval(&stats)?;
                         evals.push(stats);

@@ -50,6 +50,7 @@ impl Topology {
         loop {
             tokio::select! {
                 eval = self.evals.recv_async(), if evals_open => match eval {
+                    Ok(eval) if eval.skipped.is_some() => self.evals_skipped += 1,
                     Ok(eval) => {
                         observer.eval(&eval)?;
                         self.evals_seen.push(eval);

@@ -71,6 +71,8 @@ pub struct Topology {
     evals: flume::Receiver<EvalStats>,
     /// Evaluations that arrived while driving (already told to the observer).
     evals_seen: Vec<EvalStats>,
+    /// Evaluations the evaluator skipped (a remote one's worker was unreachable).
+    evals_skipped: usize,
     outcome: Arc<Mutex<LearnerOutcome>>,
     killer: Option<JoinHandle<()>>,
     stop_killing: Arc<AtomicBool>,

@@ -138,6 +138,7 @@ impl Topology {
             stats,
             evals,
             evals_seen: Vec::new(),
+            evals_skipped: 0,
             outcome,
             killer,
             stop_killing,
