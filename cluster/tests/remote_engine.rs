@@ -190,6 +190,17 @@ fn spawn_host(
     spawn_role_host(runtime, generator, config, HostedRole::Engine(engine))
 }
 
+/// A host of the fake engine (answering after `delay`) for `generator`, with what it sees.
+fn fake_host(
+    rt: &tokio::runtime::Runtime,
+    generator: &str,
+    delay: Duration,
+) -> (Arc<Mutex<Seen>>, ActorRef<RoleHostMsg>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let host = spawn_host(rt, generator, "c", fake_builder(seen.clone(), delay));
+    (seen, host)
+}
+
 fn prompt(user: &str, image: Option<(u32, u32)>) -> PromptSpec {
     PromptSpec {
         id: user.into(),
@@ -216,13 +227,7 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn batches_run_on_the_host_after_the_weights_they_name_arrived() {
     let rt = runtime();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let _host = spawn_host(
-        &rt,
-        "gen-a",
-        "c",
-        fake_builder(seen.clone(), Duration::ZERO),
-    );
+    let (seen, _host) = fake_host(&rt, "gen-a", Duration::ZERO);
     let spec = spec("gen-a", &rt, "c");
     let stats = spec.stats.clone();
     let build = remote_rollout_engine(spec);
@@ -266,8 +271,7 @@ fn batches_run_on_the_host_after_the_weights_they_name_arrived() {
 #[test]
 fn multi_turn_calls_are_forwarded_after_the_weights_they_need() {
     let rt = runtime();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let _host = spawn_host(&rt, "gen-g", "c", fake_builder(seen, Duration::ZERO));
+    let (_, _host) = fake_host(&rt, "gen-g", Duration::ZERO);
     let mut engine = remote_rollout_engine(spec("gen-g", &rt, "c"))(None).unwrap();
     let config = GeneratorConfig::default();
     // Before any batch reached the worker there is no host to ask.
@@ -342,13 +346,7 @@ fn no_host_is_reported_when_the_attach_deadline_passes() {
 #[test]
 fn an_oversize_batch_is_refused_before_sending_and_dropped_not_failed() {
     let rt = runtime();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let _host = spawn_host(
-        &rt,
-        "gen-c",
-        "c",
-        fake_builder(seen.clone(), Duration::ZERO),
-    );
+    let (seen, _host) = fake_host(&rt, "gen-c", Duration::ZERO);
     let mut engine = remote_rollout_engine(spec("gen-c", &rt, "c"))(None).unwrap();
     let huge = "x".repeat(13 << 20);
     let err = engine
@@ -366,15 +364,9 @@ fn an_oversize_batch_is_refused_before_sending_and_dropped_not_failed() {
 #[test]
 fn a_busy_host_still_answers_pings_so_a_long_batch_is_not_taken_for_a_dead_worker() {
     let rt = runtime();
-    let seen = Arc::new(Mutex::new(Seen::default()));
     // One batch takes 10 heartbeat intervals, over three times the silence that declares a
     // worker dead.
-    let _host = spawn_host(
-        &rt,
-        "gen-d",
-        "c",
-        fake_builder(seen, Duration::from_secs(1)),
-    );
+    let (_, _host) = fake_host(&rt, "gen-d", Duration::from_secs(1));
     let mut engine = remote_rollout_engine(spec("gen-d", &rt, "c"))(None).unwrap();
     engine
         .generate(&[prompt("slow", None)], 2, &GeneratorConfig::default(), 1)
@@ -405,13 +397,7 @@ fn ask(
 #[test]
 fn weights_whose_digest_is_not_the_one_the_head_named_are_not_applied() {
     let rt = runtime();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let host = spawn_host(
-        &rt,
-        "gen-f",
-        "c",
-        fake_builder(seen.clone(), Duration::ZERO),
-    );
+    let (seen, host) = fake_host(&rt, "gen-f", Duration::ZERO);
     let server = grlhf_cluster::WeightServer::bind(grlhf_cluster::WeightServerConfig::new(
         "127.0.0.1:0".parse().unwrap(),
         grlhf_cluster::Handshake::new(identity("c"), None),
@@ -463,13 +449,7 @@ fn weights_whose_digest_is_not_the_one_the_head_named_are_not_applied() {
 #[test]
 fn a_payload_the_worker_cannot_use_is_the_batchs_failure_not_the_workers() {
     let rt = runtime();
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let host = spawn_host(
-        &rt,
-        "gen-h",
-        "c",
-        fake_builder(seen.clone(), Duration::ZERO),
-    );
+    let (seen, host) = fake_host(&rt, "gen-h", Duration::ZERO);
     let attach = HostRequest::Attach {
         identity: identity("c"),
         role: "gen-h".into(),

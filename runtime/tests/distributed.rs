@@ -178,17 +178,18 @@ fn head(config: &Path, port: u16, extra: &[&str]) -> Proc {
     Proc::start("head", &args, None)
 }
 
+/// `grlhf run CONFIG --join HEAD --node NODE`.
+fn join_args<'a>(config: &'a str, head: &'a str, node: &'a str) -> [&'a str; 6] {
+    ["run", config, "--join", head, "--node", node]
+}
+
 fn worker(config: &Path, port: u16, node: &str) -> Proc {
     let join = format!("127.0.0.1:{port}");
-    let args = [
-        "run",
-        config.to_str().unwrap(),
-        "--join",
-        &join,
-        "--node",
+    Proc::start(
         node,
-    ];
-    Proc::start(node, &args, None)
+        &join_args(config.to_str().unwrap(), &join, node),
+        None,
+    )
 }
 
 fn summary(run_dir: &Path) -> Value {
@@ -352,14 +353,7 @@ fn a_wrong_cookie_another_config_or_an_unplaced_node_is_refused_within_a_deadlin
     let started = Instant::now();
     let (ok, _, err) = Proc::start(
         "w1",
-        &[
-            "run",
-            config.to_str().unwrap(),
-            "--join",
-            &join,
-            "--node",
-            "w1",
-        ],
+        &join_args(config.to_str().unwrap(), &join, "w1"),
         Some("cookie-b"),
     )
     .finish(Duration::from_secs(20));
@@ -370,14 +364,7 @@ fn a_wrong_cookie_another_config_or_an_unplaced_node_is_refused_within_a_deadlin
     // A node the config places nothing on is refused before it connects.
     let (ok, _, err) = Proc::start(
         "w9",
-        &[
-            "run",
-            config.to_str().unwrap(),
-            "--join",
-            &join,
-            "--node",
-            "w9",
-        ],
+        &join_args(config.to_str().unwrap(), &join, "w9"),
         Some("cookie-a"),
     )
     .finish(Duration::from_secs(20));
@@ -393,14 +380,7 @@ fn a_wrong_cookie_another_config_or_an_unplaced_node_is_refused_within_a_deadlin
     let started = Instant::now();
     let _w1 = Proc::start(
         "w1",
-        &[
-            "run",
-            other.to_str().unwrap(),
-            "--join",
-            &join,
-            "--node",
-            "w1",
-        ],
+        &join_args(other.to_str().unwrap(), &join, "w1"),
         Some("cookie-a"),
     );
     let (ok, out, err) = head.finish(Duration::from_secs(60));
@@ -683,13 +663,8 @@ fn a_tls_cluster_trains_and_refuses_a_worker_without_tls_or_with_another_ca() {
     std::thread::sleep(Duration::from_millis(500));
 
     // TLS files that are not there: refused before joining, naming the file.
-    let (ok, _, err) = tls_proc(
-        "w1",
-        &["run", c, "--join", &listen, "--node", "w1"],
-        &pki,
-        "nobody",
-    )
-    .finish(Duration::from_secs(30));
+    let (ok, _, err) = tls_proc("w1", &join_args(c, &listen, "w1"), &pki, "nobody")
+        .finish(Duration::from_secs(30));
     assert!(!ok);
     assert!(err.contains("nobody.pem"), "{err}");
 
@@ -701,32 +676,22 @@ fn a_tls_cluster_trains_and_refuses_a_worker_without_tls_or_with_another_ca() {
     );
     let p = plain.to_str().unwrap();
     let started = Instant::now();
-    let (ok, _, err) = Proc::start("w1", &["run", p, "--join", &listen, "--node", "w1"], None)
-        .finish(Duration::from_secs(60));
+    let (ok, _, err) =
+        Proc::start("w1", &join_args(p, &listen, "w1"), None).finish(Duration::from_secs(60));
     assert!(!ok);
     assert!(err.contains("TLS"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30));
 
     // A certificate from another CA: the head refuses the session.
     let started = Instant::now();
-    let (ok, _, err) = tls_proc(
-        "w1",
-        &["run", c, "--join", &listen, "--node", "w1"],
-        &other_pki,
-        "w1",
-    )
-    .finish(Duration::from_secs(90));
+    let (ok, _, err) = tls_proc("w1", &join_args(c, &listen, "w1"), &other_pki, "w1")
+        .finish(Duration::from_secs(90));
     assert!(!ok);
     assert!(err.contains("TLS"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(70));
 
     // The right certificate: the run trains.
-    let w1 = tls_proc(
-        "w1",
-        &["run", c, "--join", &listen, "--node", "w1"],
-        &pki,
-        "w1",
-    );
+    let w1 = tls_proc("w1", &join_args(c, &listen, "w1"), &pki, "w1");
     let (ok, out, err) = head.finish(Duration::from_secs(240));
     assert!(ok, "{out}\n{err}");
     assert_no_prompt_lost(&summary(&run_dir), 8);
@@ -754,11 +719,7 @@ fn a_head_listening_on_every_interface_serves_weights_to_its_workers() {
         &["run", c, "--no-progress", "--listen", &listen],
         Some("a-cookie"),
     );
-    let w1 = Proc::start(
-        "w1",
-        &["run", c, "--join", &join, "--node", "w1"],
-        Some("a-cookie"),
-    );
+    let w1 = Proc::start("w1", &join_args(c, &join, "w1"), Some("a-cookie"));
     let (ok, out, err) = head.finish(Duration::from_secs(240));
     assert!(ok, "{out}\n{err}");
     let s = summary(&run_dir);
