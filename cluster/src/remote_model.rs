@@ -166,9 +166,9 @@ impl RemoteModel {
             } => Some((*weights_s, *eval_s)),
             _ => None,
         };
-        match reply {
-            Ok(reply) if worker_s(&reply).is_some() => {
-                let (worker_weights_s, worker_compute_s) = worker_s(&reply).unwrap_or_default();
+        let timed = reply.map(|reply| (worker_s(&reply), reply));
+        match timed {
+            Ok((Some((worker_weights_s, worker_compute_s)), reply)) => {
                 let timing = CallTiming {
                     groups,
                     call_s,
@@ -178,7 +178,7 @@ impl RemoteModel {
                 stats.call(&link.role, &link.node, timing);
                 Ok(reply)
             }
-            Ok(HostReply::EngineError { reason }) => {
+            Ok((None, HostReply::EngineError { reason })) => {
                 Err(ActorError::Engine(format!("{}: {reason}", link.peer())))
             }
             Err(e @ (ClusterError::TooLargeToSend { .. } | ClusterError::Malformed { .. })) => {
@@ -188,7 +188,7 @@ impl RemoteModel {
                 self.host = None;
                 Err(ActorError::Refused(e.to_string()))
             }
-            Ok(other) => Err(unreachable(link.unexpected(other))),
+            Ok((None, other)) => Err(unreachable(link.unexpected(other))),
             Err(e) => {
                 // The next request looks for the host again (a restarted worker).
                 self.host = None;

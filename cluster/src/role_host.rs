@@ -82,6 +82,19 @@ pub struct RoleHostArgs {
     pub weights_timeout: Duration,
 }
 
+/// When a request's work began, after its weights took `weights_s`.
+#[derive(Clone, Copy)]
+struct Timing {
+    weights_s: f64,
+    started: Instant,
+}
+
+impl Timing {
+    fn work_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
 /// The device thread's state: the model, and (engines, evaluators) the weight stream feeding
 /// it and the version applied last.
 struct Hosted {
@@ -285,38 +298,22 @@ impl Hosted {
         Ok(())
     }
 
-    /// Catches the model up to the weights a request names, then runs `work` on it; the reply
-    /// carries both times.
+    /// Catches the model up to the weights a request names, then runs `work` on it, with the
+    /// time the weights took and when the work began, for the reply to carry.
     fn with_weights(
         &mut self,
         (need, digest, timeout): (u64, Option<String>, Duration),
-        work: impl FnOnce(&mut Model) -> Result<HostReply, String>,
+        work: impl FnOnce(&mut Model, Timing) -> Result<HostReply, String>,
     ) -> HostReply {
         let started = Instant::now();
         if let Err(reason) = self.catch_up((need, digest.as_deref()), timeout) {
             return HostReply::Failed { reason };
         }
-        let weights_s = started.elapsed().as_secs_f64();
-        let started = Instant::now();
-        match work(&mut self.model) {
-            Ok(HostReply::Generated { groups, .. }) => HostReply::Generated {
-                groups,
-                weights_s,
-                generate_s: started.elapsed().as_secs_f64(),
-            },
-            Ok(HostReply::Continued { rollouts, .. }) => HostReply::Continued {
-                rollouts,
-                weights_s,
-                generate_s: started.elapsed().as_secs_f64(),
-            },
-            Ok(HostReply::Evaluated { stats, .. }) => HostReply::Evaluated {
-                stats,
-                weights_s,
-                eval_s: started.elapsed().as_secs_f64(),
-            },
-            Ok(other) => other,
-            Err(reason) => HostReply::Failed { reason },
-        }
+        let timing = Timing {
+            weights_s: started.elapsed().as_secs_f64(),
+            started: Instant::now(),
+        };
+        work(&mut self.model, timing).unwrap_or_else(|reason| HostReply::Failed { reason })
     }
 
     fn generate(
@@ -327,7 +324,7 @@ impl Hosted {
         seed: u64,
         need: (u64, Option<String>, Duration),
     ) -> HostReply {
-        self.with_weights(need, |model| {
+        self.with_weights(need, |model, t| {
             let Model::Engine(engine) = model else {
                 return Err("a generation batch sent to a host that is no generator".into());
             };
@@ -342,8 +339,8 @@ impl Hosted {
             Ok(match engine.generate(&specs, n, config, seed) {
                 Ok(groups) => HostReply::Generated {
                     groups,
-                    weights_s: 0.0,
-                    generate_s: 0.0,
+                    weights_s: t.weights_s,
+                    generate_s: t.work_s(),
                 },
                 Err(e) => HostReply::EngineError {
                     reason: e.to_string(),
@@ -359,7 +356,7 @@ impl Hosted {
         seed: u64,
         need: (u64, Option<String>, Duration),
     ) -> HostReply {
-        self.with_weights(need, |model| {
+        self.with_weights(need, |model, t| {
             let Model::Engine(engine) = model else {
                 return Err("conversations sent to a host that is no generator".into());
             };
@@ -381,8 +378,8 @@ impl Hosted {
                 match engine.continue_conversations(&conversations, config, seed) {
                     Ok(rollouts) => HostReply::Continued {
                         rollouts,
-                        weights_s: 0.0,
-                        generate_s: 0.0,
+                        weights_s: t.weights_s,
+                        generate_s: t.work_s(),
                     },
                     Err(e) => HostReply::EngineError {
                         reason: e.to_string(),
@@ -405,15 +402,15 @@ impl Hosted {
     }
 
     fn evaluate(&mut self, version: u64, need: (u64, Option<String>, Duration)) -> HostReply {
-        self.with_weights(need, |model| {
+        self.with_weights(need, |model, t| {
             let Model::Evaluator(engine) = model else {
                 return Err("an evaluation asked of a host that is no evaluator".into());
             };
             Ok(match engine.evaluate(version) {
                 Ok(stats) => HostReply::Evaluated {
                     stats: Box::new(stats),
-                    weights_s: 0.0,
-                    eval_s: 0.0,
+                    weights_s: t.weights_s,
+                    eval_s: t.work_s(),
                 },
                 Err(e) => HostReply::EngineError {
                     reason: e.to_string(),

@@ -113,17 +113,24 @@ pub struct WirePrompt {
 }
 
 impl WirePrompt {
-    pub fn from_spec(spec: &PromptSpec) -> Result<WirePrompt, ClusterError> {
-        let image_png = match &spec.image {
-            Some(image) => Some(encode_png(image, &spec.id)?),
-            None => None,
-        };
+    /// The chat turns and the image (encoded as PNG) of prompt `id`.
+    fn new(
+        id: &str,
+        system: &str,
+        user: &str,
+        image: Option<&RgbImage>,
+    ) -> Result<WirePrompt, ClusterError> {
         Ok(WirePrompt {
-            id: spec.id.clone(),
-            system: spec.system.clone(),
-            user: spec.user.clone(),
-            image_png,
+            id: id.to_string(),
+            system: system.to_string(),
+            user: user.to_string(),
+            image_png: image.map(|i| encode_png(i, id)).transpose()?,
         })
+    }
+
+    pub fn from_spec(spec: &PromptSpec) -> Result<WirePrompt, ClusterError> {
+        let image = spec.image.as_deref();
+        WirePrompt::new(&spec.id, &spec.system, &spec.user, image)
     }
 
     /// The spec a generation engine reads (the fields only judges use stay empty: judging
@@ -194,18 +201,10 @@ pub struct WireGroup {
 impl WireGroup {
     pub fn from_group(group: &RolloutGroup) -> Result<WireGroup, ClusterError> {
         let item = &group.prompt;
-        let image_png = match &item.image {
-            Some(image) => Some(encode_png(image, &item.id)?),
-            None => None,
-        };
+        let image = item.image.as_deref();
         Ok(WireGroup {
             uid: item.uid,
-            prompt: WirePrompt {
-                id: item.id.clone(),
-                system: group.system.clone(),
-                user: group.user.clone(),
-                image_png,
-            },
+            prompt: WirePrompt::new(&item.id, &group.system, &group.user, image)?,
             question: item.question.clone(),
             reference: item.reference.clone(),
             world: item.world.as_deref().cloned(),
