@@ -222,14 +222,9 @@ fn main() -> Result<()> {
             let (device, out) = (&run.device, &run.out);
             let machine = report::machine_name(device);
             let table = vision::table(&machine, &workload, &points);
-            std::fs::create_dir_all(out)?;
             let json =
                 serde_json::json!({"machine": machine, "workload": workload, "points": points});
-            std::fs::write(
-                out.join("vision.json"),
-                serde_json::to_string_pretty(&json)?,
-            )?;
-            std::fs::write(out.join("vision.md"), &table)?;
+            report::write_json_and_table(out, "vision", &json, &table)?;
             vision::plot(&out.join("vision.png"), &machine, &points)?;
             println!("{table}");
             println!("wrote {}/vision.{{json,md,png}}", out.display());
@@ -251,12 +246,7 @@ fn main() -> Result<()> {
             );
             let report = control_plane::measure(&batches, group_size, tokens, repeats)?;
             let table = control_plane::table(&report);
-            std::fs::create_dir_all(&out)?;
-            std::fs::write(
-                out.join("control_plane.json"),
-                serde_json::to_string_pretty(&report)?,
-            )?;
-            std::fs::write(out.join("control_plane.md"), &table)?;
+            report::write_json_and_table(&out, "control_plane", &report, &table)?;
             println!("{table}");
             println!("wrote {}/control_plane.{{json,md}}", out.display());
         }
@@ -272,12 +262,7 @@ fn main() -> Result<()> {
             );
             let report = weights::measure(mib, repeats, chunk_mib << 20)?;
             let table = weights::table(&report);
-            std::fs::create_dir_all(&out)?;
-            std::fs::write(
-                out.join("weights.json"),
-                serde_json::to_string_pretty(&report)?,
-            )?;
-            std::fs::write(out.join("weights.md"), &table)?;
+            report::write_json_and_table(&out, "weights", &report, &table)?;
             println!("{table}");
             println!("wrote {}/weights.{{json,md}}", out.display());
         }
@@ -290,11 +275,7 @@ fn main() -> Result<()> {
         } => {
             let report = memory::measure(&grlhf, &config, steps, warmup_step, &out)?;
             let table = memory::table(&report);
-            std::fs::write(
-                out.join("memory.json"),
-                serde_json::to_string_pretty(&report)?,
-            )?;
-            std::fs::write(out.join("memory.md"), &table)?;
+            report::write_json_and_table(&out, "memory", &report, &table)?;
             memory::plot(&out.join("memory.png"), &report)?;
             println!("{table}");
             println!("wrote {}/memory.{{json,md,png}}", out.display());
@@ -336,11 +317,9 @@ fn main() -> Result<()> {
             let machine = report::machine_name(&run.device);
             let table = slots::table(&machine, &workload, &points);
             let out = &run.out;
-            std::fs::create_dir_all(out)?;
             let json =
                 serde_json::json!({"machine": machine, "workload": workload, "points": points});
-            std::fs::write(out.join("slots.json"), serde_json::to_string_pretty(&json)?)?;
-            std::fs::write(out.join("slots.md"), &table)?;
+            report::write_json_and_table(out, "slots", &json, &table)?;
             slots::plot(&out.join("slots.png"), &machine, &points)?;
             println!("{table}");
             println!("wrote {}/slots.{{json,md,png}}", out.display());
@@ -354,13 +333,8 @@ fn main() -> Result<()> {
             }
             let (machine, points) = decode_compare::pool(&runs)?;
             let table = decode_compare::table(&machine, &labels, &points);
-            std::fs::create_dir_all(&out)?;
             let json = serde_json::json!({"machine": machine, "labels": labels, "points": points});
-            std::fs::write(
-                out.join("decode-compare.json"),
-                serde_json::to_string_pretty(&json)?,
-            )?;
-            std::fs::write(out.join("decode-compare.md"), &table)?;
+            report::write_json_and_table(&out, "decode-compare", &json, &table)?;
             decode_compare::plot(&out.join("decode-compare.png"), &machine, &labels, &points)?;
             println!("{table}");
             println!("wrote {}/decode-compare.{{json,md,png}}", out.display());

@@ -18,6 +18,21 @@ pub struct DecodeReport {
 
 pub use grlhf::machine::machine_name;
 
+/// Writes `STEM.json` (the report) and `STEM.md` (its table) into `dir`, creating it.
+pub fn write_json_and_table(
+    dir: &Path,
+    stem: &str,
+    report: &impl Serialize,
+    table: &str,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = dir.join(format!("{stem}.json"));
+    std::fs::write(&json, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let md = dir.join(format!("{stem}.md"));
+    std::fs::write(&md, table).with_context(|| format!("writing {}", md.display()))
+}
+
 /// Each model name once, in the order first seen (the panels' and rows' order in a report).
 pub fn models_in_order<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut models: Vec<String> = Vec::new();
@@ -74,12 +89,7 @@ impl DecodeReport {
 
     /// Writes `decode.json`, `decode.md` and `decode.png` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let json = dir.join("decode.json");
-        std::fs::write(&json, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("writing {}", json.display()))?;
-        let md = dir.join("decode.md");
-        std::fs::write(&md, self.table()).with_context(|| format!("writing {}", md.display()))?;
+        write_json_and_table(dir, "decode", self, &self.table())?;
         let panels: Vec<BarPanel> = self
             .models()
             .into_iter()
