@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::weight_server::SubscriberStats;
 
 /// One remote role over a run (summed over its engines or judges: a restart builds a new one).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RemoteRoleStats {
     pub node: String,
     /// Attaches to a worker (1, plus one per restart that reached a worker).

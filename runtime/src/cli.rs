@@ -146,6 +146,10 @@ struct RunArgs {
     /// This worker's node name, as `[generator] nodes` spells it.
     #[arg(long, value_name = "NAME", requires = "join")]
     node: Option<String>,
+    /// A worker of a simulated multi-process bench: host simulated generators and judges with
+    /// this cost model (a `profile.json`), not models. `grlhf bench` starts such workers.
+    #[arg(long, value_name = "COST_MODEL", requires = "join")]
+    simulate: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -180,7 +180,7 @@ impl Drop for HeadCluster {
 /// What worker `node` hosts: generators' engines, judges and the evaluator, by role name.
 /// `eval_prompts`: the evaluator's held-out prompts, built from the config as the head builds
 /// them.
-fn hosted_on(
+pub fn hosted_on(
     config: &RunConfig,
     config_path: &Path,
     registry: Registry,
@@ -219,18 +219,6 @@ fn hosted_on(
     for (name, rebuild, device) in judges_on(config, config_path, &registry, &devices, kind, node)?
     {
         hosted.push((name, HostedRole::Judge(rebuild), device));
-    }
-    if hosted.is_empty() {
-        bail!(
-            "--node {node}: {} places no generator, judge or evaluator there (generator.nodes = {:?}, [[judge]] nodes = {:?})",
-            config_path.display(),
-            config.generator.nodes,
-            config
-                .judges
-                .iter()
-                .map(|j| j.node.as_deref().unwrap_or(HEAD_NODE))
-                .collect::<Vec<_>>()
-        );
     }
     Ok(hosted)
 }
@@ -272,17 +260,28 @@ async fn spawn_hosts(
     Ok(hosts)
 }
 
-/// Runs worker `node` of the run `config` describes: joins the head at `head`, hosts the
-/// generators' engines, the judges and the evaluator placed on `node` (with the evaluator's
-/// held-out prompts given), and returns when the head's session ends.
+/// Runs worker `node` of the run `config` describes: joins the head at `head`, hosts `hosted`
+/// (the generators' engines, judges and evaluator placed on `node`: [`hosted_on`], or a
+/// multi-process bench's simulated ones), and returns when the head's session ends.
 pub fn run_worker(
     config: RunConfig,
     config_path: &Path,
-    (registry, eval_prompts): (Registry, Vec<PromptSpec>),
+    hosted: Vec<(String, HostedRole, tch::Device)>,
     head: SocketAddr,
     node: &str,
 ) -> Result<()> {
-    let hosted = hosted_on(&config, config_path, registry, node, eval_prompts)?;
+    if hosted.is_empty() {
+        bail!(
+            "--node {node}: {} places no generator, judge or evaluator there (generator.nodes = {:?}, [[judge]] nodes = {:?})",
+            config_path.display(),
+            config.generator.nodes,
+            config
+                .judges
+                .iter()
+                .map(|j| j.node.as_deref().unwrap_or(HEAD_NODE))
+                .collect::<Vec<_>>()
+        );
+    }
     let run = ClusterRun::new(config_path)?;
     let tls = config.cluster.tls()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

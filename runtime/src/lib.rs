@@ -41,3 +41,4 @@ pub mod token_list;
 pub mod topology;
 pub mod variant;
 pub mod warm_start;
+pub mod worker_processes;

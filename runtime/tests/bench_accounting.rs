@@ -94,6 +94,7 @@ fn async_run_on_simulated_actors_matches_its_cost_model() {
         &Registry::with_builtins(),
         &cost,
         ProgressBar::hidden(),
+        None,
     )
     .unwrap();
     let report = measure("async", &config, &outcome, 1, 4, Some(&cost));
@@ -213,6 +214,7 @@ fn sync_run_on_simulated_actors_runs_in_lockstep() {
         &Registry::with_builtins(),
         &cost,
         ProgressBar::hidden(),
+        None,
     )
     .unwrap();
     let report = measure("sync", &config, &outcome, 1, 4, Some(&cost));

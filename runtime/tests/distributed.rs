@@ -262,6 +262,17 @@ fn a_head_and_two_workers_train_with_the_ledger_balanced_and_no_prompt_lost() {
     for g in ["generator-0", "generator-1", "generator-2"] {
         assert!(s["busy_ratio"][g].as_f64().unwrap() > 0.0, "{g} idle: {s}");
     }
+    // Per node: the head runs the learner and generator-2; each worker its generator.
+    let nodes = s["nodes"].as_object().unwrap();
+    assert_eq!(
+        nodes.keys().collect::<Vec<_>>(),
+        ["head", "w1", "w2"],
+        "{s}"
+    );
+    assert_eq!(nodes["w1"]["actors"], serde_json::json!(["generator-0"]));
+    assert_eq!(nodes["w2"]["actors"], serde_json::json!(["generator-1"]));
+    let head_actors = nodes["head"]["actors"].as_array().unwrap();
+    assert!(head_actors.contains(&"learner".into()) && head_actors.contains(&"generator-2".into()));
     // The workers heard the head's session end and exited cleanly.
     for (w, name) in [(w1, "w1"), (w2, "w2")] {
         let (ok, out, err) = w.finish(Duration::from_secs(30));
@@ -765,4 +776,71 @@ fn an_evaluator_whose_worker_never_comes_skips_its_evaluations_and_the_run_ends(
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn grlhf_bench_measures_a_simulated_topology_across_worker_processes() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/bench-cluster.toml");
+    let args = [
+        "bench",
+        config,
+        "--out",
+        out.to_str().unwrap(),
+        "--steps",
+        "8",
+        "--no-sweep",
+        "--no-scale",
+        "--no-progress",
+    ];
+    let (ok, stdout, err) = Proc::start("bench", &args, None).finish(Duration::from_secs(240));
+    assert!(ok, "{stdout}\n{err}");
+    let bench: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let baseline = &bench["baseline"];
+    assert_eq!(baseline["ledger_balanced"], true);
+    assert_eq!(baseline["steps"], 8);
+    // bench-cluster.toml: generators 0, 1 on w1; generators 2, 3 and both judges on w2.
+    let nodes = baseline["nodes"].as_object().unwrap();
+    assert_eq!(nodes.keys().collect::<Vec<_>>(), ["head", "w1", "w2"]);
+    assert_eq!(
+        nodes["w1"]["actors"],
+        serde_json::json!(["generator-0", "generator-1"])
+    );
+    assert_eq!(nodes["w2"]["actors"].as_array().unwrap().len(), 4);
+    for load in nodes.values() {
+        let busy = load["busy_mean"].as_f64().unwrap();
+        assert!(busy > 0.0 && busy <= 1.0, "{load}");
+    }
+    // Every remote role was called across the process boundary, and every generator's weight
+    // stream carried the simulated learner's 4 MiB tensor each version.
+    let roles = baseline["remote_roles"].as_object().unwrap();
+    assert_eq!(roles.len(), 6, "{roles:?}");
+    for (role, r) in roles {
+        assert!(r["calls"].as_u64().unwrap() > 0, "{role}: {r}");
+        if role.starts_with("generator") {
+            let versions = r["weight_versions"].as_u64().unwrap();
+            assert!(versions >= 1, "{role}: {r}");
+            assert!(r["weight_bytes"].as_u64().unwrap() >= versions * 4 * 1024 * 1024);
+        }
+    }
+    // The same config in one process, for comparison.
+    let one = &bench["one_process"];
+    assert_eq!(one["report"]["ledger_balanced"], true);
+    assert!(
+        one["report"]["nodes"].is_null(),
+        "one process has no per-node figures"
+    );
+    assert!(one["processes_over_one"].as_f64().unwrap() > 0.0);
+    let md = std::fs::read_to_string(out.join("bench.md")).unwrap();
+    assert!(md.contains("## Across processes"), "{md}");
+    // Both sides read one file; the workers logged to the run directory and exited cleanly.
+    let run = out.join("runs/baseline");
+    assert!(run.join("bench-config.toml").is_file());
+    for node in ["w1", "w2"] {
+        let log = std::fs::read_to_string(run.join(format!("worker-{node}.log"))).unwrap();
+        assert!(log.contains("the head's session ended"), "{node}: {log}");
+    }
 }

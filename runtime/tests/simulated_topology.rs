@@ -67,6 +67,7 @@ fn a_simulated_run_survives_kills_and_a_nan_step_through_supervision_and_the_led
         &Registry::with_builtins(),
         &costs(),
         ProgressBar::hidden(),
+        None,
     )
     .unwrap();
     let summary = &outcome.summary;

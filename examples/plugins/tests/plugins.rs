@@ -136,6 +136,7 @@ fn a_simulated_run_rolls_out_the_user_workflow_at_the_cost_models_price() {
         &registry(),
         &cost,
         indicatif::ProgressBar::hidden(),
+        None,
     )
     .unwrap();
     assert_eq!(outcome.summary.learner_steps, 4);

@@ -16,10 +16,12 @@ use std::collections::BTreeMap;
 
 use grlhf_actors::activity::{busy_seconds, GroupEvent, Milestone};
 use grlhf_actors::simulated::{CostModel, StageTimes, StepShape};
+use grlhf_cluster::remote_stats::RemoteRoleStats;
 use serde::{Deserialize, Serialize};
 
 use crate::run::RunOutcome;
 use crate::run_config::RunConfig;
+use crate::topology::node_load::{node_loads, NodeLoad};
 
 /// Busy and idle shares of one actor over the steady window.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +147,14 @@ pub struct BenchReport {
     pub analytic: Option<IdealBound>,
     /// admitted = trained + dropped + in flight held, and no prompt was trained twice.
     pub ledger_balanced: bool,
+    /// A multi-process run: each node's actors and their busy shares of the steady window
+    /// (a remote role counts on the worker doing its work). Empty with one process.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, NodeLoad>,
+    /// A multi-process run: per remote role, the process boundary's overhead per group and the
+    /// weight stream's bytes and GB/s (as in `summary.json`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote_roles: BTreeMap<String, RemoteRoleStats>,
 }
 
 fn role_of(actor: &str) -> &str {
@@ -327,6 +337,7 @@ pub fn measure(
         .sum();
     let tokens: usize = window_steps.iter().map(|s| s.response_tokens).sum();
     let (actors, role_busy) = actor_loads(&spans, t0, t1, span);
+    let busy: BTreeMap<String, f64> = actors.iter().map(|(a, l)| (a.clone(), l.busy)).collect();
     let mut staleness_histogram = BTreeMap::new();
     for s in steps {
         for (k, v) in &s.staleness_counts {
@@ -381,5 +392,7 @@ pub fn measure(
         analytic: cost.map(|c| IdealBound::new(c.stage_times(&shape), samples_per_step)),
         ledger_balanced: outcome.summary.ledger_balanced
             && outcome.summary.ledger_violations.is_empty(),
+        nodes: node_loads(config, &busy),
+        remote_roles: outcome.summary.remote_roles.clone(),
     }
 }

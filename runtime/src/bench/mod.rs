@@ -18,6 +18,7 @@
 //! it is not part of the pipeline being measured.
 
 pub mod measure;
+pub mod processes;
 pub mod profile;
 pub mod render;
 pub mod simulated_run;
@@ -58,6 +59,9 @@ pub struct BenchRequest {
     pub show_progress: bool,
     /// The kinds the config may name (the built-ins, or a user binary's own).
     pub registry: std::sync::Arc<dyn Fn() -> Registry + Send + Sync>,
+    /// The program started as the workers of a config that places roles on worker nodes
+    /// (this binary: a user's own registers the same kinds).
+    pub program: PathBuf,
 }
 
 /// The simulator replaying the baseline run from its fitted cost model.
@@ -121,6 +125,17 @@ pub struct BenchOutput {
     pub simulator_check: Option<SimulatorCheck>,
     pub sweep: Vec<SweepRow>,
     pub scale: Vec<ScaleRow>,
+    /// A baseline run across processes: the same topology in one process, for comparison.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_process: Option<ProcessComparison>,
+}
+
+/// A multi-process baseline against the same config run in one process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessComparison {
+    pub report: BenchReport,
+    /// The multi-process baseline's samples/s over this run's.
+    pub processes_over_one: f64,
 }
 
 fn progress(show: bool, steps: u64, label: &str) -> ProgressBar {
@@ -162,11 +177,23 @@ fn run_one(
     let warmup = warmup.unwrap_or((config.steps / 10).max(1));
     let judges = judge_count(&config);
     let outcome = match cost {
+        _ if processes::spans_processes(&config) => {
+            let bar = progress(request.show_progress && cost.is_some(), config.steps, label);
+            let outcome = processes::run_across_processes(request, &config, cost, bar.clone());
+            bar.finish_and_clear();
+            outcome?
+        }
         Some(cost) => {
             let bar = progress(request.show_progress, config.steps, label);
             let registry = (request.registry)();
-            let outcome =
-                run_simulated(&config, &request.config_path, &registry, cost, bar.clone());
+            let outcome = run_simulated(
+                &config,
+                &request.config_path,
+                &registry,
+                cost,
+                bar.clone(),
+                None,
+            );
             bar.finish_and_clear();
             outcome?
         }
@@ -271,6 +298,7 @@ pub fn bench(request: BenchRequest) -> Result<BenchOutput> {
         simulator_check: baseline.simulator_check,
         sweep,
         scale,
+        one_process: baseline.one_process,
     };
     std::fs::write(
         request.out.join("bench.json"),
@@ -282,7 +310,7 @@ pub fn bench(request: BenchRequest) -> Result<BenchOutput> {
 }
 
 /// A cost-model file (`profile.json` of an earlier bench), checked like `[bench.simulate]`.
-fn read_cost_model(path: &Path) -> Result<CostModel> {
+pub fn read_cost_model(path: &Path) -> Result<CostModel> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the cost model {}", path.display()))?;
     let parsed: Result<CostModel, _> =
@@ -308,6 +336,8 @@ struct Baseline {
     fitted: Option<CostModel>,
     /// A real run with `check_simulator`: the simulator replaying it from `fitted`.
     simulator_check: Option<SimulatorCheck>,
+    /// A multi-process baseline: the same config in one process.
+    one_process: Option<ProcessComparison>,
 }
 
 /// Runs the baseline and writes its timeline; a real baseline also gets its cost model fitted
@@ -356,10 +386,21 @@ fn run_baseline(
         }
         fitted = Some(profile);
     }
+    let one_process = if processes::spans_processes(base) {
+        let one = processes::in_one_process(base);
+        let (one, _) = run_one(request, "one process", one, cost, warmup)?;
+        Some(ProcessComparison {
+            processes_over_one: report.samples_per_s / one.samples_per_s.max(1e-12),
+            report: one,
+        })
+    } else {
+        None
+    };
     Ok(Baseline {
         report,
         fitted,
         simulator_check,
+        one_process,
     })
 }
 
@@ -399,7 +440,8 @@ fn run_scale(
     cost: &CostModel,
     warmup: Option<u64>,
 ) -> Result<Vec<ScaleRow>> {
-    let mut one = base.clone();
+    // Scale runs are about actor counts, in one process (a config's placements are dropped).
+    let mut one = processes::in_one_process(base);
     one.mode = crate::run_config::Mode::Async;
     let unit = cost.stage_times(&step_shape(&one, 1));
     let mut rows = Vec::new();

@@ -74,7 +74,8 @@ pub fn markdown(o: &BenchOutput) -> String {
             t.generate_s, t.judge_s, t.learn_s, t.window_s, a.overlap_step_s, a.lockstep_step_s
         );
     }
-    let bandwidth = if b.simulated {
+    // Across processes a simulated learner publishes real bytes (see `super::processes`).
+    let bandwidth = if b.simulated && b.remote_roles.is_empty() {
         "simulated".to_string()
     } else {
         format!("{:.2} GB/s", b.weight_sync_gb_per_s)
@@ -117,6 +118,7 @@ pub fn markdown(o: &BenchOutput) -> String {
             c.relative_error * 100.0
         );
     }
+    md += &processes_markdown(o);
     md += &sweep_markdown(o);
     md += &scale_markdown(o);
     if let Some(c) = &o.cost_model {
@@ -124,6 +126,48 @@ pub fn markdown(o: &BenchOutput) -> String {
             md,
             "\n## Cost model\n\n```json\n{}\n```\n",
             serde_json::to_string_pretty(c).unwrap_or_default()
+        );
+    }
+    md
+}
+
+/// The across-processes section of `bench.md`: the multi-process baseline against one process,
+/// each node's load and each remote role's costs (empty for a one-process baseline).
+fn processes_markdown(o: &BenchOutput) -> String {
+    let mut md = String::new();
+    let (b, Some(one)) = (&o.baseline, &o.one_process) else {
+        return md;
+    };
+    md += "\n## Across processes\n\nThe baseline ran as a head and one worker process per node on this machine (loopback); the same config in one process for comparison:\n\n";
+    md += &report_table(&[("processes", b), ("one process", &one.report)]);
+    let _ = writeln!(
+        md,
+        "\nAcross processes ÷ one process: **{:.2}×** samples/s.\n",
+        one.processes_over_one
+    );
+    md += "| node | actors | busy (mean) | busiest | idle (mean) |\n|---|---|---:|---:|---:|\n";
+    for (node, load) in &b.nodes {
+        let _ = writeln!(
+            md,
+            "| {node} | {} | {:.2} | {:.2} | {:.2} |",
+            load.actors.join(", "),
+            load.busy_mean,
+            load.busy_max,
+            load.idle_mean
+        );
+    }
+    md += "\nA remote role's actor lives on the head; its work (and busy share) is counted on its worker.\n\n| remote role | node | calls | groups | overhead ms/group | weight versions | weight bytes | weight GB/s |\n|---|---|---:|---:|---:|---:|---:|---:|\n";
+    for (role, r) in &b.remote_roles {
+        let _ = writeln!(
+            md,
+            "| {role} | {} | {} | {} | {:.2} | {} | {} | {:.2} |",
+            r.node,
+            r.calls,
+            r.groups,
+            r.overhead_ms_per_group,
+            r.weight_versions,
+            r.weight_bytes,
+            r.weight_gb_per_s
         );
     }
     md

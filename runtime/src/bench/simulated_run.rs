@@ -4,6 +4,7 @@
 //! every model. Generators and judges count as the config says (every `[[judge]]` table's
 //! `count`, whatever its kind); prompts are synthetic.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,19 +14,23 @@ use grlhf_actors::judge::Judge;
 use grlhf_actors::learner::StepStats;
 use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::registry::Registry;
-use grlhf_actors::rollout_engine::RolloutEngine;
+use grlhf_actors::rollout_engine::{RolloutEngine, RolloutEngineBuilder};
 use grlhf_actors::simulated::generator::SimRolloutEngine;
 use grlhf_actors::simulated::judge::SimJudge;
 use grlhf_actors::simulated::learner::SimTrainEngine;
 use grlhf_actors::simulated::CostModel;
+use grlhf_actors::supervisor::JudgeRebuild;
 use grlhf_actors::train_engine::TrainEngine;
+use grlhf_cluster::role_host::HostedRole;
 use indicatif::ProgressBar;
 
+use crate::cluster_config::{judge_node, node_of};
+use crate::distributed::{ClusterRun, HeadCluster};
 use crate::run::RunOutcome;
 use crate::run_config::RunConfig;
 use crate::topology::config_plan::{loss_of, workflow_of};
 use crate::topology::{
-    GeneratorPlan, JudgePlan, LearnerPlan, Placement, Restored, Topology, TopologyPlan,
+    GeneratorPlan, JudgePlan, LearnerPlan, Placement, RemoteRoles, Restored, Topology, TopologyPlan,
 };
 
 /// Judges the config places (every table's `count`).
@@ -48,45 +53,99 @@ fn synthetic_prompts(count: usize) -> Vec<PromptSpec> {
         .collect()
 }
 
+/// A simulated generator's engine.
+fn simulated_engine(cost: &CostModel) -> RolloutEngineBuilder {
+    let cost = cost.clone();
+    Arc::new(move |_weights| {
+        Ok(Box::new(SimRolloutEngine { cost: cost.clone() }) as Box<dyn RolloutEngine>)
+    })
+}
+
+/// A simulated judge.
+fn simulated_judge(cost: &CostModel) -> JudgeRebuild {
+    let cost = cost.clone();
+    Arc::new(move || {
+        let cost = cost.clone();
+        Ok(Box::new(move || {
+            Ok(Box::new(SimJudge { cost }) as Box<dyn Judge>)
+        }))
+    })
+}
+
+/// Every simulated judge: its name (`judge-T-I`, as a real run names the I-th judge of
+/// `[[judge]]` table T) and the worker its table places it on. A config without judges gets one.
+fn simulated_judges(config: &RunConfig) -> Vec<(String, Option<&str>)> {
+    let judges: Vec<_> = config
+        .judges
+        .iter()
+        .enumerate()
+        .flat_map(|(t, table)| {
+            (0..table.count).map(move |i| (format!("judge-{t}-{i}"), judge_node(&table.node)))
+        })
+        .collect();
+    if judges.is_empty() {
+        return vec![("judge-0-0".to_string(), None)];
+    }
+    judges
+}
+
 /// The plan of `config` with every engine simulated by `cost`, on the CPU. The config's workflow
 /// and loss are the registry's kinds, as in a real run: a multi-turn workflow costs the cost
 /// model's generation time for every turn it samples.
+///
+/// With `remote` (a multi-process bench's head), the generators and judges the config places
+/// on workers get the head's stand-ins, and the workers host the simulated engines
+/// ([`simulated_hosted_on`]); the learner then publishes real bytes, so the weight plane carries
+/// `weight_bytes` per version. Without it, placements are ignored: everything runs here.
 pub fn simulated_plan(
     config: &RunConfig,
     config_path: &Path,
     registry: &Registry,
     cost: &CostModel,
+    remote: Option<Arc<dyn RemoteRoles>>,
 ) -> Result<TopologyPlan> {
     let workflow = workflow_of(config, config_path, registry)?;
     let loss = loss_of(config, config_path, registry)?;
     let here = Placement::Local(tch::Device::Cpu);
-    let judges = (0..judge_count(config))
-        .map(|j| {
-            let judge_cost = cost.clone();
+    let place = |node: Option<&str>| match (&remote, node) {
+        (Some(remote), Some(node)) => Some((remote.clone(), node.to_string())),
+        _ => None,
+    };
+    let judges = simulated_judges(config)
+        .into_iter()
+        .map(|(name, node)| {
+            let (placement, rebuild) = match place(node) {
+                Some((remote, node)) => (
+                    Placement::Remote { node: node.clone() },
+                    remote.judge(&name, &node),
+                ),
+                None => (here.clone(), simulated_judge(cost)),
+            };
             JudgePlan {
-                name: format!("judge-0-{j}"),
-                placement: here.clone(),
-                rebuild: Arc::new(move || {
-                    let cost = judge_cost.clone();
-                    Ok(Box::new(move || {
-                        Ok(Box::new(SimJudge { cost }) as Box<dyn Judge>)
-                    }))
-                }),
-                label: format!("simulated judge-{j}"),
+                label: format!("simulated {name}"),
+                name,
+                placement,
+                rebuild,
             }
         })
         .collect();
     let generators = (0..config.generator.count)
         .map(|g| {
-            let generator_cost = cost.clone();
+            let name = format!("generator-{g}");
+            let node = remote
+                .as_ref()
+                .and_then(|_| node_of(&config.generator.nodes, g));
+            let (placement, engine) = match place(node) {
+                Some((remote, node)) => (
+                    Placement::Remote { node: node.clone() },
+                    remote.engine(&name, &node),
+                ),
+                None => (here.clone(), simulated_engine(cost)),
+            };
             GeneratorPlan {
-                name: format!("generator-{g}"),
-                placement: here.clone(),
-                engine: Arc::new(move |_weights| {
-                    Ok(Box::new(SimRolloutEngine {
-                        cost: generator_cost.clone(),
-                    }) as Box<dyn RolloutEngine>)
-                }),
+                name,
+                placement,
+                engine,
                 workflow: workflow.clone(),
                 config: config.generator.sampling(),
                 seed: config.seed.wrapping_add(g as u64 * 7919),
@@ -94,10 +153,13 @@ pub fn simulated_plan(
         })
         .collect();
     let learner_cost = cost.clone();
+    let carry_weights = remote.is_some();
     let learner = LearnerPlan {
         placement: here,
         engine: Box::new(move |_resume| {
-            Ok(Box::new(SimTrainEngine { cost: learner_cost }) as Box<dyn TrainEngine>)
+            let mut engine = SimTrainEngine::new(learner_cost);
+            engine.carry_weights = carry_weights;
+            Ok(Box::new(engine) as Box<dyn TrainEngine>)
         }),
         config: config.learner.clone(),
         loss,
@@ -120,13 +182,37 @@ pub fn simulated_plan(
     Ok(plan)
 }
 
-/// Runs `config` with every role simulated by `cost`.
+/// What worker `node` of a multi-process bench hosts: the simulated engines of the generators
+/// and the simulated judges the config places there, named as the head's plan names them.
+pub fn simulated_hosted_on(
+    config: &RunConfig,
+    node: &str,
+    cost: &CostModel,
+) -> Vec<(String, HostedRole, tch::Device)> {
+    let cpu = tch::Device::Cpu;
+    let generators = (0..config.generator.count)
+        .filter(|&g| node_of(&config.generator.nodes, g) == Some(node))
+        .map(|g| {
+            let engine = HostedRole::Engine(simulated_engine(cost));
+            (format!("generator-{g}"), engine, cpu)
+        });
+    let judges = simulated_judges(config)
+        .into_iter()
+        .filter(|(_, at)| *at == Some(node))
+        .map(|(name, _)| (name, HostedRole::Judge(simulated_judge(cost)), cpu));
+    generators.chain(judges).collect()
+}
+
+/// Runs `config` with every role simulated by `cost`; with `listen`, as the head of a
+/// multi-process run whose workers host the roles the config places on them
+/// (`super::processes`).
 pub fn run_simulated(
     config: &RunConfig,
     config_path: &Path,
     registry: &Registry,
     cost: &CostModel,
     bar: ProgressBar,
+    listen: Option<SocketAddr>,
 ) -> Result<RunOutcome> {
     std::fs::create_dir_all(&config.run_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -134,7 +220,16 @@ pub fn run_simulated(
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let plan = simulated_plan(config, config_path, registry, cost)?;
+        // Held until the run ends: dropping it ends the workers' sessions, and they exit.
+        let head = match listen {
+            Some(listen) => {
+                let run = ClusterRun::new(config_path)?;
+                Some(HeadCluster::start(run, listen, config).await?)
+            }
+            None => None,
+        };
+        let remote = head.as_ref().map(HeadCluster::remote_roles);
+        let plan = simulated_plan(config, config_path, registry, cost, remote)?;
         let mut topology = Topology::spawn(plan, Restored::default()).await?;
         let mut on_step = |stats: &StepStats| -> Result<()> {
             bar.set_position(stats.step + 1);
@@ -149,7 +244,11 @@ pub fn run_simulated(
                 config.steps
             );
         }
-        let summary = finished.summary(config);
+        let mut summary = finished.summary(config);
+        if let Some(head) = &head {
+            summary.remote_roles = head.stats().snapshot();
+            summary.weights_transport = Some(head.transport.clone());
+        }
         Ok(RunOutcome {
             summary,
             steps: finished.steps.clone().into_recent(),

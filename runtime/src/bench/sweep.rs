@@ -30,6 +30,11 @@ pub fn variants(base: &RunConfig, sweep: &SweepSettings) -> Vec<(String, String,
         if c.generator.devices.len() != 1 {
             c.generator.devices = vec![c.generator.devices[0].clone()];
         }
+        // Placed one per node: the variant's generators take the nodes in turn.
+        if c.generator.nodes.len() > 1 {
+            let nodes = &base.generator.nodes;
+            c.generator.nodes = (0..g).map(|i| nodes[i % nodes.len()].clone()).collect();
+        }
         out.push((format!("generators={g}"), "generators".to_string(), c));
     }
     for &j in &sweep.judges {

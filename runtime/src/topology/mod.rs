@@ -22,6 +22,7 @@
 pub mod config_plan;
 mod drain;
 mod drive;
+pub mod node_load;
 pub mod plan;
 mod restore;
 mod spawn;

@@ -61,6 +61,10 @@ pub struct Summary {
     /// How weights reached workers, and why (a head's run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights_transport: Option<grlhf_cluster::transport::TransportChoice>,
+    /// Per node of a multi-process run: its actors and their busy shares of the wall time (a
+    /// remote role counts on the worker that does its work). Empty in a one-process run.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, super::node_load::NodeLoad>,
 }
 
 /// Faults met and survived, checkpoints and resumes (part of `summary.json`).
@@ -107,11 +111,12 @@ pub fn summarize(
     interrupted: bool,
     buffer_max_staleness: Option<u64>,
 ) -> Summary {
-    let busy_ratio = activity
+    let busy_ratio: BTreeMap<String, f64> = activity
         .busy_totals()
         .into_iter()
         .map(|(actor, busy)| (actor, busy.min(wall) / wall.max(1e-9)))
         .collect();
+    let nodes = super::node_load::node_loads(config, &busy_ratio);
     let versions_monotonic = activity.versions_monotonic();
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
     let rewards = steps.rewards();
@@ -151,6 +156,7 @@ pub fn summarize(
         reliability: Reliability::default(),
         remote_roles: BTreeMap::new(),
         weights_transport: None,
+        nodes,
     }
 }
 

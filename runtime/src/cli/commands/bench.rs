@@ -22,6 +22,8 @@ pub fn bench(args: BenchArgs, registry: crate::cli::Kinds) -> Result<()> {
         scale: !args.no_scale,
         show_progress: !args.no_progress,
         registry,
+        program: std::env::current_exe()
+            .map_err(|e| anyhow::anyhow!("finding this program to start workers: {e}"))?,
     })?;
     let b = &output.baseline;
     println!(

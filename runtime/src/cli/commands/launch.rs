@@ -5,27 +5,21 @@
 //! workers (which exit when the head's session ends) a moment before stopping them.
 //! A user's own binary (docs/plugins.md) launches itself, so its kinds are there too.
 
-use std::collections::BTreeSet;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::ffi::OsString;
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use crate::cli::LaunchArgs;
-use crate::cluster_config::HEAD_NODE;
+use crate::cluster_config::worker_nodes;
 use crate::run_config::RunConfig;
+use crate::worker_processes::WorkerProcesses;
 
 /// Starts the head and the workers, and ends with the head's status.
 pub fn launch(args: LaunchArgs) -> Result<()> {
     let config = RunConfig::from_file(&args.config)?;
-    let generator_nodes = config.generator.nodes.iter().map(String::as_str);
-    let judge_nodes = config.judges.iter().filter_map(|j| j.node.as_deref());
-    let evaluator_node = config.evaluator.iter().filter_map(|e| e.node.as_deref());
-    let nodes: BTreeSet<&str> = generator_nodes
-        .chain(judge_nodes)
-        .chain(evaluator_node)
-        .filter(|n| *n != HEAD_NODE)
-        .collect();
+    let nodes = worker_nodes(&config);
     if nodes.is_empty() {
         bail!(
             "{}: neither generator.nodes nor a [[judge]] or [evaluator] node places anything on a worker, so there is nothing to launch; `grlhf run {}` runs it in one process",
@@ -49,56 +43,31 @@ pub fn launch(args: LaunchArgs) -> Result<()> {
     println!(
         "launching the head on {addr} and {} worker(s): {}",
         nodes.len(),
-        nodes.iter().copied().collect::<Vec<_>>().join(", ")
+        nodes.join(", ")
     );
     let mut head = Command::new(&exe)
         .args(&head_args)
         .spawn()
         .context("starting the head")?;
-    let mut workers = Vec::new();
-    for node in &nodes {
-        let worker = Command::new(&exe)
-            .args(["run", &config_path, "--join", &addr, "--node", node])
-            .spawn()
-            .with_context(|| format!("starting worker {node}"));
-        match worker {
-            Ok(child) => workers.push((node.to_string(), child)),
-            Err(e) => {
-                let _ = head.kill();
-                stop(&mut workers, Duration::ZERO);
-                return Err(e);
-            }
+    let join = |node: &str| -> Vec<OsString> {
+        ["run", &config_path, "--join", &addr, "--node", node]
+            .map(OsString::from)
+            .into()
+    };
+    let mut workers = match WorkerProcesses::start(&exe, &nodes, join, None) {
+        Ok(workers) => workers,
+        Err(e) => {
+            let _ = head.kill();
+            let _ = head.wait();
+            return Err(e);
         }
-    }
+    };
     let status = head.wait().context("waiting for the head")?;
-    stop(&mut workers, Duration::from_secs(30));
+    for problem in workers.stop(Duration::from_secs(30)) {
+        eprintln!("{problem}");
+    }
     if !status.success() {
         bail!("the head exited with {status}");
     }
     Ok(())
-}
-
-/// Waits up to `grace` for the workers to exit by themselves, then kills the rest.
-fn stop(workers: &mut [(String, Child)], grace: Duration) {
-    let deadline = Instant::now() + grace;
-    for (node, child) in workers.iter_mut() {
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) if !status.success() => {
-                    eprintln!("worker {node} exited with {status}");
-                    break;
-                }
-                Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    eprintln!("worker {node} did not exit; stopping it");
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-            }
-        }
-    }
 }

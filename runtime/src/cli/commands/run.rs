@@ -16,13 +16,22 @@ pub fn run(args: RunArgs, registry: crate::cli::Kinds) -> Result<()> {
     let registry = registry();
     let show_progress = !args.no_progress;
     if let (Some(head), Some(node)) = (args.join, &args.node) {
-        let eval_prompts = match &parsed.evaluator {
-            Some(eval) if eval.node.as_deref() == Some(node.as_str()) => {
-                crate::run::eval_specs(&parsed, eval)?
+        let hosted = match &args.simulate {
+            Some(cost) => {
+                let cost = crate::bench::read_cost_model(cost)?;
+                crate::bench::simulated_run::simulated_hosted_on(&parsed, node, &cost)
             }
-            _ => Vec::new(),
+            None => {
+                let eval_prompts = match &parsed.evaluator {
+                    Some(eval) if eval.node.as_deref() == Some(node.as_str()) => {
+                        crate::run::eval_specs(&parsed, eval)?
+                    }
+                    _ => Vec::new(),
+                };
+                let (config, path) = (&parsed, &args.config);
+                crate::distributed::hosted_on(config, path, registry, node, eval_prompts)?
+            }
         };
-        let hosted = (registry, eval_prompts);
         return crate::distributed::run_worker(parsed, &args.config, hosted, head, node);
     }
     let outcome = match (args.listen, args.resume) {
