@@ -18,10 +18,12 @@
 //!
 //! docs/distributed.md says what is built and what is not.
 
+pub mod bucket_broadcast;
 pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod incarnations;
+pub mod nccl;
 pub mod node;
 pub mod remote_call;
 pub mod remote_engine;
@@ -32,6 +34,7 @@ pub mod remote_stats;
 pub mod role_host;
 pub mod tls;
 pub mod transport;
+pub mod weight_buckets;
 pub mod weight_client;
 pub mod weight_server;
 pub mod weight_stream;

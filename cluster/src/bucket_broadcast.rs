@@ -1,0 +1,115 @@
+//! Broadcasting a snapshot's buckets with a deadline per bucket: each bucket's broadcast is
+//! started, then polled until it completes, fails, or runs past its deadline, when the
+//! communicator is aborted — a peer that died or froze mid-broadcast must cost one deadline, not
+//! hang the learner. The collective is a trait so this logic is tested without a GPU; the
+//! NCCL communicator (`crate::nccl`) is the real one.
+
+use std::time::{Duration, Instant};
+
+use tch::Tensor;
+
+/// Where a started collective stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    Done,
+    Pending,
+    Failed(String),
+}
+
+/// A communicator that can broadcast one byte buffer at a time.
+pub trait Collective {
+    /// Starts broadcasting `bucket` from rank `root` (in place: the root sends it, the others
+    /// receive into it). Returns once the work is queued.
+    fn start_broadcast(&mut self, bucket: &mut Tensor, root: i32) -> Result<(), String>;
+    /// Whether the started broadcast has completed; never blocks.
+    fn progress(&mut self) -> Progress;
+    /// Abandons the communicator: pending work is cancelled, later calls fail.
+    fn abort(&mut self);
+}
+
+/// Why a broadcast did not complete. The communicator has been aborted either way.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BroadcastError {
+    #[error("weight bucket {bucket} of {buckets} ({bytes} bytes) did not arrive within {deadline:?}; the communicator was aborted")]
+    Timeout {
+        bucket: usize,
+        buckets: usize,
+        bytes: i64,
+        deadline: Duration,
+    },
+    #[error("weight bucket {bucket} of {buckets}: {why}; the communicator was aborted")]
+    Failed {
+        bucket: usize,
+        buckets: usize,
+        why: String,
+    },
+}
+
+/// What a completed broadcast moved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BroadcastStats {
+    pub buckets: usize,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+impl BroadcastStats {
+    pub fn gb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.seconds.max(1e-12) / 1e9
+    }
+}
+
+/// Broadcasts every bucket from `root`, one after another, each within `per_bucket`.
+pub fn broadcast_buckets(
+    collective: &mut dyn Collective,
+    buckets: &mut [Tensor],
+    root: i32,
+    per_bucket: Duration,
+) -> Result<BroadcastStats, BroadcastError> {
+    let started = Instant::now();
+    let count = buckets.len();
+    let mut bytes = 0u64;
+    for (i, bucket) in buckets.iter_mut().enumerate() {
+        let size = bucket.numel() as i64;
+        let fail = |collective: &mut dyn Collective, why: String| {
+            collective.abort();
+            BroadcastError::Failed {
+                bucket: i,
+                buckets: count,
+                why,
+            }
+        };
+        let deadline = Instant::now() + per_bucket;
+        if let Err(why) = collective.start_broadcast(bucket, root) {
+            return Err(fail(collective, why));
+        }
+        let mut spins = 0u32;
+        loop {
+            match collective.progress() {
+                Progress::Done => break,
+                Progress::Failed(why) => return Err(fail(collective, why)),
+                Progress::Pending if Instant::now() >= deadline => {
+                    collective.abort();
+                    return Err(BroadcastError::Timeout {
+                        bucket: i,
+                        buckets: count,
+                        bytes: size,
+                        deadline: per_bucket,
+                    });
+                }
+                // Spin briefly (a bucket often completes within microseconds), then sleep.
+                Progress::Pending if spins < 64 => {
+                    spins += 1;
+                    std::thread::yield_now();
+                }
+                Progress::Pending => std::thread::sleep(Duration::from_micros(100)),
+            }
+        }
+        bytes += size as u64;
+    }
+    Ok(BroadcastStats {
+        buckets: count,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
