@@ -8,9 +8,11 @@
 # continuous batching (slot cache) on CUDA, which attention kernel SDPA picks for decode shapes
 # and what cuDNN's plan cache costs, the decode benchmark (0.5B-shaped random Qwen2, bf16) and
 # the multimodal benchmark (2B-shaped random Qwen2-VL, bf16) against transformers, and a short
-# `grlhf pipeline` (configs/gpu-smoke.toml) with every model on cuda:0.
-# CHECKS selects parts: "parity generation slots sdpa decode vision pipeline" (the default) or a
-# subset.
+# `grlhf pipeline` (configs/gpu-smoke.toml) with every model on cuda:0, and the multi-process
+# checks (scripts/gpu-cluster-check.sh: NCCL from tensor pointers, two processes on one GPU
+# over TCP against one process).
+# CHECKS selects parts: "parity generation slots sdpa decode vision pipeline cluster" (the
+# default) or a subset.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.gpu}
@@ -20,7 +22,7 @@ mkdir -p "$RESULTS"
 TORCH_LIB=$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 status=0
-CHECKS=${CHECKS:-"parity generation slots sdpa decode vision pipeline"}
+CHECKS=${CHECKS:-"parity generation slots sdpa decode vision pipeline cluster"}
 wants() { [[ " $CHECKS " == *" $1 "* ]]; }
 
 "$BIN/grlhf" doctor > "$RESULTS/doctor.txt" 2>&1 || status=1
@@ -79,6 +81,10 @@ if wants pipeline; then
   else
     status=1
   fi
+fi
+
+if wants cluster; then
+  BIN="$BIN" RESULTS="$RESULTS" PY="$PY" bash scripts/gpu-cluster-check.sh > /dev/null 2>&1 || status=1
 fi
 
 tail -n 3 "$RESULTS"/*.txt

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The multi-process GPU checks (issue 16), run by scripts/gpu-check.sh (CHECKS contains
+# "cluster") on a GPU machine with the binaries scripts/gpu-stage.sh staged in $BIN:
+#   1. the NCCL pieces on CUDA (`nccl` test binary): a single-rank broadcast from tch tensors'
+#      device pointers, bit-exact, with its GB/s; a communicator whose second rank never joins is
+#      aborted at its deadline;
+#   2. two processes on one GPU over TCP: a synchronous tiny-world run with every model on cuda:0,
+#      once in one process, again in one process (the control: run-to-run noise on this GPU), and
+#      with its generator and judge on a worker process (`grlhf launch`); the per-step reward,
+#      loss, KL and gradient norm are compared (bit-exact expected; 1e-5 allowed).
+# NCCL forbids two ranks on one GPU, so a two-process NCCL broadcast needs two GPUs.
+# Writes $RESULTS/cluster.txt; exits non-zero when a check fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.gpu}
+RESULTS=${RESULTS:-${OUT:-target/gpu-check}}
+PY=${PY:-python3}
+mkdir -p "$RESULTS"
+WORK=$(mktemp -d /tmp/grlhf-gpu-cluster.XXXXXX)
+status=0
+{
+  echo "== NCCL on CUDA"
+  "$BIN/nccl" --test-threads 1 --nocapture || status=1
+
+  echo "== two processes on one GPU over TCP"
+  for name in one control two; do
+    nodes=""; judge_node=""
+    if [ "$name" = two ]; then nodes='nodes = ["w1"]'; judge_node='node = "w1"'; fi
+    cat > "$WORK/$name.toml" <<TOML
+mode = "sync"
+steps = 4
+seed = 0
+run_dir = "$WORK/run-$name"
+max_staleness = 0
+group_size = 4
+batch_groups = 4
+
+[data]
+world_size = 64
+
+[model]
+policy = "world:tiny"
+
+[generator]
+count = 1
+devices = ["cuda:0"]
+$nodes
+batch_prompts = 2
+max_new_tokens = 6
+
+[[judge]]
+kind = "rule_judge"
+rule = "reference_overlap"
+$judge_node
+
+[learner]
+device = "cuda:0"
+lr = 1e-2
+micro_batch = 16
+
+[learner.grpo]
+kl_beta = 0.0
+TOML
+  done
+  timeout 240 "$BIN/grlhf" run "$WORK/one.toml" --no-progress || status=1
+  timeout 240 "$BIN/grlhf" run "$WORK/control.toml" --no-progress || status=1
+  timeout 300 "$BIN/grlhf" launch "$WORK/two.toml" --no-progress || status=1
+  "$PY" - "$WORK" <<'PY' || status=1
+import json, sys
+work = sys.argv[1]
+def steps(name):
+    with open(f"{work}/run-{name}/metrics.jsonl") as f:
+        return [json.loads(l) for l in f if l.strip()]
+one, control, two = steps("one"), steps("control"), steps("two")
+keys = ["reward_mean", "loss", "kl", "grad_norm"]
+def worst(a, b):
+    assert len(a) == len(b) == 4, (len(a), len(b))
+    return max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in keys)
+noise, across = worst(one, control), worst(one, two)
+exact = all(x[k] == y[k] for x, y in zip(one, two) for k in keys)
+tokens = all(x["response_tokens"] == y["response_tokens"] for x, y in zip(one, two))
+print(f"one process vs one process (control): max |difference| {noise:.3g}")
+print(f"one process vs two processes:         max |difference| {across:.3g}; bit-exact: {exact}; tokens equal: {tokens}")
+sys.exit(0 if across <= 1e-5 and tokens else 1)
+PY
+} > "$RESULTS/cluster.txt" 2>&1
+tail -n 4 "$RESULTS/cluster.txt"
+rm -rf "$WORK"
+exit $status
