@@ -100,6 +100,7 @@ pub fn worker(head: SocketAddr, tokens: usize) -> Result<()> {
             device: tch::Device::Cpu,
             head_ip: head.ip(),
             weights_timeout: Duration::from_secs(30),
+            collectives: None,
         };
         let _host = ractor::Actor::spawn(None, RoleHost, args)
             .await
@@ -248,6 +249,7 @@ pub fn measure(
         link: Arc::new(link),
         weights_ip: listen.ip(),
         stats: RemoteStats::default(),
+        collective: None,
     };
     let mut engine = remote_rollout_engine(spec)(None).map_err(|e| anyhow!("{e}"))?;
     let all = world_prompts(*batches.iter().max().unwrap_or(&1))?;

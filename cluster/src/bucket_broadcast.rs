@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 /// Where a started collective stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,28 @@ pub trait Collective {
     fn progress(&mut self) -> Progress;
     /// Abandons the communicator: pending work is cancelled, later calls fail.
     fn abort(&mut self);
+}
+
+/// Makes communicators: the NCCL library (`crate::nccl::NcclCollectives`), or in-process
+/// channels (`crate::loopback_collective`, for tests). The head makes an id per remote model;
+/// it and the worker join it as ranks 0 and 1.
+pub trait Collectives: Send + Sync {
+    /// What carries the bytes (`NCCL 2.28.9`), for `summary.json`.
+    fn about(&self) -> String;
+    /// Whether a rank on `device` can join; `Err` says why not.
+    fn supports(&self, device: Device) -> Result<(), String>;
+    /// A new communicator's id, as text for a control message.
+    fn new_id(&self) -> Result<String, String>;
+    /// Joins communicator `id` as `rank` of `nranks` on `device`, waiting at most `deadline`
+    /// for every rank.
+    fn join(
+        &self,
+        id: &str,
+        nranks: i32,
+        rank: i32,
+        device: Device,
+        deadline: Duration,
+    ) -> Result<Box<dyn Collective + Send>, String>;
 }
 
 /// Why a broadcast did not complete. The communicator has been aborted either way.
@@ -66,11 +88,31 @@ pub fn broadcast_buckets(
     root: i32,
     per_bucket: Duration,
 ) -> Result<BroadcastStats, BroadcastError> {
-    let started = Instant::now();
     let count = buckets.len();
+    let views: Vec<Tensor> = buckets.iter().map(Tensor::shallow_clone).collect();
+    let mut views = views.into_iter();
+    broadcast_each(
+        collective,
+        (count, root, per_bucket),
+        |_| Ok(views.next().expect("one view per bucket")),
+        |_, _| Ok(()),
+    )
+}
+
+/// Broadcasts `count` buckets from `root`, one at a time, each within `per_bucket`:
+/// `bucket(i)` gives the buffer to broadcast (the root fills it first; a reused buffer keeps
+/// memory at one bucket), and `done(i, buffer)` runs once it completed (a receiver unpacks).
+/// A failure in either, like the collective's own, aborts the communicator: the peers are
+/// waiting in the same broadcast.
+pub fn broadcast_each(
+    collective: &mut dyn Collective,
+    (count, root, per_bucket): (usize, i32, Duration),
+    mut bucket: impl FnMut(usize) -> Result<Tensor, String>,
+    mut done: impl FnMut(usize, &Tensor) -> Result<(), String>,
+) -> Result<BroadcastStats, BroadcastError> {
+    let started = Instant::now();
     let mut bytes = 0u64;
-    for (i, bucket) in buckets.iter_mut().enumerate() {
-        let size = bucket.numel() as i64;
+    for i in 0..count {
         let fail = |collective: &mut dyn Collective, why: String| {
             collective.abort();
             BroadcastError::Failed {
@@ -79,8 +121,13 @@ pub fn broadcast_buckets(
                 why,
             }
         };
+        let mut buffer = match bucket(i) {
+            Ok(buffer) => buffer,
+            Err(why) => return Err(fail(collective, why)),
+        };
+        let size = buffer.numel() as i64;
         let deadline = Instant::now() + per_bucket;
-        if let Err(why) = collective.start_broadcast(bucket, root) {
+        if let Err(why) = collective.start_broadcast(&mut buffer, root) {
             return Err(fail(collective, why));
         }
         let mut spins = 0u32;
@@ -104,6 +151,9 @@ pub fn broadcast_buckets(
                 }
                 Progress::Pending => std::thread::sleep(Duration::from_micros(100)),
             }
+        }
+        if let Err(why) = done(i, &buffer) {
+            return Err(fail(collective, why));
         }
         bytes += size as u64;
     }

@@ -21,7 +21,7 @@ use crate::frame::{read_json, write_json, DEFAULT_FRAME_LIMIT};
 use crate::incarnations::Incarnations;
 
 /// The version of grlhf's wire protocol; peers must agree on it exactly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// This build's grlhf version; peers must agree on it exactly.
 pub const GRLHF_VERSION: &str = env!("CARGO_PKG_VERSION");

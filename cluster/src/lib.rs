@@ -19,10 +19,13 @@
 //! docs/distributed.md says what is built and what is not.
 
 pub mod bucket_broadcast;
+pub mod collective_receiver;
+pub mod collective_sender;
 pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod incarnations;
+pub mod loopback_collective;
 pub mod nccl;
 pub mod node;
 pub mod remote_call;

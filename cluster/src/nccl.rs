@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use libloading::Library;
 use tch::Tensor;
 
-use crate::bucket_broadcast::{Collective, Progress};
+use crate::bucket_broadcast::{Collective, Collectives, Progress};
 
 /// `ncclResult_t` values used here.
 const NCCL_SUCCESS: c_int = 0;
@@ -505,5 +505,46 @@ impl Drop for NcclComm {
             // SAFETY: a stream this communicator created, destroyed once.
             unsafe { (self.cuda.stream_destroy)(self.stream) };
         }
+    }
+}
+
+/// NCCL as the [`Collectives`] of a run: ranks on CUDA devices.
+pub struct NcclCollectives {
+    pub nccl: Arc<Nccl>,
+}
+
+impl Collectives for NcclCollectives {
+    fn about(&self) -> String {
+        let (a, b, c) = self.nccl.version;
+        format!("NCCL {a}.{b}.{c}")
+    }
+
+    fn supports(&self, device: tch::Device) -> Result<(), String> {
+        match device {
+            tch::Device::Cuda(_) => Ok(()),
+            other => Err(format!(
+                "NCCL needs a CUDA device, and this rank's is {other:?}"
+            )),
+        }
+    }
+
+    fn new_id(&self) -> Result<String, String> {
+        Ok(self.nccl.unique_id()?.to_hex())
+    }
+
+    fn join(
+        &self,
+        id: &str,
+        nranks: i32,
+        rank: i32,
+        device: tch::Device,
+        deadline: Duration,
+    ) -> Result<Box<dyn Collective + Send>, String> {
+        let tch::Device::Cuda(index) = device else {
+            return Err(self.supports(device).unwrap_err());
+        };
+        let id = UniqueId::from_hex(id)?;
+        let comm = NcclComm::init(self.nccl.clone(), id, nranks, rank, index as i32, deadline)?;
+        Ok(Box::new(comm))
     }
 }

@@ -19,6 +19,7 @@ use grlhf_actors::error::ActorError;
 use ractor::ActorRef;
 use tch::Tensor;
 
+use crate::collective_sender::{CollectiveChoice, CollectiveSender, Declined};
 use crate::error::ClusterError;
 use crate::handshake::Handshake;
 use crate::remote_call::RemoteRole;
@@ -36,6 +37,8 @@ pub struct RemoteModelSpec {
     pub weights_ip: IpAddr,
     /// Where this role's call timings and weight traffic are added up.
     pub stats: RemoteStats,
+    /// Broadcast weights (NCCL) to workers that can take them; `None`: the weight stream only.
+    pub collective: Option<CollectiveChoice>,
 }
 
 pub struct RemoteModel {
@@ -49,6 +52,11 @@ pub struct RemoteModel {
     instance: u64,
     /// The last attach found no host (or failed).
     attach_failed: bool,
+    /// Broadcasting to this model's worker (after a successful negotiation).
+    sender: Option<CollectiveSender>,
+    /// Whether this model asked its worker about broadcasts yet (once per model: a restart
+    /// builds a new one).
+    negotiated: bool,
 }
 
 /// Numbers the remote models of a process, for [`RemoteStats`].
@@ -85,6 +93,8 @@ impl RemoteModel {
             digest,
             instance: MODELS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             attach_failed: false,
+            sender: None,
+            negotiated: false,
         })
     }
 
@@ -102,9 +112,15 @@ impl RemoteModel {
         (self.published, self.digest.clone())
     }
 
-    /// Publishes the next version: encoded here, sent by the weight server's own threads.
+    /// Publishes the next version: broadcast to the worker when it takes broadcast weights,
+    /// else encoded here and sent by the weight server's own threads.
     pub fn publish(&mut self, tensors: &[(String, Tensor)]) -> Result<(), ActorError> {
         let version = self.published + 1;
+        if let Some(choice) = self.spec.collective.clone() {
+            if self.broadcasting(&choice)? {
+                return self.broadcast(&choice, version, tensors);
+            }
+        }
         let stats = self.weights.publish(version, tensors).map_err(|e| {
             ActorError::Engine(format!("{}: publishing weights: {e}", self.link().peer()))
         })?;
@@ -113,13 +129,81 @@ impl RemoteModel {
         Ok(())
     }
 
-    /// The request's reply from the attached host (attaching first if need be). After an
-    /// attach found no host, the next waits only a heartbeat interval until one is seen again:
-    /// an actor that keeps going without the worker (the evaluator, skipping versions) must not
-    /// spend `attach_timeout_s` per request while its updates pile up.
-    async fn request(&mut self, request: HostRequest) -> Result<HostReply, ClusterError> {
+    /// Whether versions go to the worker by broadcast: decided at the first publication
+    /// (attaching first), once per model.
+    fn broadcasting(&mut self, choice: &CollectiveChoice) -> Result<bool, ActorError> {
+        if self.sender.is_some() || self.negotiated {
+            return Ok(self.sender.is_some());
+        }
         let link = self.spec.link.clone();
-        let host = match &self.host {
+        let host = link
+            .runtime
+            .block_on(self.attached_host())
+            .map_err(unreachable)?;
+        self.negotiated = true;
+        let stats = &self.spec.stats;
+        match CollectiveSender::negotiate(choice, &link, &host) {
+            Ok(Ok(sender)) => {
+                tracing::info!(role = %link.role, node = %link.node, via = %sender.about, "weights by broadcast");
+                stats.transport(&link.role, &link.node, &sender.about);
+                self.sender = Some(sender);
+                Ok(true)
+            }
+            Ok(Err(Declined(why))) if choice.required => Err(ActorError::Refused(format!(
+                "weights.transport = \"nccl\", but {} cannot take broadcast weights: {why}",
+                link.peer()
+            ))),
+            Ok(Err(Declined(why))) => {
+                tracing::warn!(role = %link.role, node = %link.node, %why, "weights over TCP");
+                stats.transport(&link.role, &link.node, &format!("tcp ({why})"));
+                Ok(false)
+            }
+            Err(e) => {
+                self.host = None;
+                Err(unreachable(e))
+            }
+        }
+    }
+
+    /// Broadcasts `tensors` as `version`; a failure drops the communicator and the worker's
+    /// link (the actor fails, and its restart negotiates anew).
+    fn broadcast(
+        &mut self,
+        choice: &CollectiveChoice,
+        version: u64,
+        tensors: &[(String, Tensor)],
+    ) -> Result<(), ActorError> {
+        let link = self.spec.link.clone();
+        let (Some(sender), Some(host)) = (self.sender.as_mut(), self.host.clone()) else {
+            return Err(ActorError::Unreachable(format!(
+                "{}: broadcasting before the worker was attached",
+                link.peer()
+            )));
+        };
+        match sender.send(choice, (&link, &host), version, tensors) {
+            Ok(sent) => {
+                let stats = &self.spec.stats;
+                stats.broadcast(&link.role, &link.node, sent.bytes, sent.seconds);
+                self.published = version;
+                // Broadcast versions carry no digest: NCCL delivers or fails.
+                self.digest = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.sender = None;
+                self.host = None;
+                Err(unreachable(e))
+            }
+        }
+    }
+
+    /// The attached host, attaching first if need be. After an attach found no host, the next
+    /// waits only a heartbeat interval until one is seen again: an actor that keeps going
+    /// without the worker (the evaluator, skipping versions) must not spend
+    /// `attach_timeout_s` per request while its updates pile up.
+    async fn attached_host(&mut self) -> Result<ActorRef<RoleHostMsg>, ClusterError> {
+        let link = self.spec.link.clone();
+        Ok(match &self.host {
             Some(host) => host.clone(),
             None => {
                 let patience = match self.attach_failed {
@@ -133,7 +217,13 @@ impl RemoteModel {
                 self.host = Some(host.clone());
                 host
             }
-        };
+        })
+    }
+
+    /// The request's reply from the attached host (attaching first if need be).
+    async fn request(&mut self, request: HostRequest) -> Result<HostReply, ClusterError> {
+        let link = self.spec.link.clone();
+        let host = self.attached_host().await?;
         link.call_watched(&host, request).await
     }
 

@@ -33,6 +33,10 @@ pub struct RemoteRoleStats {
     pub weight_bytes: u64,
     pub weight_send_s: f64,
     pub weight_gb_per_s: f64,
+    /// What carried the weights: `tcp`, or the collective (`NCCL 2.28.9 on Cuda(1)`); with
+    /// `auto`, why a worker got TCP.
+    #[serde(default)]
+    pub weights_via: String,
 }
 
 #[derive(Default)]
@@ -40,6 +44,8 @@ struct Entry {
     stats: RemoteRoleStats,
     /// Each engine's weight server's cumulative figures, by engine.
     weights: BTreeMap<u64, (u64, u64, f64)>,
+    /// Broadcast versions: count, bytes, seconds (head side, from packing to applied).
+    broadcasts: (u64, u64, f64),
 }
 
 /// Shared by a head's remote engines; read once the run is over.
@@ -87,16 +93,34 @@ impl RemoteStats {
         });
     }
 
+    /// What carries role `role`'s weights.
+    pub fn transport(&self, role: &str, node: &str, via: &str) {
+        self.with(role, node, |e| e.stats.weights_via = via.to_string());
+    }
+
+    /// One version broadcast to role `role`'s worker.
+    pub fn broadcast(&self, role: &str, node: &str, bytes: u64, seconds: f64) {
+        self.with(role, node, |e| {
+            e.broadcasts.0 += 1;
+            e.broadcasts.1 += bytes;
+            e.broadcasts.2 += seconds;
+        });
+    }
+
     /// Every remote role's figures, derived rates filled in.
     pub fn snapshot(&self) -> BTreeMap<String, RemoteRoleStats> {
         let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
         all.iter()
             .map(|(name, entry)| {
                 let mut s = entry.stats.clone();
-                for (versions, bytes, send_s) in entry.weights.values() {
+                let broadcast = std::iter::once(&entry.broadcasts);
+                for (versions, bytes, send_s) in entry.weights.values().chain(broadcast) {
                     s.weight_versions += versions;
                     s.weight_bytes += bytes;
                     s.weight_send_s += send_s;
+                }
+                if s.weights_via.is_empty() && s.weight_versions > 0 {
+                    s.weights_via = "tcp".into();
                 }
                 let worker_s = s.worker_weights_s + s.worker_compute_s;
                 if s.groups > 0 {

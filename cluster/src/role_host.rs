@@ -32,8 +32,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use tch::Device;
 
+use crate::bucket_broadcast::Collectives;
+use crate::collective_receiver::CollectiveReceiver;
 use crate::error::ClusterError;
 use crate::handshake::{Cookie, Handshake, RunIdentity};
+use crate::weight_buckets::BucketLayout;
 use crate::weight_client::{WeightClient, WeightClientConfig};
 use crate::wire::{Envelope, HostReply, HostRequest, ScoreRequest, WireConversation, WirePrompt};
 
@@ -78,8 +81,12 @@ pub struct RoleHostArgs {
     /// The head's address as this worker joined it: weight streams are dialled there, at the
     /// port the head names.
     pub head_ip: std::net::IpAddr,
-    /// How long a batch waits for the weights version it needs.
+    /// How long a batch waits for the weights version it needs (and each bucket of a
+    /// broadcast version).
     pub weights_timeout: Duration,
+    /// What can receive broadcast weights here (NCCL where the device is a GPU); `None`: the
+    /// weight stream only.
+    pub collectives: Option<Arc<dyn Collectives>>,
 }
 
 /// When a request's work began, after its weights took `weights_s`.
@@ -101,6 +108,8 @@ struct Hosted {
     model: Model,
     weights: Option<WeightClient>,
     applied: u64,
+    /// Broadcast weights (an engine whose head chose a collective).
+    collective: CollectiveReceiver,
 }
 
 enum Model {
@@ -255,7 +264,43 @@ impl RoleHost {
     }
 }
 
+impl RoleHost {
+    /// What carries broadcast weights to this host, or why nothing can: only an engine or an
+    /// evaluator takes weights, and the transport must support the host's device.
+    fn collective_info(args: &RoleHostArgs) -> Result<String, String> {
+        let Some(collectives) = &args.collectives else {
+            return Err(format!("worker {} has no collective transport", args.node));
+        };
+        if let HostedRole::Judge(_) = args.hosted {
+            return Err("a judge takes no weights".into());
+        }
+        collectives.supports(args.device)?;
+        Ok(format!("{} on {:?}", collectives.about(), args.device))
+    }
+}
+
 impl Hosted {
+    /// Receives a broadcast version and applies it.
+    fn receive_weights(
+        &mut self,
+        version: u64,
+        layout: &BucketLayout,
+        device: Device,
+        per_bucket: Duration,
+    ) -> HostReply {
+        let (tensors, seconds) = match self.collective.receive(layout, device, per_bucket) {
+            Ok(received) => received,
+            Err(reason) => return HostReply::Failed { reason },
+        };
+        if let Err(e) = self.model.apply_weights(&tensors) {
+            return HostReply::Failed {
+                reason: format!("applying broadcast weights version {version}: {e}"),
+            };
+        }
+        self.applied = version;
+        HostReply::WeightsApplied { version, seconds }
+    }
+
     /// Applies weights version `need` (waiting up to `timeout`), once its digest is the one the
     /// head named; older versions still on the stream are skipped (each is a whole snapshot).
     fn catch_up(
@@ -468,6 +513,7 @@ impl Actor for RoleHost {
                     model,
                     weights: None,
                     applied: 0,
+                    collective: CollectiveReceiver::default(),
                 })
             })
         })?;
@@ -553,6 +599,34 @@ impl Actor for RoleHost {
             }
             HostRequest::Score(request) => {
                 Self::spawn_work(state, port, move |hosted| hosted.score(*request));
+            }
+            HostRequest::CollectiveInfo => {
+                let available = Self::collective_info(args);
+                reply(args, port, HostReply::CollectiveInfo { available });
+            }
+            HostRequest::JoinCollective { id, nranks, rank } => {
+                let Some(collectives) = args.collectives.clone() else {
+                    let reason = "this worker has no collective transport".to_string();
+                    reply(args, port, HostReply::Failed { reason });
+                    return Ok(());
+                };
+                let (device, deadline) = (args.device, args.weights_timeout);
+                Self::spawn_work(state, port, move |hosted| {
+                    let ranks = (id.as_str(), nranks as i32, rank as i32);
+                    match hosted
+                        .collective
+                        .join(&collectives, ranks, device, deadline)
+                    {
+                        Ok(()) => HostReply::Joined,
+                        Err(reason) => HostReply::Failed { reason },
+                    }
+                });
+            }
+            HostRequest::ReceiveWeights { version, layout } => {
+                let (device, per_bucket) = (args.device, args.weights_timeout);
+                Self::spawn_work(state, port, move |hosted| {
+                    hosted.receive_weights(version, &layout, device, per_bucket)
+                });
             }
         }
         Ok(())

@@ -1,21 +1,24 @@
-//! Which transport carries weights to workers (`[weights] transport`).
+//! Which transport carries weights to workers (`[weights] transport`), decided on the head.
 //!
-//! The pip torch wheel ships `libnccl.so.2` (and libtorch_cuda, which grlhf links, loads it), so
-//! no CUDA toolkit is needed to open it (`crate::nccl`; `GRLHF_NCCL_LIBRARY` names another
-//! file). The NCCL broadcast's pieces are built — bucket layouts (`crate::weight_buckets`), a
-//! communicator in non-blocking mode and a per-bucket deadline with abort
-//! (`crate::bucket_broadcast`) — but no run moves weights with them yet: only TCP carries weights
-//! to workers. `auto` reports `tcp` with the reason (no CUDA device here, NCCL not found, or NCCL
-//! found but not wired into runs), and `nccl` is refused when the config is read
-//! (docs/distributed.md).
+//! - `tcp`: every remote model's own weight stream (`crate::weight_server`).
+//! - `nccl`: a broadcast from the learner's GPU to each worker's (`crate::collective_sender`),
+//!   through the wheel's `libnccl.so.2` opened at run time (`crate::nccl`; no CUDA toolkit;
+//!   `GRLHF_NCCL_LIBRARY` names another file). The head needs a CUDA learner device and NCCL,
+//!   and every worker must be able to join, or the run stops naming the setting.
+//! - `auto` (default): NCCL where the head can and a worker can (its device a GPU, NCCL opens,
+//!   the join succeeds — NCCL refuses two ranks on one GPU), TCP for the others; each remote
+//!   role's `weights_via` in `summary.json` says which, and why not NCCL.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tch::Device;
 
 /// `[weights] transport`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightTransport {
-    /// NCCL when both ends have CUDA and the library loads (once built), else TCP.
+    /// NCCL where both ends have CUDA and the library loads, else TCP.
     #[default]
     Auto,
     Tcp,
@@ -33,39 +36,49 @@ pub struct TransportChoice {
 pub use crate::nccl::Nccl;
 
 impl WeightTransport {
-    /// Refuses a transport that cannot be used (`nccl`: not built), naming the setting.
-    pub fn check(self) -> Result<(), String> {
-        match self {
-            WeightTransport::Nccl => Err("weights.transport = \"nccl\": NCCL does not carry weights in runs yet (docs/distributed.md); use \"tcp\" or \"auto\"".into()),
-            WeightTransport::Auto | WeightTransport::Tcp => Ok(()),
-        }
-    }
-
-    /// What this setting means on a head with (`cuda_here`) or without a CUDA device.
-    pub fn choose(self, cuda_here: bool) -> Result<TransportChoice, String> {
-        self.check()?;
-        let reason = match self {
-            WeightTransport::Tcp => "asked for".to_string(),
-            _ => {
-                let nccl = match Nccl::load() {
-                    Ok(n) => {
-                        let (a, b, c) = n.version;
-                        format!("NCCL {a}.{b}.{c} opens ({}), but NCCL does not carry weights in runs yet", n.opened)
-                    }
-                    Err(e) => format!("NCCL is not available: {e}"),
-                };
-                let cuda = if cuda_here {
-                    "a CUDA device is here"
-                } else {
-                    "no CUDA device here"
-                };
-                format!("auto: {cuda}; {nccl}")
-            }
-        };
-        Ok(TransportChoice {
+    /// What this setting means on a head whose learner is on `head_device`: the choice (for
+    /// `summary.json`) and, when broadcasts may be used, NCCL opened. `nccl` where it cannot
+    /// be used is an error naming the setting.
+    pub fn choose(
+        self,
+        head_device: Device,
+    ) -> Result<(TransportChoice, Option<Arc<Nccl>>), String> {
+        let choice = |chosen, reason: String| TransportChoice {
             setting: self,
-            chosen: WeightTransport::Tcp,
+            chosen,
             reason,
-        })
+        };
+        if self == WeightTransport::Tcp {
+            return Ok((choice(WeightTransport::Tcp, "asked for".into()), None));
+        }
+        let setting = match self {
+            WeightTransport::Nccl => "nccl",
+            _ => "auto",
+        };
+        let cuda = matches!(head_device, Device::Cuda(_));
+        let nccl = Nccl::load();
+        match (cuda, nccl) {
+            (true, Ok(nccl)) => {
+                let (a, b, c) = nccl.version;
+                let reason = format!(
+                    "{setting}: the learner is on {head_device:?} and NCCL {a}.{b}.{c} opens ({}); each worker that can join gets broadcasts",
+                    nccl.opened
+                );
+                Ok((choice(WeightTransport::Nccl, reason), Some(Arc::new(nccl))))
+            }
+            (cuda, nccl) => {
+                let why = match (cuda, nccl) {
+                    (false, _) => format!("the learner is on {head_device:?}, not a CUDA device"),
+                    (_, Err(e)) => format!("NCCL is not available: {e}"),
+                    (_, Ok(_)) => unreachable!("handled above"),
+                };
+                if self == WeightTransport::Nccl {
+                    return Err(format!(
+                        "weights.transport = \"nccl\": {why}; use \"auto\" or \"tcp\""
+                    ));
+                }
+                Ok((choice(WeightTransport::Tcp, format!("auto: {why}")), None))
+            }
+        }
     }
 }

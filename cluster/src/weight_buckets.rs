@@ -111,13 +111,13 @@ impl BucketLayout {
             .collect()
     }
 
-    /// Copies `tensors` (in the layout's order, any device) into `buckets`.
-    pub fn pack_into(
-        &self,
-        tensors: &[(String, Tensor)],
-        buckets: &mut [Tensor],
-    ) -> Result<(), String> {
-        self.check_buckets(buckets)?;
+    /// The largest bucket, bytes (what one reusable buffer must hold).
+    pub fn largest(&self) -> u64 {
+        self.buckets.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Checks that `tensors` are the layout's, in its order, with its shapes.
+    fn check_tensors(&self, tensors: &[(String, Tensor)]) -> Result<(), String> {
         if tensors.len() != self.entries.len() {
             return Err(format!(
                 "packing {} tensors into a layout of {}",
@@ -134,8 +134,67 @@ impl BucketLayout {
                     entry.shape
                 ));
             }
-            let mut slot = buckets[entry.bucket].narrow(0, entry.offset as i64, entry.bytes as i64);
-            slot.copy_(&as_bytes(tensor));
+        }
+        Ok(())
+    }
+
+    /// Copies the tensors of bucket `bucket` (of `tensors`, in the layout's order, any device)
+    /// into `buffer`, a `u8` tensor of that bucket's size.
+    pub fn pack_bucket(
+        &self,
+        bucket: usize,
+        tensors: &[(String, Tensor)],
+        buffer: &mut Tensor,
+    ) -> Result<(), String> {
+        self.check_tensors(tensors)?;
+        self.check_buffer(bucket, buffer)?;
+        for ((_, tensor), entry) in tensors.iter().zip(&self.entries) {
+            if entry.bucket == bucket {
+                let mut slot = buffer.narrow(0, entry.offset as i64, entry.bytes as i64);
+                slot.copy_(&as_bytes(tensor));
+            }
+        }
+        Ok(())
+    }
+
+    /// The named tensors of bucket `bucket`, read from `buffer` (owned copies on its device,
+    /// so the buffer can be reused).
+    pub fn unpack_bucket(
+        &self,
+        bucket: usize,
+        buffer: &Tensor,
+    ) -> Result<Vec<(String, Tensor)>, String> {
+        self.check_buffer(bucket, buffer)?;
+        self.entries
+            .iter()
+            .filter(|entry| entry.bucket == bucket)
+            .map(|entry| {
+                let kind = dtype_kind(&entry.dtype).ok_or_else(|| {
+                    format!("tensor `{}`: unknown dtype `{}`", entry.name, entry.dtype)
+                })?;
+                let elements: i64 = entry.shape.iter().product();
+                if elements as u64 * kind.elt_size_in_bytes() as u64 != entry.bytes {
+                    return Err(format!(
+                        "tensor `{}`: {} bytes do not hold {:?} of {}",
+                        entry.name, entry.bytes, entry.shape, entry.dtype
+                    ));
+                }
+                let bytes = buffer.narrow(0, entry.offset as i64, entry.bytes as i64);
+                let tensor = bytes.view_dtype(kind).reshape(&entry.shape[..]).copy();
+                Ok((entry.name.clone(), tensor))
+            })
+            .collect()
+    }
+
+    /// Copies `tensors` into `buckets` (one per bucket of the layout).
+    pub fn pack_into(
+        &self,
+        tensors: &[(String, Tensor)],
+        buckets: &mut [Tensor],
+    ) -> Result<(), String> {
+        self.check_count(buckets)?;
+        for (i, buffer) in buckets.iter_mut().enumerate() {
+            self.pack_bucket(i, tensors, buffer)?;
         }
         Ok(())
     }
@@ -151,32 +210,17 @@ impl BucketLayout {
         Ok(buckets)
     }
 
-    /// The named tensors `buckets` hold, each an owned copy on the buckets' device (so the
-    /// buckets can be reused for the next version).
+    /// The named tensors `buckets` hold, in the layout's order.
     pub fn unpack(&self, buckets: &[Tensor]) -> Result<Vec<(String, Tensor)>, String> {
-        self.check_buckets(buckets)?;
-        self.entries
-            .iter()
-            .map(|entry| {
-                let kind = dtype_kind(&entry.dtype).ok_or_else(|| {
-                    format!("tensor `{}`: unknown dtype `{}`", entry.name, entry.dtype)
-                })?;
-                let elements: i64 = entry.shape.iter().product();
-                if elements as u64 * kind.elt_size_in_bytes() as u64 != entry.bytes {
-                    return Err(format!(
-                        "tensor `{}`: {} bytes do not hold {:?} of {}",
-                        entry.name, entry.bytes, entry.shape, entry.dtype
-                    ));
-                }
-                let bytes =
-                    buckets[entry.bucket].narrow(0, entry.offset as i64, entry.bytes as i64);
-                let tensor = bytes.view_dtype(kind).reshape(&entry.shape[..]).copy();
-                Ok((entry.name.clone(), tensor))
-            })
-            .collect()
+        self.check_count(buckets)?;
+        let mut out = Vec::with_capacity(self.entries.len());
+        for (i, buffer) in buckets.iter().enumerate() {
+            out.extend(self.unpack_bucket(i, buffer)?);
+        }
+        Ok(out)
     }
 
-    fn check_buckets(&self, buckets: &[Tensor]) -> Result<(), String> {
+    fn check_count(&self, buckets: &[Tensor]) -> Result<(), String> {
         if buckets.len() != self.buckets.len() {
             return Err(format!(
                 "{} buckets given for a layout of {}",
@@ -184,23 +228,29 @@ impl BucketLayout {
                 self.buckets.len()
             ));
         }
-        for (i, (bucket, &bytes)) in buckets.iter().zip(&self.buckets).enumerate() {
-            if bucket.kind() != Kind::Uint8 || bucket.numel() as u64 != bytes {
-                return Err(format!(
-                    "bucket {i} is {:?} × {}, the layout says u8 × {bytes}",
-                    bucket.kind(),
-                    bucket.numel()
-                ));
-            }
+        Ok(())
+    }
+
+    fn check_buffer(&self, bucket: usize, buffer: &Tensor) -> Result<(), String> {
+        let Some(&bytes) = self.buckets.get(bucket) else {
+            return Err(format!(
+                "no bucket {bucket} in a layout of {}",
+                self.buckets.len()
+            ));
+        };
+        if buffer.kind() != Kind::Uint8 || buffer.numel() as u64 != bytes {
+            return Err(format!(
+                "bucket {bucket} is {:?} × {}, the layout says u8 × {bytes}",
+                buffer.kind(),
+                buffer.numel()
+            ));
         }
-        for entry in &self.entries {
-            let size = self.buckets.get(entry.bucket).copied().unwrap_or(0);
-            if entry.offset + entry.bytes > size {
+        for entry in self.entries.iter().filter(|e| e.bucket == bucket) {
+            if entry.offset + entry.bytes > bytes {
                 return Err(format!(
-                    "tensor `{}` ends at byte {} of bucket {} of {size} bytes",
+                    "tensor `{}` ends at byte {} of bucket {bucket} of {bytes} bytes",
                     entry.name,
-                    entry.offset + entry.bytes,
-                    entry.bucket
+                    entry.offset + entry.bytes
                 ));
             }
         }

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ClusterError;
 use crate::handshake::{RunIdentity, PROTOCOL_VERSION};
+use crate::weight_buckets::BucketLayout;
 
 /// The largest envelope sent over the actor link. ractor_cluster refuses inbound frames over
 /// 16 MiB ([`ractor_cluster::DEFAULT_MAX_INBOUND_FRAME_SIZE`]) by closing the whole session, so
@@ -287,6 +288,15 @@ pub enum HostRequest {
     },
     /// Score one group (a hosted judge).
     Score(Box<ScoreRequest>),
+    /// Can this host receive weights by a collective broadcast (NCCL), and over what?
+    /// Answered at once.
+    CollectiveInfo,
+    /// Join communicator `id` as `rank` of `nranks` (the head is rank 0 and joins at the same
+    /// time); it replaces any communicator the host had.
+    JoinCollective { id: String, nranks: u32, rank: u32 },
+    /// Receive weights version `version` by broadcast from rank 0, laid out as `layout` (the
+    /// head broadcasts as this request arrives), and apply it.
+    ReceiveWeights { version: u64, layout: BucketLayout },
 }
 
 /// A conversation to continue: its prompt, and the tokens after the prompt so far.
@@ -337,6 +347,18 @@ pub enum HostReply {
         details: JudgeDetails,
         /// Seconds the judge scored.
         judge_s: f64,
+    },
+    /// `CollectiveInfo`'s answer: what carries broadcast weights here, or why nothing can.
+    CollectiveInfo {
+        available: Result<String, String>,
+    },
+    /// Joined a communicator.
+    Joined,
+    /// A broadcast version arrived and was applied, in `seconds` (receiving, unpacking and
+    /// applying).
+    WeightsApplied {
+        version: u64,
+        seconds: f64,
     },
     /// Not served, and never will be as things stand (another run, config or generator).
     Refused {

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grlhf_cluster::bucket_broadcast::{broadcast_buckets, BroadcastError, Collective, Progress};
+use grlhf_cluster::bucket_broadcast::{
+    broadcast_buckets, broadcast_each, BroadcastError, Collective, Progress,
+};
 use grlhf_cluster::nccl::{Nccl, NcclComm, UniqueId};
 use grlhf_cluster::weight_buckets::{BucketLayout, ALIGN};
 use tch::{Device, Kind, Tensor};
@@ -230,6 +232,26 @@ fn cuda_nccl_single_rank_broadcast_from_tensor_pointers_is_bit_exact() {
     let stats = broadcast_buckets(&mut comm, &mut buckets, 0, Duration::from_secs(30)).unwrap();
     assert_eq!(stats.bytes, layout.total_bytes());
     assert_same(&tensors, &layout.unpack(&buckets).unwrap());
+    // Bucket by bucket through one reused buffer, as a run sends a version: packed before
+    // each broadcast, unpacked after it (on one rank the root unpacks what it sent).
+    let buffer = Tensor::empty([layout.largest() as i64], (Kind::Uint8, device));
+    let mut back = Vec::new();
+    let streamed = broadcast_each(
+        &mut comm,
+        (layout.buckets.len(), 0, Duration::from_secs(30)),
+        |i| {
+            let mut view = buffer.narrow(0, 0, layout.buckets[i] as i64);
+            layout.pack_bucket(i, &tensors, &mut view)?;
+            Ok(view)
+        },
+        |i, view| {
+            back.extend(layout.unpack_bucket(i, view)?);
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(streamed.buckets, layout.buckets.len());
+    assert_same(&tensors, &back);
     // A larger bf16 model-sized bucket, to time it.
     let big = vec![(
         "w".to_string(),

@@ -14,7 +14,10 @@ use grlhf_actors::protocol::Rollout;
 use grlhf_actors::rollout_engine::{
     Conversation, GeneratedGroup, GeneratorConfig, RolloutEngine, RolloutEngineBuilder,
 };
+use grlhf_cluster::bucket_broadcast::Collectives;
+use grlhf_cluster::collective_sender::CollectiveChoice;
 use grlhf_cluster::incarnations::Incarnations;
+use grlhf_cluster::loopback_collective::LoopbackCollectives;
 use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
 use grlhf_cluster::remote_engine::remote_rollout_engine;
 use grlhf_cluster::remote_model::RemoteModelSpec;
@@ -155,6 +158,7 @@ fn spec(generator: &str, runtime: &tokio::runtime::Runtime, config: &str) -> Rem
         link: link(generator, runtime, config),
         weights_ip: "127.0.0.1".parse().unwrap(),
         stats: RemoteStats::default(),
+        collective: None,
     }
 }
 
@@ -163,6 +167,16 @@ fn spawn_role_host(
     role: &str,
     config: &str,
     hosted: HostedRole,
+) -> ActorRef<RoleHostMsg> {
+    spawn_role_host_with(runtime, role, config, hosted, None)
+}
+
+fn spawn_role_host_with(
+    runtime: &tokio::runtime::Runtime,
+    role: &str,
+    config: &str,
+    hosted: HostedRole,
+    collectives: Option<Arc<dyn Collectives>>,
 ) -> ActorRef<RoleHostMsg> {
     let args = RoleHostArgs {
         role: role.into(),
@@ -174,6 +188,7 @@ fn spawn_role_host(
         device: tch::Device::Cpu,
         head_ip: "127.0.0.1".parse().unwrap(),
         weights_timeout: Duration::from_secs(5),
+        collectives,
     };
     runtime
         .block_on(Actor::spawn(None, RoleHost, args))
@@ -616,4 +631,122 @@ proptest! {
             _ => prop_assert!(false, "image lost or invented"),
         }
     }
+}
+
+/// A generator host that can join `collectives`, and a head-side spec that broadcasts with
+/// them (`required`: as `transport = "nccl"`).
+fn broadcasting(
+    rt: &tokio::runtime::Runtime,
+    generator: &str,
+    host_collectives: Option<Arc<dyn Collectives>>,
+    head: &LoopbackCollectives,
+    required: bool,
+) -> (Arc<Mutex<Seen>>, ActorRef<RoleHostMsg>, RemoteModelSpec) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let engine = HostedRole::Engine(fake_builder(seen.clone(), Duration::ZERO));
+    let host = spawn_role_host_with(rt, generator, "c", engine, host_collectives);
+    let mut spec = spec(generator, rt, "c");
+    spec.collective = Some(CollectiveChoice {
+        collectives: Arc::new(head.clone()),
+        device: tch::Device::Cpu,
+        bucket_bytes: 64,
+        per_bucket: Duration::from_millis(300),
+        required,
+    });
+    (seen, host, spec)
+}
+
+fn weights(w: f32) -> Vec<(String, Tensor)> {
+    vec![
+        ("w".into(), Tensor::from_slice(&[w])),
+        (
+            "other".into(),
+            Tensor::arange(100, (tch::Kind::Float, tch::Device::Cpu)),
+        ),
+    ]
+}
+
+#[test]
+fn weights_are_broadcast_to_a_worker_that_can_join_and_never_streamed() {
+    let rt = runtime();
+    let collectives = LoopbackCollectives::default();
+    let shared: Arc<dyn Collectives> = Arc::new(collectives.clone());
+    let (seen, _host, spec) = broadcasting(&rt, "gen-n", Some(shared), &collectives, true);
+    let stats = spec.stats.clone();
+    let mut engine = remote_rollout_engine(spec)(None).unwrap();
+    let config = GeneratorConfig::default();
+    for w in [0.25f32, 0.75] {
+        // Publishing attaches, negotiates (once) and broadcasts; the worker has applied the
+        // version before `apply_weights` returns, so the batch needs no wait.
+        engine.apply_weights(&weights(w)).unwrap();
+        let groups = engine
+            .generate(&[prompt("q", None)], 2, &config, 3)
+            .unwrap();
+        assert_eq!(groups[0].1[0].logprobs[0], w);
+    }
+    assert_eq!(seen.lock().unwrap().weights, vec![0.25, 0.75]);
+    let s = &stats.snapshot()["gen-n"];
+    assert_eq!(s.weights_via, "loopback on Cpu");
+    // Two versions of a 4-byte and a 400-byte tensor, one bucket each: the broadcast's bytes
+    // alone (a TCP stream would have added safetensors headers).
+    assert_eq!((s.weight_versions, s.weight_bytes), (2, 808), "{s:?}");
+    assert_eq!(s.attaches, 1);
+}
+
+#[test]
+fn a_worker_that_cannot_join_gets_tcp_under_auto_and_stops_the_role_under_nccl() {
+    let rt = runtime();
+    let collectives = LoopbackCollectives::default();
+    let (seen, _host, spec) = broadcasting(&rt, "gen-t", None, &collectives, false);
+    let stats = spec.stats.clone();
+    let mut engine = remote_rollout_engine(spec)(None).unwrap();
+    engine.apply_weights(&weights(0.5)).unwrap();
+    let config = GeneratorConfig::default();
+    let groups = engine
+        .generate(&[prompt("q", None)], 1, &config, 3)
+        .unwrap();
+    assert_eq!(groups[0].1[0].logprobs[0], 0.5);
+    assert_eq!(seen.lock().unwrap().weights, vec![0.5]);
+    let s = &stats.snapshot()["gen-t"];
+    assert_eq!(s.weights_via, "tcp (worker w1 has no collective transport)");
+
+    let (_, _host, spec) = broadcasting(&rt, "gen-u", None, &collectives, true);
+    let mut engine = remote_rollout_engine(spec)(None).unwrap();
+    let err = engine.apply_weights(&weights(0.5)).unwrap_err();
+    assert!(matches!(err, ActorError::Refused(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("weights.transport = \"nccl\""),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no collective transport"), "{err}");
+}
+
+#[test]
+fn a_stalled_broadcast_fails_the_engine_at_its_deadline_and_a_restart_negotiates_anew() {
+    let rt = runtime();
+    let collectives = LoopbackCollectives::default();
+    let shared: Arc<dyn Collectives> = Arc::new(collectives.clone());
+    let (seen, _host, spec) = broadcasting(&rt, "gen-s", Some(shared), &collectives, true);
+    let build = remote_rollout_engine(spec);
+    let mut engine = build(None).unwrap();
+    engine.apply_weights(&weights(0.25)).unwrap();
+    collectives.stall.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let err = engine.apply_weights(&weights(0.75)).unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, ActorError::Unreachable(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("broadcasting weights version 2"), "{text}");
+    assert!(text.contains("did not arrive within 300ms"), "{text}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    // The supervisor's restart builds a new engine: a new communicator, the version applied.
+    collectives.stall.store(false, Ordering::Relaxed);
+    let mut restarted = build(None).unwrap();
+    restarted.apply_weights(&weights(0.75)).unwrap();
+    let config = GeneratorConfig::default();
+    let groups = restarted
+        .generate(&[prompt("q", None)], 1, &config, 3)
+        .unwrap();
+    assert_eq!(groups[0].1[0].logprobs[0], 0.75);
+    assert_eq!(seen.lock().unwrap().weights, vec![0.25, 0.75]);
 }

@@ -75,6 +75,7 @@ fn on_head(rt: &tokio::runtime::Runtime, role: &str, attach: Duration) -> Box<dy
         link,
         weights_ip: "127.0.0.1".parse().unwrap(),
         stats: RemoteStats::default(),
+        collective: None,
     };
     remote_eval_engine(spec)(None).unwrap()
 }
@@ -94,6 +95,7 @@ fn an_evaluation_runs_on_the_worker_with_the_weights_it_names() {
         device: tch::Device::Cpu,
         head_ip: "127.0.0.1".parse().unwrap(),
         weights_timeout: Duration::from_secs(5),
+        collectives: None,
     };
     rt.block_on(Actor::spawn(None, RoleHost, args)).unwrap();
     let mut evaluator = on_head(&rt, "evaluator", Duration::from_secs(5));

@@ -139,6 +139,7 @@ fn a_group_is_scored_on_the_worker_and_a_judge_failure_is_not_a_worker_failure()
         device: tch::Device::Cpu,
         head_ip: "127.0.0.1".parse().unwrap(),
         weights_timeout: Duration::from_secs(5),
+        collectives: None,
     };
     rt.block_on(Actor::spawn(None, RoleHost, args)).unwrap();
     let mut judge = judge_on_head("judge-0-0", &rt, Duration::from_secs(5));

@@ -1,54 +1,71 @@
-//! The weight transport choice on a machine without a GPU: `auto` reports `tcp` and says why,
-//! `nccl` is refused by name, NCCL opens or its absence is explained; nothing panics. One test,
-//! because it sets `GRLHF_NCCL_LIBRARY` (the environment is the process's).
+//! The weight transport choice, on any machine: `tcp` is taken as asked; `auto` broadcasts
+//! (NCCL) only with a CUDA learner and NCCL opening, and otherwise reports `tcp` and why;
+//! `nccl` where it cannot work is refused naming the setting; NCCL opens or its absence is
+//! explained; nothing panics. The choice reads the learner's device as configured, so the CUDA
+//! cases run without a GPU. One test, because it sets `GRLHF_NCCL_LIBRARY` (the environment is
+//! the process's).
 
 use grlhf_cluster::transport::{Nccl, WeightTransport};
+use tch::Device;
 
 #[test]
-fn auto_reports_tcp_with_its_reason_nccl_is_refused_and_the_library_opens_or_says_why_not() {
-    let choice = WeightTransport::Auto.choose(false).unwrap();
+fn the_transport_follows_the_learner_device_and_nccl_and_says_why() {
+    let (choice, nccl) = WeightTransport::Auto.choose(Device::Cpu).unwrap();
     assert_eq!(choice.chosen, WeightTransport::Tcp);
+    assert!(nccl.is_none());
     assert!(
-        choice.reason.contains("no CUDA device here"),
+        choice.reason.contains("not a CUDA device"),
         "{}",
         choice.reason
     );
-    let with_cuda = WeightTransport::Auto.choose(true).unwrap();
-    assert_eq!(with_cuda.chosen, WeightTransport::Tcp);
-    assert!(with_cuda.reason.contains("NCCL"), "{}", with_cuda.reason);
-    eprintln!("auto on this machine: {}", with_cuda.reason);
+    let (tcp, _) = WeightTransport::Tcp.choose(Device::Cuda(0)).unwrap();
     assert_eq!(
-        WeightTransport::Tcp.choose(true).unwrap().reason,
-        "asked for"
+        (tcp.chosen, tcp.reason.as_str()),
+        (WeightTransport::Tcp, "asked for")
     );
-    let err = WeightTransport::Nccl.choose(true).unwrap_err();
+    let err = WeightTransport::Nccl.choose(Device::Cpu).unwrap_err();
     assert!(err.contains("weights.transport = \"nccl\""), "{err}");
+    assert!(err.contains("not a CUDA device"), "{err}");
 
     // libtorch_cuda (linked when the wheel has CUDA, as here) loads NCCL into the process.
-    match Nccl::load() {
-        Ok(nccl) => assert_eq!(nccl.version.0, 2, "{nccl:?}"),
-        Err(e) => assert!(e.contains("libnccl"), "{e}"),
+    let opens = Nccl::load();
+    let (auto, nccl) = WeightTransport::Auto.choose(Device::Cuda(0)).unwrap();
+    eprintln!("auto with a CUDA learner on this machine: {}", auto.reason);
+    match &opens {
+        Ok(opened) => {
+            assert_eq!(opened.version.0, 2, "{opened:?}");
+            assert_eq!(auto.chosen, WeightTransport::Nccl);
+            assert!(nccl.is_some());
+            assert!(auto.reason.contains("NCCL 2."), "{}", auto.reason);
+            let (explicit, _) = WeightTransport::Nccl.choose(Device::Cuda(0)).unwrap();
+            assert_eq!(explicit.chosen, WeightTransport::Nccl);
+        }
+        Err(e) => {
+            assert!(e.contains("libnccl"), "{e}");
+            assert_eq!(auto.chosen, WeightTransport::Tcp);
+        }
     }
-    let load_from = |path: &str| {
+    let with_library = |path: &str, f: &dyn Fn()| {
         std::env::set_var(Nccl::ENV, path);
-        let result = Nccl::load();
+        f();
         std::env::remove_var(Nccl::ENV);
-        result
     };
-    let err = load_from("/nonexistent/libnccl.so.2").unwrap_err();
-    assert!(err.contains("/nonexistent/libnccl.so.2"), "{err}");
-    let err = load_from("libc.so.6").unwrap_err();
-    assert!(err.contains("is not NCCL"), "{err}");
-    let reason = {
-        std::env::set_var(Nccl::ENV, "/nonexistent/libnccl.so.2");
-        let choice = WeightTransport::Auto.choose(true);
-        std::env::remove_var(Nccl::ENV);
-        choice.unwrap()
-    };
-    assert_eq!(reason.chosen, WeightTransport::Tcp);
-    assert!(
-        reason.reason.contains("NCCL is not available"),
-        "{}",
-        reason.reason
-    );
+    with_library("/nonexistent/libnccl.so.2", &|| {
+        let err = Nccl::load().unwrap_err();
+        assert!(err.contains("/nonexistent/libnccl.so.2"), "{err}");
+        let (auto, nccl) = WeightTransport::Auto.choose(Device::Cuda(0)).unwrap();
+        assert_eq!(auto.chosen, WeightTransport::Tcp);
+        assert!(nccl.is_none());
+        assert!(
+            auto.reason.contains("NCCL is not available"),
+            "{}",
+            auto.reason
+        );
+        let err = WeightTransport::Nccl.choose(Device::Cuda(0)).unwrap_err();
+        assert!(err.contains("NCCL is not available"), "{err}");
+    });
+    with_library("libc.so.6", &|| {
+        let err = Nccl::load().unwrap_err();
+        assert!(err.contains("is not NCCL"), "{err}");
+    });
 }

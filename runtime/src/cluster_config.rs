@@ -19,15 +19,26 @@ use grlhf_cluster::tls::{ClusterTls, TlsFiles};
 use grlhf_cluster::transport::WeightTransport;
 use serde::{Deserialize, Serialize};
 
-use crate::run_config::RunConfig;
-
 /// `[weights]`: how weights reach generators on workers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WeightsConfig {
-    /// `auto` (default), `tcp` or `nccl` (`grlhf_cluster::transport`; only TCP is built: `auto`
-    /// reports `tcp` and why, in `summary.json`).
+    /// `auto` (default), `tcp` or `nccl` (`grlhf_cluster::transport`): NCCL broadcasts from the
+    /// learner's GPU to each worker that can join, TCP streams otherwise; `summary.json` says
+    /// which each remote role got (`remote_roles.*.weights_via`) and why.
     pub transport: WeightTransport,
+    /// Largest broadcast bucket, MiB (NCCL): a snapshot is sent as this many bytes at a time,
+    /// each within `[cluster] weights_timeout_s`.
+    pub bucket_mib: u64,
+}
+
+impl Default for WeightsConfig {
+    fn default() -> Self {
+        WeightsConfig {
+            transport: WeightTransport::Auto,
+            bucket_mib: 256,
+        }
+    }
 }
 
 /// The node name that means "in the head's own process".
@@ -161,42 +172,6 @@ pub fn validate_node(field: &str, node: &str) -> Result<()> {
 /// The node a `[[judge]]` table's judges run on; `None`: the head's process.
 pub fn judge_node(node: &Option<String>) -> Option<&str> {
     node.as_deref().filter(|n| *n != HEAD_NODE)
-}
-
-/// The worker nodes `config` places anything on (generators, judges, the evaluator), sorted;
-/// empty for a one-process config.
-pub fn worker_nodes(config: &RunConfig) -> Vec<String> {
-    let generators = config.generator.nodes.iter().map(String::as_str);
-    let judges = config.judges.iter().filter_map(|j| j.node.as_deref());
-    let evaluator = config.evaluator.iter().filter_map(|e| e.node.as_deref());
-    let nodes: std::collections::BTreeSet<&str> = generators
-        .chain(judges)
-        .chain(evaluator)
-        .filter(|n| *n != HEAD_NODE)
-        .collect();
-    nodes.into_iter().map(str::to_string).collect()
-}
-
-/// The node actor `actor` (`generator-G`, `judge-T-I`, `evaluator`, …) runs on: a worker's name,
-/// or [`HEAD_NODE`] for every actor the head runs (the learner, the buffer, the supervisor).
-pub fn node_of_actor<'a>(config: &'a RunConfig, actor: &str) -> &'a str {
-    let index = |prefix: &str| -> Option<usize> {
-        actor.strip_prefix(prefix)?.split('-').next()?.parse().ok()
-    };
-    let node = if let Some(g) = index("generator-").filter(|&g| g < config.generator.count) {
-        node_of(&config.generator.nodes, g)
-    } else if let Some(t) = index("judge-") {
-        config.judges.get(t).and_then(|j| judge_node(&j.node))
-    } else if actor == "evaluator" {
-        config
-            .evaluator
-            .as_ref()
-            .and_then(|e| e.node.as_deref())
-            .filter(|n| *n != HEAD_NODE)
-    } else {
-        None
-    };
-    node.unwrap_or(HEAD_NODE)
 }
 
 /// The node generator `index` runs on; `None`: the head's process.

@@ -21,7 +21,10 @@ use grlhf_actors::prompt_source::PromptSpec;
 use grlhf_actors::registry::Registry;
 use grlhf_actors::rollout_engine::{vl_rollout_engine, RolloutEngineBuilder};
 use grlhf_actors::supervisor::JudgeRebuild;
+use grlhf_cluster::bucket_broadcast::Collectives;
+use grlhf_cluster::collective_sender::CollectiveChoice;
 use grlhf_cluster::incarnations::Incarnations;
+use grlhf_cluster::nccl::{Nccl, NcclCollectives};
 use grlhf_cluster::node::{ClusterNode, NodeEvent};
 use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
 use grlhf_cluster::remote_engine::remote_rollout_engine;
@@ -30,7 +33,7 @@ use grlhf_cluster::remote_judge::{remote_judge, RemoteJudgeSpec};
 use grlhf_cluster::remote_model::RemoteModelSpec;
 use grlhf_cluster::remote_stats::RemoteStats;
 use grlhf_cluster::role_host::{HostedRole, RoleHost, RoleHostArgs, RoleHostMsg};
-use grlhf_cluster::transport::TransportChoice;
+use grlhf_cluster::transport::{TransportChoice, WeightTransport};
 use grlhf_cluster::{Cookie, RunIdentity};
 use ractor::{Actor, ActorRef};
 
@@ -89,6 +92,8 @@ struct RemoteFactory {
     timeouts: RemoteTimeouts,
     runtime: tokio::runtime::Handle,
     stats: RemoteStats,
+    /// Broadcast weights to workers that can take them (NCCL).
+    collective: Option<CollectiveChoice>,
 }
 
 impl RemoteFactory {
@@ -112,6 +117,7 @@ impl RemoteRoles for RemoteFactory {
             link: self.link(generator, node),
             weights_ip: self.weights_ip,
             stats: self.stats.clone(),
+            collective: self.collective.clone(),
         })
     }
 
@@ -120,6 +126,7 @@ impl RemoteRoles for RemoteFactory {
             link: self.link(EVALUATOR_ROLE, node),
             weights_ip: self.weights_ip,
             stats: self.stats.clone(),
+            collective: self.collective.clone(),
         })
     }
 
@@ -139,11 +146,19 @@ impl HeadCluster {
         let node = ClusterNode::start("head", listen, run.cookie.as_ref(), tls.as_ref())
             .await
             .map_err(|e| anyhow!("--listen {listen}: {e}"))?;
-        let transport = config
+        let learner = Devices::parse(config)?.learner;
+        let (transport, nccl) = config
             .weights
             .transport
-            .choose(tch::Cuda::is_available())
+            .choose(learner)
             .map_err(|e| anyhow!("{e}"))?;
+        let collective = nccl.map(|nccl| CollectiveChoice {
+            collectives: Arc::new(NcclCollectives { nccl }) as Arc<dyn Collectives>,
+            device: learner,
+            bucket_bytes: config.weights.bucket_mib << 20,
+            per_bucket: Duration::from_secs_f64(config.cluster.weights_timeout_s),
+            required: config.weights.transport == WeightTransport::Nccl,
+        });
         tracing::info!(%listen, transport = ?transport.chosen, reason = %transport.reason, "head listening for workers");
         let factory = Arc::new(RemoteFactory {
             run,
@@ -151,6 +166,7 @@ impl HeadCluster {
             timeouts: config.cluster.remote_timeouts(),
             runtime: tokio::runtime::Handle::current(),
             stats: RemoteStats::default(),
+            collective,
         });
         Ok(HeadCluster {
             node,
@@ -232,6 +248,12 @@ async fn spawn_hosts(
     run: &ClusterRun,
     weights_timeout: Duration,
 ) -> Result<Vec<(String, ActorRef<RoleHostMsg>, tokio::task::JoinHandle<()>)>> {
+    // Offered to the head, which decides; a worker on the CPU says it cannot join.
+    let collectives = Nccl::load().ok().map(|nccl| {
+        Arc::new(NcclCollectives {
+            nccl: Arc::new(nccl),
+        }) as Arc<dyn Collectives>
+    });
     let starting: Vec<_> = hosted
         .into_iter()
         .map(|(role, hosted, device)| {
@@ -245,6 +267,7 @@ async fn spawn_hosts(
                 device,
                 head_ip: head.ip(),
                 weights_timeout,
+                collectives: collectives.clone(),
             };
             (role, tokio::spawn(Actor::spawn(None, RoleHost, args)))
         })

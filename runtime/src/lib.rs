@@ -25,6 +25,7 @@ pub mod loaded_model;
 pub mod machine;
 pub mod model_presets;
 pub mod model_source;
+pub mod node_placement;
 pub mod pipeline;
 pub mod pipeline_config;
 pub mod prometheus_endpoint;

@@ -521,7 +521,12 @@ impl RunConfig {
             check_device("generator.devices", device)?;
         }
         crate::cluster_config::validate_nodes(&self.generator.nodes, self.generator.count)?;
-        self.weights.transport.check().map_err(anyhow::Error::msg)?;
+        if self.weights.bucket_mib == 0 || self.weights.bucket_mib > 1 << 20 {
+            anyhow::bail!(
+                "weights.bucket_mib = {}: give 1 to 1048576 (MiB)",
+                self.weights.bucket_mib
+            );
+        }
         self.cluster.validate()
     }
 

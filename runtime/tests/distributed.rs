@@ -254,6 +254,10 @@ fn a_head_and_two_workers_train_with_the_ledger_balanced_and_no_prompt_lost() {
     assert_no_prompt_lost(&s, 12);
     // Weights went over TCP, and the summary says why (no NCCL transport, no GPU here).
     assert_eq!(s["weights_transport"]["chosen"], "tcp", "{s}");
+    assert_eq!(
+        s["remote_roles"]["generator-0"]["weights_via"], "tcp",
+        "{s}"
+    );
     assert!(s["weights_transport"]["reason"]
         .as_str()
         .unwrap()
@@ -408,6 +412,28 @@ fn a_wrong_cookie_another_config_or_an_unplaced_node_is_refused_within_a_deadlin
     .finish(Duration::from_secs(20));
     assert!(!ok);
     assert!(err.contains("GRLHF_CLUSTER_COOKIE"), "{err}");
+
+    // NCCL asked for with the learner on the CPU: the head stops at once, naming the setting.
+    let nccl = write(
+        dir.path(),
+        "nccl.toml",
+        &config_text(
+            &dir.path().join("n"),
+            "async",
+            4,
+            &["w1"],
+            "[weights]\ntransport = \"nccl\"\n",
+        ),
+    );
+    let (ok, _, err) = Proc::start(
+        "head",
+        &["run", nccl.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        None,
+    )
+    .finish(Duration::from_secs(20));
+    assert!(!ok);
+    assert!(err.contains("weights.transport = \"nccl\""), "{err}");
+    assert!(err.contains("not a CUDA device"), "{err}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use indicatif::ProgressBar;
 
 use super::simulated_run::run_simulated;
 use super::BenchRequest;
-use crate::cluster_config::worker_nodes;
+use crate::node_placement::worker_nodes;
 use crate::run::RunOutcome;
 use crate::run_config::RunConfig;
 use crate::worker_processes::WorkerProcesses;

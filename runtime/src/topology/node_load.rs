@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster_config::node_of_actor;
+use crate::node_placement::node_of_actor;
 use crate::run_config::RunConfig;
 
 /// One node's actors and their busy shares (of the run's wall time in `summary.json`, of the

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::LaunchArgs;
-use crate::cluster_config::worker_nodes;
+use crate::node_placement::worker_nodes;
 use crate::run_config::RunConfig;
 use crate::worker_processes::WorkerProcesses;
 
