@@ -152,13 +152,25 @@ fn a_run_killed_at_a_random_point_resumes_losing_and_duplicating_nothing() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // A random step between the first checkpoint and the end, plus a random fraction of a
+    // step: counted in logged steps, not seconds, so a fast machine cannot finish the run
+    // before the kill.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .subsec_nanos();
-    let delay = Duration::from_millis(u64::from(nanos % 3000));
-    eprintln!("killing {delay:?} after the first checkpoint");
-    std::thread::sleep(delay);
+        .subsec_nanos() as u64;
+    let kill_after = 5 + nanos % (steps - 15);
+    let logged = || {
+        std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+            .map_or(0, |t| t.lines().count() as u64)
+    };
+    while logged() < kill_after {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(started.elapsed() < Duration::from_secs(300), "too slow");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_micros(nanos % 20_000));
+    eprintln!("killing after step {kill_after}");
     assert!(
         child.try_wait().unwrap().is_none(),
         "the run finished before the kill; lengthen it"
