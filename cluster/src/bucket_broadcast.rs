@@ -38,7 +38,7 @@ pub trait Collectives: Send + Sync {
     /// A new communicator's id, as text for a control message.
     fn new_id(&self) -> Result<String, String>;
     /// Joins communicator `id` as `rank` of `nranks` on `device`, waiting at most `deadline`
-    /// for every rank.
+    /// for every rank, or until `peer_failed` reports why the other side gave up.
     fn join(
         &self,
         id: &str,
@@ -46,6 +46,7 @@ pub trait Collectives: Send + Sync {
         rank: i32,
         device: Device,
         deadline: Duration,
+        peer_failed: &dyn Fn() -> Option<String>,
     ) -> Result<Box<dyn Collective + Send>, String>;
 }
 
@@ -94,6 +95,7 @@ pub fn broadcast_buckets(
     broadcast_each(
         collective,
         (count, root, per_bucket),
+        &|| None,
         |_| Ok(views.next().expect("one view per bucket")),
         |_, _| Ok(()),
     )
@@ -103,10 +105,13 @@ pub fn broadcast_buckets(
 /// `bucket(i)` gives the buffer to broadcast (the root fills it first; a reused buffer keeps
 /// memory at one bucket), and `done(i, buffer)` runs once it completed (a receiver unpacks).
 /// A failure in either, like the collective's own, aborts the communicator: the peers are
-/// waiting in the same broadcast.
+/// waiting in the same broadcast. So does `peer_failed` reporting that the other side gave up
+/// (its answer came back a failure): an abort is not guaranteed to reach a peer, and waiting
+/// out every bucket's deadline for one that left would cost each of them.
 pub fn broadcast_each(
     collective: &mut dyn Collective,
     (count, root, per_bucket): (usize, i32, Duration),
+    peer_failed: &dyn Fn() -> Option<String>,
     mut bucket: impl FnMut(usize) -> Result<Tensor, String>,
     mut done: impl FnMut(usize, &Tensor) -> Result<(), String>,
 ) -> Result<BroadcastStats, BroadcastError> {
@@ -126,15 +131,19 @@ pub fn broadcast_each(
             Err(why) => return Err(fail(collective, why)),
         };
         let size = buffer.numel() as i64;
-        let deadline = Instant::now() + per_bucket;
         if let Err(why) = collective.start_broadcast(&mut buffer, root) {
             return Err(fail(collective, why));
         }
+        let deadline = Instant::now() + per_bucket;
         let mut spins = 0u32;
         loop {
             match collective.progress() {
                 Progress::Done => break,
                 Progress::Failed(why) => return Err(fail(collective, why)),
+                Progress::Pending if spins >= 64 && peer_failed().is_some() => {
+                    let why = peer_failed().unwrap_or_default();
+                    return Err(fail(collective, format!("the peer gave up: {why}")));
+                }
                 Progress::Pending if Instant::now() >= deadline => {
                     collective.abort();
                     return Err(BroadcastError::Timeout {

@@ -26,21 +26,25 @@ impl CollectiveReceiver {
         (id, nranks, rank): (&str, i32, i32),
         device: Device,
         deadline: Duration,
+        gave_up: &dyn Fn() -> Option<String>,
     ) -> Result<(), String> {
-        // The old communicator (a restarted head role's) is finalised or aborted first.
+        // The old communicator (a restarted head role's) is finalised or aborted first; that
+        // may take up to 10 s when its peer is gone.
         self.collective = None;
-        self.collective = Some(collectives.join(id, nranks, rank, device, deadline)?);
+        let joined = collectives.join(id, nranks, rank, device, deadline, gave_up)?;
+        self.collective = Some(joined);
         Ok(())
     }
 
     /// Receives one version laid out as `layout` from rank 0 onto `device`, bucket by bucket
-    /// through one reused buffer, each within `per_bucket`; returns its tensors and the seconds
-    /// it took. A failure drops the communicator (it was aborted): the head joins a new one.
+    /// through one reused buffer, each within `per_bucket` (or until `gave_up` reports the head
+    /// abandoned it); returns its tensors and the seconds it took. A failure drops the
+    /// communicator (it was aborted): the head joins a new one.
     pub fn receive(
         &mut self,
         layout: &BucketLayout,
-        device: Device,
-        per_bucket: Duration,
+        (device, per_bucket): (Device, Duration),
+        gave_up: &dyn Fn() -> Option<String>,
     ) -> Result<(Vec<(String, Tensor)>, f64), String> {
         let started = Instant::now();
         let Some(collective) = self.collective.as_mut() else {
@@ -52,6 +56,7 @@ impl CollectiveReceiver {
         let received = broadcast_each(
             collective.as_mut(),
             (count, 0, per_bucket),
+            gave_up,
             |i| Ok(buffer.narrow(0, 0, layout.buckets[i] as i64)),
             |i, view| {
                 tensors.extend(layout.unpack_bucket(i, view)?);

@@ -7,7 +7,7 @@
 //! fails — NCCL refuses two ranks on one GPU) gets TCP, and `summary.json` says why; with
 //! `"nccl"` that is an error naming the setting.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ractor::ActorRef;
@@ -53,6 +53,67 @@ pub struct Sent {
     pub seconds: f64,
 }
 
+/// A request to the worker running beside a blocking collective call on this thread: its
+/// failure (a `Failed` reply, a lost link) is visible to that call at once, so the head stops
+/// waiting on a peer that already gave up.
+struct Beside {
+    handle: tokio::task::JoinHandle<Result<HostReply, ClusterError>>,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl Beside {
+    fn start(link: &Arc<RemoteRole>, host: &ActorRef<RoleHostMsg>, request: HostRequest) -> Beside {
+        let failed = Arc::new(Mutex::new(None));
+        let (link, host, noted) = (link.clone(), host.clone(), failed.clone());
+        let runtime = link.runtime.clone();
+        let handle = runtime.spawn(async move {
+            let reply = link.call_watched(&host, request).await;
+            let why = match &reply {
+                Ok(HostReply::Joined | HostReply::WeightsApplied { .. }) => None,
+                Ok(HostReply::Failed { reason }) => Some(reason.clone()),
+                Ok(other) => Some(format!("unexpected reply {other:?}")),
+                Err(e) => Some(e.to_string()),
+            };
+            *noted.lock().unwrap_or_else(|e| e.into_inner()) = why;
+            reply
+        });
+        Beside { handle, failed }
+    }
+
+    /// Why the worker gave up, once it has.
+    fn peer_failed(&self) -> impl Fn() -> Option<String> + '_ {
+        || {
+            self.failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        }
+    }
+
+    /// The worker's reply.
+    fn finish(self, link: &Arc<RemoteRole>) -> Result<HostReply, ClusterError> {
+        link.runtime
+            .block_on(self.handle)
+            .map_err(|e| ClusterError::Remote {
+                peer: link.peer(),
+                message: format!("a collective request: {e}"),
+            })?
+    }
+
+    /// Gives up on the worker's side too: it stops waiting (its device thread is freed), and
+    /// this side does not wait for its answer.
+    fn abandon(self, link: &Arc<RemoteRole>, host: &ActorRef<RoleHostMsg>) {
+        self.handle.abort();
+        let every = link.timeouts.heartbeat_every;
+        let told = link
+            .runtime
+            .block_on(link.call(host, HostRequest::AbandonCollective, every));
+        if let Err(e) = told {
+            tracing::warn!(role = %link.role, node = %link.node, "telling the worker to stop waiting: {e}");
+        }
+    }
+}
+
 impl CollectiveSender {
     /// Asks `host` whether it can take broadcast weights and, if so, joins a new communicator
     /// with it. `Ok(Err(declined))`: it cannot, and why; `Err`: the link failed.
@@ -78,38 +139,44 @@ impl CollectiveSender {
             Ok(id) => id,
             Err(why) => return Ok(Err(Declined(why))),
         };
+        // Both ranks join at once, each waiting for the other up to the attach deadline.
+        let deadline = link.timeouts.attach;
         let request = HostRequest::JoinCollective {
             id: id.clone(),
             nranks: 2,
             rank: 1,
+            deadline_s: deadline.as_secs_f64(),
         };
-        let (worker_link, worker_host) = (link.clone(), host.clone());
-        let theirs =
-            runtime.spawn(async move { worker_link.call_watched(&worker_host, request).await });
-        // Both ranks join at once; each waits for the other up to the attach deadline.
-        let deadline = link.timeouts.attach;
-        let mine = choice.collectives.join(&id, 2, 0, choice.device, deadline);
-        let theirs = runtime.block_on(theirs).map_err(|e| ClusterError::Remote {
-            peer: link.peer(),
-            message: format!("joining a communicator: {e}"),
-        })?;
-        match (mine, theirs) {
-            (Ok(collective), Ok(HostReply::Joined)) => Ok(Ok(CollectiveSender {
+        let theirs = Beside::start(link, host, request);
+        let mine = {
+            let peer_failed = theirs.peer_failed();
+            choice
+                .collectives
+                .join(&id, 2, 0, choice.device, deadline, &peer_failed)
+        };
+        let collective = match mine {
+            Ok(collective) => collective,
+            Err(why) => {
+                theirs.abandon(link, host);
+                return Ok(Err(Declined(format!("the head could not join: {why}"))));
+            }
+        };
+        match theirs.finish(link)? {
+            HostReply::Joined => Ok(Ok(CollectiveSender {
                 collective,
                 buffer: None,
                 about,
             })),
-            (Err(why), _) => Ok(Err(Declined(format!("the head could not join: {why}")))),
-            (Ok(_), Ok(HostReply::Failed { reason })) => Ok(Err(Declined(format!(
+            HostReply::Failed { reason } => Ok(Err(Declined(format!(
                 "the worker could not join: {reason}"
             )))),
-            (Ok(_), Ok(other)) => Err(link.unexpected(other)),
-            (Ok(_), Err(e)) => Err(e),
+            other => Err(link.unexpected(other)),
         }
     }
 
     /// Broadcasts `tensors` as weights version `version` to `host`, which receives and applies
-    /// them before it answers. A failure aborts the communicator: the caller drops this sender.
+    /// them before it answers. A failure aborts the communicator (and tells the worker to stop
+    /// waiting): the caller drops this sender.
     pub fn send(
         &mut self,
         choice: &CollectiveChoice,
@@ -127,29 +194,27 @@ impl CollectiveSender {
             version,
             layout: layout.clone(),
         };
-        let (worker_link, worker_host) = (link.clone(), host.clone());
-        let runtime = link.runtime.clone();
-        let applied =
-            runtime.spawn(async move { worker_link.call_watched(&worker_host, request).await });
+        let applied = Beside::start(link, host, request);
         let buffer = reusable(&mut self.buffer, layout.largest(), choice.device);
-        let sent = broadcast_each(
-            self.collective.as_mut(),
-            (layout.buckets.len(), 0, choice.per_bucket),
-            |i| {
-                let mut view = buffer.narrow(0, 0, layout.buckets[i] as i64);
-                layout.pack_bucket(i, tensors, &mut view)?;
-                Ok(view)
-            },
-            |_, _| Ok(()),
-        );
+        let sent = {
+            let peer_failed = applied.peer_failed();
+            broadcast_each(
+                self.collective.as_mut(),
+                (layout.buckets.len(), 0, choice.per_bucket),
+                &peer_failed,
+                |i| {
+                    let mut view = buffer.narrow(0, 0, layout.buckets[i] as i64);
+                    layout.pack_bucket(i, tensors, &mut view)?;
+                    Ok(view)
+                },
+                |_, _| Ok(()),
+            )
+        };
         if let Err(e) = sent {
-            applied.abort();
+            applied.abandon(link, host);
             return Err(failed(e.to_string()));
         }
-        let reply = runtime
-            .block_on(applied)
-            .map_err(|e| failed(e.to_string()))??;
-        match reply {
+        match applied.finish(link)? {
             HostReply::WeightsApplied { version: v, .. } if v == version => Ok(Sent {
                 bytes: layout.total_bytes(),
                 seconds: started.elapsed().as_secs_f64(),

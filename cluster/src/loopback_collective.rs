@@ -1,8 +1,8 @@
 //! Collectives between ranks of one process, over channels: what the collective weight path
 //! (`crate::remote_model`, `crate::role_host`) is tested with where there is no GPU, or only
-//! one (NCCL refuses two ranks on one GPU). A broadcast's root sends a copy of its bucket to
-//! every other rank; a receiver's `progress` copies it in when it arrives. Aborting one rank
-//! fails the others' pending and later operations, as a remote error does in NCCL.
+//! one (NCCL refuses two ranks on one GPU). Like NCCL: a broadcast's root completes only once
+//! every other rank took the bucket; aborting is local (a peer learns nothing and waits until
+//! its own deadline, or until its side is told to give up).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,12 +13,13 @@ use tch::{Device, Tensor};
 
 use crate::bucket_broadcast::{Collective, Collectives, Progress};
 
-/// One communicator: a channel into each rank, and whether any rank aborted.
+/// A bucket on its way to one rank, and its sender's acknowledgement.
+type Delivery = (Vec<u8>, flume::Sender<()>);
+
+/// One communicator: the ranks that joined and a channel into each.
 struct Group {
     nranks: i32,
-    joined: Vec<i32>,
-    senders: HashMap<i32, flume::Sender<Vec<u8>>>,
-    aborted: Arc<AtomicBool>,
+    senders: HashMap<i32, flume::Sender<Delivery>>,
 }
 
 /// Makes in-process communicators; clones share them.
@@ -53,113 +54,128 @@ impl Collectives for LoopbackCollectives {
         rank: i32,
         _device: Device,
         deadline: Duration,
+        peer_failed: &dyn Fn() -> Option<String>,
     ) -> Result<Box<dyn Collective + Send>, String> {
         let (tx, rx) = flume::unbounded();
-        let aborted = {
+        {
             let mut groups = self.groups.lock().expect("loopback groups");
             let group = groups.entry(id.to_string()).or_insert_with(|| Group {
                 nranks,
-                joined: Vec::new(),
                 senders: HashMap::new(),
-                aborted: Arc::new(AtomicBool::new(false)),
             });
-            if group.nranks != nranks || group.joined.contains(&rank) || rank >= nranks {
+            if group.nranks != nranks || group.senders.contains_key(&rank) || rank >= nranks {
                 return Err(format!("rank {rank} of {nranks} cannot join {id}"));
             }
-            group.joined.push(rank);
             group.senders.insert(rank, tx);
-            group.aborted.clone()
-        };
+        }
         let until = Instant::now() + deadline;
-        loop {
-            let everyone = {
+        let peers = loop {
+            {
                 let groups = self.groups.lock().expect("loopback groups");
-                groups[id].joined.len() as i32 == nranks
-            };
-            if everyone {
-                break;
+                let group = &groups[id];
+                if group.senders.len() as i32 == nranks {
+                    break group
+                        .senders
+                        .iter()
+                        .filter(|(r, _)| **r != rank)
+                        .map(|(_, s)| s.clone())
+                        .collect();
+                }
+            }
+            if let Some(why) = peer_failed() {
+                return Err(format!("{id}: the peer gave up ({why})"));
             }
             if Instant::now() >= until {
-                aborted.store(true, Ordering::Relaxed);
                 return Err(format!("{id}: not every rank joined within {deadline:?}"));
             }
             std::thread::sleep(Duration::from_millis(1));
-        }
-        let peers = {
-            let groups = self.groups.lock().expect("loopback groups");
-            groups[id]
-                .senders
-                .iter()
-                .filter(|(r, _)| **r != rank)
-                .map(|(_, s)| s.clone())
-                .collect()
         };
         Ok(Box::new(LoopbackRank {
             rank,
             peers,
             inbox: rx,
-            aborted,
+            aborted: false,
             stall: self.stall.clone(),
-            receiving: None,
+            pending: None,
         }))
     }
 }
 
+/// What a started broadcast waits for.
+enum Pending {
+    /// The root: every receiver's acknowledgement.
+    Acks(flume::Receiver<()>, usize),
+    /// A receiver: the bucket, into this tensor (sharing the caller's storage).
+    Bucket(Tensor),
+}
+
 struct LoopbackRank {
     rank: i32,
-    peers: Vec<flume::Sender<Vec<u8>>>,
-    inbox: flume::Receiver<Vec<u8>>,
-    aborted: Arc<AtomicBool>,
+    peers: Vec<flume::Sender<Delivery>>,
+    inbox: flume::Receiver<Delivery>,
+    aborted: bool,
     stall: Arc<AtomicBool>,
-    /// The bucket a receive writes into (sharing the caller's storage).
-    receiving: Option<Tensor>,
+    pending: Option<Pending>,
 }
 
 impl Collective for LoopbackRank {
     fn start_broadcast(&mut self, bucket: &mut Tensor, root: i32) -> Result<(), String> {
-        if self.aborted.load(Ordering::Relaxed) {
-            return Err("a rank aborted the communicator".into());
+        if self.aborted {
+            return Err("the communicator was aborted".into());
         }
         if root == self.rank {
             let bytes = Vec::<u8>::try_from(&*bucket).map_err(|e| e.to_string())?;
+            let (ack, acks) = flume::unbounded();
             for peer in &self.peers {
-                peer.send(bytes.clone())
+                peer.send((bytes.clone(), ack.clone()))
                     .map_err(|_| "a rank left".to_string())?;
             }
-            self.receiving = None;
+            self.pending = Some(Pending::Acks(acks, self.peers.len()));
         } else {
-            self.receiving = Some(bucket.shallow_clone());
+            self.pending = Some(Pending::Bucket(bucket.shallow_clone()));
         }
         Ok(())
     }
 
     fn progress(&mut self) -> Progress {
-        if self.aborted.load(Ordering::Relaxed) {
-            return Progress::Failed("a rank aborted the communicator".into());
+        if self.aborted {
+            return Progress::Failed("the communicator was aborted".into());
         }
         if self.stall.load(Ordering::Relaxed) {
             return Progress::Pending;
         }
-        let Some(bucket) = &mut self.receiving else {
-            return Progress::Done;
-        };
-        match self.inbox.try_recv() {
-            Ok(bytes) if bytes.len() as i64 == bucket.numel() as i64 => {
-                bucket.copy_(&Tensor::from_slice(&bytes));
-                self.receiving = None;
-                Progress::Done
+        match self.pending.take() {
+            None => Progress::Done,
+            Some(Pending::Acks(acks, left)) => {
+                let left = left - acks.try_iter().count().min(left);
+                if left == 0 {
+                    return Progress::Done;
+                }
+                self.pending = Some(Pending::Acks(acks, left));
+                Progress::Pending
             }
-            Ok(bytes) => Progress::Failed(format!(
-                "{} bytes broadcast into a bucket of {}",
-                bytes.len(),
-                bucket.numel()
-            )),
-            Err(flume::TryRecvError::Empty) => Progress::Pending,
-            Err(flume::TryRecvError::Disconnected) => Progress::Failed("the root left".into()),
+            Some(Pending::Bucket(mut bucket)) => match self.inbox.try_recv() {
+                Ok((bytes, ack)) if bytes.len() == bucket.numel() => {
+                    bucket.copy_(&Tensor::from_slice(&bytes));
+                    let _ = ack.send(());
+                    Progress::Done
+                }
+                Ok((bytes, _)) => Progress::Failed(format!(
+                    "{} bytes broadcast into a bucket of {}",
+                    bytes.len(),
+                    bucket.numel()
+                )),
+                Err(flume::TryRecvError::Empty) => {
+                    self.pending = Some(Pending::Bucket(bucket));
+                    Progress::Pending
+                }
+                Err(flume::TryRecvError::Disconnected) => Progress::Failed("the root left".into()),
+            },
         }
     }
 
     fn abort(&mut self) {
-        self.aborted.store(true, Ordering::Relaxed);
+        self.aborted = true;
+        self.pending = None;
     }
 }

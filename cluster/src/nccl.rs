@@ -30,6 +30,10 @@ const CUDA_SUCCESS: c_int = 0;
 const CUDA_ERROR_NOT_READY: c_int = 600;
 /// `cudaStreamNonBlocking`: the stream does not wait for the legacy default stream.
 const CUDA_STREAM_NON_BLOCKING: c_uint = 1;
+/// `cudaEventDisableTiming`: an event used only for ordering.
+const CUDA_EVENT_DISABLE_TIMING: c_uint = 2;
+/// torch's current stream outside the CUDA-graph shim: the legacy default stream.
+const TORCH_STREAM: Stream = std::ptr::null_mut();
 
 /// `ncclUniqueId`: what every rank of a communicator must be given (rank 0 makes it).
 #[repr(C)]
@@ -116,6 +120,7 @@ impl NcclConfig {
 
 type Comm = *mut c_void;
 type Stream = *mut c_void;
+type Event = *mut c_void;
 
 /// NCCL's entry points, copied out of the library (which [`Nccl`] keeps open).
 #[derive(Clone, Copy)]
@@ -262,10 +267,43 @@ impl Nccl {
 /// The CUDA runtime calls a broadcast needs besides NCCL.
 struct CudaRuntime {
     _library: Library,
+    get_device: unsafe extern "C" fn(*mut c_int) -> c_int,
     set_device: unsafe extern "C" fn(c_int) -> c_int,
     stream_create: unsafe extern "C" fn(*mut Stream, c_uint) -> c_int,
     stream_query: unsafe extern "C" fn(Stream) -> c_int,
     stream_destroy: unsafe extern "C" fn(Stream) -> c_int,
+    stream_wait_event: unsafe extern "C" fn(Stream, Event, c_uint) -> c_int,
+    event_create: unsafe extern "C" fn(*mut Event, c_uint) -> c_int,
+    event_record: unsafe extern "C" fn(Event, Stream) -> c_int,
+    event_destroy: unsafe extern "C" fn(Event) -> c_int,
+}
+
+impl CudaRuntime {
+    /// Runs `f` with `device` current on this thread, then makes the previous one current
+    /// again (the caller's torch work expects its own device).
+    fn on_device<T>(
+        &self,
+        device: i32,
+        f: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut previous: c_int = 0;
+        // SAFETY: a valid out-pointer; plain calls.
+        unsafe {
+            check_cuda((self.get_device)(&mut previous), "cudaGetDevice")?;
+            check_cuda((self.set_device)(device), "cudaSetDevice")?;
+        }
+        let result = f();
+        // SAFETY: restoring the device read above.
+        unsafe { (self.set_device)(previous) };
+        result
+    }
+}
+
+fn check_cuda(code: c_int, call: &str) -> Result<(), String> {
+    match code {
+        CUDA_SUCCESS => Ok(()),
+        error => Err(format!("{call} failed with CUDA error {error}")),
+    }
 }
 
 impl CudaRuntime {
@@ -284,10 +322,15 @@ impl CudaRuntime {
             // SAFETY: the signatures cuda_runtime_api.h declares.
             return unsafe {
                 Ok(CudaRuntime {
+                    get_device: symbol(&library, name, "cudaGetDevice")?,
                     set_device: symbol(&library, name, "cudaSetDevice")?,
                     stream_create: symbol(&library, name, "cudaStreamCreateWithFlags")?,
                     stream_query: symbol(&library, name, "cudaStreamQuery")?,
                     stream_destroy: symbol(&library, name, "cudaStreamDestroy")?,
+                    stream_wait_event: symbol(&library, name, "cudaStreamWaitEvent")?,
+                    event_create: symbol(&library, name, "cudaEventCreateWithFlags")?,
+                    event_record: symbol(&library, name, "cudaEventRecord")?,
+                    event_destroy: symbol(&library, name, "cudaEventDestroy")?,
                     _library: library,
                 })
             };
@@ -303,6 +346,8 @@ pub struct NcclComm {
     cuda: CudaRuntime,
     comm: Comm,
     stream: Stream,
+    /// Marks torch's work before a broadcast, for NCCL's stream to wait on.
+    torch_done: Event,
     pub rank: i32,
     pub nranks: i32,
     pub device: i32,
@@ -315,48 +360,52 @@ unsafe impl Send for NcclComm {}
 
 impl NcclComm {
     /// Joins communicator `id` as `rank` of `nranks` on CUDA device `device`, waiting at most
-    /// `deadline` for every rank to join (a rank that never comes costs that, then an abort).
+    /// `deadline` for every rank to join (a rank that never comes costs that, then an abort),
+    /// or until `peer_failed` reports why the other side gave up.
     pub fn init(
         nccl: Arc<Nccl>,
-        id: UniqueId,
-        nranks: i32,
-        rank: i32,
+        (id, nranks, rank): (UniqueId, i32, i32),
         device: i32,
         deadline: Duration,
+        peer_failed: &dyn Fn() -> Option<String>,
     ) -> Result<NcclComm, String> {
         let cuda = CudaRuntime::load()?;
-        // SAFETY: plain calls with valid out-pointers.
-        let stream = unsafe {
-            let set = (cuda.set_device)(device);
-            if set != CUDA_SUCCESS {
-                return Err(format!(
-                    "cudaSetDevice({device}) failed with CUDA error {set}"
-                ));
-            }
+        let (stream, torch_done) = cuda.on_device(device, || {
             let mut stream: Stream = std::ptr::null_mut();
-            let made = (cuda.stream_create)(&mut stream, CUDA_STREAM_NON_BLOCKING);
-            if made != CUDA_SUCCESS {
-                return Err(format!(
-                    "cudaStreamCreateWithFlags failed with CUDA error {made}"
-                ));
+            let mut event: Event = std::ptr::null_mut();
+            // SAFETY: valid out-pointers.
+            unsafe {
+                check_cuda(
+                    (cuda.stream_create)(&mut stream, CUDA_STREAM_NON_BLOCKING),
+                    "cudaStreamCreateWithFlags",
+                )?;
+                check_cuda(
+                    (cuda.event_create)(&mut event, CUDA_EVENT_DISABLE_TIMING),
+                    "cudaEventCreateWithFlags",
+                )?;
             }
-            stream
-        };
-        let mut config = NcclConfig::non_blocking();
-        let mut comm: Comm = std::ptr::null_mut();
-        // SAFETY: `comm` and `config` are live; `id` is passed by value as nccl.h declares.
-        let result =
-            unsafe { (nccl.fns.init_rank_config)(&mut comm, nranks, id, rank, &mut config) };
+            Ok((stream, event))
+        })?;
         let mut joined = NcclComm {
             nccl,
             cuda,
-            comm,
+            comm: std::ptr::null_mut(),
             stream,
+            torch_done,
             rank,
             nranks,
             device,
             aborted: false,
         };
+        let mut config = NcclConfig::non_blocking();
+        let mut comm: Comm = std::ptr::null_mut();
+        let result = joined.cuda.on_device(device, || {
+            // SAFETY: `comm` and `config` are live; `id` is passed by value as nccl.h declares.
+            Ok(unsafe {
+                (joined.nccl.fns.init_rank_config)(&mut comm, nranks, id, rank, &mut config)
+            })
+        })?;
+        joined.comm = comm;
         if result != NCCL_SUCCESS && result != NCCL_IN_PROGRESS {
             let why = joined.nccl.describe(result);
             joined.abort();
@@ -364,7 +413,7 @@ impl NcclComm {
                 "ncclCommInitRankConfig (rank {rank} of {nranks}): {why}"
             ));
         }
-        joined.wait_ready(deadline).map_err(|why| {
+        joined.wait_ready(deadline, peer_failed).map_err(|why| {
             format!("joining the NCCL communicator as rank {rank} of {nranks}: {why}")
         })?;
         Ok(joined)
@@ -402,13 +451,22 @@ impl NcclComm {
             .into_owned()
     }
 
-    /// Polls until the communicator is ready; aborts it on failure or at the deadline.
-    fn wait_ready(&mut self, deadline: Duration) -> Result<(), String> {
+    /// Polls until the communicator is ready; aborts it on failure, at the deadline, or when
+    /// `peer_failed` says the other side gave up.
+    fn wait_ready(
+        &mut self,
+        deadline: Duration,
+        peer_failed: &dyn Fn() -> Option<String>,
+    ) -> Result<(), String> {
         let until = Instant::now() + deadline;
         loop {
             match self.state() {
                 Ok(true) => return Ok(()),
                 Ok(false) if Instant::now() < until => {
+                    if let Some(why) = peer_failed() {
+                        self.abort();
+                        return Err(format!("the peer gave up ({why}); aborted"));
+                    }
                     std::thread::sleep(Duration::from_micros(200))
                 }
                 Ok(false) => {
@@ -426,39 +484,63 @@ impl NcclComm {
     }
 }
 
-impl Collective for NcclComm {
-    fn start_broadcast(&mut self, bucket: &mut Tensor, root: i32) -> Result<(), String> {
-        let device = bucket.device();
-        if device != tch::Device::Cuda(self.device as usize) {
-            return Err(format!(
-                "a bucket on {device:?} for a communicator on cuda:{}",
-                self.device
-            ));
+impl NcclComm {
+    /// Starts broadcasting `send`'s bytes from rank `root` into every rank's `recv` (the same
+    /// tensor for in place; only the root's `send` is read). Ordered after the torch work
+    /// already queued on the device (an event, not a device-wide wait), so a bucket just packed
+    /// is read whole and a buffer just unpacked is not overwritten early.
+    pub fn start_broadcast_from(
+        &mut self,
+        send: &Tensor,
+        recv: &mut Tensor,
+        root: i32,
+    ) -> Result<(), String> {
+        let here = tch::Device::Cuda(self.device as usize);
+        for (what, t) in [("send", send), ("receive", &*recv)] {
+            if t.device() != here {
+                return Err(format!(
+                    "a {what} buffer on {:?} for a communicator on cuda:{}",
+                    t.device(),
+                    self.device
+                ));
+            }
+            if !t.is_contiguous() {
+                return Err(format!("a {what} buffer must be contiguous"));
+            }
         }
-        if !bucket.is_contiguous() {
-            return Err("a bucket must be contiguous".into());
+        let bytes = recv.numel() * recv.kind().elt_size_in_bytes();
+        if send.numel() * send.kind().elt_size_in_bytes() != bytes {
+            return Err("send and receive buffers of different sizes".into());
         }
-        // The bucket's bytes were written on torch's stream; NCCL reads them on its own.
-        tch::Cuda::synchronize(self.device as i64);
-        let pointer = bucket.data_ptr();
-        let bytes = bucket.numel() * bucket.kind().elt_size_in_bytes();
-        // SAFETY: `pointer` addresses `bytes` bytes of device memory that stay alive (the
-        // caller holds `bucket`) until the broadcast completes, which `progress` reports.
-        let result = unsafe {
-            (self.nccl.fns.broadcast)(
-                pointer,
-                pointer,
-                bytes,
-                NCCL_UINT8,
-                root,
-                self.comm,
-                self.stream,
-            )
-        };
+        let (from, into) = (send.data_ptr(), recv.data_ptr());
+        let (cuda, nccl) = (&self.cuda, &self.nccl);
+        let (comm, stream, event) = (self.comm, self.stream, self.torch_done);
+        let result = cuda.on_device(self.device, || {
+            // SAFETY: live stream and event; `from` and `into` address `bytes` bytes of device
+            // memory that stay alive (the caller holds both tensors) until the broadcast
+            // completes, which `progress` reports.
+            unsafe {
+                check_cuda((cuda.event_record)(event, TORCH_STREAM), "cudaEventRecord")?;
+                check_cuda(
+                    (cuda.stream_wait_event)(stream, event, 0),
+                    "cudaStreamWaitEvent",
+                )?;
+                Ok((nccl.fns.broadcast)(
+                    from, into, bytes, NCCL_UINT8, root, comm, stream,
+                ))
+            }
+        })?;
         match result {
             NCCL_SUCCESS | NCCL_IN_PROGRESS => Ok(()),
             other => Err(format!("ncclBroadcast: {}", self.nccl.describe(other))),
         }
+    }
+}
+
+impl Collective for NcclComm {
+    fn start_broadcast(&mut self, bucket: &mut Tensor, root: i32) -> Result<(), String> {
+        let send = bucket.shallow_clone();
+        self.start_broadcast_from(&send, bucket, root)
     }
 
     fn progress(&mut self) -> Progress {
@@ -493,7 +575,7 @@ impl Drop for NcclComm {
             // SAFETY: a live communicator.
             let finalised = unsafe { (self.nccl.fns.finalize)(self.comm) };
             let clean = (finalised == NCCL_SUCCESS || finalised == NCCL_IN_PROGRESS)
-                && self.wait_ready(Duration::from_secs(10)).is_ok();
+                && self.wait_ready(Duration::from_secs(10), &|| None).is_ok();
             if clean {
                 // SAFETY: finalised; destroyed once.
                 unsafe { (self.nccl.fns.destroy)(self.comm) };
@@ -504,6 +586,10 @@ impl Drop for NcclComm {
         if !self.stream.is_null() {
             // SAFETY: a stream this communicator created, destroyed once.
             unsafe { (self.cuda.stream_destroy)(self.stream) };
+        }
+        if !self.torch_done.is_null() {
+            // SAFETY: an event this communicator created, destroyed once.
+            unsafe { (self.cuda.event_destroy)(self.torch_done) };
         }
     }
 }
@@ -539,12 +625,20 @@ impl Collectives for NcclCollectives {
         rank: i32,
         device: tch::Device,
         deadline: Duration,
+        peer_failed: &dyn Fn() -> Option<String>,
     ) -> Result<Box<dyn Collective + Send>, String> {
         let tch::Device::Cuda(index) = device else {
             return Err(self.supports(device).unwrap_err());
         };
         let id = UniqueId::from_hex(id)?;
-        let comm = NcclComm::init(self.nccl.clone(), id, nranks, rank, index as i32, deadline)?;
+        let ranks = (id, nranks, rank);
+        let comm = NcclComm::init(
+            self.nccl.clone(),
+            ranks,
+            index as i32,
+            deadline,
+            peer_failed,
+        )?;
         Ok(Box::new(comm))
     }
 }

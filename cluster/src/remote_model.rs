@@ -132,6 +132,11 @@ impl RemoteModel {
     /// Whether versions go to the worker by broadcast: decided at the first publication
     /// (attaching first), once per model.
     fn broadcasting(&mut self, choice: &CollectiveChoice) -> Result<bool, ActorError> {
+        if self.host.is_none() {
+            // A new attach: the worker counts versions from 0 again and its communicator is
+            // the old head model's, so this model negotiates anew.
+            self.forget_collective();
+        }
         if self.sender.is_some() || self.negotiated {
             return Ok(self.sender.is_some());
         }
@@ -140,7 +145,6 @@ impl RemoteModel {
             .runtime
             .block_on(self.attached_host())
             .map_err(unreachable)?;
-        self.negotiated = true;
         let stats = &self.spec.stats;
         match CollectiveSender::negotiate(choice, &link, &host) {
             Ok(Ok(sender)) => {
@@ -154,6 +158,8 @@ impl RemoteModel {
                 link.peer()
             ))),
             Ok(Err(Declined(why))) => {
+                // Decided for this model's life: a worker that cannot now will not later.
+                self.negotiated = true;
                 tracing::warn!(role = %link.role, node = %link.node, %why, "weights over TCP");
                 stats.transport(&link.role, &link.node, &format!("tcp ({why})"));
                 Ok(false)
@@ -166,7 +172,8 @@ impl RemoteModel {
     }
 
     /// Broadcasts `tensors` as `version`; a failure drops the communicator and the worker's
-    /// link (the actor fails, and its restart negotiates anew).
+    /// link (a generator fails and its restart negotiates anew; the evaluator skips, and its
+    /// next publication does).
     fn broadcast(
         &mut self,
         choice: &CollectiveChoice,
@@ -190,11 +197,19 @@ impl RemoteModel {
                 Ok(())
             }
             Err(e) => {
-                self.sender = None;
+                // The communicator was aborted; the next publication attaches and negotiates
+                // again (a surviving model, such as the evaluator's, keeps broadcasting).
                 self.host = None;
+                self.forget_collective();
                 Err(unreachable(e))
             }
         }
+    }
+
+    /// Drops the communicator and the decision about it.
+    fn forget_collective(&mut self) {
+        self.sender = None;
+        self.negotiated = false;
     }
 
     /// The attached host, attaching first if need be. After an attach found no host, the next

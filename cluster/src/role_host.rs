@@ -132,6 +132,8 @@ pub struct RoleHostState {
     args: RoleHostArgs,
     worker: Arc<DeviceWorker<Hosted>>,
     busy: Arc<AtomicBool>,
+    /// Set by `AbandonCollective`: the join or broadcast waiting on the device thread stops.
+    abandoned: Arc<AtomicBool>,
 }
 
 pub struct RoleHost;
@@ -264,6 +266,16 @@ impl RoleHost {
     }
 }
 
+/// Whether the head abandoned the collective operation in progress (`AbandonCollective`).
+fn given_up(abandoned: &Arc<AtomicBool>) -> impl Fn() -> Option<String> {
+    let abandoned = abandoned.clone();
+    move || {
+        abandoned
+            .load(Ordering::Relaxed)
+            .then(|| "the head abandoned it".to_string())
+    }
+}
+
 impl RoleHost {
     /// What carries broadcast weights to this host, or why nothing can: only an engine or an
     /// evaluator takes weights, and the transport must support the host's device.
@@ -285,10 +297,13 @@ impl Hosted {
         &mut self,
         version: u64,
         layout: &BucketLayout,
-        device: Device,
-        per_bucket: Duration,
+        (device, per_bucket): (Device, Duration),
+        gave_up: &dyn Fn() -> Option<String>,
     ) -> HostReply {
-        let (tensors, seconds) = match self.collective.receive(layout, device, per_bucket) {
+        let received = self
+            .collective
+            .receive(layout, (device, per_bucket), gave_up);
+        let (tensors, seconds) = match received {
             Ok(received) => received,
             Err(reason) => return HostReply::Failed { reason },
         };
@@ -522,6 +537,7 @@ impl Actor for RoleHost {
             args,
             worker: Arc::new(worker),
             busy: Arc::new(AtomicBool::new(false)),
+            abandoned: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -604,19 +620,30 @@ impl Actor for RoleHost {
                 let available = Self::collective_info(args);
                 reply(args, port, HostReply::CollectiveInfo { available });
             }
-            HostRequest::JoinCollective { id, nranks, rank } => {
+            HostRequest::JoinCollective {
+                id,
+                nranks,
+                rank,
+                deadline_s,
+            } => {
                 let Some(collectives) = args.collectives.clone() else {
                     let reason = "this worker has no collective transport".to_string();
                     reply(args, port, HostReply::Failed { reason });
                     return Ok(());
                 };
-                let (device, deadline) = (args.device, args.weights_timeout);
+                let device = args.device;
+                let deadline =
+                    Duration::try_from_secs_f64(deadline_s).unwrap_or(args.weights_timeout);
+                let abandoned = state.abandoned.clone();
+                abandoned.store(false, Ordering::Relaxed);
                 Self::spawn_work(state, port, move |hosted| {
                     let ranks = (id.as_str(), nranks as i32, rank as i32);
-                    match hosted
-                        .collective
-                        .join(&collectives, ranks, device, deadline)
-                    {
+                    let gave_up = given_up(&abandoned);
+                    let joined =
+                        hosted
+                            .collective
+                            .join(&collectives, ranks, device, deadline, &gave_up);
+                    match joined {
                         Ok(()) => HostReply::Joined,
                         Err(reason) => HostReply::Failed { reason },
                     }
@@ -624,9 +651,16 @@ impl Actor for RoleHost {
             }
             HostRequest::ReceiveWeights { version, layout } => {
                 let (device, per_bucket) = (args.device, args.weights_timeout);
+                let abandoned = state.abandoned.clone();
+                abandoned.store(false, Ordering::Relaxed);
                 Self::spawn_work(state, port, move |hosted| {
-                    hosted.receive_weights(version, &layout, device, per_bucket)
+                    let gave_up = given_up(&abandoned);
+                    hosted.receive_weights(version, &layout, (device, per_bucket), &gave_up)
                 });
+            }
+            HostRequest::AbandonCollective => {
+                state.abandoned.store(true, Ordering::Relaxed);
+                reply(args, port, HostReply::Abandoned);
             }
         }
         Ok(())

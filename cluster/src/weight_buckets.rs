@@ -172,15 +172,30 @@ impl BucketLayout {
                 let kind = dtype_kind(&entry.dtype).ok_or_else(|| {
                     format!("tensor `{}`: unknown dtype `{}`", entry.name, entry.dtype)
                 })?;
-                let elements: i64 = entry.shape.iter().product();
-                if elements as u64 * kind.elt_size_in_bytes() as u64 != entry.bytes {
+                // A layout comes over the wire: what would make torch panic is refused here.
+                let element = kind.elt_size_in_bytes() as u64;
+                let elements: Option<i64> = entry
+                    .shape
+                    .iter()
+                    .try_fold(1i64, |n, &d| (d >= 0).then(|| n.checked_mul(d)).flatten());
+                if elements.map(|n| n as u64 * element) != Some(entry.bytes) {
                     return Err(format!(
                         "tensor `{}`: {} bytes do not hold {:?} of {}",
                         entry.name, entry.bytes, entry.shape, entry.dtype
                     ));
                 }
+                if entry.offset % element != 0 {
+                    return Err(format!(
+                        "tensor `{}`: offset {} is not a multiple of its {element}-byte elements",
+                        entry.name, entry.offset
+                    ));
+                }
                 let bytes = buffer.narrow(0, entry.offset as i64, entry.bytes as i64);
-                let tensor = bytes.view_dtype(kind).reshape(&entry.shape[..]).copy();
+                let tensor = bytes
+                    .f_view_dtype(kind)
+                    .and_then(|t| t.f_reshape(&entry.shape[..]))
+                    .map_err(|e| format!("tensor `{}`: {e}", entry.name))?
+                    .copy();
                 Ok((entry.name.clone(), tensor))
             })
             .collect()

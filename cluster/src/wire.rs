@@ -293,7 +293,16 @@ pub enum HostRequest {
     CollectiveInfo,
     /// Join communicator `id` as `rank` of `nranks` (the head is rank 0 and joins at the same
     /// time); it replaces any communicator the host had.
-    JoinCollective { id: String, nranks: u32, rank: u32 },
+    JoinCollective {
+        id: String,
+        nranks: u32,
+        rank: u32,
+        /// How long the host waits for the other ranks (the head's own deadline).
+        deadline_s: f64,
+    },
+    /// The head gave up on the collective join or broadcast in progress: stop waiting for it
+    /// (frees the host's device thread at once instead of at its deadline). Answered at once.
+    AbandonCollective,
     /// Receive weights version `version` by broadcast from rank 0, laid out as `layout` (the
     /// head broadcasts as this request arrives), and apply it.
     ReceiveWeights { version: u64, layout: BucketLayout },
@@ -354,6 +363,8 @@ pub enum HostReply {
     },
     /// Joined a communicator.
     Joined,
+    /// `AbandonCollective` noted.
+    Abandoned,
     /// A broadcast version arrived and was applied, in `seconds` (receiving, unpacking and
     /// applying).
     WeightsApplied {

@@ -102,6 +102,17 @@ fn bucket_layouts_refuse_what_does_not_fit_naming_it() {
     lying.entries[0].bytes += 4;
     let buckets = layout.pack(&tensors, Device::Cpu).unwrap();
     assert!(lying.unpack(&buckets).is_err());
+    // A layout from the wire that would make torch panic is refused instead.
+    let mut odd = layout.clone();
+    odd.entries[0].offset += 2;
+    let err = odd.unpack(&buckets).unwrap_err();
+    assert!(err.contains("not a multiple"), "{err}");
+    let mut negative = layout.clone();
+    negative.entries[0].shape = vec![-37, -11];
+    assert!(negative
+        .unpack(&buckets)
+        .unwrap_err()
+        .contains("do not hold"));
 }
 
 /// A collective whose broadcasts complete after `polls` polls, or never, or fail.
@@ -179,6 +190,26 @@ fn a_bucket_past_its_deadline_or_failing_aborts_the_communicator_and_says_which(
     );
     assert!(err.to_string().contains("aborted"), "{err}");
 
+    // A peer that already gave up ends the wait without the deadline.
+    let mut deserted = Scripted::new(None, None);
+    let started = Instant::now();
+    let gone = || Some("the worker failed".to_string());
+    let err = broadcast_each(
+        &mut deserted,
+        (2, 0, Duration::from_secs(60)),
+        &gone,
+        |_| Ok(Tensor::zeros([4], (Kind::Uint8, Device::Cpu))),
+        |_, _| Ok(()),
+    )
+    .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(deserted.aborted);
+    assert!(
+        err.to_string()
+            .contains("the peer gave up: the worker failed"),
+        "{err}"
+    );
+
     let mut failing = Scripted::new(Some(1), Some(1));
     let err = broadcast_buckets(&mut failing, &mut buckets, 0, Duration::from_secs(5)).unwrap_err();
     assert!(failing.aborted);
@@ -225,20 +256,36 @@ fn cuda_nccl_single_rank_broadcast_from_tensor_pointers_is_bit_exact() {
     let Some(nccl) = cuda_and_nccl() else { return };
     let device = Device::Cuda(0);
     let id = nccl.unique_id().unwrap();
-    let mut comm = NcclComm::init(nccl, id, 1, 0, 0, Duration::from_secs(60)).unwrap();
+    let no_peer = || None;
+    let mut comm = NcclComm::init(nccl, (id, 1, 0), 0, Duration::from_secs(60), &no_peer).unwrap();
     let tensors = snapshot(device);
     let layout = BucketLayout::plan(&tensors, 4096).unwrap();
+    // Out of place first: NCCL itself must write the bytes into a zeroed receive buffer (an
+    // in-place broadcast on one rank would pass even if nothing ran).
+    let sent = layout.pack(&tensors, device).unwrap();
+    let mut received: Vec<Tensor> = sent.iter().map(Tensor::zeros_like).collect();
+    for (send, recv) in sent.iter().zip(received.iter_mut()) {
+        comm.start_broadcast_from(send, recv, 0).unwrap();
+        let started = Instant::now();
+        while comm.progress() != Progress::Done {
+            assert!(started.elapsed() < Duration::from_secs(30), "no completion");
+        }
+    }
+    assert_same(&tensors, &layout.unpack(&received).unwrap());
+    // In place, every bucket at once.
     let mut buckets = layout.pack(&tensors, device).unwrap();
     let stats = broadcast_buckets(&mut comm, &mut buckets, 0, Duration::from_secs(30)).unwrap();
     assert_eq!(stats.bytes, layout.total_bytes());
     assert_same(&tensors, &layout.unpack(&buckets).unwrap());
     // Bucket by bucket through one reused buffer, as a run sends a version: packed before
-    // each broadcast, unpacked after it (on one rank the root unpacks what it sent).
+    // each broadcast, unpacked after it (ordering between torch's stream and NCCL's is by
+    // event, so each unpack must see its own bucket, not the next one packed over it).
     let buffer = Tensor::empty([layout.largest() as i64], (Kind::Uint8, device));
     let mut back = Vec::new();
     let streamed = broadcast_each(
         &mut comm,
         (layout.buckets.len(), 0, Duration::from_secs(30)),
+        &no_peer,
         |i| {
             let mut view = buffer.narrow(0, 0, layout.buckets[i] as i64);
             layout.pack_bucket(i, &tensors, &mut view)?;
@@ -252,21 +299,19 @@ fn cuda_nccl_single_rank_broadcast_from_tensor_pointers_is_bit_exact() {
     .unwrap();
     assert_eq!(streamed.buckets, layout.buckets.len());
     assert_same(&tensors, &back);
-    // A larger bf16 model-sized bucket, to time it.
-    let big = vec![(
-        "w".to_string(),
-        Tensor::randn([64 << 20], (Kind::BFloat16, device)),
-    )];
-    let layout = BucketLayout::plan(&big, 32 << 20).unwrap();
-    let mut buckets = layout.pack(&big, device).unwrap();
-    let stats = broadcast_buckets(&mut comm, &mut buckets, 0, Duration::from_secs(30)).unwrap();
-    assert_same(&big, &layout.unpack(&buckets).unwrap());
+    // A larger bf16 model-sized bucket, out of place, to time it.
+    let big = Tensor::randn([64 << 20], (Kind::BFloat16, device)).view_dtype(Kind::Uint8);
+    let mut into = Tensor::zeros_like(&big);
+    tch::Cuda::synchronize(0);
+    let started = Instant::now();
+    comm.start_broadcast_from(&big, &mut into, 0).unwrap();
+    while comm.progress() != Progress::Done {}
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(big.equal(&into));
     println!(
-        "single-rank NCCL broadcast: {} buckets, {} bytes in {:.4} s ({:.1} GB/s)",
-        stats.buckets,
-        stats.bytes,
-        stats.seconds,
-        stats.gb_per_s()
+        "single-rank NCCL broadcast, out of place: {} bytes in {seconds:.4} s ({:.1} GB/s)",
+        big.numel(),
+        big.numel() as f64 / seconds / 1e9
     );
 }
 
@@ -275,11 +320,30 @@ fn cuda_nccl_a_rank_that_never_joins_aborts_at_the_deadline() {
     let Some(nccl) = cuda_and_nccl() else { return };
     let id = nccl.unique_id().unwrap();
     let started = Instant::now();
-    let err = NcclComm::init(nccl, id, 2, 0, 0, Duration::from_secs(3))
-        .err()
-        .unwrap();
+    let err = NcclComm::init(nccl.clone(), (id, 2, 0), 0, Duration::from_secs(3), &|| {
+        None
+    })
+    .err()
+    .unwrap();
     let waited = started.elapsed();
     assert!(err.contains("rank 0 of 2"), "{err}");
-    assert!(waited < Duration::from_secs(30), "{waited:?}: {err}");
+    assert!(err.contains("not ready within"), "{err}");
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(30),
+        "{waited:?}"
+    );
     println!("a missing rank: {err} after {waited:?}");
+    // A peer that reports giving up ends the wait at once.
+    let id = nccl.unique_id().unwrap();
+    let started = Instant::now();
+    let gone = || Some("the worker failed".to_string());
+    let err = NcclComm::init(nccl, (id, 2, 0), 0, Duration::from_secs(60), &gone)
+        .err()
+        .unwrap();
+    assert!(err.contains("the worker failed"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }

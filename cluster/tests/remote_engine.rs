@@ -740,13 +740,28 @@ fn a_stalled_broadcast_fails_the_engine_at_its_deadline_and_a_restart_negotiates
     assert!(text.contains("did not arrive within 300ms"), "{text}");
     assert!(waited < Duration::from_secs(3), "{waited:?}");
     // The supervisor's restart builds a new engine: a new communicator, the version applied.
+    // The worker was told to stop waiting, so its device thread is free at once, not after
+    // its own 5 s deadline.
     collectives.stall.store(false, Ordering::Relaxed);
+    let started = Instant::now();
     let mut restarted = build(None).unwrap();
     restarted.apply_weights(&weights(0.75)).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     let config = GeneratorConfig::default();
     let groups = restarted
         .generate(&[prompt("q", None)], 1, &config, 3)
         .unwrap();
     assert_eq!(groups[0].1[0].logprobs[0], 0.75);
-    assert_eq!(seen.lock().unwrap().weights, vec![0.25, 0.75]);
+    // A model that survives a failed broadcast (the evaluator's skips) attaches and
+    // negotiates again at its next publication, and keeps broadcasting.
+    engine.apply_weights(&weights(0.5)).unwrap();
+    let groups = engine
+        .generate(&[prompt("q", None)], 1, &config, 3)
+        .unwrap();
+    assert_eq!(groups[0].1[0].logprobs[0], 0.5);
+    assert_eq!(seen.lock().unwrap().weights, vec![0.25, 0.75, 0.5]);
 }
