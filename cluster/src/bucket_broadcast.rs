@@ -126,7 +126,7 @@ pub fn broadcast_each(
                 why,
             }
         };
-        let mut buffer = match bucket(i) {
+        let mut buffer = match caught(|| bucket(i)) {
             Ok(buffer) => buffer,
             Err(why) => return Err(fail(collective, why)),
         };
@@ -161,7 +161,7 @@ pub fn broadcast_each(
                 Progress::Pending => std::thread::sleep(Duration::from_micros(100)),
             }
         }
-        if let Err(why) = done(i, &buffer) {
+        if let Err(why) = caught(|| done(i, &buffer)) {
             return Err(fail(collective, why));
         }
         bytes += size as u64;
@@ -170,5 +170,18 @@ pub fn broadcast_each(
         buckets: count,
         bytes,
         seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `f()`, with a panic turned into an error: the communicator must still be aborted (a peer is
+/// waiting in the same broadcast), and torch panics on what it cannot do.
+fn caught<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic".into());
+        Err(format!("panicked: {text}"))
     })
 }

@@ -7,7 +7,7 @@
 //! fails — NCCL refuses two ranks on one GPU) gets TCP, and `summary.json` says why; with
 //! `"nccl"` that is an error naming the setting.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::ActorRef;
@@ -15,6 +15,7 @@ use tch::{Device, Tensor};
 
 use crate::bucket_broadcast::{broadcast_each, Collective, Collectives};
 use crate::collective_receiver::reusable;
+use crate::collective_request::{CollectiveRequest, PeerOutcome};
 use crate::error::ClusterError;
 use crate::remote_call::RemoteRole;
 use crate::role_host::RoleHostMsg;
@@ -53,70 +54,19 @@ pub struct Sent {
     pub seconds: f64,
 }
 
-/// A request to the worker running beside a blocking collective call on this thread: its
-/// failure (a `Failed` reply, a lost link) is visible to that call at once, so the head stops
-/// waiting on a peer that already gave up.
-struct Beside {
-    handle: tokio::task::JoinHandle<Result<HostReply, ClusterError>>,
-    failed: Arc<Mutex<Option<String>>>,
-}
-
-impl Beside {
-    fn start(link: &Arc<RemoteRole>, host: &ActorRef<RoleHostMsg>, request: HostRequest) -> Beside {
-        let failed = Arc::new(Mutex::new(None));
-        let (link, host, noted) = (link.clone(), host.clone(), failed.clone());
-        let runtime = link.runtime.clone();
-        let handle = runtime.spawn(async move {
-            let reply = link.call_watched(&host, request).await;
-            let why = match &reply {
-                Ok(HostReply::Joined | HostReply::WeightsApplied { .. }) => None,
-                Ok(HostReply::Failed { reason }) => Some(reason.clone()),
-                Ok(other) => Some(format!("unexpected reply {other:?}")),
-                Err(e) => Some(e.to_string()),
-            };
-            *noted.lock().unwrap_or_else(|e| e.into_inner()) = why;
-            reply
-        });
-        Beside { handle, failed }
-    }
-
-    /// Why the worker gave up, once it has.
-    fn peer_failed(&self) -> impl Fn() -> Option<String> + '_ {
-        || {
-            self.failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-        }
-    }
-
-    /// The worker's reply.
-    fn finish(self, link: &Arc<RemoteRole>) -> Result<HostReply, ClusterError> {
-        link.runtime
-            .block_on(self.handle)
-            .map_err(|e| ClusterError::Remote {
-                peer: link.peer(),
-                message: format!("a collective request: {e}"),
-            })?
-    }
-
-    /// Gives up on the worker's side too: it stops waiting (its device thread is freed), and
-    /// this side does not wait for its answer.
-    fn abandon(self, link: &Arc<RemoteRole>, host: &ActorRef<RoleHostMsg>) {
-        self.handle.abort();
-        let every = link.timeouts.heartbeat_every;
-        let told = link
-            .runtime
-            .block_on(link.call(host, HostRequest::AbandonCollective, every));
-        if let Err(e) = told {
-            tracing::warn!(role = %link.role, node = %link.node, "telling the worker to stop waiting: {e}");
-        }
-    }
+/// Why a version was not broadcast.
+pub enum SendError {
+    /// This side could not lay the version out (a dtype NCCL cannot carry): nothing was sent
+    /// and the communicator is intact; TCP can carry it.
+    Layout(String),
+    /// The broadcast failed (the communicator was aborted), or the link did.
+    Broadcast(ClusterError),
 }
 
 impl CollectiveSender {
     /// Asks `host` whether it can take broadcast weights and, if so, joins a new communicator
-    /// with it. `Ok(Err(declined))`: it cannot, and why; `Err`: the link failed.
+    /// with it. `Ok(Err(declined))`: it cannot, and why; `Err`: the link failed (the worker is
+    /// unreachable, which is not a reason to use TCP).
     pub fn negotiate(
         choice: &CollectiveChoice,
         link: &Arc<RemoteRole>,
@@ -141,22 +91,31 @@ impl CollectiveSender {
         };
         // Both ranks join at once, each waiting for the other up to the attach deadline.
         let deadline = link.timeouts.attach;
-        let request = HostRequest::JoinCollective {
+        let theirs = CollectiveRequest::start(link, host, |seq| HostRequest::JoinCollective {
             id: id.clone(),
             nranks: 2,
             rank: 1,
             deadline_s: deadline.as_secs_f64(),
-        };
-        let theirs = Beside::start(link, host, request);
+            seq,
+        });
         let mine = {
             let peer_failed = theirs.peer_failed();
             choice
                 .collectives
                 .join(&id, 2, 0, choice.device, deadline, &peer_failed)
         };
-        let collective = match mine {
-            Ok(collective) => collective,
-            Err(why) => {
+        let collective = match (mine, theirs.outcome()) {
+            (Ok(collective), _) => collective,
+            (Err(_), Some(PeerOutcome::Lost(_))) => {
+                // The link, not the collective: the worker is unreachable.
+                return theirs
+                    .finish(link)
+                    .and_then(|reply| Err(link.unexpected(reply)));
+            }
+            (Err(_), Some(PeerOutcome::Failed(why))) => {
+                return Ok(Err(Declined(format!("the worker could not join: {why}"))));
+            }
+            (Err(why), None) => {
                 theirs.abandon(link, host);
                 return Ok(Err(Declined(format!("the head could not join: {why}"))));
             }
@@ -167,7 +126,7 @@ impl CollectiveSender {
                 buffer: None,
                 about,
             })),
-            HostReply::Failed { reason } => Ok(Err(Declined(format!(
+            HostReply::CollectiveFailed { reason } => Ok(Err(Declined(format!(
                 "the worker could not join: {reason}"
             )))),
             other => Err(link.unexpected(other)),
@@ -175,27 +134,30 @@ impl CollectiveSender {
     }
 
     /// Broadcasts `tensors` as weights version `version` to `host`, which receives and applies
-    /// them before it answers. A failure aborts the communicator (and tells the worker to stop
-    /// waiting): the caller drops this sender.
+    /// them before it answers. A broadcast failure aborts the communicator (and tells the
+    /// worker to stop waiting): the caller drops this sender.
     pub fn send(
         &mut self,
         choice: &CollectiveChoice,
         (link, host): (&Arc<RemoteRole>, &ActorRef<RoleHostMsg>),
         version: u64,
         tensors: &[(String, Tensor)],
-    ) -> Result<Sent, ClusterError> {
+    ) -> Result<Sent, SendError> {
         let started = Instant::now();
-        let failed = |message: String| ClusterError::Remote {
-            peer: link.peer(),
-            message: format!("broadcasting weights version {version}: {message}"),
+        let failed = |message: String| {
+            SendError::Broadcast(ClusterError::Remote {
+                peer: link.peer(),
+                message: format!("broadcasting weights version {version}: {message}"),
+            })
         };
-        let layout = BucketLayout::plan(tensors, choice.bucket_bytes).map_err(failed)?;
-        let request = HostRequest::ReceiveWeights {
+        let layout = BucketLayout::plan(tensors, choice.bucket_bytes).map_err(SendError::Layout)?;
+        let buffer = reusable(&mut self.buffer, layout.largest(), choice.device)
+            .map_err(SendError::Layout)?;
+        let applied = CollectiveRequest::start(link, host, |seq| HostRequest::ReceiveWeights {
             version,
             layout: layout.clone(),
-        };
-        let applied = Beside::start(link, host, request);
-        let buffer = reusable(&mut self.buffer, layout.largest(), choice.device);
+            seq,
+        });
         let sent = {
             let peer_failed = applied.peer_failed();
             broadcast_each(
@@ -214,13 +176,13 @@ impl CollectiveSender {
             applied.abandon(link, host);
             return Err(failed(e.to_string()));
         }
-        match applied.finish(link)? {
+        match applied.finish(link).map_err(SendError::Broadcast)? {
             HostReply::WeightsApplied { version: v, .. } if v == version => Ok(Sent {
                 bytes: layout.total_bytes(),
                 seconds: started.elapsed().as_secs_f64(),
             }),
-            HostReply::Failed { reason } => Err(failed(reason)),
-            other => Err(link.unexpected(other)),
+            HostReply::CollectiveFailed { reason } => Err(failed(reason)),
+            other => Err(SendError::Broadcast(link.unexpected(other))),
         }
     }
 }

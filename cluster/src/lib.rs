@@ -20,6 +20,7 @@
 
 pub mod bucket_broadcast;
 pub mod collective_receiver;
+pub mod collective_request;
 pub mod collective_sender;
 pub mod error;
 pub mod frame;

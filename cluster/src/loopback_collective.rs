@@ -68,7 +68,13 @@ impl Collectives for LoopbackCollectives {
             }
             group.senders.insert(rank, tx);
         }
+        let member = Member {
+            groups: self.groups.clone(),
+            id: id.to_string(),
+            rank,
+        };
         let until = Instant::now() + deadline;
+        // On an early return `member` drops and leaves the group, as a failed NCCL join does.
         let peers = loop {
             {
                 let groups = self.groups.lock().expect("loopback groups");
@@ -91,6 +97,7 @@ impl Collectives for LoopbackCollectives {
             std::thread::sleep(Duration::from_millis(1));
         };
         Ok(Box::new(LoopbackRank {
+            _member: member,
             rank,
             peers,
             inbox: rx,
@@ -109,7 +116,28 @@ enum Pending {
     Bucket(Tensor),
 }
 
+/// A rank's place in its group, given up when dropped: a peer joining later waits for a rank
+/// that is gone and fails at its deadline, as in NCCL; an empty group is removed.
+struct Member {
+    groups: Arc<Mutex<HashMap<String, Group>>>,
+    id: String,
+    rank: i32,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(group) = groups.get_mut(&self.id) {
+            group.senders.remove(&self.rank);
+            if group.senders.is_empty() {
+                groups.remove(&self.id);
+            }
+        }
+    }
+}
+
 struct LoopbackRank {
+    _member: Member,
     rank: i32,
     peers: Vec<flume::Sender<Delivery>>,
     inbox: flume::Receiver<Delivery>,

@@ -267,6 +267,9 @@ impl Nccl {
 /// The CUDA runtime calls a broadcast needs besides NCCL.
 struct CudaRuntime {
     _library: Library,
+    /// The driver, for `cuCtxGetCurrent` (whether this thread has a CUDA context at all).
+    _driver: Option<Library>,
+    ctx_get_current: Option<unsafe extern "C" fn(*mut *mut c_void) -> c_int>,
     get_device: unsafe extern "C" fn(*mut c_int) -> c_int,
     set_device: unsafe extern "C" fn(c_int) -> c_int,
     stream_create: unsafe extern "C" fn(*mut Stream, c_uint) -> c_int,
@@ -286,15 +289,26 @@ impl CudaRuntime {
         device: i32,
         f: impl FnOnce() -> Result<T, String>,
     ) -> Result<T, String> {
+        // A thread that never used CUDA has no context; "restoring" its device 0 would create
+        // GPU 0's context (hundreds of MB) for nothing.
+        let had_context = self.ctx_get_current.is_none_or(|get| {
+            let mut context: *mut c_void = std::ptr::null_mut();
+            // SAFETY: a valid out-pointer.
+            unsafe { get(&mut context) == CUDA_SUCCESS && !context.is_null() }
+        });
         let mut previous: c_int = 0;
         // SAFETY: a valid out-pointer; plain calls.
-        unsafe {
-            check_cuda((self.get_device)(&mut previous), "cudaGetDevice")?;
-            check_cuda((self.set_device)(device), "cudaSetDevice")?;
+        unsafe { check_cuda((self.get_device)(&mut previous), "cudaGetDevice")? };
+        if previous == device {
+            return f();
         }
+        // SAFETY: a plain call.
+        unsafe { check_cuda((self.set_device)(device), "cudaSetDevice")? };
         let result = f();
-        // SAFETY: restoring the device read above.
-        unsafe { (self.set_device)(previous) };
+        if had_context {
+            // SAFETY: restoring the device read above.
+            unsafe { (self.set_device)(previous) };
+        }
         result
     }
 }
@@ -319,9 +333,17 @@ impl CudaRuntime {
                     continue;
                 }
             };
+            // SAFETY: as above; the driver is loaded already wherever the runtime works.
+            let driver = unsafe { Library::new("libcuda.so.1") }.ok();
+            // SAFETY: `cuCtxGetCurrent(CUcontext*)` as cuda.h declares it.
+            let ctx_get_current = driver
+                .as_ref()
+                .and_then(|d| unsafe { symbol(d, "libcuda.so.1", "cuCtxGetCurrent") }.ok());
             // SAFETY: the signatures cuda_runtime_api.h declares.
             return unsafe {
                 Ok(CudaRuntime {
+                    _driver: driver,
+                    ctx_get_current,
                     get_device: symbol(&library, name, "cudaGetDevice")?,
                     set_device: symbol(&library, name, "cudaSetDevice")?,
                     stream_create: symbol(&library, name, "cudaStreamCreateWithFlags")?,
@@ -379,10 +401,14 @@ impl NcclComm {
                     (cuda.stream_create)(&mut stream, CUDA_STREAM_NON_BLOCKING),
                     "cudaStreamCreateWithFlags",
                 )?;
-                check_cuda(
+                let made = check_cuda(
                     (cuda.event_create)(&mut event, CUDA_EVENT_DISABLE_TIMING),
                     "cudaEventCreateWithFlags",
-                )?;
+                );
+                if let Err(e) = made {
+                    (cuda.stream_destroy)(stream);
+                    return Err(e);
+                }
             }
             Ok((stream, event))
         })?;

@@ -19,7 +19,7 @@ use grlhf_actors::error::ActorError;
 use ractor::ActorRef;
 use tch::Tensor;
 
-use crate::collective_sender::{CollectiveChoice, CollectiveSender, Declined};
+use crate::collective_sender::{CollectiveChoice, CollectiveSender, Declined, SendError};
 use crate::error::ClusterError;
 use crate::handshake::Handshake;
 use crate::remote_call::RemoteRole;
@@ -117,8 +117,8 @@ impl RemoteModel {
     pub fn publish(&mut self, tensors: &[(String, Tensor)]) -> Result<(), ActorError> {
         let version = self.published + 1;
         if let Some(choice) = self.spec.collective.clone() {
-            if self.broadcasting(&choice)? {
-                return self.broadcast(&choice, version, tensors);
+            if self.broadcasting(&choice)? && self.broadcast(&choice, version, tensors)? {
+                return Ok(());
             }
         }
         let stats = self.weights.publish(version, tensors).map_err(|e| {
@@ -171,7 +171,8 @@ impl RemoteModel {
         }
     }
 
-    /// Broadcasts `tensors` as `version`; a failure drops the communicator and the worker's
+    /// Broadcasts `tensors` as `version` (`Ok(false)`: it cannot be laid out for a broadcast,
+    /// and TCP is to carry it); a failure drops the communicator and the worker's
     /// link (a generator fails and its restart negotiates anew; the evaluator skips, and its
     /// next publication does).
     fn broadcast(
@@ -179,7 +180,7 @@ impl RemoteModel {
         choice: &CollectiveChoice,
         version: u64,
         tensors: &[(String, Tensor)],
-    ) -> Result<(), ActorError> {
+    ) -> Result<bool, ActorError> {
         let link = self.spec.link.clone();
         let (Some(sender), Some(host)) = (self.sender.as_mut(), self.host.clone()) else {
             return Err(ActorError::Unreachable(format!(
@@ -194,9 +195,21 @@ impl RemoteModel {
                 self.published = version;
                 // Broadcast versions carry no digest: NCCL delivers or fails.
                 self.digest = None;
-                Ok(())
+                Ok(true)
             }
-            Err(e) => {
+            Err(SendError::Layout(why)) if choice.required => Err(ActorError::Engine(format!(
+                "weights.transport = \"nccl\", but version {version} cannot be broadcast: {why}"
+            ))),
+            Err(SendError::Layout(why)) => {
+                // Nothing was sent: this model's versions go over TCP from now on.
+                self.sender = None;
+                self.negotiated = true;
+                tracing::warn!(role = %link.role, node = %link.node, %why, "weights over TCP");
+                let via = format!("tcp (cannot broadcast: {why})");
+                self.spec.stats.transport(&link.role, &link.node, &via);
+                Ok(false)
+            }
+            Err(SendError::Broadcast(e)) => {
                 // The communicator was aborted; the next publication attaches and negotiates
                 // again (a surviving model, such as the evaluator's, keeps broadcasting).
                 self.host = None;

@@ -33,7 +33,7 @@ use ractor_cluster::RactorClusterMessage;
 use tch::Device;
 
 use crate::bucket_broadcast::Collectives;
-use crate::collective_receiver::CollectiveReceiver;
+use crate::collective_receiver::{CollectiveReceiver, CollectiveSeqs};
 use crate::error::ClusterError;
 use crate::handshake::{Cookie, Handshake, RunIdentity};
 use crate::weight_buckets::BucketLayout;
@@ -132,8 +132,9 @@ pub struct RoleHostState {
     args: RoleHostArgs,
     worker: Arc<DeviceWorker<Hosted>>,
     busy: Arc<AtomicBool>,
-    /// Set by `AbandonCollective`: the join or broadcast waiting on the device thread stops.
-    abandoned: Arc<AtomicBool>,
+    /// The head's collective requests seen and abandoned: a join or broadcast waiting on the
+    /// device thread stops when the head gives up on it.
+    collective_seqs: Arc<CollectiveSeqs>,
 }
 
 pub struct RoleHost;
@@ -266,16 +267,6 @@ impl RoleHost {
     }
 }
 
-/// Whether the head abandoned the collective operation in progress (`AbandonCollective`).
-fn given_up(abandoned: &Arc<AtomicBool>) -> impl Fn() -> Option<String> {
-    let abandoned = abandoned.clone();
-    move || {
-        abandoned
-            .load(Ordering::Relaxed)
-            .then(|| "the head abandoned it".to_string())
-    }
-}
-
 impl RoleHost {
     /// What carries broadcast weights to this host, or why nothing can: only an engine or an
     /// evaluator takes weights, and the transport must support the host's device.
@@ -305,10 +296,10 @@ impl Hosted {
             .receive(layout, (device, per_bucket), gave_up);
         let (tensors, seconds) = match received {
             Ok(received) => received,
-            Err(reason) => return HostReply::Failed { reason },
+            Err(reason) => return HostReply::CollectiveFailed { reason },
         };
         if let Err(e) = self.model.apply_weights(&tensors) {
-            return HostReply::Failed {
+            return HostReply::CollectiveFailed {
                 reason: format!("applying broadcast weights version {version}: {e}"),
             };
         }
@@ -537,7 +528,7 @@ impl Actor for RoleHost {
             args,
             worker: Arc::new(worker),
             busy: Arc::new(AtomicBool::new(false)),
-            abandoned: Arc::new(AtomicBool::new(false)),
+            collective_seqs: Arc::new(CollectiveSeqs::default()),
         })
     }
 
@@ -625,41 +616,44 @@ impl Actor for RoleHost {
                 nranks,
                 rank,
                 deadline_s,
+                seq,
             } => {
                 let Some(collectives) = args.collectives.clone() else {
-                    let reason = "this worker has no collective transport".to_string();
-                    reply(args, port, HostReply::Failed { reason });
+                    let reason = format!("worker {} has no collective transport", args.node);
+                    reply(args, port, HostReply::CollectiveFailed { reason });
                     return Ok(());
                 };
                 let device = args.device;
                 let deadline =
                     Duration::try_from_secs_f64(deadline_s).unwrap_or(args.weights_timeout);
-                let abandoned = state.abandoned.clone();
-                abandoned.store(false, Ordering::Relaxed);
+                state.collective_seqs.arrived(seq);
+                let gave_up = state.collective_seqs.given_up(seq);
                 Self::spawn_work(state, port, move |hosted| {
                     let ranks = (id.as_str(), nranks as i32, rank as i32);
-                    let gave_up = given_up(&abandoned);
                     let joined =
                         hosted
                             .collective
                             .join(&collectives, ranks, device, deadline, &gave_up);
                     match joined {
                         Ok(()) => HostReply::Joined,
-                        Err(reason) => HostReply::Failed { reason },
+                        Err(reason) => HostReply::CollectiveFailed { reason },
                     }
                 });
             }
-            HostRequest::ReceiveWeights { version, layout } => {
+            HostRequest::ReceiveWeights {
+                version,
+                layout,
+                seq,
+            } => {
                 let (device, per_bucket) = (args.device, args.weights_timeout);
-                let abandoned = state.abandoned.clone();
-                abandoned.store(false, Ordering::Relaxed);
+                state.collective_seqs.arrived(seq);
+                let gave_up = state.collective_seqs.given_up(seq);
                 Self::spawn_work(state, port, move |hosted| {
-                    let gave_up = given_up(&abandoned);
                     hosted.receive_weights(version, &layout, (device, per_bucket), &gave_up)
                 });
             }
-            HostRequest::AbandonCollective => {
-                state.abandoned.store(true, Ordering::Relaxed);
+            HostRequest::AbandonCollective { seq } => {
+                state.collective_seqs.abandon(seq);
                 reply(args, port, HostReply::Abandoned);
             }
         }

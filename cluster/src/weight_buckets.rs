@@ -111,6 +111,55 @@ impl BucketLayout {
             .collect()
     }
 
+    /// Checks a layout that came over the wire before anything is allocated for it: every
+    /// entry in a bucket that exists and inside it (checked arithmetic), of a known dtype,
+    /// with non-negative dimensions whose bytes are its size, at an offset its dtype can be
+    /// viewed at.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.buckets.iter().any(|&b| b > i64::MAX as u64) {
+            return Err("a bucket larger than a tensor can be".into());
+        }
+        for entry in &self.entries {
+            let name = &entry.name;
+            let Some(&size) = self.buckets.get(entry.bucket) else {
+                return Err(format!(
+                    "tensor `{name}` is in bucket {}, of {}",
+                    entry.bucket,
+                    self.buckets.len()
+                ));
+            };
+            let kind = dtype_kind(&entry.dtype)
+                .ok_or_else(|| format!("tensor `{name}`: unknown dtype `{}`", entry.dtype))?;
+            let element = kind.elt_size_in_bytes() as u64;
+            let bytes = entry.shape.iter().try_fold(element, |n, &d| {
+                u64::try_from(d).ok().and_then(|d| n.checked_mul(d))
+            });
+            if bytes != Some(entry.bytes) {
+                return Err(format!(
+                    "tensor `{name}`: {} bytes do not hold {:?} of {}",
+                    entry.bytes, entry.shape, entry.dtype
+                ));
+            }
+            if entry
+                .offset
+                .checked_add(entry.bytes)
+                .is_none_or(|end| end > size)
+            {
+                return Err(format!(
+                    "tensor `{name}` does not fit bucket {} of {size} bytes",
+                    entry.bucket
+                ));
+            }
+            if entry.offset % element != 0 {
+                return Err(format!(
+                    "tensor `{name}`: offset {} is not a multiple of its {element}-byte elements",
+                    entry.offset
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The largest bucket, bytes (what one reusable buffer must hold).
     pub fn largest(&self) -> u64 {
         self.buckets.iter().copied().max().unwrap_or(0)
@@ -158,44 +207,29 @@ impl BucketLayout {
     }
 
     /// The named tensors of bucket `bucket`, read from `buffer` (owned copies on its device,
-    /// so the buffer can be reused).
+    /// so the buffer can be reused). The layout is validated first ([`Self::validate`]).
     pub fn unpack_bucket(
         &self,
         bucket: usize,
         buffer: &Tensor,
     ) -> Result<Vec<(String, Tensor)>, String> {
+        self.validate()?;
         self.check_buffer(bucket, buffer)?;
         self.entries
             .iter()
             .filter(|entry| entry.bucket == bucket)
             .map(|entry| {
-                let kind = dtype_kind(&entry.dtype).ok_or_else(|| {
-                    format!("tensor `{}`: unknown dtype `{}`", entry.name, entry.dtype)
-                })?;
-                // A layout comes over the wire: what would make torch panic is refused here.
-                let element = kind.elt_size_in_bytes() as u64;
-                let elements: Option<i64> = entry
-                    .shape
-                    .iter()
-                    .try_fold(1i64, |n, &d| (d >= 0).then(|| n.checked_mul(d)).flatten());
-                if elements.map(|n| n as u64 * element) != Some(entry.bytes) {
-                    return Err(format!(
-                        "tensor `{}`: {} bytes do not hold {:?} of {}",
-                        entry.name, entry.bytes, entry.shape, entry.dtype
-                    ));
-                }
-                if entry.offset % element != 0 {
-                    return Err(format!(
-                        "tensor `{}`: offset {} is not a multiple of its {element}-byte elements",
-                        entry.name, entry.offset
-                    ));
-                }
-                let bytes = buffer.narrow(0, entry.offset as i64, entry.bytes as i64);
-                let tensor = bytes
-                    .f_view_dtype(kind)
+                let kind = dtype_kind(&entry.dtype).expect("validated");
+                let tensor = buffer
+                    .f_narrow(0, entry.offset as i64, entry.bytes as i64)
+                    .and_then(|bytes| bytes.f_view_dtype(kind))
                     .and_then(|t| t.f_reshape(&entry.shape[..]))
-                    .map_err(|e| format!("tensor `{}`: {e}", entry.name))?
-                    .copy();
+                    .and_then(|t| {
+                        let mut owned = t.f_empty_like()?;
+                        owned.f_copy_(&t)?;
+                        Ok(owned)
+                    })
+                    .map_err(|e| format!("tensor `{}`: {e}", entry.name))?;
                 Ok((entry.name.clone(), tensor))
             })
             .collect()

@@ -299,13 +299,19 @@ pub enum HostRequest {
         rank: u32,
         /// How long the host waits for the other ranks (the head's own deadline).
         deadline_s: f64,
+        /// Numbers this request, for `AbandonCollective`.
+        seq: u64,
     },
-    /// The head gave up on the collective join or broadcast in progress: stop waiting for it
+    /// The head gave up on collective request `seq` (and every older one): stop waiting for it
     /// (frees the host's device thread at once instead of at its deadline). Answered at once.
-    AbandonCollective,
+    AbandonCollective { seq: u64 },
     /// Receive weights version `version` by broadcast from rank 0, laid out as `layout` (the
     /// head broadcasts as this request arrives), and apply it.
-    ReceiveWeights { version: u64, layout: BucketLayout },
+    ReceiveWeights {
+        version: u64,
+        layout: BucketLayout,
+        seq: u64,
+    },
 }
 
 /// A conversation to continue: its prompt, and the tokens after the prompt so far.
@@ -365,6 +371,12 @@ pub enum HostReply {
     Joined,
     /// `AbandonCollective` noted.
     Abandoned,
+    /// The host could not do its part of a collective (join or receive), and why: under
+    /// `transport = "auto"` the head then uses TCP for it. (Not `Failed`, which means the
+    /// worker is unfit.)
+    CollectiveFailed {
+        reason: String,
+    },
     /// A broadcast version arrived and was applied, in `seconds` (receiving, unpacking and
     /// applying).
     WeightsApplied {

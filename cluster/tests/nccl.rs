@@ -251,6 +251,20 @@ fn cuda_and_nccl() -> Option<Arc<Nccl>> {
     Some(Arc::new(Nccl::load().expect("NCCL opens where CUDA is")))
 }
 
+/// Polls a started broadcast until it completes; fails on an error or after 30 s.
+fn wait_done(comm: &mut NcclComm) {
+    let started = Instant::now();
+    loop {
+        match comm.progress() {
+            Progress::Done => return,
+            Progress::Failed(why) => panic!("the broadcast failed: {why}"),
+            Progress::Pending => {
+                assert!(started.elapsed() < Duration::from_secs(30), "no completion")
+            }
+        }
+    }
+}
+
 #[test]
 fn cuda_nccl_single_rank_broadcast_from_tensor_pointers_is_bit_exact() {
     let Some(nccl) = cuda_and_nccl() else { return };
@@ -266,10 +280,7 @@ fn cuda_nccl_single_rank_broadcast_from_tensor_pointers_is_bit_exact() {
     let mut received: Vec<Tensor> = sent.iter().map(Tensor::zeros_like).collect();
     for (send, recv) in sent.iter().zip(received.iter_mut()) {
         comm.start_broadcast_from(send, recv, 0).unwrap();
-        let started = Instant::now();
-        while comm.progress() != Progress::Done {
-            assert!(started.elapsed() < Duration::from_secs(30), "no completion");
-        }
+        wait_done(&mut comm);
     }
     assert_same(&tensors, &layout.unpack(&received).unwrap());
     // In place, every bucket at once.
@@ -277,9 +288,27 @@ fn cuda_nccl_single_rank_broadcast_from_tensor_pointers_is_bit_exact() {
     let stats = broadcast_buckets(&mut comm, &mut buckets, 0, Duration::from_secs(30)).unwrap();
     assert_eq!(stats.bytes, layout.total_bytes());
     assert_same(&tensors, &layout.unpack(&buckets).unwrap());
-    // Bucket by bucket through one reused buffer, as a run sends a version: packed before
-    // each broadcast, unpacked after it (ordering between torch's stream and NCCL's is by
-    // event, so each unpack must see its own bucket, not the next one packed over it).
+    // Bucket by bucket through one reused send buffer and one reused receive buffer, with
+    // slow torch work queued before each pack: NCCL's stream must wait for the pack (an event
+    // on torch's stream), and the next pack must not overwrite the send buffer before NCCL has
+    // read it, or the unpacked tensors differ.
+    let send = Tensor::empty([layout.largest() as i64], (Kind::Uint8, device));
+    let recv = Tensor::zeros([layout.largest() as i64], (Kind::Uint8, device));
+    let slow = Tensor::randn([2048, 2048], (Kind::Float, device));
+    let mut back = Vec::new();
+    for i in 0..layout.buckets.len() {
+        let size = layout.buckets[i] as i64;
+        let _ = slow.matmul(&slow).matmul(&slow);
+        let mut send_view = send.narrow(0, 0, size);
+        layout.pack_bucket(i, &tensors, &mut send_view).unwrap();
+        let mut recv_view = recv.narrow(0, 0, size);
+        comm.start_broadcast_from(&send_view, &mut recv_view, 0)
+            .unwrap();
+        wait_done(&mut comm);
+        back.extend(layout.unpack_bucket(i, &recv_view).unwrap());
+    }
+    assert_same(&tensors, &back);
+    // The same through `broadcast_each`, in place, as a run's sender and receiver drive it.
     let buffer = Tensor::empty([layout.largest() as i64], (Kind::Uint8, device));
     let mut back = Vec::new();
     let streamed = broadcast_each(
@@ -305,7 +334,7 @@ fn cuda_nccl_single_rank_broadcast_from_tensor_pointers_is_bit_exact() {
     tch::Cuda::synchronize(0);
     let started = Instant::now();
     comm.start_broadcast_from(&big, &mut into, 0).unwrap();
-    while comm.progress() != Progress::Done {}
+    wait_done(&mut comm);
     let seconds = started.elapsed().as_secs_f64();
     assert!(big.equal(&into));
     println!(
