@@ -870,3 +870,41 @@ fn grlhf_bench_measures_a_simulated_topology_across_worker_processes() {
         assert!(log.contains("the head's session ended"), "{node}: {log}");
     }
 }
+
+#[test]
+fn grlhf_bench_measures_a_real_run_across_processes_and_replays_it_in_the_simulator() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&dir.path().join("run"), "async", 6, &["w1"], "");
+    let config = write(dir.path(), "c.toml", &text);
+    let out = dir.path().join("bench");
+    let args = [
+        "bench",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-sweep",
+        "--no-scale",
+        "--no-progress",
+    ];
+    let (ok, stdout, err) = Proc::start("bench", &args, None).finish(Duration::from_secs(240));
+    assert!(ok, "{stdout}\n{err}");
+    let bench: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let baseline = &bench["baseline"];
+    assert_eq!(baseline["simulated"], false);
+    assert_eq!(baseline["ledger_balanced"], true);
+    assert_eq!(
+        baseline["nodes"]["w1"]["actors"],
+        serde_json::json!(["generator-0"])
+    );
+    let generator = &baseline["remote_roles"]["generator-0"];
+    assert!(generator["calls"].as_u64().unwrap() > 0, "{generator}");
+    assert_eq!(generator["weights_via"], "tcp", "{generator}");
+    // The real head wrote its own run directory; the fitted cost model was replayed across
+    // processes too, and the one-process comparison ran.
+    assert!(out.join("runs/baseline/summary.json").is_file());
+    assert!(out.join("profile.json").is_file());
+    assert!(bench["simulator_check"]["simulated"]["nodes"]["w1"].is_object());
+    assert_eq!(bench["one_process"]["report"]["ledger_balanced"], true);
+}
