@@ -201,9 +201,9 @@ pub fn save_varstore(vs: &VarStore, path: &Path) -> Result<()> {
 
 /// Writes named tensors to a safetensors file atomically (temporary file + rename).
 pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
-    let buffers = host_buffers(tensors, path)?;
+    let host = host_tensors(tensors, path)?;
     let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views(&buffers, path)?, None, &tmp).map_err(|e| {
+    safetensors::serialize_to_file(views(&host), None, &tmp).map_err(|e| {
         ModelError::Safetensors {
             path: tmp.clone(),
             message: e.to_string(),
@@ -216,50 +216,82 @@ pub fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
 /// Named tensors as the bytes of a safetensors file, in memory (files and the weight stream
 /// between processes share one format). `origin` names where the bytes go, for errors.
 pub fn encode_safetensors(tensors: &[(String, Tensor)], origin: &Path) -> Result<Vec<u8>> {
-    let buffers = host_buffers(tensors, origin)?;
-    safetensors::serialize(views(&buffers, origin)?, None).map_err(|e| ModelError::Safetensors {
+    let host = host_tensors(tensors, origin)?;
+    safetensors::serialize(views(&host), None).map_err(|e| ModelError::Safetensors {
         path: origin.to_path_buf(),
         message: e.to_string(),
     })
 }
 
-/// A tensor's name, safetensors dtype, shape and bytes on the host.
-type HostBuffer = (String, Dtype, Vec<usize>, Vec<u8>);
+/// A named tensor on the host, contiguous, whose bytes safetensors reads in place: a
+/// version's bytes are copied once, into the file or buffer, not first into a staging `Vec`
+/// (which doubled the cost of encoding a version and of writing a checkpoint).
+struct HostTensor {
+    name: String,
+    tensor: Tensor,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: usize,
+}
 
-fn host_buffers(tensors: &[(String, Tensor)], origin: &Path) -> Result<Vec<HostBuffer>> {
-    let mut buffers = Vec::with_capacity(tensors.len());
-    for (name, tensor) in tensors {
-        let tensor = tensor.to_device(tch::Device::Cpu).contiguous();
+impl HostTensor {
+    fn new(name: &str, tensor: &Tensor, origin: &Path) -> Result<HostTensor> {
+        let tensor = tensor.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
         let kind = tensor.f_kind()?;
         let dtype = dtype_of(kind).ok_or_else(|| ModelError::UnsupportedDtype {
             path: origin.to_path_buf(),
-            tensor: name.clone(),
+            tensor: name.to_string(),
             dtype: format!("{kind:?}"),
         })?;
-        let numel = tensor.numel();
-        let mut bytes = vec![0u8; numel * kind.elt_size_in_bytes()];
-        tensor.f_copy_data_u8(&mut bytes, numel)?;
         let shape = tensor.size().iter().map(|&d| d as usize).collect();
-        buffers.push((name.clone(), dtype, shape, bytes));
+        let bytes = tensor.numel() * kind.elt_size_in_bytes();
+        Ok(HostTensor {
+            name: name.to_string(),
+            tensor,
+            dtype,
+            shape,
+            bytes,
+        })
     }
-    Ok(buffers)
+
+    fn bytes(&self) -> &[u8] {
+        if self.bytes == 0 {
+            return &[];
+        }
+        // SAFETY: `tensor` is a contiguous CPU tensor owned by `self` (kept alive as long as
+        // the slice), and `data_ptr` points at its first element, so `bytes` = numel × element
+        // size bytes from it are its data.
+        unsafe { std::slice::from_raw_parts(self.tensor.data_ptr() as *const u8, self.bytes) }
+    }
 }
 
-fn views<'a>(
-    buffers: &'a [HostBuffer],
-    origin: &Path,
-) -> Result<Vec<(String, safetensors::tensor::TensorView<'a>)>> {
-    buffers
+impl safetensors::View for &HostTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(self.bytes())
+    }
+
+    fn data_len(&self) -> usize {
+        self.bytes
+    }
+}
+
+fn host_tensors(tensors: &[(String, Tensor)], origin: &Path) -> Result<Vec<HostTensor>> {
+    tensors
         .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
-                .map(|view| (name.clone(), view))
-                .map_err(|e| ModelError::Safetensors {
-                    path: origin.to_path_buf(),
-                    message: format!("tensor `{name}`: {e}"),
-                })
-        })
+        .map(|(name, tensor)| HostTensor::new(name, tensor, origin))
         .collect()
+}
+
+fn views(host: &[HostTensor]) -> impl Iterator<Item = (&str, &HostTensor)> {
+    host.iter().map(|h| (h.name.as_str(), h))
 }
 
 /// Tensors (on the CPU, sorted by name) from the bytes of a safetensors file. `origin` names

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 
-use grlhf_models::weights::{read_tensors, save_tensors};
+use grlhf_models::weights::{decode_safetensors, encode_safetensors, read_tensors, save_tensors};
 use grlhf_models::{Config, PositionIds, Qwen2ForCausalLM};
 use support::*;
 use tch::{Device, Kind, Tensor};
@@ -53,6 +53,55 @@ fn save_then_load_round_trips_exactly() {
         let err = max_abs_diff(&logits(&model, &[3, 4, 5]), &logits(&loaded, &[3, 4, 5]));
         assert_eq!(err, 0.0, "{kind:?}: reloaded model differs");
     }
+}
+
+/// Tensors whose memory is not one plain block: encoding reads each tensor's bytes in place,
+/// so layouts other than a contiguous tensor at the start of its storage must come out as
+/// their values, not as their storage.
+fn awkward_tensors() -> Vec<(String, Tensor)> {
+    tch::manual_seed(9);
+    let base = Tensor::randn([6, 5], (Kind::Float, Device::Cpu));
+    vec![
+        ("transposed".into(), base.tr()),
+        ("offset_rows".into(), base.narrow(0, 2, 3)),
+        ("strided_column".into(), base.select(1, 3)),
+        ("bf16".into(), base.to_kind(Kind::BFloat16)),
+        ("ids".into(), Tensor::arange(7, (Kind::Int64, Device::Cpu))),
+        (
+            "empty".into(),
+            Tensor::zeros([0, 4], (Kind::Float, Device::Cpu)),
+        ),
+        ("scalar".into(), Tensor::from(2.5f32)),
+    ]
+}
+
+fn assert_same_tensors(original: &[(String, Tensor)], decoded: &[(String, Tensor)]) {
+    assert_eq!(decoded.len(), original.len());
+    for (name, tensor) in original {
+        let (_, got) = decoded.iter().find(|(n, _)| n == name).expect(name);
+        assert_eq!(got.size(), tensor.size(), "{name}: shape");
+        assert_eq!(got.kind(), tensor.kind(), "{name}: dtype");
+        assert!(got.equal(tensor), "{name}: values differ");
+    }
+}
+
+#[test]
+fn encoding_and_saving_keep_any_layout_exactly() {
+    let tensors = awkward_tensors();
+    let bytes = encode_safetensors(&tensors, Path::new("memory")).unwrap();
+    assert_same_tensors(
+        &tensors,
+        &decode_safetensors(&bytes, Path::new("memory")).unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("awkward.safetensors");
+    save_tensors(&tensors, &path).unwrap();
+    assert_same_tensors(&tensors, &read_tensors(&path).unwrap());
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "file and memory bytes differ"
+    );
 }
 
 #[test]
