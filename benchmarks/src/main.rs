@@ -108,6 +108,10 @@ enum Command {
         repeats: usize,
         #[arg(long, default_value_t = 4)]
         chunk_mib: usize,
+        /// Threads checking chunk digests on the subscriber (default: the subscriber's
+        /// default, one per core).
+        #[arg(long)]
+        verify_threads: Option<usize>,
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
     },
@@ -254,13 +258,14 @@ fn main() -> Result<()> {
             mib,
             repeats,
             chunk_mib,
+            verify_threads,
             out,
         } => {
             anyhow::ensure!(
-                mib >= 1 && repeats >= 1 && chunk_mib >= 1,
-                "--mib, --repeats and --chunk-mib must be positive"
+                mib >= 1 && repeats >= 1 && chunk_mib >= 1 && verify_threads != Some(0),
+                "--mib, --repeats, --chunk-mib and --verify-threads must be positive"
             );
-            let report = weights::measure(mib, repeats, chunk_mib << 20)?;
+            let report = weights::measure(mib, repeats, chunk_mib << 20, verify_threads)?;
             let table = weights::table(&report);
             report::write_json_and_table(&out, "weights", &report, &table)?;
             println!("{table}");
