@@ -3,6 +3,8 @@
 //! second process. The host is a local actor here, so only ractor_cluster's transport is left
 //! out; runtime/tests/distributed.rs covers that with real processes.
 
+mod support;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,9 +18,8 @@ use grlhf_actors::rollout_engine::{
 };
 use grlhf_cluster::bucket_broadcast::Collectives;
 use grlhf_cluster::collective_sender::CollectiveChoice;
-use grlhf_cluster::incarnations::Incarnations;
 use grlhf_cluster::loopback_collective::LoopbackCollectives;
-use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
+use grlhf_cluster::remote_call::RemoteRole;
 use grlhf_cluster::remote_engine::remote_rollout_engine;
 use grlhf_cluster::remote_model::RemoteModelSpec;
 use grlhf_cluster::remote_stats::RemoteStats;
@@ -29,6 +30,7 @@ use grlhf_models::generation::FinishReason;
 use grlhf_models::image_processor::RgbImage;
 use proptest::prelude::*;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use support::runtime;
 use tch::Tensor;
 
 /// What the fake engine saw, for the test to check.
@@ -128,29 +130,11 @@ fn fake_builder(seen: Arc<Mutex<Seen>>, delay: Duration) -> RolloutEngineBuilder
 }
 
 fn identity(config: &str) -> RunIdentity {
-    RunIdentity::new("remote-test", RunIdentity::hash_config(config))
-}
-
-fn timeouts() -> RemoteTimeouts {
-    RemoteTimeouts {
-        attach: Duration::from_secs(5),
-        batch: Duration::from_secs(30),
-        heartbeat_every: Duration::from_millis(100),
-        heartbeat_misses: 3,
-    }
+    support::identity("remote-test", config)
 }
 
 fn link(role: &str, runtime: &tokio::runtime::Runtime, config: &str) -> Arc<RemoteRole> {
-    Arc::new(RemoteRole {
-        role: role.into(),
-        node: "w1".into(),
-        identity: identity(config),
-        incarnation: 1,
-        cookie: None,
-        timeouts: timeouts(),
-        runtime: runtime.handle().clone(),
-        hosts_seen: Incarnations::default(),
-    })
+    support::link(role, identity(config), Duration::from_secs(5), runtime)
 }
 
 fn spec(generator: &str, runtime: &tokio::runtime::Runtime, config: &str) -> RemoteModelSpec {
@@ -229,14 +213,6 @@ fn prompt(user: &str, image: Option<(u32, u32)>) -> PromptSpec {
         reference: None,
         world: None,
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

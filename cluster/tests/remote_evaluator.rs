@@ -2,20 +2,21 @@
 //! weights it names arrived, its statistics come back whole; without a worker it says it is
 //! unreachable (the evaluator actor then skips that version instead of stopping the run).
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use grlhf_actors::error::ActorError;
 use grlhf_actors::eval_engine::{EvalEngine, EvalEngineBuilder, EvalStats};
-use grlhf_cluster::incarnations::Incarnations;
-use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
 use grlhf_cluster::remote_evaluator::remote_eval_engine;
 use grlhf_cluster::remote_model::RemoteModelSpec;
 use grlhf_cluster::remote_stats::RemoteStats;
 use grlhf_cluster::role_host::{HostedRole, RoleHost, RoleHostArgs};
 use grlhf_cluster::RunIdentity;
 use ractor::Actor;
+use support::{link, runtime};
 use tch::Tensor;
 
 /// Scores every "prompt" with the current weight `w`.
@@ -43,36 +44,13 @@ impl EvalEngine for WeightEval {
 }
 
 fn identity() -> RunIdentity {
-    RunIdentity::new("eval-test", RunIdentity::hash_config("c"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    support::identity("eval-test", "c")
 }
 
 /// The head's stand-in for `role` (each test its own: process groups are the process's).
 fn on_head(rt: &tokio::runtime::Runtime, role: &str, attach: Duration) -> Box<dyn EvalEngine> {
-    let link = Arc::new(RemoteRole {
-        role: role.into(),
-        node: "w1".into(),
-        identity: identity(),
-        incarnation: 1,
-        cookie: None,
-        timeouts: RemoteTimeouts {
-            attach,
-            batch: Duration::from_secs(30),
-            heartbeat_every: Duration::from_millis(100),
-            heartbeat_misses: 3,
-        },
-        runtime: rt.handle().clone(),
-        hosts_seen: Incarnations::default(),
-    });
     let spec = RemoteModelSpec {
-        link,
+        link: link(role, identity(), attach, rt),
         weights_ip: "127.0.0.1".parse().unwrap(),
         stats: RemoteStats::default(),
         collective: None,

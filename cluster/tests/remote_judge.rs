@@ -2,14 +2,14 @@
 //! reference, responses), the worker's judge scores it, rewards and details come back; a
 //! failure of the worker is told apart from a failure of the judge on the group.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use grlhf_actors::judge::Judge;
 use grlhf_actors::protocol::{JudgeDetails, PromptItem, Rollout, RolloutGroup};
 use grlhf_actors::supervisor::JudgeRebuild;
-use grlhf_cluster::incarnations::Incarnations;
-use grlhf_cluster::remote_call::{RemoteRole, RemoteTimeouts};
 use grlhf_cluster::remote_judge::{remote_judge, RemoteJudgeSpec};
 use grlhf_cluster::remote_stats::RemoteStats;
 use grlhf_cluster::role_host::{HostedRole, RoleHost, RoleHostArgs};
@@ -17,6 +17,7 @@ use grlhf_cluster::RunIdentity;
 use grlhf_models::generation::FinishReason;
 use grlhf_models::image_processor::RgbImage;
 use ractor::Actor;
+use support::{link, runtime};
 
 /// What the worker's judge saw of a group's prompt: uid, reference, image size.
 type Seen = Arc<Mutex<Vec<(u64, Option<String>, Option<(u32, u32)>)>>>;
@@ -53,35 +54,12 @@ impl Judge for LengthJudge {
 }
 
 fn identity() -> RunIdentity {
-    RunIdentity::new("judge-test", RunIdentity::hash_config("c"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    support::identity("judge-test", "c")
 }
 
 fn judge_on_head(role: &str, rt: &tokio::runtime::Runtime, attach: Duration) -> Box<dyn Judge> {
-    let link = Arc::new(RemoteRole {
-        role: role.into(),
-        node: "w1".into(),
-        identity: identity(),
-        incarnation: 1,
-        cookie: None,
-        timeouts: RemoteTimeouts {
-            attach,
-            batch: Duration::from_secs(30),
-            heartbeat_every: Duration::from_millis(100),
-            heartbeat_misses: 3,
-        },
-        runtime: rt.handle().clone(),
-        hosts_seen: Incarnations::default(),
-    });
     let rebuild = remote_judge(RemoteJudgeSpec {
-        link,
+        link: link(role, identity(), attach, rt),
         stats: RemoteStats::default(),
     });
     rebuild().unwrap()().unwrap()
