@@ -54,8 +54,7 @@ pub struct RemoteModel {
     attach_failed: bool,
     /// Broadcasting to this model's worker (after a successful negotiation).
     sender: Option<CollectiveSender>,
-    /// Whether this model asked its worker about broadcasts yet (once per model: a restart
-    /// builds a new one).
+    /// Whether this model asked its worker about broadcasts since it last attached.
     negotiated: bool,
 }
 
@@ -129,22 +128,17 @@ impl RemoteModel {
         Ok(())
     }
 
-    /// Whether versions go to the worker by broadcast: decided at the first publication
-    /// (attaching first), once per model.
+    /// Whether versions go to the worker by broadcast: decided at the first publication after
+    /// each attach (attaching first).
     fn broadcasting(&mut self, choice: &CollectiveChoice) -> Result<bool, ActorError> {
-        if self.host.is_none() {
-            // A new attach: the worker counts versions from 0 again and its communicator is
-            // the old head model's, so this model negotiates anew.
-            self.forget_collective();
-        }
-        if self.sender.is_some() || self.negotiated {
-            return Ok(self.sender.is_some());
-        }
         let link = self.spec.link.clone();
         let host = link
             .runtime
             .block_on(self.attached_host())
             .map_err(unreachable)?;
+        if self.sender.is_some() || self.negotiated {
+            return Ok(self.sender.is_some());
+        }
         let stats = &self.spec.stats;
         match CollectiveSender::negotiate(choice, &link, &host) {
             Ok(Ok(sender)) => {
@@ -213,16 +207,9 @@ impl RemoteModel {
                 // The communicator was aborted; the next publication attaches and negotiates
                 // again (a surviving model, such as the evaluator's, keeps broadcasting).
                 self.host = None;
-                self.forget_collective();
                 Err(unreachable(e))
             }
         }
-    }
-
-    /// Drops the communicator and the decision about it.
-    fn forget_collective(&mut self) {
-        self.sender = None;
-        self.negotiated = false;
     }
 
     /// The attached host, attaching first if need be. After an attach found no host, the next
@@ -243,6 +230,11 @@ impl RemoteModel {
                 let host = attached.map_err(|e| link.attach_error(e))?;
                 self.spec.stats.attached(&link.role, &link.node);
                 self.host = Some(host.clone());
+                // Whichever call attaches, the worker (perhaps a restarted one) counts versions
+                // from 0 again and holds no communicator of this model's: the decision about
+                // broadcasts is made anew at the next publication.
+                self.sender = None;
+                self.negotiated = false;
                 host
             }
         })
