@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use grlhf_actors::device_worker::panic_message;
 use tch::{Device, Tensor};
 
 /// Where a started collective stands.
@@ -74,12 +75,6 @@ pub struct BroadcastStats {
     pub buckets: usize,
     pub bytes: u64,
     pub seconds: f64,
-}
-
-impl BroadcastStats {
-    pub fn gb_per_s(&self) -> f64 {
-        self.bytes as f64 / self.seconds.max(1e-12) / 1e9
-    }
 }
 
 /// Broadcasts every bucket from `root`, one after another, each within `per_bucket`.
@@ -176,12 +171,6 @@ pub fn broadcast_each(
 /// `f()`, with a panic turned into an error: the communicator must still be aborted (a peer is
 /// waiting in the same broadcast), and torch panics on what it cannot do.
 fn caught<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let text = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "a panic".into());
-        Err(format!("panicked: {text}"))
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&panic))))
 }

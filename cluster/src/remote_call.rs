@@ -108,20 +108,18 @@ impl RemoteRole {
                 }
             }
             if let Some((incarnation, host)) = newest {
-                match self.hosts_seen.admit(&self.node, incarnation) {
-                    Ok(()) => return Ok(host),
-                    // The newer process answered no ping: it is gone, not frozen behind a
-                    // live older one (a frozen process does not answer either, but then the
-                    // older one answering is a replacement whose clock is behind).
-                    Err(seen) => {
-                        tracing::warn!(
-                            peer = %self.peer(), incarnation, seen,
-                            "the newer host is gone; attaching an older incarnation (a replacement whose clock is behind?)"
-                        );
-                        self.hosts_seen.replace(&self.node, incarnation);
-                        return Ok(host);
-                    }
+                // An older incarnation than one seen before: the newer process answered no
+                // ping, so it is gone, not frozen behind a live older one (a frozen process
+                // does not answer either, but then the older one answering is a replacement
+                // whose clock is behind). Either way the host that answered is the one.
+                if let Err(seen) = self.hosts_seen.admit(&self.node, incarnation) {
+                    tracing::warn!(
+                        peer = %self.peer(), incarnation, seen,
+                        "the newer host is gone; attaching an older incarnation (a replacement whose clock is behind?)"
+                    );
+                    self.hosts_seen.replace(&self.node, incarnation);
                 }
+                return Ok(host);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClusterError::Remote {

@@ -55,30 +55,26 @@ impl WeightTransport {
             WeightTransport::Nccl => "nccl",
             _ => "auto",
         };
-        let cuda = matches!(head_device, Device::Cuda(_));
-        let nccl = Nccl::load();
-        match (cuda, nccl) {
-            (true, Ok(nccl)) => {
-                let (a, b, c) = nccl.version;
-                let reason = format!(
-                    "{setting}: the learner is on {head_device:?} and NCCL {a}.{b}.{c} opens ({}); each worker that can join gets broadcasts",
-                    nccl.opened
-                );
-                Ok((choice(WeightTransport::Nccl, reason), Some(Arc::new(nccl))))
-            }
-            (cuda, nccl) => {
-                let why = match (cuda, nccl) {
-                    (false, _) => format!("the learner is on {head_device:?}, not a CUDA device"),
-                    (_, Err(e)) => format!("NCCL is not available: {e}"),
-                    (_, Ok(_)) => unreachable!("handled above"),
-                };
-                if self == WeightTransport::Nccl {
-                    return Err(format!(
-                        "weights.transport = \"nccl\": {why}; use \"auto\" or \"tcp\""
-                    ));
+        let why = if !matches!(head_device, Device::Cuda(_)) {
+            format!("the learner is on {head_device:?}, not a CUDA device")
+        } else {
+            match Nccl::load() {
+                Ok(nccl) => {
+                    let (a, b, c) = nccl.version;
+                    let reason = format!(
+                        "{setting}: the learner is on {head_device:?} and NCCL {a}.{b}.{c} opens ({}); each worker that can join gets broadcasts",
+                        nccl.opened
+                    );
+                    return Ok((choice(WeightTransport::Nccl, reason), Some(Arc::new(nccl))));
                 }
-                Ok((choice(WeightTransport::Tcp, format!("auto: {why}")), None))
+                Err(e) => format!("NCCL is not available: {e}"),
             }
+        };
+        if self == WeightTransport::Nccl {
+            return Err(format!(
+                "weights.transport = \"nccl\": {why}; use \"auto\" or \"tcp\""
+            ));
         }
+        Ok((choice(WeightTransport::Tcp, format!("auto: {why}")), None))
     }
 }
