@@ -69,8 +69,19 @@ impl RemoteRole {
     }
 
     /// Finds the host (waiting up to `patience` for one) and attaches to it (an engine
-    /// passes its weight server).
+    /// passes its weight server). A failure is a refusal or mismatch as the host said it, or
+    /// [`ClusterError::Remote`] saying what went wrong while attaching.
     pub async fn attach(
+        &self,
+        weights: Option<SocketAddr>,
+        patience: Duration,
+    ) -> Result<ActorRef<RoleHostMsg>, ClusterError> {
+        self.try_attach(weights, patience)
+            .await
+            .map_err(|e| self.attach_error(e))
+    }
+
+    async fn try_attach(
         &self,
         weights: Option<SocketAddr>,
         patience: Duration,
@@ -241,10 +252,11 @@ impl RemoteRole {
 
     /// An attach that failed: a refusal stays one; anything else (an odd reply included) means
     /// the worker cannot serve now.
-    pub fn attach_error(&self, e: ClusterError) -> ClusterError {
+    fn attach_error(&self, e: ClusterError) -> ClusterError {
         match e {
-            e @ (ClusterError::Refused { .. } | ClusterError::Mismatch { .. }) => e,
-            ClusterError::Remote { .. } => e,
+            ClusterError::Refused { .. }
+            | ClusterError::Mismatch { .. }
+            | ClusterError::Remote { .. } => e,
             other => ClusterError::Remote {
                 peer: self.peer(),
                 message: format!("attaching: {other}"),

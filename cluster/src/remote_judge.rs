@@ -58,8 +58,7 @@ impl RemoteJudge {
         let host = match &self.host {
             Some(host) => host.clone(),
             None => {
-                let attached = link.attach(None, link.timeouts.attach).await;
-                let host = attached.map_err(|e| link.attach_error(e))?;
+                let host = link.attach(None, link.timeouts.attach).await?;
                 self.spec.stats.attached(&link.role, &link.node);
                 self.host = Some(host.clone());
                 host

@@ -227,7 +227,7 @@ impl RemoteModel {
                 };
                 let attached = link.attach(Some(self.weights.local_addr()), patience).await;
                 self.attach_failed = attached.is_err();
-                let host = attached.map_err(|e| link.attach_error(e))?;
+                let host = attached?;
                 self.spec.stats.attached(&link.role, &link.node);
                 self.host = Some(host.clone());
                 // Whichever call attaches, the worker (perhaps a restarted one) counts versions
