@@ -125,7 +125,6 @@ fn encode_versions(
     Ok((last, first_s, median(totals), median(hashes)))
 }
 
-/// Measures `repeats` alternating rounds with a `mib`-MiB model.
 /// SHA-256 of `payload` in `chunk_bytes` chunks on this thread, in GB/s.
 fn sha256_rate(payload: &[u8], chunk_bytes: usize) -> f64 {
     use sha2::{Digest, Sha256};
