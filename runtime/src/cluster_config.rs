@@ -169,8 +169,9 @@ pub fn validate_node(field: &str, node: &str) -> Result<()> {
     Ok(())
 }
 
-/// The node a `[[judge]]` table's judges run on; `None`: the head's process.
-pub fn judge_node(node: &Option<String>) -> Option<&str> {
+/// The worker a role's `node` setting names (a `[[judge]]` table's, the evaluator's); `None`:
+/// the head's process.
+pub fn worker_node(node: &Option<String>) -> Option<&str> {
     node.as_deref().filter(|n| *n != HEAD_NODE)
 }
 

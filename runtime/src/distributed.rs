@@ -37,7 +37,7 @@ use grlhf_cluster::transport::{TransportChoice, WeightTransport};
 use grlhf_cluster::{Cookie, RunIdentity};
 use ractor::{Actor, ActorRef};
 
-use crate::cluster_config::{node_of, HEAD_NODE};
+use crate::cluster_config::{node_of, worker_node, HEAD_NODE};
 use crate::model_source::ModelSource;
 use crate::run_config::RunConfig;
 use crate::topology::{evaluator_engine, judges_on, Devices, RemoteRoles};
@@ -209,11 +209,8 @@ pub fn hosted_on(
     let generators: Vec<usize> = (0..config.generator.count)
         .filter(|&g| node_of(&config.generator.nodes, g) == Some(node))
         .collect();
-    let evaluator = config
-        .evaluator
-        .as_ref()
-        .is_some_and(|e| e.node.as_deref() == Some(node) && node != HEAD_NODE);
-    let policy = if generators.is_empty() && !evaluator {
+    let evaluator = (config.evaluator.as_ref()).filter(|e| worker_node(&e.node) == Some(node));
+    let policy = if generators.is_empty() && evaluator.is_none() {
         None
     } else {
         let fresh = config.run_dir.join("nodes").join(node).join("init-policy");
@@ -226,8 +223,8 @@ pub fn hosted_on(
         let engine = vl_rollout_engine(policy, device, kind);
         hosted.push((format!("generator-{g}"), HostedRole::Engine(engine), device));
     }
-    if let (true, Some(policy), Some(device)) = (evaluator, &policy, devices.evaluator) {
-        let local = (config, config_path, &registry, eval_prompts);
+    if let (Some(eval), Some(policy), Some(device)) = (evaluator, &policy, devices.evaluator) {
+        let local = (eval, config_path, &registry, eval_prompts);
         let engine = evaluator_engine(local, policy, device, kind)?;
         hosted.push((EVALUATOR_ROLE.into(), HostedRole::Evaluator(engine), device));
     }

@@ -2,8 +2,9 @@
 //! node an actor's work runs on (for per-node figures). The settings themselves are
 //! `crate::cluster_config`'s.
 
-use crate::cluster_config::{judge_node, node_of, HEAD_NODE};
+use crate::cluster_config::{node_of, worker_node, HEAD_NODE};
 use crate::run_config::RunConfig;
+use crate::topology::config_plan::judge_table;
 
 /// The worker nodes `config` places anything on (generators, judges, the evaluator), sorted;
 /// empty for a one-process config.
@@ -22,19 +23,15 @@ pub fn worker_nodes(config: &RunConfig) -> Vec<String> {
 /// The node actor `actor` (`generator-G`, `judge-T-I`, `evaluator`, …) runs on: a worker's name,
 /// or [`HEAD_NODE`] for every actor the head runs (the learner, the buffer, the supervisor).
 pub fn node_of_actor<'a>(config: &'a RunConfig, actor: &str) -> &'a str {
-    let index = |prefix: &str| -> Option<usize> {
-        actor.strip_prefix(prefix)?.split('-').next()?.parse().ok()
-    };
-    let node = if let Some(g) = index("generator-").filter(|&g| g < config.generator.count) {
+    let generator = actor
+        .strip_prefix("generator-")
+        .and_then(|g| g.parse().ok());
+    let node = if let Some(g) = generator.filter(|&g: &usize| g < config.generator.count) {
         node_of(&config.generator.nodes, g)
-    } else if let Some(t) = index("judge-") {
-        config.judges.get(t).and_then(|j| judge_node(&j.node))
+    } else if let Some(t) = judge_table(actor) {
+        config.judges.get(t).and_then(|j| worker_node(&j.node))
     } else if actor == "evaluator" {
-        config
-            .evaluator
-            .as_ref()
-            .and_then(|e| e.node.as_deref())
-            .filter(|n| *n != HEAD_NODE)
+        config.evaluator.as_ref().and_then(|e| worker_node(&e.node))
     } else {
         None
     };

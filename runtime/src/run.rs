@@ -45,6 +45,7 @@ use grlhf_tasks::world::{HeldOut, Split, SplitRecords, SplitSizes, WorldConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 
+use crate::cluster_config::worker_node;
 use crate::distributed::{ClusterRun, HeadCluster};
 use crate::model_source::ModelSource;
 use crate::run_board::RunBoard;
@@ -427,9 +428,10 @@ fn run_or_resume(
         }
     }
     let policy = policy_dir(&config)?;
+    // An evaluator on a worker builds its prompts there.
     let eval_prompts = match &config.evaluator {
-        Some(eval) => eval_specs(&config, eval)?,
-        None => Vec::new(),
+        Some(eval) if worker_node(&eval.node).is_none() => eval_specs(&config, eval)?,
+        _ => Vec::new(),
     };
     if let Some(addr) = &config.telemetry.prometheus {
         crate::prometheus_endpoint::serve(addr)?;

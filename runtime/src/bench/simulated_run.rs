@@ -24,7 +24,7 @@ use grlhf_actors::train_engine::TrainEngine;
 use grlhf_cluster::role_host::HostedRole;
 use indicatif::ProgressBar;
 
-use crate::cluster_config::{judge_node, node_of};
+use crate::cluster_config::{node_of, worker_node};
 use crate::distributed::{ClusterRun, HeadCluster};
 use crate::run::RunOutcome;
 use crate::run_config::RunConfig;
@@ -80,7 +80,7 @@ fn simulated_judges(config: &RunConfig) -> Vec<(String, Option<&str>)> {
         .iter()
         .enumerate()
         .flat_map(|(t, table)| {
-            (0..table.count).map(move |i| (format!("judge-{t}-{i}"), judge_node(&table.node)))
+            (0..table.count).map(move |i| (format!("judge-{t}-{i}"), worker_node(&table.node)))
         })
         .collect();
     if judges.is_empty() {

@@ -20,8 +20,8 @@ use tch::{Device, Kind};
 use super::plan::{
     EvaluatorPlan, GeneratorPlan, JudgePlan, LearnerPlan, Placement, StagePlan, TopologyPlan,
 };
-use crate::cluster_config::{judge_node, node_of, HEAD_NODE};
-use crate::run_config::RunConfig;
+use crate::cluster_config::{node_of, worker_node};
+use crate::run_config::{EvaluatorConfig, RunConfig};
 
 /// Every device a config names, parsed (errors name the field).
 pub struct Devices {
@@ -170,9 +170,9 @@ pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
     let learner = learner_plan(config, &policy, devices.learner, kind, shape, loss);
     let evaluator = match (&config.evaluator, devices.evaluator) {
         (Some(eval), Some(device)) => {
-            let (placement, engine) = match eval.node.as_deref().filter(|n| *n != HEAD_NODE) {
+            let (placement, engine) = match worker_node(&eval.node) {
                 None => {
-                    let local = (config, config_path, registry.as_ref(), eval_prompts);
+                    let local = (eval, config_path, registry.as_ref(), eval_prompts);
                     let engine = evaluator_engine(local, &policy, device, kind)?;
                     (Placement::Local(device), engine)
                 }
@@ -211,14 +211,11 @@ pub fn config_plan(run: RealRun<'_>) -> Result<TopologyPlan> {
 /// The evaluator's own engine (a policy replica in the process that runs it: the head, or the
 /// worker its `node` names), with its prompts and the registry's metric.
 pub fn evaluator_engine(
-    (config, config_path, registry, prompts): (&RunConfig, &Path, &Registry, Vec<PromptSpec>),
+    (eval, config_path, registry, prompts): (&EvaluatorConfig, &Path, &Registry, Vec<PromptSpec>),
     policy: &Path,
     device: Device,
     kind: Kind,
 ) -> Result<EvalEngineBuilder> {
-    let Some(eval) = &config.evaluator else {
-        return Err(anyhow!("{}: no [evaluator]", config_path.display()));
-    };
     let settings = serde_json::Value::Object(eval.metric_settings.clone().unwrap_or_default());
     let metric = registry
         .metric(&eval.metric, &settings, MetricContext::default())
@@ -287,7 +284,7 @@ fn place_judges(
 ) -> Result<Vec<JudgePlan>> {
     for plan in &mut plans {
         let table = judge_table(&plan.name).map(|i| &config.judges[i]);
-        let Some(node) = table.and_then(|t| judge_node(&t.node)) else {
+        let Some(node) = table.and_then(|t| worker_node(&t.node)) else {
             continue;
         };
         let Some(remote) = remote else {
@@ -302,7 +299,7 @@ fn place_judges(
 }
 
 /// The `[[judge]]` table a judge plan came from (`judge-{table}-{copy}`).
-fn judge_table(name: &str) -> Option<usize> {
+pub(crate) fn judge_table(name: &str) -> Option<usize> {
     name.strip_prefix("judge-")?.split('-').next()?.parse().ok()
 }
 
@@ -321,7 +318,7 @@ pub fn judges_on(
         .into_iter()
         .filter_map(|plan| {
             let i = judge_table(&plan.name)?;
-            (judge_node(&config.judges[i].node) == Some(node))
+            (worker_node(&config.judges[i].node) == Some(node))
                 .then(|| (plan.name, plan.rebuild, devices.judges[i]))
         })
         .collect())

@@ -4,6 +4,7 @@
 //! `grlhf run CONFIG --join HEAD:PORT --node NAME`: a worker of such a run
 //! (`crate::distributed`).
 
+use crate::cluster_config::worker_node;
 use crate::run::RunOutcome;
 use crate::run_config::RunConfig;
 use anyhow::Result;
@@ -23,7 +24,7 @@ pub fn run(args: RunArgs, registry: crate::cli::Kinds) -> Result<()> {
             }
             None => {
                 let eval_prompts = match &parsed.evaluator {
-                    Some(eval) if eval.node.as_deref() == Some(node.as_str()) => {
+                    Some(eval) if worker_node(&eval.node) == Some(node.as_str()) => {
                         crate::run::eval_specs(&parsed, eval)?
                     }
                     _ => Vec::new(),
