@@ -175,6 +175,11 @@ pub fn worker_node(node: &Option<String>) -> Option<&str> {
     node.as_deref().filter(|n| *n != HEAD_NODE)
 }
 
+/// The `[[judge]]` table a judge came from, by its name (`judge-{table}-{copy}`).
+pub fn judge_table(name: &str) -> Option<usize> {
+    name.strip_prefix("judge-")?.split('-').next()?.parse().ok()
+}
+
 /// The node generator `index` runs on; `None`: the head's process.
 pub fn node_of(nodes: &[String], index: usize) -> Option<&str> {
     let node = match nodes.len() {

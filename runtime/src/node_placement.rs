@@ -2,9 +2,8 @@
 //! node an actor's work runs on (for per-node figures). The settings themselves are
 //! `crate::cluster_config`'s.
 
-use crate::cluster_config::{node_of, worker_node, HEAD_NODE};
+use crate::cluster_config::{judge_table, node_of, worker_node, HEAD_NODE};
 use crate::run_config::RunConfig;
-use crate::topology::config_plan::judge_table;
 
 /// The worker nodes `config` places anything on (generators, judges, the evaluator), sorted;
 /// empty for a one-process config.

@@ -20,7 +20,7 @@ use tch::{Device, Kind};
 use super::plan::{
     EvaluatorPlan, GeneratorPlan, JudgePlan, LearnerPlan, Placement, StagePlan, TopologyPlan,
 };
-use crate::cluster_config::{node_of, worker_node};
+use crate::cluster_config::{judge_table, node_of, worker_node};
 use crate::run_config::{EvaluatorConfig, RunConfig};
 
 /// Every device a config names, parsed (errors name the field).
@@ -296,11 +296,6 @@ fn place_judges(
         };
     }
     Ok(plans)
-}
-
-/// The `[[judge]]` table a judge plan came from (`judge-{table}-{copy}`).
-pub(crate) fn judge_table(name: &str) -> Option<usize> {
-    name.strip_prefix("judge-")?.split('-').next()?.parse().ok()
 }
 
 /// The judges of `config` placed on worker `node`: their names and rebuilds (what the worker
